@@ -1,0 +1,29 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each creates the virtual environment
+# and installs everything it needs on first use.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Development and CI pin this CPU build (pip takes it from local disk on our machines).
+TORCH := torch==2.13.0
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet $(TORCH)
+	$(PYTHON) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# The main job until training lands: MobileNetV1 against its full-convolution twin (paper Table 4),
+# every layer's cost and the separable-vs-standard ratios.
+demo: $(STAMP)
+	$(VENV)/bin/mobilenets cost mobilenet_v1 --compare conv_mobilenet_v1
+
+test: $(STAMP)
+	$(PYTHON) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

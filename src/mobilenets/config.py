@@ -1,0 +1,229 @@
+"""Frozen dataclasses that describe a MobileNet completely.
+
+A `ModelConfig` is the single source of truth: `models.MobileNet` builds its modules from it,
+`cost.cost` computes every layer's parameters and mult-adds from it without building anything,
+and it round-trips through a plain dict (and so JSON) to rebuild the identical model.
+
+All channel counts in a config are final (width multiplier already applied); the zoo turns the
+papers' tables plus user options into configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+BLOCK_KINDS = ("conv", "separable", "inverted_residual")
+ACTIVATIONS = ("relu", "relu6", "hardswish", "none")
+NORMS = ("batchnorm", "none")
+PADDINGS = ("torch", "same")
+
+
+def _check_choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """One block of the network body.
+
+    kind:
+      "conv"              K×K convolution → norm → activation (stems, 1×1 head convs, and the
+                          full convolutions of conv_mobilenet_v1).
+      "separable"         depthwise K×K → norm → act → pointwise 1×1 → norm → act (MobileNetV1).
+      "inverted_residual" [1×1 expand → norm → act] → depthwise K×K → norm → act → [SE] →
+                          1×1 linear projection → norm, plus the input when shapes allow (V2/V3).
+    """
+
+    kind: str
+    in_channels: int
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    dilation: int = 1
+    activation: str = "relu"
+    # "separable": depthwise channel multiplier (Keras `depth_multiplier`); the pointwise layer
+    # then reads in_channels * depth_multiplier channels.
+    depth_multiplier: int = 1
+    # "inverted_residual": width of the expanded (hidden) layer, t·in in the V2 paper. Equal to
+    # in_channels means the 1×1 expansion is skipped.
+    expanded_channels: int | None = None
+    # "inverted_residual": squeeze-and-excite bottleneck width; None means no SE.
+    se_channels: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("block kind", self.kind, BLOCK_KINDS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        for name in ("in_channels", "out_channels", "kernel_size", "stride", "dilation", "depth_multiplier"):
+            _check_positive_int(name, getattr(self, name))
+        if self.kind == "inverted_residual":
+            if self.expanded_channels is None:
+                raise ValueError("an inverted_residual block needs expanded_channels")
+            _check_positive_int("expanded_channels", self.expanded_channels)
+        elif self.expanded_channels is not None or self.se_channels is not None:
+            raise ValueError(f"expanded_channels and se_channels apply to inverted_residual blocks, not {self.kind!r}")
+        if self.se_channels is not None:
+            _check_positive_int("se_channels", self.se_channels)
+        if self.kind != "separable" and self.depth_multiplier != 1:
+            raise ValueError("depth_multiplier applies to separable blocks only")
+
+    @property
+    def has_residual(self) -> bool:
+        # V2 paper §3.3: the shortcut is used when the block keeps both resolution and width.
+        return self.kind == "inverted_residual" and self.stride == 1 and self.in_channels == self.out_channels
+
+    @property
+    def has_expansion(self) -> bool:
+        return self.kind == "inverted_residual" and self.expanded_channels != self.in_channels
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Classifier: global average pool → [hidden linear → activation] → dropout → linear."""
+
+    in_channels: int
+    num_classes: int = 1000
+    hidden_channels: int | None = None  # MobileNetV3's 1280/1024-wide layer after pooling
+    hidden_activation: str = "none"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_positive_int("head in_channels", self.in_channels)
+        _check_positive_int("num_classes", self.num_classes)
+        if self.hidden_channels is not None:
+            _check_positive_int("hidden_channels", self.hidden_channels)
+        _check_choice("hidden_activation", self.hidden_activation, ACTIVATIONS)
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A whole network: body blocks, optional classifier head, and network-wide conventions."""
+
+    name: str
+    blocks: tuple[BlockConfig, ...]
+    head: HeadConfig | None  # None: feature-extraction mode, forward returns the feature maps
+    in_channels: int = 3
+    resolution: int = 224  # the nominal input size (ρ·224); costs are computed at this size
+    padding: str = "torch"  # "torch": symmetric k//2; "same": TensorFlow/Keras asymmetric
+    norm: str = "batchnorm"
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1  # PyTorch convention (Keras momentum m ↔ 1 - m here)
+    width_mult: float = 1.0  # recorded for reference; channel counts above already include it
+    extra: dict = field(default_factory=dict)  # provenance, e.g. {"source": "keras"}
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            raise ValueError("a model needs at least one block")
+        _check_positive_int("in_channels", self.in_channels)
+        _check_positive_int("resolution", self.resolution)
+        _check_choice("padding", self.padding, PADDINGS)
+        _check_choice("norm", self.norm, NORMS)
+        if self.blocks[0].in_channels != self.in_channels:
+            raise ValueError(
+                f"first block reads {self.blocks[0].in_channels} channels but in_channels is {self.in_channels}"
+            )
+        for i, (prev, block) in enumerate(zip(self.blocks, self.blocks[1:]), start=1):
+            if block.in_channels != prev.out_channels:
+                raise ValueError(
+                    f"block {i} reads {block.in_channels} channels but block {i - 1} writes {prev.out_channels}"
+                )
+        if self.head is not None and self.head.in_channels != self.blocks[-1].out_channels:
+            raise ValueError(
+                f"head reads {self.head.in_channels} channels but the last block writes {self.blocks[-1].out_channels}"
+            )
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.head is None else self.head.num_classes
+
+    def feature_info(self) -> list[dict]:
+        """The multi-scale feature maps: for each output stride, the last block that produces it.
+
+        Returns one dict per stride (2, 4, 8, ...) with keys stride, channels, block (index).
+        """
+        info: list[dict] = []
+        total_stride = 1
+        for index, block in enumerate(self.blocks):
+            total_stride *= block.stride
+            if info and info[-1]["stride"] == total_stride:
+                info[-1] = {"stride": total_stride, "channels": block.out_channels, "block": index}
+            else:
+                info.append({"stride": total_stride, "channels": block.out_channels, "block": index})
+        return [entry for entry in info if entry["stride"] > 1]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        data["blocks"] = tuple(BlockConfig(**b) for b in data["blocks"])
+        if data.get("head") is not None:
+            data["head"] = HeadConfig(**data["head"])
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _option(default: Any, flag: str, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"flag": flag, "help": help, **extra})
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What a user may choose when creating a zoo model; `create_model(name, **options)` and the
+    CLI flags are both generated from these fields. None means "the architecture's default"."""
+
+    width_mult: float = _option(1.0, "--width", "width multiplier α (any positive number)")
+    resolution: int = _option(224, "--resolution", "nominal input size ρ·224 (≥ 32); costs use it")
+    num_classes: int = _option(1000, "--num-classes", "classifier outputs")
+    in_channels: int = _option(3, "--in-channels", "input image channels")
+    dropout: float | None = _option(None, "--dropout", "dropout before the classifier (default per model)")
+    padding: str = _option("torch", "--padding", "'torch' (symmetric k//2) or 'same' (TensorFlow/Keras)",
+                           choices=PADDINGS)
+    depth_multiplier: int = _option(1, "--depth-multiplier", "MobileNetV1 depthwise channel multiplier")
+    activation: str | None = _option(None, "--activation", "MobileNetV1 activation: relu (paper) or relu6 (Keras)",
+                                     choices=("relu", "relu6"))
+    minimalistic: bool = _option(False, "--minimalistic", "MobileNetV3 without SE, hard-swish and 5×5 kernels")
+    features_only: bool = _option(False, "--features-only", "no classifier; forward returns feature maps")
+    bn_eps: float | None = _option(None, "--bn-eps", "BatchNorm epsilon (default per model)")
+
+    def __post_init__(self) -> None:
+        w = self.width_mult
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0 or w == float("inf"):
+            raise ValueError(f"width_mult must be a positive number (e.g. 0.25, 0.5, 0.75, 1.0); got {w!r}")
+        r = self.resolution
+        if isinstance(r, bool) or not isinstance(r, int) or r < 32:
+            raise ValueError(f"resolution must be an integer ≥ 32 (e.g. 128, 160, 192, 224); got {r!r}")
+        _check_positive_int("num_classes", self.num_classes)
+        _check_positive_int("in_channels", self.in_channels)
+        _check_positive_int("depth_multiplier", self.depth_multiplier)
+        if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
+        _check_choice("padding", self.padding, PADDINGS)
+        if self.activation is not None:
+            _check_choice("activation", self.activation, ("relu", "relu6"))
+        if self.bn_eps is not None and not (isinstance(self.bn_eps, (int, float)) and self.bn_eps > 0):
+            raise ValueError(f"bn_eps must be a positive number; got {self.bn_eps!r}")
+
+    @classmethod
+    def from_kwargs(cls, options: dict) -> "ModelOptions":
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise TypeError(f"unknown model option(s) {', '.join(unknown)}; available: {', '.join(known)}")
+        return cls(**options)

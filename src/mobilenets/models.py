@@ -1,0 +1,122 @@
+"""One `MobileNet` class that builds every version from a `ModelConfig`, and the model registry."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import BlockConfig, ModelConfig
+from .layers import ConvNormAct, DepthwiseSeparableConv2d, InvertedResidual, make_activation
+from .zoo import list_models, model_config
+
+__all__ = ["MobileNet", "ClassifierHead", "build_block", "create_model", "list_models"]
+
+MIN_INPUT_SIZE = 32  # five stride-2 stages: below 32 pixels the last stage has nothing left
+
+
+def build_block(block: BlockConfig, config: ModelConfig) -> nn.Module:
+    """The module for one body block; the single place where config fields meet layer arguments."""
+    norm_args = dict(norm=config.norm, bn_eps=config.bn_eps, bn_momentum=config.bn_momentum)
+    if block.kind == "conv":
+        return ConvNormAct.standard(block.in_channels, block.out_channels, block.kernel_size, block.stride,
+                                    config.padding, block.dilation, activation=block.activation, **norm_args)
+    if block.kind == "separable":
+        return DepthwiseSeparableConv2d(block.in_channels, block.out_channels, block.kernel_size, block.stride,
+                                        config.padding, block.dilation, block.depth_multiplier,
+                                        activation=block.activation, **norm_args)
+    return InvertedResidual(block.in_channels, block.out_channels, block.expanded_channels, block.kernel_size,
+                            block.stride, config.padding, block.dilation, block.activation, block.se_channels,
+                            **norm_args)
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool → [hidden linear → activation] → dropout → linear classifier."""
+
+    def __init__(self, in_channels: int, num_classes: int, hidden_channels: int | None = None,
+                 hidden_activation: str = "none", dropout: float = 0.0):
+        super().__init__()
+        self.hidden = nn.Linear(in_channels, hidden_channels) if hidden_channels else None
+        self.hidden_act = make_activation(hidden_activation) if hidden_channels else None
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden_channels or in_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.mean((2, 3))  # global average pool; the paper's "Avg Pool 7×7" at 224
+        if self.hidden is not None:
+            x = self.hidden_act(self.hidden(x))
+        return self.fc(self.dropout(x))
+
+
+class MobileNet(nn.Module):
+    """MobileNetV1, V2 or V3, as its `config` describes.
+
+    forward(x) returns logits (N, num_classes), or in feature-extraction mode (config.head is
+    None) the list of feature maps at strides 2, 4, 8, 16, 32 (see `feature_info`).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.features = nn.Sequential(*(build_block(block, config) for block in config.blocks))
+        head = config.head
+        self.head = None if head is None else ClassifierHead(
+            head.in_channels, head.num_classes, head.hidden_channels, head.hidden_activation, head.dropout)
+        self.feature_info = config.feature_info()
+        self._feature_blocks = {entry["block"] for entry in self.feature_info}
+        self._init_weights()
+
+    @classmethod
+    def from_config(cls, config: ModelConfig | dict) -> "MobileNet":
+        return cls(config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config))
+
+    def _init_weights(self) -> None:
+        # As the reference implementations: He-normal (fan-out) convolutions, unit BN, small linear.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4:
+            raise ValueError(f"{self.config.name} expects a 4-D batch (N, C, H, W); got shape {tuple(x.shape)}")
+        if x.shape[1] != self.config.in_channels:
+            raise ValueError(f"{self.config.name} expects {self.config.in_channels} input channels "
+                             f"(in_channels={self.config.in_channels}); got {x.shape[1]} in shape {tuple(x.shape)}")
+        if x.shape[2] < MIN_INPUT_SIZE or x.shape[3] < MIN_INPUT_SIZE:
+            raise ValueError(f"{self.config.name} needs inputs of at least {MIN_INPUT_SIZE}×{MIN_INPUT_SIZE}; "
+                             f"got {x.shape[2]}×{x.shape[3]}")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map (before the classifier head)."""
+        self._check_input(x)
+        return self.features(x)
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps at every output stride (2, 4, 8, 16, 32) for detection/segmentation."""
+        self._check_input(x)
+        maps = []
+        for index, block in enumerate(self.features):
+            x = block(x)
+            if index in self._feature_blocks:
+                maps.append(x)
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if self.head is None:
+            return self.feature_maps(x)
+        return self.head(self.forward_features(x))
+
+
+def create_model(name: str, **options) -> MobileNet:
+    """Build a zoo model: `create_model("mobilenet_v1", width_mult=0.75, resolution=192)`.
+
+    Options are the fields of `config.ModelOptions`; `list_models()` names the models.
+    """
+    return MobileNet(model_config(name, **options))

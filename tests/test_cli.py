@@ -1,0 +1,93 @@
+"""The command line: outputs in every format, flags generated from ModelOptions, error exit codes."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mobilenets.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cost_table_has_every_layer_and_totals(capsys):
+    code, out, _ = run(capsys, "cost", "mobilenet_v1")
+    assert code == 0
+    assert "features.13.pw.conv" in out and "head.fc" in out
+    assert "568,740,352" in out and "4,210,088" in out and "4,231,976" in out
+
+
+def test_cost_json_with_width_and_resolution(capsys):
+    code, out, _ = run(capsys, "cost", "mobilenet_v1", "--width", "0.75", "--resolution", "192", "--format", "json",
+                       "--by-type")
+    assert code == 0
+    data = json.loads(out)
+    assert data["resolution"] == [192, 192]
+    assert data["mult_adds"] == sum(row["mult_adds"] for row in data["rows"])
+    assert {entry["type"] for entry in data["by_type"]} == {"Conv 1×1", "Conv DW 3×3", "Conv 3×3", "FC"}
+    assert len(data["separable"]) == 13
+
+
+def test_cost_compare_prints_both_and_the_ratio(capsys):
+    code, out, _ = run(capsys, "cost", "mobilenet_v1", "--compare", "conv_mobilenet_v1", "--format", "markdown")
+    assert code == 0
+    assert "| conv_mobilenet_v1 |" in out and "8.56× the mult-adds" in out
+
+
+def test_cost_csv_parses(capsys):
+    code, out, _ = run(capsys, "cost", "mobilenet_v2", "--format", "csv")
+    assert code == 0
+    lines = out.splitlines()
+    table = list(csv.reader(io.StringIO("\n".join(lines[1:lines.index("")]))))
+    assert table[0][:2] == ["layer", "type"]
+    assert sum(int(row[-1]) for row in table[1:]) == 300_774_272
+
+
+def test_by_type_table(capsys):
+    code, out, _ = run(capsys, "cost", "mobilenet_v1", "--by-type")
+    assert code == 0 and "94.86%" in out and "24.33%" in out
+
+
+def test_list_and_config(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and "shallow_mobilenet_v1" in out
+    code, out, _ = run(capsys, "config", "mobilenet_v3_small", "--minimalistic", "--num-classes", "10")
+    assert code == 0 and json.loads(out)["head"]["num_classes"] == 10
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["cost", "mobilenet_v9"], "unknown model 'mobilenet_v9'; available: mobilenet_v1"),
+    (["cost", "mobilenet_v1", "--width", "0"], "width_mult must be a positive number"),
+    (["cost", "mobilenet_v1", "--resolution", "16"], "resolution must be an integer ≥ 32"),
+    (["cost", "mobilenet_v2", "--depth-multiplier", "2"], "depth_multiplier applies to the MobileNetV1 family"),
+    (["cost", "mobilenet_v1", "--minimalistic"], "minimalistic applies to mobilenet_v3"),
+])
+def test_errors_are_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["cost"], ["cost", "mobilenet_v1", "--width", "wide"], ["frobnicate"],
+                                  ["cost", "mobilenet_v1", "--format", "xml"]])
+def test_argument_errors_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "mobilenets", "cost", "shallow_mobilenet_v1", "--format", "json"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mult_adds"] == 307_323_392
+    bad = subprocess.run([sys.executable, "-m", "mobilenets", "cost", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown model" in bad.stderr
