@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         output = args.run(args)
-    except (ValueError, CLIError) as error:
+    except (ValueError, FileNotFoundError, CLIError) as error:
         print(f"mobilenets {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(output)
