@@ -161,3 +161,14 @@ def test_training_step_runs_and_changes_weights():
     loss.backward()
     optimizer.step()
     assert not torch.equal(before, model.head.fc.weight)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_cifar_stem_keeps_the_first_layer_at_full_resolution(name):
+    model = create_model(name, width_mult=0.5, stem_stride=1, num_classes=10).eval()
+    assert model.config.blocks[0].stride == 1
+    assert [f["stride"] for f in model.feature_info] == [2, 4, 8, 16]
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    features = model_config(name, width_mult=0.5, stem_stride=1, features_only=True)
+    assert MobileNet(features)(torch.randn(1, 3, 32, 32))[-1].shape[-1] == 2  # 32 px ends in a 2×2 map

@@ -17,35 +17,51 @@ from .config import ModelOptions
 from .zoo import list_models, model_config
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 class CLIError(Exception):
     """A user mistake: printed as one line on stderr, exit code 2."""
 
 
-def _option_type(field: dataclasses.Field):
-    hint = typing.get_type_hints(ModelOptions)[field.name]
+def _option_type(owner: type, field: dataclasses.Field):
+    hint = typing.get_type_hints(owner)[field.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     return args[0]
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per `ModelOptions` field, named by its metadata."""
-    group = parser.add_argument_group("model options")
-    for field in dataclasses.fields(ModelOptions):
+def add_dataclass_options(parser: argparse.ArgumentParser, owner: type, title: str) -> None:
+    """One flag per field of the dataclass `owner` that carries a "flag" in its metadata.
+
+    Defaults are None ("not set"), so each function keeps its own defaults for what the user
+    did not say; `options_from_args` collects what was set.
+    """
+    group = parser.add_argument_group(title)
+    for field in dataclasses.fields(owner):
         meta = field.metadata
-        kind = _option_type(field)
+        if "flag" not in meta:
+            continue
+        kind = _option_type(owner, field)
         if kind is bool:
-            group.add_argument(meta["flag"], dest=field.name, action="store_true", default=None, help=meta["help"])
+            action = meta.get("action", "store_true")
+            group.add_argument(meta["flag"], dest=field.name, action=action, default=None, help=meta["help"])
         else:
             group.add_argument(meta["flag"], dest=field.name, type=kind, default=None, metavar=field.name.upper(),
                                choices=meta.get("choices"), help=f"{meta['help']} (default: {field.default})")
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    add_dataclass_options(parser, ModelOptions, "model options")
+
+
+def options_from_args(args: argparse.Namespace, owner: type) -> dict:
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(owner)
+            if "flag" in f.metadata and getattr(args, f.name, None) is not None}
+
+
 def model_options_from_args(args: argparse.Namespace) -> dict:
-    """The options the user set (unset flags keep each model's own defaults)."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(ModelOptions)
-            if getattr(args, f.name, None) is not None}
+    """The model options the user set (unset flags keep each model's own defaults)."""
+    return options_from_args(args, ModelOptions)
 
 
 def run_list(args: argparse.Namespace) -> str:
@@ -69,6 +85,71 @@ def run_config(args: argparse.Namespace) -> str:
     return json.dumps(model_config(args.model, **model_options_from_args(args)).to_dict(), indent=2)
 
 
+def _train_config(args: argparse.Namespace, **defaults) -> "TrainConfig":
+    from .train import TrainConfig
+
+    values = {**defaults, **options_from_args(args, TrainConfig)}
+    if getattr(args, "model", None):
+        values["model"] = args.model
+    return TrainConfig(**values, model_options=model_options_from_args(args))
+
+
+def run_train(args: argparse.Namespace) -> str:
+    from .train import train
+
+    if args.model not in list_models():
+        raise ValueError(f"unknown model {args.model!r}; available: {', '.join(list_models())}")
+    result = train(_train_config(args))
+    if not result["history"]:
+        return f"nothing to do: {result['out']} already holds all epochs"
+    last = result["history"][-1]
+    skipped = f"; skipped {result['skipped_images']} unreadable images" if result["skipped_images"] else ""
+    return (f"trained {args.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
+            f"(best {100 * result['best_val_top1']:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
+            f"checkpoints, metrics.csv/jsonl and curves.png in {result['out']}")
+
+
+def run_eval(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    from .evaluate import evaluate_checkpoint
+
+    png = args.confusion or str(Path(args.checkpoint).with_suffix("")) + "_confusion.png"
+    metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, args.workers, png)
+    if args.json:
+        return json.dumps(metrics, indent=2)
+    width = max(len(n) for n in metrics["class_names"])
+    lines = [f"{metrics['images']} images ({args.split} split of {args.data})",
+             f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  loss {metrics['loss']:.4f}",
+             "per-class accuracy:"]
+    lines += [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in zip(metrics["class_names"], metrics["per_class"])]
+    lines.append(f"confusion matrix: {png}")
+    return "\n".join(lines)
+
+
+def run_predict(args: argparse.Namespace) -> str:
+    from .evaluate import predict
+
+    lines = []
+    for result in predict(args.checkpoint, args.images, args.top_k):
+        lines.append(result["image"])
+        lines += [f"  {100 * p:6.2f}%  {name}" for name, p in result["top"]]
+    return "\n".join(lines)
+
+
+COMPARE_DEFAULTS = {"epochs": 5, "batch_size": 32, "lr": 0.1, "out": "runs/compare"}
+
+
+def run_compare(args: argparse.Namespace) -> str:
+    from .compare import format_compare, run_compare
+
+    options = model_options_from_args(args)
+    options.setdefault("width_mult", 0.5)
+    recipe = _train_config(args, **COMPARE_DEFAULTS)
+    recipe = dataclasses.replace(recipe, model_options=options)
+    return format_compare(run_compare(recipe))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mobilenets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,17 +168,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=f"one of: {', '.join(list_models())}")
     add_model_options(p)
     p.set_defaults(run=run_config)
+
+    from .train import TrainConfig
+
+    p = sub.add_parser("train", help="train a model on an image folder, CIFAR-10 or the built-in digits")
+    p.add_argument("--model", default="mobilenet_v1", help=f"one of: {', '.join(list_models())}")
+    add_dataclass_options(p, TrainConfig, "training options")
+    add_model_options(p)
+    p.set_defaults(run=run_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")
+    p.add_argument("--split", default="val", choices=("val", "all"),
+                   help="val: the checkpoint's own validation split; all: every image of --data")
+    p.add_argument("--confusion", metavar="PNG", help="where to write the confusion matrix (default: beside the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.set_defaults(run=run_eval)
+
+    p = sub.add_parser("predict", help="top-k classes of image files")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(run=run_predict)
+
+    p = sub.add_parser("compare", help="train MobileNetV1 and its full-convolution twin alike; compare cost, "
+                                       "speed and accuracy (paper Table 4)")
+    add_dataclass_options(p, TrainConfig, "training options (compare defaults: " +
+                          ", ".join(f"{k}={v}" for k, v in COMPARE_DEFAULTS.items()) + ", width 0.5)")
+    add_model_options(p)
+    p.set_defaults(run=run_compare)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .train import Interrupted
+
     try:
         output = args.run(args)
     except (ValueError, FileNotFoundError, CLIError) as error:
         print(f"mobilenets {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as interrupted:
+        print(f"mobilenets {args.command}: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(output)
     return 0
 

@@ -200,6 +200,8 @@ class ModelOptions:
                                      choices=("relu", "relu6"))
     minimalistic: bool = _option(False, "--minimalistic", "MobileNetV3 without SE, hard-swish and 5×5 kernels")
     features_only: bool = _option(False, "--features-only", "no classifier; forward returns feature maps")
+    stem_stride: int = _option(2, "--stem-stride", "stride of the first convolution: 2 as the papers, "
+                               "1 for small (CIFAR-size, ≤ 64 px) inputs", choices=(1, 2))
     bn_eps: float | None = _option(None, "--bn-eps", "BatchNorm epsilon (default per model)")
 
     def __post_init__(self) -> None:
@@ -212,6 +214,8 @@ class ModelOptions:
         _check_positive_int("num_classes", self.num_classes)
         _check_positive_int("in_channels", self.in_channels)
         _check_positive_int("depth_multiplier", self.depth_multiplier)
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2; got {self.stem_stride!r}")
         if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
         _check_choice("padding", self.padding, PADDINGS)

@@ -6,6 +6,7 @@ Every table below is copied from the paper it cites; width multipliers, resoluti
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from .config import BlockConfig, HeadConfig, ModelConfig, ModelOptions
@@ -248,4 +249,9 @@ def model_config(name: str, **options) -> ModelConfig:
     """The config of a zoo model: `model_config("mobilenet_v1", width_mult=0.5, resolution=160)`."""
     if name not in CONFIG_BUILDERS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(CONFIG_BUILDERS)}")
-    return CONFIG_BUILDERS[name](ModelOptions.from_kwargs(options))
+    options = ModelOptions.from_kwargs(options)
+    config = CONFIG_BUILDERS[name](options)
+    if options.stem_stride != 2:  # every model's block 0 is its stride-2 stem convolution
+        stem = dataclasses.replace(config.blocks[0], stride=options.stem_stride)
+        config = config.replace(blocks=(stem,) + config.blocks[1:])
+    return config

@@ -1,0 +1,451 @@
+"""Image data for training and evaluation: sources, splits, and batch loaders.
+
+Sources (`load_data(spec)`):
+- "digits": scikit-learn's bundled 1,797 real 8×8 handwritten digits; needs no download or files.
+- "cifar10:PATH": the CIFAR-10 python batches, from a folder or the .tar.gz as distributed.
+- PATH: a class-per-folder image tree (jpg/jpeg/png/bmp/webp). If PATH holds `train/` and `val/`
+  (or `test/`) class trees, those are the split; otherwise a seeded fraction is held out.
+
+Small images (≤ 64 px) are decoded once into a uint8 tensor and augmented a batch at a time on
+tensors (`MemoryLoader`); larger ones are read by worker processes (`FileLoader`). Both derive all
+randomness from (seed, epoch, step), so a resumed run sees exactly the batches the uninterrupted
+run would have, on one process or many.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from . import transforms as T
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SMALL_IMAGE_MAX = 64  # images up to this size are kept decoded in memory
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+class DataError(ValueError):
+    """Unusable data: the message names the path or file and what is wrong with it."""
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow image as 8-bit RGB: grayscale, palette, RGBA/LA (composited on white), CMYK,
+    and 16-bit or float images (scaled, not clipped)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        if image.mode != "F" and array.max(initial=0) > 255:  # 16-bit data: 0..65535 → 0..255
+            array = array / 257.0
+        image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Decode one file to RGB, or raise DataError naming the file."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_rgb(image)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise DataError(f"cannot read image {path}: {error}") from None
+
+
+def _decode_small(args: tuple[str, int | None]) -> np.ndarray | str:
+    path, size = args
+    try:
+        image = open_image(path)
+    except DataError as error:
+        return str(error)
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Data sets and splits
+# --------------------------------------------------------------------------------------------
+@dataclass
+class MemoryImages:
+    """Decoded images kept in memory: N×3×H×W uint8 and N labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "MemoryImages":
+        return MemoryImages(self.images[index], self.labels[index])
+
+
+@dataclass
+class FileImages:
+    """Images left on disk, decoded on demand."""
+
+    paths: list[str]
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "FileImages":
+        return FileImages([self.paths[i] for i in index.tolist()], self.labels[index])
+
+
+@dataclass
+class DataBundle:
+    name: str
+    class_names: list[str]
+    train: MemoryImages | FileImages
+    val: MemoryImages | FileImages
+    image_size: int  # the size the model sees
+    flip: bool = True  # horizontal flips are label-preserving (not for digits)
+    mean: tuple[float, ...] = T.IMAGENET_MEAN
+    std: tuple[float, ...] = T.IMAGENET_STD
+    split: dict = field(default_factory=dict)  # how val was made, recorded in checkpoints
+    skipped: int = 0  # unreadable files skipped with --skip-bad-images
+
+    @property
+    def preprocessing(self) -> dict:
+        return {"size": self.image_size, "mean": list(self.mean), "std": list(self.std),
+                "resize": self.image_size if isinstance(self.train, MemoryImages) else round(self.image_size / 0.875)}
+
+
+def held_out_split(count: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (train, val) index split; the same seed always holds out the same images."""
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be between 0 and 1; got {val_fraction}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    val_count = max(1, round(count * val_fraction))
+    return order[val_count:].sort().values, order[:val_count].sort().values
+
+
+def scan_image_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
+    """(class names, file paths, labels) of a class-per-folder tree."""
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder of class subfolders")
+    class_names, paths, labels = [], [], []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(str(f) for f in class_dir.rglob("*")
+                       if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() and not f.name.startswith("."))
+        if not files:
+            continue
+        labels += [len(class_names)] * len(files)
+        class_names.append(class_dir.name)
+        paths += files
+    if not paths:
+        raise DataError(f"no images found in {root}: expected class subfolders holding "
+                        f"{'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} files")
+    if len(class_names) < 2:
+        raise DataError(f"{root} has a single class ({class_names[0]}); classification needs at least 2")
+    return class_names, paths, labels
+
+
+def _decode_all(paths: Sequence[str], size: int | None, skip_bad_images: bool,
+                workers: int) -> tuple[torch.Tensor, list[int]]:
+    """Decode every file (in worker processes for large trees); returns images and kept indices."""
+    jobs = [(p, size) for p in paths]
+    if workers > 1 and len(jobs) > 2000:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
+            decoded = pool.map(_decode_small, jobs, chunksize=256)
+    else:
+        decoded = [_decode_small(job) for job in jobs]
+    kept, arrays, errors = [], [], []
+    for index, result in enumerate(decoded):
+        if isinstance(result, str):
+            errors.append(result)
+        else:
+            kept.append(index)
+            arrays.append(result)
+    if errors and not skip_bad_images:
+        raise DataError(f"{errors[0]} (and {len(errors) - 1} more); use --skip-bad-images to skip them"
+                        if len(errors) > 1 else f"{errors[0]}; use --skip-bad-images to skip it")
+    if errors:
+        warnings.warn(f"skipped {len(errors)} unreadable image(s), e.g. {errors[0]}", stacklevel=3)
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:  # mixed sizes: bring them to the largest common square
+        side = max(max(s[0], s[1]) for s in shapes)
+        arrays = [np.asarray(Image.fromarray(a).resize((side, side), Image.BILINEAR)) for a in arrays]
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return images, kept
+
+
+def _verifies(path: str) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+
+
+def _is_small(path: str) -> bool:
+    with Image.open(path) as image:
+        return max(image.size) <= SMALL_IMAGE_MAX
+
+
+def _folder_images(root: Path, skip_bad_images: bool, workers: int, class_names: list[str] | None = None):
+    names, paths, labels = scan_image_folder(root)
+    if class_names is not None and names != class_names:
+        raise DataError(f"{root} has classes {names}, but the training split has {class_names}")
+    labels_t = torch.tensor(labels, dtype=torch.int64)
+    try:
+        small = _is_small(paths[0])
+    except (UnidentifiedImageError, OSError):
+        small = False
+    if not small:  # left on disk; without --skip-bad-images a bad file raises DataError when read
+        if not skip_bad_images:
+            return names, FileImages(paths, labels_t), 0
+        good = [i for i, path in enumerate(paths) if _verifies(path)]
+        if len(good) < len(paths):
+            warnings.warn(f"skipped {len(paths) - len(good)} unreadable image(s) in {root}", stacklevel=3)
+        return names, FileImages([paths[i] for i in good], labels_t[good]), len(paths) - len(good)
+    images, kept = _decode_all(paths, None, skip_bad_images, workers)
+    return names, MemoryImages(images, labels_t[kept]), len(paths) - len(kept)
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    sample = images[: 20000].float().div_(255)
+    return tuple(sample.mean((0, 2, 3)).tolist()), tuple(sample.std((0, 2, 3)).clamp(min=1e-3).tolist())
+
+
+def load_digits(image_size: int | None, val_fraction: float, seed: int) -> DataBundle:
+    """scikit-learn's digits: 1,797 8×8 images, values 0..16, as RGB uint8."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    gray = torch.from_numpy((digits.images * (255.0 / 16.0)).round().astype(np.uint8))
+    images = gray[:, None].expand(-1, 3, -1, -1).contiguous()
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    data = MemoryImages(images, labels)
+    train_index, val_index = held_out_split(len(data), val_fraction, seed)
+    mean, std = _channel_stats(images)
+    return DataBundle("digits", [str(d) for d in range(10)], data.subset(train_index), data.subset(val_index),
+                      image_size or 32, flip=False, mean=mean, std=std,
+                      split={"kind": "held_out", "val_fraction": val_fraction, "seed": seed})
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """The CIFAR-10 batches are pickles of dicts of NumPy arrays; allow exactly that and nothing
+    else, so a malicious file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
+
+
+def _read_cifar_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as error:  # any malformed content: name the file
+        raise DataError(f"{name} is not a CIFAR-10 python batch ({error})") from None
+    return data, labels
+
+
+def load_cifar10_batches(path: Path, image_size: int | None) -> DataBundle:
+    """CIFAR-10 python version: data_batch_1..5 (train) and test_batch (val), from a folder
+    (or its cifar-10-batches-py subfolder) or the .tar.gz."""
+    files: dict[str, bytes] = {}
+    wanted = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    if path.is_file():
+        try:
+            with tarfile.open(path) as archive:
+                for member in archive.getmembers():
+                    base = Path(member.name).name
+                    if base in wanted and member.isfile():
+                        files[base] = archive.extractfile(member).read()
+        except tarfile.TarError as error:
+            raise DataError(f"{path} is not a CIFAR-10 tarball ({error})") from None
+    elif path.is_dir():
+        folder = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
+        files = {name: (folder / name).read_bytes() for name in wanted if (folder / name).is_file()}
+    else:
+        raise DataError(f"CIFAR-10 path {path} does not exist")
+    missing = [name for name in wanted if name not in files]
+    if missing:
+        raise DataError(f"{path} lacks the CIFAR-10 batch file(s) {', '.join(missing)}")
+    train = [_read_cifar_batch(files[name], name) for name in wanted[:5]]
+    test_images, test_labels = _read_cifar_batch(files["test_batch"], "test_batch")
+    train_images = torch.from_numpy(np.concatenate([b[0] for b in train]))
+    train_labels = torch.from_numpy(np.concatenate([b[1] for b in train]))
+    mean, std = _channel_stats(train_images)
+    return DataBundle("cifar10", list(CIFAR10_CLASSES), MemoryImages(train_images, train_labels),
+                      MemoryImages(torch.from_numpy(test_images), torch.from_numpy(test_labels)),
+                      image_size or 32, mean=mean, std=std, split={"kind": "source", "val": "test_batch"})
+
+
+def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.1, seed: int = 0,
+              skip_bad_images: bool = False, workers: int = 2) -> DataBundle:
+    """Open a data source by its spec: "digits", "cifar10:PATH" or an image folder PATH."""
+    if spec == "digits":
+        return load_digits(image_size, val_fraction, seed)
+    if spec.startswith("cifar10:"):
+        return load_cifar10_batches(Path(spec[len("cifar10:"):]).expanduser(), image_size)
+    root = Path(spec).expanduser()
+    if not root.exists():
+        raise DataError(f"data path {root} does not exist (expected an image folder, 'digits' or 'cifar10:PATH')")
+    split_dirs = [name for name in ("val", "test") if (root / name).is_dir()]
+    if (root / "train").is_dir() and split_dirs:
+        class_names, train, skipped = _folder_images(root / "train", skip_bad_images, workers)
+        _, val, skipped_val = _folder_images(root / split_dirs[0], skip_bad_images, workers, class_names)
+        split = {"kind": "source", "val": split_dirs[0]}
+        skipped += skipped_val
+    else:
+        class_names, data, skipped = _folder_images(root, skip_bad_images, workers)
+        train_index, val_index = held_out_split(len(data), val_fraction, seed)
+        train, val = data.subset(train_index), data.subset(val_index)
+        split = {"kind": "held_out", "val_fraction": val_fraction, "seed": seed}
+    if isinstance(train, MemoryImages):
+        mean, std = _channel_stats(train.images)
+        size = image_size or train.images.shape[-1]
+    else:
+        mean, std, size = T.IMAGENET_MEAN, T.IMAGENET_STD, image_size or 224
+    return DataBundle(root.name, class_names, train, val, size, mean=mean, std=std, split=split, skipped=skipped)
+
+
+# --------------------------------------------------------------------------------------------
+# Loaders: deterministic batches from (seed, epoch, step)
+# --------------------------------------------------------------------------------------------
+def _generator(*keys: int) -> torch.Generator:
+    seed = 0
+    for key in keys:  # a simple, stable mix of the keys into one 63-bit seed
+        seed = (seed * 1_000_003 + int(key) + 1) % (2 ** 63 - 1)
+    return torch.Generator().manual_seed(seed)
+
+
+class _ShardedOrder:
+    """Each epoch's sample order, the same on every rank, cut into equal per-rank shards."""
+
+    def __init__(self, count: int, batch_size: int, shuffle: bool, seed: int, rank: int, world_size: int,
+                 drop_last: bool):
+        self.count, self.batch_size, self.shuffle, self.seed = count, batch_size, shuffle, seed
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+
+    def per_rank(self) -> int:
+        return self.count // self.world_size if self.world_size > 1 else self.count
+
+    def __len__(self) -> int:
+        n = self.per_rank()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        order = (torch.randperm(self.count, generator=_generator(self.seed, epoch)) if self.shuffle
+                 else torch.arange(self.count))
+        if self.world_size > 1:  # equal shards so every rank runs the same number of steps
+            order = order[: self.per_rank() * self.world_size][self.rank::self.world_size]
+        return [order[i:i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
+
+
+class MemoryLoader:
+    """Batches from decoded images: random crop with padding and flips done on whole batches."""
+
+    def __init__(self, data: MemoryImages, bundle: DataBundle, batch_size: int, train: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.data, self.bundle, self.train, self.seed = data, bundle, train, seed
+        self.order = _ShardedOrder(len(data), batch_size, train, seed, rank, world_size, drop_last=train)
+        self.padding = max(1, data.images.shape[-1] // 8)  # 4 px at 32, as the standard CIFAR recipe
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for step, index in enumerate(self.order.batches(epoch)):
+            if step < start_step:
+                continue
+            images = self.data.images[index]
+            if self.train:
+                generator = _generator(self.seed, epoch, step, 1)
+                images = T.random_crop_with_padding(images, self.padding, generator)
+                if self.bundle.flip:
+                    images = T.random_horizontal_flip(images, generator)
+            x = T.normalize(images, self.bundle.mean, self.bundle.std)
+            yield T.resize_batch(x, self.bundle.image_size), self.data.labels[index]
+
+
+class _FileDataset(torch.utils.data.Dataset):
+    def __init__(self, data: FileImages, bundle: DataBundle, train: bool, seed: int):
+        self.data, self.bundle, self.train, self.seed = data, bundle, train, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, epoch = key
+        image = open_image(self.data.paths[index])
+        size = self.bundle.image_size
+        if self.train:
+            generator = _generator(self.seed, epoch, index, 2)
+            image = T.random_resized_crop(image, size, generator)
+            if self.bundle.flip and torch.rand(1, generator=generator).item() < 0.5:
+                image = T.horizontal_flip(image)
+        else:
+            image = T.center_crop(T.resize(image, self.bundle.preprocessing["resize"]), size)
+        return T.to_uint8_tensor(image), int(self.data.labels[index])
+
+
+class FileLoader:
+    """Batches read from files by worker processes (random resized crop + flip for training,
+    resize + center crop for evaluation)."""
+
+    def __init__(self, data: FileImages, bundle: DataBundle, batch_size: int, train: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, workers: int = 2):
+        self.dataset = _FileDataset(data, bundle, train, seed)
+        self.bundle, self.workers = bundle, workers
+        self.order = _ShardedOrder(len(data), batch_size, train, seed, rank, world_size, drop_last=train)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        keyed = [[(int(i), epoch) for i in batch] for batch in self.order.batches(epoch)[start_step:]]
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=keyed, num_workers=self.workers,
+                                             persistent_workers=False)
+        for images, labels in loader:
+            yield T.normalize(images, self.bundle.mean, self.bundle.std), labels
+
+
+def make_loader(data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool, seed: int = 0,
+                rank: int = 0, world_size: int = 1, workers: int = 2) -> MemoryLoader | FileLoader:
+    if isinstance(data, MemoryImages):
+        return MemoryLoader(data, bundle, batch_size, train, seed, rank, world_size)
+    return FileLoader(data, bundle, batch_size, train, seed, rank, world_size, workers)
+
+
+def preprocess_image(path: str | os.PathLike, preprocessing: dict) -> torch.Tensor:
+    """One image file → a normalized 1×3×S×S batch, as a checkpoint's evaluation pipeline does."""
+    image = open_image(path)
+    size = preprocessing["size"]
+    resize_to = preprocessing.get("resize", size)
+    if resize_to == size and max(image.size) <= SMALL_IMAGE_MAX:
+        image = image.resize((size, size), Image.BILINEAR)  # small data: trained at full frame
+    else:
+        image = T.center_crop(T.resize(image, resize_to), size)
+    return T.normalize(T.to_uint8_tensor(image)[None], tuple(preprocessing["mean"]), tuple(preprocessing["std"]))

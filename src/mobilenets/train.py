@@ -1,0 +1,359 @@
+"""Training: one function, `train(TrainConfig)`, used by `mobilenets train`, `compare` and torchrun.
+
+Reproducibility contract: on CPU with a fixed seed, a run interrupted at any checkpoint and
+resumed with `--resume` ends with the same weights, bit for bit, as an uninterrupted run. It
+holds because every random draw comes from (seed, epoch, step) (see data.py) or from the global
+RNG whose state is saved, the learning rate is a pure function of the global step, and the
+optimizer state is saved exactly.
+
+Distributed: under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel
+(gloo on CPU, NCCL on GPU), each rank reads its shard of every epoch's order, and rank 0 alone
+evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelOptions
+from .data import DataBundle, load_data, make_loader
+from .evaluate import evaluate
+from .layers import DepthwiseConv2d
+from .models import MobileNet, create_model
+
+OPTIMIZERS = ("sgd", "rmsprop")
+SCHEDULES = ("cosine", "step")
+
+
+def _flag(default: Any, flag: str, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"flag": flag, "help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on besides the model options; saved in checkpoints."""
+
+    model: str = "mobilenet_v1"
+    data: str = _flag("digits", "--data", "image folder PATH, 'digits' (built in) or 'cifar10:PATH'")
+    epochs: int = _flag(10, "--epochs", "training epochs")
+    batch_size: int = _flag(128, "--batch-size", "images per step (per process under torchrun)")
+    lr: float | None = _flag(None, "--lr", "peak learning rate (default 0.2·batch/128 for sgd, 0.008·batch/128 for rmsprop)")
+    optimizer: str = _flag("sgd", "--optimizer", "sgd (momentum 0.9, Nesterov) or rmsprop (the paper's)",
+                           choices=OPTIMIZERS)
+    schedule: str = _flag("cosine", "--schedule", "cosine to zero, or step (×0.1 at 50% and 75%)", choices=SCHEDULES)
+    warmup: float = _flag(0.0, "--warmup", "linear warm-up length in epochs")
+    label_smoothing: float = _flag(0.1, "--label-smoothing", "cross-entropy label smoothing")
+    weight_decay: float = _flag(5e-4, "--weight-decay", "L2 weight decay")
+    no_decay_on_depthwise_and_norm: bool = _flag(
+        False, "--no-decay-on-depthwise-and-norm",
+        "no weight decay on depthwise filters, norm layers and biases (MobileNet paper §4)")
+    amp: bool = _flag(False, "--amp", "bfloat16 autocast (CPU or GPU)")
+    channels_last: bool = _flag(False, "--channels-last", "NHWC memory layout")
+    seed: int = _flag(0, "--seed", "seed of initialisation, data order, augmentation and split")
+    out: str = _flag("runs/train", "--out", "output folder (checkpoints, metrics, plot)")
+    resume: bool = _flag(False, "--resume", "continue from OUT/last.safetensors")
+    image_size: int | None = _flag(None, "--image-size", "model input size (default: the images' own if ≤ 64 px, else 224)")
+    val_fraction: float = _flag(0.1, "--val-fraction", "held-out fraction when the data has no split of its own")
+    workers: int = _flag(2, "--workers", "data-loading worker processes for image trees on disk")
+    skip_bad_images: bool = _flag(False, "--skip-bad-images", "warn about and skip unreadable images")
+    progress: bool = _flag(True, "--no-progress", "hide the progress bar", action="store_false")
+    model_options: dict = field(default_factory=dict)  # ModelOptions fields the user set
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be positive; got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if not 0 <= self.warmup < self.epochs:
+            raise ValueError(f"warmup must be in [0, epochs); got {self.warmup}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be ≥ 0; got {self.weight_decay}")
+        ModelOptions.from_kwargs(self.model_options)  # validates names and values early
+
+    @property
+    def peak_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        # Linear scaling with batch size; SGD's 0.2 per 128 images suits the short budgets of
+        # small data sets (the ImageNet recipes use 0.1 per 256 over hundreds of epochs).
+        base = 0.2 if self.optimizer == "sgd" else 0.008
+        return base * self.batch_size / 128
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of global step `step`: a pure function, so resuming needs no state."""
+        total = self.epochs * steps_per_epoch
+        warmup = round(self.warmup * steps_per_epoch)
+        if step < warmup:
+            return self.peak_lr * (step + 1) / warmup
+        if self.schedule == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return self.peak_lr * 0.5 * (1 + math.cos(math.pi * progress))
+        epoch = step / steps_per_epoch
+        return self.peak_lr * (0.1 ** ((epoch >= 0.5 * self.epochs) + (epoch >= 0.75 * self.epochs)))
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces
+# --------------------------------------------------------------------------------------------
+def build_model(config: TrainConfig, bundle: DataBundle) -> MobileNet:
+    options = dict(config.model_options)
+    options.setdefault("resolution", bundle.image_size)
+    options["num_classes"] = len(bundle.class_names)
+    # CIFAR-style stem for small inputs: keep the first layer at full resolution so a 32 px
+    # image still ends in a 2×2 map instead of 1×1.
+    options.setdefault("stem_stride", 1 if bundle.image_size <= 64 else 2)
+    return create_model(config.model, **options)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, exclude_depthwise_and_norm: bool) -> list[dict]:
+    if not exclude_depthwise_and_norm or weight_decay == 0:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    no_decay: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm2d, DepthwiseConv2d)):
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    for name, param in model.named_parameters():
+        if name.endswith(".bias"):
+            no_decay.add(id(param))
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if id(p) not in no_decay], "weight_decay": weight_decay},
+            {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay, config.no_decay_on_depthwise_and_norm)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.peak_lr, momentum=0.9, nesterov=True)
+    # The paper trained with RMSprop (TF defaults: decay 0.9, momentum 0.9, epsilon 1.0 inside
+    # the square root, which is ~sqrt(1.0) outside it in PyTorch's formulation; 0.0316 is the
+    # usual port of TF's epsilon 1e-3 that timm also uses).
+    return torch.optim.RMSprop(groups, lr=config.peak_lr, alpha=0.9, eps=0.0316, momentum=0.9)
+
+
+def _optimizer_to_checkpoint(optimizer: torch.optim.Optimizer) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Split optimizer.state_dict() into JSON (structure, scalars) and tensors."""
+    state = optimizer.state_dict()
+    tensors, json_state = {}, {}
+    for index, entry in state["state"].items():
+        json_state[str(index)] = {}
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value
+                json_state[str(index)][key] = "__tensor__"
+            else:
+                json_state[str(index)][key] = value
+    return {"state": json_state, "param_groups": state["param_groups"]}, tensors
+
+
+def _optimizer_from_checkpoint(document: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    state = {}
+    for index, entry in document["state"].items():
+        state[int(index)] = {key: tensors[f"optimizer.{index}.{key}"] if value == "__tensor__" else value
+                             for key, value in entry.items()}
+    return {"state": state, "param_groups": document["param_groups"]}
+
+
+def _distributed() -> tuple[int, int]:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank(), world_size) if world_size > 1 else (0, 1)
+
+
+def _device() -> torch.device:
+    if torch.cuda.is_available():
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def write_metrics(out: Path, history: list[dict]) -> None:
+    with open(out / "metrics.jsonl", "w") as handle:
+        for row in history:
+            handle.write(json.dumps(row) + "\n")
+    with open(out / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axis.plot(epochs, [r["train_loss"] for r in history], label="train")
+    loss_axis.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    loss_axis.set(xlabel="epoch", ylabel="loss", title="Loss")
+    acc_axis.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
+    acc_axis.plot(epochs, [100 * r["val_top1"] for r in history], label="validation top-1")
+    acc_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for axis in (loss_axis, acc_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+class Interrupted(Exception):
+    """Ctrl-C during training: the last checkpoint was saved; exit code 130."""
+
+
+def train(config: TrainConfig) -> dict:
+    """Train, evaluate every epoch, checkpoint `last` and `best`; returns the final metrics."""
+    rank, world_size = _distributed()
+    device = _device()
+    out = Path(config.out)
+    torch.manual_seed(config.seed)
+    bundle = load_data(config.data, config.image_size, config.val_fraction, config.seed,
+                       config.skip_bad_images, config.workers)
+    model = build_model(config, bundle).to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = build_optimizer(config, model)
+    train_loader = make_loader(bundle.train, bundle, config.batch_size, True, config.seed, rank, world_size,
+                               config.workers)
+    val_loader = make_loader(bundle.val, bundle, max(config.batch_size, 256), False, workers=config.workers)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(bundle.train)} training images"
+                         + (f" per process ({world_size} processes)" if world_size > 1 else ""))
+
+    epoch, start_step, history, best = 0, 0, [], -1.0
+    last_path, best_path = out / "last.safetensors", out / "best.safetensors"
+    if config.resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
+        saved = load_checkpoint(last_path)
+        if saved.model.config != model.config:
+            raise ValueError(f"--resume: {last_path} holds a different model than this command builds")
+        model.load_state_dict(saved.model.state_dict())
+        optimizer.load_state_dict(_optimizer_from_checkpoint(saved.metadata["optimizer"], saved.tensors))
+        epoch, start_step = saved.metadata["epoch"], saved.metadata["step"]
+        history, best = saved.metadata["history"], saved.metadata["best_val_top1"]
+        torch.set_rng_state(saved.tensors["rng.torch"])
+    elif rank == 0 and last_path.exists():
+        raise ValueError(f"{last_path} exists: pass --resume to continue that run, or choose another --out")
+
+    network = model
+    if world_size > 1:
+        network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def save(path: Path, next_epoch: int, next_step: int) -> None:
+        optimizer_doc, optimizer_tensors = _optimizer_to_checkpoint(optimizer)
+        save_checkpoint(path, model, class_names=bundle.class_names, preprocessing=bundle.preprocessing, metadata={
+            "epoch": next_epoch, "step": next_step, "train_config": dataclasses.asdict(config),
+            "split": bundle.split, "optimizer": optimizer_doc, "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
+            "history": history, "best_val_top1": best,
+        }, tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state()})
+
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
+    show_progress = config.progress and rank == 0
+    while epoch < config.epochs:
+        network.train()
+        started = time.perf_counter()
+        seen, loss_sum, correct = 0, 0.0, 0
+        bar = None
+        if show_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       file=sys.stderr, dynamic_ncols=True, leave=True)
+        next_step = start_step  # the first step whose update is not yet in the weights
+        try:
+            for step, (images, labels) in enumerate(train_loader.batches(epoch, start_step), start=start_step):
+                lr = config.lr_at(epoch * steps_per_epoch + step, steps_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images = images.to(device, memory_format=memory_format, non_blocking=True)
+                labels = labels.to(device, non_blocking=True)
+                with autocast:
+                    logits = network(images)
+                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                next_step = step + 1
+                seen += labels.numel()
+                loss_sum += loss.item() * labels.numel()
+                correct += (logits.argmax(1) == labels).sum().item()
+                if bar is not None:
+                    elapsed = time.perf_counter() - started
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%",
+                                    img_s=f"{seen * world_size / elapsed:.0f}", lr=f"{lr:.3g}", refresh=False)
+                    bar.update(1)
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+            if rank == 0:
+                # A step in flight is either fully applied or not at all; resume at the first one
+                # that is not. (This partial epoch's running train metrics start afresh.)
+                save(last_path, epoch, next_step)
+            raise Interrupted(f"interrupted in epoch {epoch + 1}; saved {last_path}; continue with --resume") from None
+        if bar is not None:
+            bar.close()
+        train_seconds = time.perf_counter() - started
+        totals = torch.tensor([seen, loss_sum, correct], dtype=torch.float64)
+        if world_size > 1:
+            torch.distributed.all_reduce(totals)
+        epoch += 1
+        start_step = 0
+        if rank == 0:
+            metrics = evaluate(model, val_loader, len(bundle.class_names), device, memory_format, config.amp)
+            row = {"epoch": epoch, "train_loss": totals[1].item() / max(1, totals[0].item()),
+                   "train_acc": totals[2].item() / max(1, totals[0].item()), "val_loss": metrics["loss"],
+                   "val_top1": metrics["top1"], "val_top5": metrics["top5"],
+                   "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": train_seconds,
+                   "images_per_second": totals[0].item() / train_seconds}
+            history.append(row)
+            improved = metrics["top1"] > best
+            best = max(best, metrics["top1"])
+            save(last_path, epoch, 0)
+            if improved:
+                save(best_path, epoch, 0)
+            write_metrics(out, history)
+            print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
+                  f"val loss {row['val_loss']:.4f} top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
+                  f"{row['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
+        if world_size > 1:
+            torch.distributed.barrier()
+    if rank == 0 and history:
+        plot_curves(history, out / "curves.png")
+    if world_size > 1:
+        torch.distributed.destroy_process_group()
+    return {"history": history, "best_val_top1": best, "out": str(out), "model": model,
+            "class_names": bundle.class_names, "skipped_images": bundle.skipped}
