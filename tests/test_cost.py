@@ -76,6 +76,8 @@ HOOK_CASES = [(name, {}) for name in list_models()] + [
     ("mobilenet_v2", {"width_mult": 0.35, "resolution": 96}),
     ("mobilenet_v3_large", {"minimalistic": True, "resolution": 193, "padding": "same"}),
     ("mobilenet_v3_small", {"width_mult": 0.75, "resolution": 160}),
+    ("mobilenet_v1", {"padding": "keras", "resolution": 113}),  # Keras's fixed padding at an odd size
+    ("mobilenet_v3_large", {"padding": "keras", "resolution": 113}),
 ]
 
 

@@ -128,10 +128,17 @@ def run_eval(args: argparse.Namespace) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> str:
+    if args.weights:
+        from .interop.cli import run_predict_weights
+
+        return run_predict_weights(args, args.inputs)
+    if len(args.inputs) < 2:
+        raise ValueError("predict needs a checkpoint and at least one image (or --weights and images)")
     from .evaluate import predict
 
+    checkpoint, images = args.inputs[0], args.inputs[1:]
     lines = []
-    for result in predict(args.checkpoint, args.images, args.top_k):
+    for result in predict(checkpoint, images, args.top_k):
         lines.append(result["image"])
         lines += [f"  {100 * p:6.2f}%  {name}" for name, p in result["top"]]
     return "\n".join(lines)
@@ -188,11 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.set_defaults(run=run_eval)
 
+    from .interop.cli import configure_convert_parser, configure_predict_weights
+
     p = sub.add_parser("predict", help="top-k classes of image files")
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
+                   help="a checkpoint, then image files; with --weights, image files only")
     p.add_argument("--top-k", type=int, default=5)
+    configure_predict_weights(p)
     p.set_defaults(run=run_predict)
+
+    configure_convert_parser(sub)
 
     p = sub.add_parser("compare", help="train MobileNetV1 and its full-convolution twin alike; compare cost, "
                                        "speed and accuracy (paper Table 4)")

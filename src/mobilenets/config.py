@@ -17,7 +17,7 @@ from typing import Any
 BLOCK_KINDS = ("conv", "separable", "inverted_residual")
 ACTIVATIONS = ("relu", "relu6", "hardswish", "none")
 NORMS = ("batchnorm", "none")
-PADDINGS = ("torch", "same")
+PADDINGS = ("torch", "same", "keras")
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
@@ -113,7 +113,8 @@ class ModelConfig:
     head: HeadConfig | None  # None: feature-extraction mode, forward returns the feature maps
     in_channels: int = 3
     resolution: int = 224  # the nominal input size (ρ·224); costs are computed at this size
-    padding: str = "torch"  # "torch": symmetric k//2; "same": TensorFlow/Keras asymmetric
+    padding: str = "torch"  # "torch": symmetric k//2; "same": TensorFlow/Keras asymmetric; "keras": as
+    # Keras applications build it (layers.keras_padding), needed for Keras weights at odd input sizes
     norm: str = "batchnorm"
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1  # PyTorch convention (Keras momentum m ↔ 1 - m here)
@@ -193,7 +194,8 @@ class ModelOptions:
     num_classes: int = _option(1000, "--num-classes", "classifier outputs")
     in_channels: int = _option(3, "--in-channels", "input image channels")
     dropout: float | None = _option(None, "--dropout", "dropout before the classifier (default per model)")
-    padding: str = _option("torch", "--padding", "'torch' (symmetric k//2) or 'same' (TensorFlow/Keras)",
+    padding: str = _option("torch", "--padding", "'torch' (symmetric k//2), 'same' (TensorFlow) or 'keras' "
+                           "(Keras applications: 'same' plus fixed padding before strided depthwise layers)",
                            choices=PADDINGS)
     depth_multiplier: int = _option(1, "--depth-multiplier", "MobileNetV1 depthwise channel multiplier")
     activation: str | None = _option(None, "--activation", "MobileNetV1 activation: relu (paper) or relu6 (Keras)",

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .layers import keras_padding
 from .zoo import model_config
 
 
@@ -43,8 +44,12 @@ class LayerCost:
         return self.weights + self.bias
 
 
-def conv_output_size(size: int, kernel_size: int, stride: int, dilation: int, padding: str) -> int:
-    if padding == "same":
+def conv_output_size(size: int, kernel_size: int, stride: int, dilation: int, padding: str,
+                     depthwise: bool = False) -> int:
+    if padding == "keras" and depthwise and stride > 1:  # Keras's fixed ZeroPadding + "valid"
+        pad = sum(keras_padding(kernel_size, stride, dilation, depthwise=True)[:2])
+        return (size + pad - dilation * (kernel_size - 1) - 1) // stride + 1
+    if padding in ("same", "keras"):
         return math.ceil(size / stride)
     pad = dilation * (kernel_size - 1) // 2  # "torch": symmetric
     return (size + 2 * pad - dilation * (kernel_size - 1) - 1) // stride + 1
@@ -66,8 +71,8 @@ def layer_costs(config: ModelConfig, resolution: int | tuple[int, int] | None = 
 
     def conv(name, kind, in_ch, out_ch, kernel, stride, dilation=1, groups=1, bias=False, norm=has_norm):
         nonlocal height, width
-        out_h = conv_output_size(height, kernel, stride, dilation, config.padding)
-        out_w = conv_output_size(width, kernel, stride, dilation, config.padding)
+        out_h = conv_output_size(height, kernel, stride, dilation, config.padding, kind == "dw")
+        out_w = conv_output_size(width, kernel, stride, dilation, config.padding, kind == "dw")
         per_output = (in_ch // groups) * kernel * kernel
         if kind == "dw":
             type_, shape = f"Conv DW {kernel}×{kernel}", (kernel, kernel, in_ch) + ((out_ch // in_ch,) if out_ch != in_ch else ())

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Padding = int | str  # an integer, "valid", "same" (TensorFlow semantics) or "torch" (symmetric k//2)
+# An integer, "valid", "same" (TensorFlow semantics), "torch" (symmetric k//2), "keras" (see
+# `keras_padding`) or an explicit (left, right, top, bottom) as F.pad takes it.
+Padding = int | str | tuple[int, int, int, int]
 
 
 def same_padding(size: int, kernel_size: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -26,9 +28,27 @@ def same_padding(size: int, kernel_size: int, stride: int, dilation: int = 1) ->
     return total // 2, total - total // 2
 
 
+def keras_padding(kernel_size: int, stride: int, dilation: int = 1, depthwise: bool = False) -> Padding:
+    """The padding Keras applications give a layer: padding="keras".
+
+    Keras's MobileNet, MobileNetV2 and MobileNetV3 use "same" for full convolutions, but put an
+    explicit ZeroPadding2D and a "valid" convolution before every strided depthwise layer. That
+    padding is fixed when the model is built: MobileNet always pads one row/column at the
+    bottom/right, and V2/V3 built without a fixed input size pad what "same" gives a size divisible
+    by the stride. Both are what this returns. It equals "same" for even input sizes; for odd ones
+    Keras (and so this) makes the output one pixel smaller than "same" would.
+    """
+    if not depthwise or stride == 1:
+        return "same"
+    total = max(dilation * (kernel_size - 1) + 1 - stride, 0)
+    before, after = total // 2, total - total // 2
+    return (before, after, before, after)
+
+
 class Conv2d(nn.Conv2d):
-    """nn.Conv2d that also takes padding="same" with TensorFlow semantics at any stride, and
-    padding="torch" for PyTorch's usual symmetric dilation·(k-1)/2.
+    """nn.Conv2d that also takes padding="same" with TensorFlow semantics at any stride,
+    padding="torch" for PyTorch's usual symmetric dilation·(k-1)/2, and an explicit asymmetric
+    (left, right, top, bottom).
 
     "same" pads statically when it is symmetric for every input size (stride 1, odd kernel), and
     otherwise computes the asymmetric padding from the input size on each call.
@@ -36,6 +56,15 @@ class Conv2d(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: Padding = "torch", dilation: int = 1, groups: int = 1, bias: bool = False):
+        explicit = None
+        if padding == "keras":  # a full convolution; DepthwiseConv2d resolves its own
+            padding = keras_padding(kernel_size, stride, dilation)
+        if isinstance(padding, tuple):
+            if len(padding) != 4 or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0
+                                            for p in padding):
+                raise ValueError(f"explicit padding must be four non-negative ints (left, right, top, bottom); "
+                                 f"got {padding!r}")
+            explicit, padding = padding, 0
         if padding == "torch":
             static: int | None = dilation * (kernel_size - 1) // 2
         elif padding == "valid":
@@ -46,11 +75,15 @@ class Conv2d(nn.Conv2d):
         elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
             static = padding
         else:
-            raise ValueError(f"padding must be a non-negative int, 'valid', 'same' or 'torch'; got {padding!r}")
+            raise ValueError(f"padding must be a non-negative int, 'valid', 'same', 'torch', 'keras' or "
+                             f"(left, right, top, bottom); got {padding!r}")
         super().__init__(in_channels, out_channels, kernel_size, stride, static or 0, dilation, groups, bias)
         self.dynamic_same = static is None
+        self.explicit_padding = explicit  # (left, right, top, bottom), applied before the convolution
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.explicit_padding is not None:
+            x = F.pad(x, self.explicit_padding)
         if self.dynamic_same:
             top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
             left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
@@ -58,6 +91,8 @@ class Conv2d(nn.Conv2d):
         return super().forward(x)
 
     def extra_repr(self) -> str:
+        if self.explicit_padding is not None:
+            return super().extra_repr() + f", explicit_padding={self.explicit_padding}"
         return super().extra_repr() + (", padding=same(dynamic)" if self.dynamic_same else "")
 
 
@@ -71,6 +106,8 @@ class DepthwiseConv2d(Conv2d):
                  dilation: int = 1, depth_multiplier: int = 1, bias: bool = False):
         if depth_multiplier < 1:
             raise ValueError(f"depth_multiplier must be ≥ 1; got {depth_multiplier}")
+        if padding == "keras":
+            padding = keras_padding(kernel_size, stride, dilation, depthwise=True)
         super().__init__(in_channels, in_channels * depth_multiplier, kernel_size, stride, padding, dilation,
                          groups=in_channels, bias=bias)
         self.depth_multiplier = depth_multiplier

@@ -108,15 +108,29 @@ class MobileNet(nn.Module):
                 maps.append(x)
         return maps
 
+    def fuse_bn(self, inplace: bool = False) -> "MobileNet":
+        """For inference: a copy (or this model, if inplace) in eval mode with every BatchNorm folded
+        into the convolution before it (see `fuse.fuse_bn`)."""
+        from .fuse import fuse_bn
+
+        return fuse_bn(self, inplace=inplace)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.head is None:
             return self.feature_maps(x)
         return self.head(self.forward_features(x))
 
 
-def create_model(name: str, **options) -> MobileNet:
+def create_model(name: str, weights: str | None = None, **options) -> MobileNet:
     """Build a zoo model: `create_model("mobilenet_v1", width_mult=0.75, resolution=192)`.
 
     Options are the fields of `config.ModelOptions`; `list_models()` names the models.
+    weights: None (random initialization), a published set such as "keras-imagenet" or
+    "torchvision-imagenet-v1" (`mobilenets.interop.list_weights()`), a weights file or a URL;
+    the model then follows the weights' conventions and is returned in eval mode.
     """
+    if weights is not None:
+        from .interop.weights import pretrained_model  # imported on use: interop reads h5py, downloads
+
+        return pretrained_model(name, weights, options)
     return MobileNet(model_config(name, **options))

@@ -1,0 +1,40 @@
+"""Published MobileNet weights in our models, with proven output parity.
+
+Converters (each returns our `MobileNet` in eval mode; its config records the source's padding,
+BatchNorm epsilon, input preprocessing and class names):
+
+    from_keras(model_or_path)      Keras applications MobileNet / V2 / V3 (.keras, .h5, keras.Model)
+    from_torchvision(state_dict)   torchvision mobilenet_v2 / mobilenet_v3_large / mobilenet_v3_small
+    from_timm(state_dict, name)    timm mobilenetv1_* / mobilenetv2_* / (tf_)mobilenetv3_*
+
+Published files: `create_model(name, weights="keras-imagenet" | "torchvision-imagenet-v1" | ... |
+PATH | URL)`, `list_weights()`. Prediction: `predict_imagenet(model, image_paths)`.
+See docs/interop.md.
+"""
+
+from .cli import convert, save_converted
+from .imagenet import imagenet_class_names, predict_imagenet, preprocess_image
+from .keras import from_keras
+from .mapping import WeightMismatch
+from .timm import from_timm
+from .torchvision import from_torchvision
+from .weights import (
+    PUBLISHED,
+    WEIGHT_KEYS,
+    HashMismatch,
+    PublishedWeights,
+    WeightsUnavailable,
+    cache_dir,
+    fetch,
+    find_weights,
+    list_weights,
+    load_weights_file,
+    pretrained_model,
+)
+
+__all__ = [
+    "HashMismatch", "PUBLISHED", "PublishedWeights", "WEIGHT_KEYS", "WeightMismatch", "WeightsUnavailable",
+    "cache_dir", "convert", "fetch", "find_weights", "from_keras", "from_timm", "from_torchvision",
+    "imagenet_class_names", "list_weights", "load_weights_file", "predict_imagenet", "preprocess_image",
+    "pretrained_model", "save_converted",
+]

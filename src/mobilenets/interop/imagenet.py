@@ -1,0 +1,119 @@
+"""ImageNet-1k class names, each source's input preprocessing, and top-k prediction for converted
+models.
+
+The 1000 names are Keras's `imagenet_class_index.json` (the order every published MobileNet uses),
+with underscores shown as spaces; they ship in imagenet_classes.txt so nothing is downloaded.
+Two names occur twice in ImageNet itself: "crane" (134 the bird, 517 the machine) and "maillot"
+(638, 639).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .. import transforms as T
+
+IMAGENET_CLASSES = 1000
+IMAGENET_MEAN = T.IMAGENET_MEAN  # torchvision and timm (most weights)
+IMAGENET_STD = T.IMAGENET_STD
+INCEPTION_MEAN = (0.5, 0.5, 0.5)  # TensorFlow and Keras: x / 127.5 - 1, values in [-1, 1]
+INCEPTION_STD = (0.5, 0.5, 0.5)
+DEFAULT_CROP_FRACTION = 0.875  # evaluate on the central 87.5%: resize to 256, crop 224
+INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
+@functools.lru_cache(maxsize=1)
+def _class_names() -> tuple[str, ...]:
+    text = resources.files(__package__).joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    names = tuple(text.splitlines())
+    if len(names) != IMAGENET_CLASSES:  # a damaged install, not a user mistake
+        raise RuntimeError(f"imagenet_classes.txt holds {len(names)} names, expected {IMAGENET_CLASSES}")
+    return names
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in the index order of every published MobileNet."""
+    return list(_class_names())
+
+
+def preprocessing(size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                  crop_fraction: float = DEFAULT_CROP_FRACTION, interpolation: str = "bilinear",
+                  note: str | None = None) -> dict:
+    """How to turn an image into this model's input, in the checkpoint format's "preprocessing"
+    dict (size, resize, mean, std on 0..1 RGB) plus the interpolation and a human note."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}")
+    result = {"size": size, "resize": round(size / crop_fraction), "mean": list(mean), "std": list(std),
+              "interpolation": interpolation}
+    if note:
+        result["note"] = note
+    return result
+
+
+def with_size(recipe: dict, size: int) -> dict:
+    """The same recipe at another input size (the crop fraction kept)."""
+    crop_fraction = recipe["size"] / recipe["resize"]
+    return {**recipe, "size": size, "resize": round(size / crop_fraction)}
+
+
+def preprocess_image(path: str | os.PathLike, recipe: dict) -> torch.Tensor:
+    """One image file → a normalized 1×3×S×S batch: shorter side to `resize`, central S×S crop, then
+    (x - mean) / std on 0..1 RGB, as the source evaluated its weights."""
+    from ..data import open_image
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no image at {path}")
+    image = open_image(path)
+    filter_ = INTERPOLATIONS[recipe.get("interpolation", "bilinear")]
+    width, height = image.size
+    scale = recipe["resize"] / min(width, height)
+    image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), filter_)
+    image = T.center_crop(image, recipe["size"])
+    return T.normalize(T.to_uint8_tensor(image)[None], tuple(recipe["mean"]), tuple(recipe["std"]))
+
+
+def model_preprocessing(model: nn.Module) -> dict:
+    """The preprocessing a converted model records; ImageNet mean/std at its resolution otherwise."""
+    config = model.config
+    return config.extra.get("preprocessing") or preprocessing(config.resolution, IMAGENET_MEAN, IMAGENET_STD)
+
+
+@torch.no_grad()
+def predict_imagenet(model: nn.Module, images: list[str | os.PathLike], top_k: int = 5,
+                     class_names: list[str] | None = None) -> list[dict]:
+    """Top-k (class name, probability) for each image file, each image prepared as the model's
+    source prepared its evaluation images.
+
+    Returns [{"image": path, "top": [(name, probability), ...]}, ...], the format of
+    `evaluate.predict`. Class names default to ImageNet's for a 1000-class model.
+    """
+    if model.config.head is None:
+        raise ValueError("this model has no classifier (features_only); it cannot predict classes")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1; got {top_k}")
+    num_classes = model.config.num_classes
+    if class_names is None:
+        class_names = imagenet_class_names() if num_classes == IMAGENET_CLASSES else \
+            [str(i) for i in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {num_classes} classes")
+    recipe = model_preprocessing(model)
+    was_training = model.training
+    model.eval()
+    results = []
+    try:
+        for path in images:
+            probabilities = model(preprocess_image(path, recipe)).softmax(1)[0]
+            values, indices = probabilities.topk(min(top_k, num_classes))
+            results.append({"image": str(path),
+                            "top": [(class_names[i], v) for v, i in zip(values.tolist(), indices.tolist())]})
+    finally:
+        model.train(was_training)
+    return results

@@ -1,0 +1,110 @@
+"""PyTorch state dicts (torchvision, timm): reading them safely, and filling our slots from them.
+
+Files are read with `torch.load(..., weights_only=True)` or safetensors: never by unpickling
+arbitrary objects, so a malicious .pth cannot run code here.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .mapping import SLOT_TENSORS, Slot, SourceTensor, WeightMismatch, describe
+
+# Keys a training checkpoint may wrap its state dict in (timm's train script, Lightning, ...).
+WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema")
+IGNORED_SUFFIXES = (".num_batches_tracked",)  # BatchNorm bookkeeping, no weight
+
+
+def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor], str, str | None]:
+    """(state dict, label for messages, file path or None) from a path, a Mapping or an nn.Module."""
+    if isinstance(source, nn.Module):
+        return dict(source.state_dict()), f"{library} {type(source).__name__}", None
+    if isinstance(source, Mapping):
+        return _unwrap(dict(source), f"{library} state dict"), f"{library} state dict", None
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {library} weights file at {path}")
+    label = f"{library} file {path}"
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu"), label, str(path)
+        except SafetensorError as error:
+            raise ValueError(f"{path} is not a safetensors file ({error})") from None
+    with open(path, "rb") as handle:
+        if handle.read(8).startswith(b"\x89HDF"):
+            raise ValueError(f"{path} is an HDF5 (Keras) file, not a PyTorch state dict; convert it from keras")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message is long; the line naming the refused object is the useful one
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = found.group(1) if found else "objects other than tensors"
+        raise ValueError(f"{path} is not a plain state dict: it holds {what}, which loading with "
+                         f"weights_only=True refuses to unpickle (by design: unpickling can run code)") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"{path} is not a PyTorch weights file ({error})") from None
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{path} holds a {type(loaded).__name__}, not a state dict")
+    return _unwrap(dict(loaded), label), label, str(path)
+
+
+def _unwrap(state: dict, label: str) -> dict[str, torch.Tensor]:
+    for key in WRAPPER_KEYS:
+        if isinstance(state.get(key), Mapping):
+            state = dict(state[key])
+            break
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
+        state = {k[len("module."):]: v for k, v in state.items()}
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{label} is not a state dict: {not_tensors[0]!r} is a {type(state[not_tensors[0]]).__name__}")
+    return state
+
+
+def weight_keys(state: dict[str, torch.Tensor]) -> list[str]:
+    return [k for k in state if not k.endswith(IGNORED_SUFFIXES)]
+
+
+def fetcher(state: dict[str, torch.Tensor], module_name: Callable[[Slot], str], config: ModelConfig,
+            source: str, used: set[str]) -> Callable[[Slot], dict[str, SourceTensor]]:
+    """fetch(slot) for a PyTorch source whose module for `slot` is `module_name(slot)`; the tensors
+    keep their names (weight, bias, running_mean, running_var) and layout, except that a 1×1
+    convolution may stand for our nn.Linear (timm's conv_head)."""
+
+    def fetch(slot: Slot) -> dict[str, SourceTensor]:
+        prefix = module_name(slot)
+        tensors = {}
+        for tensor_name in SLOT_TENSORS[slot.kind]:
+            key = f"{prefix}.{tensor_name}"
+            if key not in state:
+                raise WeightMismatch(f"{source} has no {key!r} for {slot.path}.{tensor_name} of {describe(config)}; "
+                                     f"{_key_summary(state)}")
+            value = state[key]
+            if slot.kind == "linear" and value.dim() == 4 and value.shape[2:] == (1, 1):
+                value = value.flatten(1)
+            tensors[tensor_name] = SourceTensor(key, value.float(), tuple(state[key].shape))
+            used.add(key)
+        return tensors
+
+    return fetch
+
+
+def _key_summary(state: dict) -> str:
+    keys = weight_keys(state)
+    return f"its keys begin {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+
+
+def file_stem(path: str | os.PathLike | None) -> str:
+    return "" if path is None else Path(path).name
