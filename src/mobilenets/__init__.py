@@ -14,6 +14,7 @@ from .layers import (
     hard_swish,
     same_padding,
 )
+from .fuse import fuse_bn
 from .models import MobileNet, create_model, list_models
 from .zoo import make_divisible, model_config
 

@@ -44,10 +44,12 @@ def add_dataclass_options(parser: argparse.ArgumentParser, owner: type, title: s
         kind = _option_type(owner, field)
         if kind is bool:
             action = meta.get("action", "store_true")
-            group.add_argument(meta["flag"], dest=field.name, action=action, default=None, help=meta["help"])
+            group.add_argument(meta["flag"], dest=field.name, action=action, default=None,
+                               help=meta["help"].replace("%", "%%"))  # argparse formats help with %
         else:
             group.add_argument(meta["flag"], dest=field.name, type=kind, default=None, metavar=field.name.upper(),
-                               choices=meta.get("choices"), help=f"{meta['help']} (default: {field.default})")
+                               choices=meta.get("choices"),
+                               help=f"{meta['help']} (default: {field.default})".replace("%", "%%"))
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -205,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_predict)
 
     configure_convert_parser(sub)
+
+    from .bench import configure_bench_parser
+    from .export import configure_export_parser
+
+    configure_export_parser(sub)
+    configure_bench_parser(sub)
 
     p = sub.add_parser("compare", help="train MobileNetV1 and its full-convolution twin alike; compare cost, "
                                        "speed and accuracy (paper Table 4)")

@@ -1,0 +1,424 @@
+"""CPU inference benchmark: median latency and images/s of one model on several backends, and of
+its full-convolution twin, measured side by side in one process.
+
+    mobilenets bench --model mobilenet_v1 --backend torch,torch-channels-last,onnxruntime --batch 1,32 --threads 2
+
+Method (the machine is shared and noisy, so only side-by-side numbers are comparable):
+- every backend gets the same NCHW float32 batch and returns logits; any layout change
+  (channels_last) happens inside the timed call, as it would in an application;
+- all runners are built and warmed up first (compilation, ONNX export and quantization are not
+  timed), then timed round-robin: round r times every runner once before round r+1 starts, so a
+  burst of load from another process hits all of them alike;
+- reported: the median over rounds (and min/max), images/s = batch / median.
+- ONNX Runtime's worker threads sleep between ops instead of spinning, and PyTorch's OpenMP
+  threads should too (OMP_WAIT_POLICY=PASSIVE, set before torch is imported): with another
+  process on one of two cores, spinning threads slow PyTorch down 30× and ONNX Runtime 2×, and a
+  runtime's spinning threads steal the cores from the next runner (docs/benchmarks.md).
+
+Backends (each the library's best path of its kind):
+  torch                 eager PyTorch, NCHW, BatchNorm as trained: the reference
+  torch-fused           eager, BatchNorm folded (`fuse_bn`), NCHW
+  torch-channels-last   eager, BatchNorm folded, channels_last (NHWC) weights and activations
+  torch-compile         torch.compile (inductor, freezing) of the folded channels_last model
+  onnxruntime           ONNX Runtime CPU, float32, all graph optimizations (NCHWc layout)
+  onnxruntime-int8      ONNX Runtime CPU, int8 QDQ (export.INT8_DEFAULT), calibrated on --calibration
+                        images or, for timing only, on random ones
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .cost import cost
+from .export import (INT8_DEFAULT, ModelSource, export_onnx, list_images, load_images, load_source, ort_session,
+                     quantize_int8)
+from .fuse import fuse_bn
+from .models import MobileNet
+
+BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", "onnxruntime", "onnxruntime-int8")
+DEFAULT_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
+# The instruction-set features that decide which kernels the backends can use.
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+                "amx_tile", "amx_int8", "amx_bf16")
+SYNTHETIC_CALIBRATION_IMAGES = 32
+
+
+# --------------------------------------------------------------------------------------------
+# The machine
+# --------------------------------------------------------------------------------------------
+def machine_description() -> dict:
+    """CPU model, cores, ISA features and library versions: what a latency figure depends on."""
+    import onnxruntime
+
+    cpu_model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    cpu_model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:  # not Linux: the model name from platform is all we have
+        pass
+    return {
+        "cpu": cpu_model,
+        "cores": os.cpu_count(),
+        "cpu_features": [f for f in CPU_FEATURES if f in flags],
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The full-convolution twin
+# --------------------------------------------------------------------------------------------
+def full_conv_twin(config: ModelConfig) -> ModelConfig | None:
+    """`config` with every depthwise separable block replaced by one standard K×K convolution
+    (MobileNet paper Table 4), or None when the model has no separable blocks (V2/V3)."""
+    if not any(block.kind == "separable" for block in config.blocks):
+        return None
+    blocks = tuple(
+        dataclasses.replace(block, kind="conv", depth_multiplier=1) if block.kind == "separable" else block
+        for block in config.blocks)
+    name = config.name if config.name.startswith("conv_") else f"conv_{config.name}"
+    return config.replace(name=name, blocks=blocks)
+
+
+# --------------------------------------------------------------------------------------------
+# Runners: one callable per (model, backend, batch), each taking the NCHW batch it is given
+# --------------------------------------------------------------------------------------------
+Runner = Callable[[], object]
+
+
+@dataclass
+class PreparedModel:
+    """What the backends of one model share: the eager models and the ONNX files."""
+
+    model: MobileNet
+    resolution: int
+    workdir: Path
+    calibration: np.ndarray | None
+    _cache: dict = field(default_factory=dict)
+
+    def get(self, key: str, build: Callable[[], object]):
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def fused(self) -> MobileNet:
+        return self.get("fused", lambda: fuse_bn(self.model))
+
+    def fused_channels_last(self) -> MobileNet:
+        return self.get("fused_cl", lambda: fuse_bn(self.model).to(memory_format=torch.channels_last))
+
+    def onnx_float(self) -> Path:
+        path = self.workdir / f"{self.model.config.name}.onnx"
+        return self.get("onnx", lambda: export_onnx(self.model, path, resolution=self.resolution, dynamic_batch=True))
+
+    def onnx_int8(self) -> Path:
+        def build() -> Path:
+            calibration = self.calibration
+            if calibration is None:  # for timing only: the scales do not change the speed
+                size = self.resolution
+                calibration = np.random.default_rng(0).standard_normal(
+                    (SYNTHETIC_CALIBRATION_IMAGES, self.model.config.in_channels, size, size), dtype=np.float32)
+            path = self.workdir / f"{self.model.config.name}.int8.onnx"
+            return quantize_int8(self.onnx_float(), path, calibration, INT8_DEFAULT)
+        return self.get("int8", build)
+
+
+def make_runner(backend: str, prepared: PreparedModel, batch: torch.Tensor, threads: int) -> Runner:
+    """A zero-argument callable that runs `batch` through `backend` once (built and compiled now)."""
+    if backend == "torch":
+        model = prepared.model.eval()
+        return lambda: _no_grad(model, batch)
+    if backend == "torch-fused":
+        model = prepared.fused()
+        return lambda: _no_grad(model, batch)
+    if backend == "torch-channels-last":
+        model = prepared.fused_channels_last()
+        return lambda: _no_grad(model, batch.contiguous(memory_format=torch.channels_last))
+    if backend == "torch-compile":
+        return _compiled_runner(prepared.fused_channels_last(), batch)
+    if backend in ("onnxruntime", "onnxruntime-int8"):
+        path = prepared.onnx_float() if backend == "onnxruntime" else prepared.onnx_int8()
+        session = ort_session(path, threads=threads, spinning=False)  # see ort_session and the module doc
+        return lambda: session.run(None, {"input": batch.numpy()})[0]
+    raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+
+
+def _no_grad(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(batch)
+
+
+def _compiled_runner(model: MobileNet, batch: torch.Tensor) -> Runner:
+    import torch._inductor.config as inductor_config
+
+    # dynamic=False: one specialised graph per batch size (automatic dynamic shapes would switch
+    # to slower symbolic-shape kernels when the second batch size arrives). freezing: weights
+    # become constants, so inductor can prepack them for oneDNN and fold the conv bias/ReLU.
+    compiled = torch.compile(model, dynamic=False)
+    with inductor_config.patch(freezing=True):
+        _no_grad(compiled, batch.contiguous(memory_format=torch.channels_last))  # compiles now, untimed
+    return lambda: _no_grad(compiled, batch.contiguous(memory_format=torch.channels_last))
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+def time_interleaved(runners: dict[str, Runner], warmup: int = 3, repeats: int = 10) -> dict[str, list[float]]:
+    """Seconds per call of every runner: `warmup` untimed calls each, then `repeats` rounds in
+    which every runner is timed once."""
+    for runner in runners.values():
+        for _ in range(warmup):
+            runner()
+    times: dict[str, list[float]] = {key: [] for key in runners}
+    for _ in range(repeats):
+        for key, runner in runners.items():
+            start = time.perf_counter()
+            runner()
+            times[key].append(time.perf_counter() - start)
+    return times
+
+
+@dataclass
+class Measurement:
+    model: str
+    backend: str
+    batch: int
+    times_ms: list[float] = field(default_factory=list)
+    error: str | None = None  # why the backend could not run (e.g. no C++ compiler for inductor)
+
+    @property
+    def median_ms(self) -> float | None:
+        return statistics.median(self.times_ms) if self.times_ms else None
+
+    @property
+    def images_per_s(self) -> float | None:
+        return None if not self.times_ms else self.batch / (self.median_ms / 1e3)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "backend": self.backend, "batch": self.batch,
+                "median_ms": _round(self.median_ms), "images_per_s": _round(self.images_per_s),
+                "min_ms": _round(min(self.times_ms)) if self.times_ms else None,
+                "max_ms": _round(max(self.times_ms)) if self.times_ms else None,
+                "times_ms": [_round(t) for t in self.times_ms], "error": self.error}
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
+@dataclass
+class BenchReport:
+    machine: dict
+    settings: dict
+    models: list[dict]  # name, role ("model" / "full-convolution twin"), mult_adds, params
+    results: list[Measurement]
+
+    def result(self, model: str, backend: str, batch: int) -> Measurement:
+        return next(m for m in self.results if (m.model, m.backend, m.batch) == (model, backend, batch))
+
+    def speedups(self) -> list[dict]:
+        """Per backend and batch: the twin's latency over the model's, next to the mult-add ratio."""
+        if len(self.models) < 2:
+            return []
+        model, twin = self.models[0], self.models[1]
+        theory = twin["mult_adds"] / model["mult_adds"]
+        rows = []
+        for backend in self.settings["backends"]:
+            for batch in self.settings["batches"]:
+                fast, slow = self.result(model["name"], backend, batch), self.result(twin["name"], backend, batch)
+                measured = None if fast.error or slow.error else slow.median_ms / fast.median_ms
+                fraction = None if measured is None else measured / theory
+                rows.append({"backend": backend, "batch": batch, "measured": _round(measured),
+                             "theoretical": _round(theory), "fraction_of_theory": _round(fraction)})
+        return rows
+
+    def to_dict(self) -> dict:
+        return {"machine": self.machine, "settings": self.settings, "models": self.models,
+                "results": [m.to_dict() for m in self.results], "speedups": self.speedups()}
+
+
+def run_benchmark(source: ModelSource, backends: tuple[str, ...] = DEFAULT_BACKENDS, batches: tuple[int, ...] = (1,),
+                  threads: int = 2, repeats: int = 10, warmup: int = 3, twin: bool = True,
+                  calibration: np.ndarray | None = None, seed: int = 0) -> BenchReport:
+    """Time `source.model` (and its full-convolution twin) on every backend and batch size."""
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"unknown backend {unknown[0]!r}; available: {', '.join(BACKENDS)}")
+    for name, value in (("threads", threads), ("repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
+        raise ValueError(f"batch sizes must be positive integers; got {batches!r}")
+    size = int(source.preprocessing["size"])
+    model = source.model.eval()
+    models = [(model, "model")]
+    twin_config = full_conv_twin(model.config) if twin else None
+    if twin_config is not None:
+        torch.manual_seed(seed)
+        models.append((MobileNet(twin_config).eval(), "full-convolution twin"))
+
+    load_before = _load_average()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mobilenets-bench-") as workdir:
+            generator = torch.Generator().manual_seed(seed)
+            inputs = {b: torch.randn(b, model.config.in_channels, size, size, generator=generator) for b in batches}
+            runners: dict[tuple, Runner] = {}
+            results: dict[tuple, Measurement] = {}
+            for net, _ in models:
+                prepared = PreparedModel(net, size, Path(workdir) / net.config.name, calibration)
+                for backend in backends:
+                    for batch in batches:
+                        key = (net.config.name, backend, batch)
+                        results[key] = Measurement(*key)
+                        try:
+                            runners[key] = make_runner(backend, prepared, inputs[batch], threads)
+                        except Exception as error:  # a backend that cannot run here is reported, not fatal
+                            results[key].error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            times = time_interleaved(runners, warmup, repeats)
+    finally:
+        torch.set_num_threads(previous_threads)
+    for key, seconds in times.items():
+        results[key].times_ms = [1e3 * s for s in seconds]
+
+    settings = {"backends": list(backends), "batches": list(batches), "threads": threads, "repeats": repeats,
+                "warmup": warmup, "resolution": size, "dtype": "float32 in and out (int8 inside onnxruntime-int8)",
+                "input": "NCHW float32; channels_last backends convert inside the timed call",
+                "int8_calibration": "none" if "onnxruntime-int8" not in backends else
+                ("given images" if calibration is not None else "synthetic (random normal), for timing only"),
+                "source": source.label, "twin": twin, "onnxruntime_spinning": False,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
+                "load_average_before": load_before, "load_average_after": _load_average()}
+    model_rows = []
+    for net, role in models:
+        report = cost(net.config, resolution=size)
+        model_rows.append({"name": net.config.name, "role": role, "mult_adds": report.mult_adds,
+                           "params": report.params})
+    return BenchReport(machine_description(), settings, model_rows, list(results.values()))
+
+
+def _load_average() -> list[float] | None:
+    """1-, 5- and 15-minute load averages: how busy the machine was besides us."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+def render_text(report: BenchReport) -> str:
+    s, m = report.settings, report.machine
+    names = [row["name"] for row in report.models]
+    lines = [f"{m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_features']) or 'no AVX-512/AMX'}); "
+             f"torch {m['torch']}, onnxruntime {m['onnxruntime']}",
+             f"{s['resolution']}×{s['resolution']} NCHW float32, {s['threads']} threads, "
+             f"median of {s['repeats']} interleaved rounds after {s['warmup']} warm-up calls",
+             f"load average before/after: {s['load_average_before']} / {s['load_average_after']}; "
+             f"OMP_WAIT_POLICY {s['omp_wait_policy']}", ""]
+    header = f"{'backend':<21}{'batch':>6}" + "".join(f"{name:>34}" for name in names)
+    speedups = {(row["backend"], row["batch"]): row for row in report.speedups()}
+    if speedups:
+        theory = next(iter(speedups.values()))["theoretical"]
+        header += f"   speedup (mult-add ratio {theory:.2f}×)"
+    lines.append(header)
+    for backend in s["backends"]:
+        for batch in s["batches"]:
+            line = f"{backend:<21}{batch:>6}"
+            for name in names:
+                result = report.result(name, backend, batch)
+                cell = (f"failed ({result.error[:24]})" if result.error else
+                        f"{result.median_ms:9.2f} ms {result.images_per_s:9.1f} img/s")
+                line += f"{cell:>34}"
+            row = speedups.get((backend, batch))
+            if row is not None:
+                line += "   " + ("n/a" if row["measured"] is None else
+                                 f"{row['measured']:.2f}× ({100 * row['fraction_of_theory']:.0f}% of theory)")
+            lines.append(line)
+    if len(names) == 1 and s["twin"]:
+        lines += ["", f"({names[0]} has no depthwise separable blocks, so no full-convolution twin to compare)"]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: `mobilenets bench`
+# --------------------------------------------------------------------------------------------
+def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
+    from .cli import add_model_options
+
+    p = subparsers.add_parser("bench", help="CPU latency per backend, side by side, against the full-conv twin")
+    p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
+                   help="a zoo model name (random weights) or a checkpoint file")
+    p.add_argument("--backend", default=",".join(DEFAULT_BACKENDS),
+                   help=f"comma-separated, from: {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})")
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes (default: 1)")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
+    p.add_argument("--repeats", type=int, default=10, help="timed rounds; the median is reported (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per runner first (default 3)")
+    p.add_argument("--no-twin", dest="twin", action="store_false",
+                   help="skip the full-convolution twin (conv_mobilenet_v1 for the V1 family)")
+    p.add_argument("--calibration", metavar="DATA",
+                   help="image folder to calibrate onnxruntime-int8 (default: random images; speed only)")
+    p.add_argument("--calibration-images", type=int, default=128, metavar="N")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_model_options(p)
+    p.set_defaults(run=run_bench)
+    return p
+
+
+def _int_list(flag: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated positive integers, e.g. 1,32; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{flag} takes comma-separated positive integers, e.g. 1,32; got {text!r}")
+    return values
+
+
+def run_bench(args: argparse.Namespace) -> str:
+    from .cli import model_options_from_args
+
+    backends = tuple(part.strip() for part in args.backend.split(",") if part.strip())
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends:
+        raise ValueError(f"unknown backend {(unknown or [args.backend])[0]!r}; available: {', '.join(BACKENDS)}")
+    batches = _int_list("--batch", args.batch)
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be 0 or more; got {args.warmup}")
+    if args.calibration_images < 1:
+        raise ValueError(f"--calibration-images must be a positive integer; got {args.calibration_images}")
+    source = load_source(args.model, model_options_from_args(args))
+    calibration = None
+    if args.calibration:
+        folder = list_images(args.calibration)
+        order = np.random.default_rng(0).permutation(len(folder.paths))[:args.calibration_images]
+        calibration = load_images([folder.paths[i] for i in order], source.preprocessing)
+    report = run_benchmark(source, backends, batches, threads=args.threads, repeats=args.repeats,
+                           warmup=args.warmup, twin=args.twin, calibration=calibration)
+    return json.dumps(report.to_dict(), indent=2) if args.json else render_text(report)

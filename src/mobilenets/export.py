@@ -1,0 +1,576 @@
+"""From a checkpoint (or a zoo model) to a deployable ONNX file: BN folding, export, int8
+quantization, and the checks that the deployed model still computes what the PyTorch one does.
+
+    mobilenets export CHECKPOINT --format onnx [--opset N] [--dynamic-batch] [--fp16]
+    mobilenets export CHECKPOINT --int8 --calibration FOLDER [--calibration-images N]
+
+Exporter: `torch.onnx.export(dynamo=True)` (torch.export + onnxscript). On these models it gives
+the cleaner graph: one `Conv` per convolution (depthwise ones with group = channels), single
+`HardSwish` / `HardSigmoid` nodes, TensorFlow "same" padding folded into the Conv's `pads`, and no
+Identity/Constant/Shape clutter. The TorchScript exporter (`dynamo=False`) adds 37 Identity nodes
+to MobileNetV3-Small and, for "same" padding, ~290 Shape/Gather/Cast/Pad/... nodes that recompute
+the padding at run time. The dynamo exporter emits opset 18 at the lowest (ONNX's version
+converter cannot take its ReduceMean below 18), so MIN_OPSET is 18; HardSwish (opset ≥ 14) and
+HardSigmoid (≥ 6) are native ops there.
+
+int8: static post-training quantization with ONNX Runtime's tools, QDQ format. See
+`INT8_SETTINGS` and docs/deployment.md for which settings keep MobileNets accurate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import logging
+import os
+import tempfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint
+from .fuse import fuse_bn
+from .data import IMAGE_EXTENSIONS
+from .models import MobileNet, create_model, list_models
+from .transforms import IMAGENET_MEAN, IMAGENET_STD
+
+FORMATS = ("onnx",)
+MIN_OPSET = 18
+DEFAULT_OPSET = 18
+MAX_OPSET = 21  # the highest checked with this exporter and ONNX Runtime 1.32
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+# IMAGENET_MEAN/STD: used when a model carries no preprocessing of its own (zoo models).
+
+
+# --------------------------------------------------------------------------------------------
+# Where a model comes from
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ModelSource:
+    """A model ready for export or benchmarking, with what is needed to feed it images."""
+
+    model: MobileNet  # eval mode, unfused: the reference every exported form is compared with
+    label: str  # the checkpoint path or the zoo name
+    preprocessing: dict  # {"size": int, "mean": [3], "std": [3]}
+    class_names: list[str] | None = None
+    from_checkpoint: bool = False
+
+
+def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> ModelSource:
+    """A checkpoint path, or a zoo name (built with random weights from `seed`, which is enough to
+    time it or to check an export)."""
+    model_options = model_options or {}
+    if spec in list_models():
+        torch.manual_seed(seed)
+        model = create_model(spec, **model_options).eval()
+        return ModelSource(model, spec, default_preprocessing(model))
+    if model_options:
+        flags = ", ".join(sorted(model_options))
+        raise ValueError(f"model options ({flags}) apply to zoo model names, not to the checkpoint {spec}")
+    if not Path(spec).is_file():
+        raise FileNotFoundError(f"no checkpoint at {spec} (and it is not a zoo model: {', '.join(list_models())})")
+    checkpoint = load_checkpoint(spec)
+    model = checkpoint.model.eval()
+    if model.head is None:
+        raise ValueError(f"{spec} holds a feature extractor (no classifier head); export needs a classifier")
+    preprocessing = {**default_preprocessing(model), **(checkpoint.preprocessing or {})}
+    return ModelSource(model, spec, preprocessing, checkpoint.class_names, from_checkpoint=True)
+
+
+def default_preprocessing(model: MobileNet) -> dict:
+    return {"size": model.config.resolution, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+
+# --------------------------------------------------------------------------------------------
+# Images (calibration and evaluation)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ImageFolder:
+    """The image files of a folder: class-per-subfolder (labelled) or flat (unlabelled)."""
+
+    root: Path
+    paths: list[Path]
+    labels: list[int] | None  # index into class_names; None for a flat folder
+    class_names: list[str] | None
+
+
+def list_images(folder: str | os.PathLike) -> ImageFolder:
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no image folder at {root}")
+
+    def images_in(directory: Path) -> list[Path]:
+        return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+    flat = images_in(root)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and images_in(p))
+    if flat or not classes:
+        if not flat:
+            raise ValueError(f"image folder {root} is empty: no {'/'.join(IMAGE_EXTENSIONS)} files in it "
+                             "or in class subfolders")
+        return ImageFolder(root, flat, None, None)
+    paths, labels = [], []
+    for index, name in enumerate(classes):
+        found = images_in(root / name)
+        paths += found
+        labels += [index] * len(found)
+    return ImageFolder(root, paths, labels, classes)
+
+
+def load_images(paths: list[Path], preprocessing: dict) -> np.ndarray:
+    """Each file through the checkpoint's evaluation pipeline (`data.preprocess_image`, the same
+    one `eval` and `predict` use), as an N×3×size×size float32 array."""
+    from .data import preprocess_image
+
+    return np.concatenate([preprocess_image(path, preprocessing).numpy() for path in paths]) if paths else \
+        np.empty((0, 3, int(preprocessing["size"]), int(preprocessing["size"])), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX export and validation
+# --------------------------------------------------------------------------------------------
+class _Float16Body(nn.Module):
+    """float32 in and out, float16 inside: callers keep feeding float32 images."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.half()).float()
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The dynamo exporter logs about optional torchvision ops and warns about internals; neither
+    concerns our users, and `bench --json` needs a clean stdout."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def check_opset(opset: int) -> None:
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (the dynamo exporter emits "
+                         f"opset {MIN_OPSET} at the lowest); got {opset!r}")
+
+
+def export_onnx(model: MobileNet, path: str | os.PathLike, *, resolution: int | None = None,
+                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, fp16: bool = False,
+                batch_size: int = 1) -> Path:
+    """Fold BatchNorm, export `model` to ONNX at `path`, check it with onnx.checker.
+
+    The input is `input` (N×C×H×W float32, N fixed to batch_size unless dynamic_batch), the output
+    `logits`. With fp16 the weights and activations are float16 but inputs and outputs stay float32.
+    """
+    import onnx
+
+    check_opset(opset)
+    if model.head is None:
+        raise ValueError("export needs a classifier (config.head); this model is a feature extractor")
+    resolution = resolution or model.config.resolution
+    deployable: nn.Module = fuse_bn(model)  # a copy; the exporter would fold BN too, but this is explicit
+    if fp16:
+        deployable = _Float16Body(deployable)
+    example = torch.randn(batch_size, model.config.in_channels, resolution, resolution)
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet_exporter():
+        program = torch.onnx.export(deployable, (example,), dynamo=True, opset_version=opset, verbose=False,
+                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                    dynamic_shapes=dynamic_shapes)
+    program.save(str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+    return path
+
+
+@dataclass
+class GraphSummary:
+    opset: int
+    op_counts: dict[str, int]
+    depthwise_convs: int  # Conv nodes with group == input channels > 1
+    batch_dim: int | str  # a number, or the name of a dynamic dimension
+
+
+def summarize_graph(path: str | os.PathLike) -> GraphSummary:
+    import onnx
+
+    graph_model = onnx.load(str(path))
+    graph = graph_model.graph
+    weights = {init.name: init for init in graph.initializer}
+    depthwise = 0
+    for node in graph.node:
+        if node.op_type not in ("Conv", "QLinearConv"):
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        # For QDQ graphs the weight arrives through DequantizeLinear; its input name leads back.
+        weight = weights.get(node.input[1] if node.op_type == "Conv" else node.input[3])
+        if group > 1 and (weight is None or weight.dims[1] == 1):
+            depthwise += 1
+    opset = next(o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx"))
+    dim = graph.input[0].type.tensor_type.shape.dim[0]
+    return GraphSummary(opset, dict(Counter(n.op_type for n in graph.node)), depthwise,
+                        f"dynamic ({dim.dim_param})" if dim.dim_param else dim.dim_value)
+
+
+def ort_session(path: str | os.PathLike, threads: int | None = None, optimization: str = "all",
+                spinning: bool = True):
+    """An ONNX Runtime CPU session: the settings every measurement in this library uses.
+
+    optimization "all" includes the layout transforms (NCHWc blocking for float convolutions,
+    NHWC for int8 QLinearConv) that make ONNX Runtime fast on x86. spinning=False makes idle
+    worker threads sleep instead of busy-waiting for the next op: slower by a little on an idle
+    machine, much faster when other processes compete for the cores (docs/benchmarks.md).
+    """
+    import onnxruntime as ort
+
+    levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    if optimization not in levels:
+        raise ValueError(f"optimization must be one of {', '.join(levels)}; got {optimization!r}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[optimization]
+    options.log_severity_level = 3  # errors only
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1  # a MobileNet is a chain: nothing runs in parallel between ops
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(session, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Logits for `images`, in batches (one by one when the model's batch is fixed at 1)."""
+    fixed = session.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) else batch_size
+    outputs = [session.run(None, {INPUT_NAME: images[i:i + step]})[0] for i in range(0, len(images), step)]
+    return np.concatenate(outputs)
+
+
+@torch.inference_mode()
+def run_torch(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    return np.concatenate([model(torch.from_numpy(images[i:i + batch_size])).numpy()
+                           for i in range(0, len(images), batch_size)])
+
+
+@dataclass
+class Parity:
+    max_abs_diff: float
+    max_abs_output: float
+    top1_agreement: float
+
+    @property
+    def relative(self) -> float:
+        return self.max_abs_diff / max(self.max_abs_output, 1e-12)
+
+
+def compare_with_torch(path: str | os.PathLike, model: MobileNet, images: np.ndarray) -> Parity:
+    """ONNX Runtime's outputs for `path` against the (unfused, float32) PyTorch model's."""
+    expected = run_torch(model.eval(), images)
+    actual = run_session(ort_session(path), images)
+    return Parity(float(np.abs(actual - expected).max()), float(np.abs(expected).max()),
+                  float((actual.argmax(1) == expected.argmax(1)).mean()))
+
+
+# --------------------------------------------------------------------------------------------
+# int8 quantization
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Int8Setting:
+    """One way of calling ONNX Runtime's `quantize_static`; INT8_SETTINGS names the ones we measured."""
+
+    quant_format: str = "qdq"  # "qdq" (QuantizeLinear/DequantizeLinear pairs) or "qoperator" (QLinearConv...)
+    per_channel: bool = True  # one weight scale per output channel
+    activations: str = "uint8"  # "uint8" or "int8"
+    calibration: str = "minmax"  # "minmax", "entropy" or "percentile"
+    keep_float: str = "none"  # convolutions left in float: "none", "first_conv", "depthwise"
+    reduce_range: bool = False  # 7-bit weights, for CPUs without VNNI (avoids u8·s8 overflow)
+
+    def describe(self) -> str:
+        parts = [self.quant_format.upper(), "per-channel" if self.per_channel else "per-tensor",
+                 f"{self.activations} activations", f"{self.calibration} calibration"]
+        if self.keep_float != "none":
+            parts.append(f"{self.keep_float} kept float")
+        if self.reduce_range:
+            parts.append("reduced range")
+        return ", ".join(parts)
+
+
+# The default is the one that works on MobileNets (docs/benchmarks.md has every setting measured):
+# - per-channel weights: folding BatchNorm can leave one depthwise channel with weights 1,000×
+#   larger than its neighbours' (a channel whose BN variance collapsed); one per-tensor scale then
+#   rounds every other channel to a few levels and the model drops to chance. Per-channel scales
+#   are immune, and cost nothing measurable in speed;
+# - uint8 activations × int8 weights: the u8·s8 VNNI instruction ONNX Runtime's x86 kernels use;
+# - QDQ: ONNX Runtime fuses each DequantizeLinear → Conv → QuantizeLinear into an NHWC QLinearConv
+#   and the quantizer drops the Relu/Clip (ReLU6 included) into the output's quantization range;
+# - min-max calibration: percentile agreed 0.2-0.4 points more often on our CIFAR-10 models,
+#   but ONNX Runtime's histogram calibrators keep every calibration activation in memory
+#   (MobileNetV1 at 224: 20 MB per image, 10 GB for 512 images).
+INT8_DEFAULT = Int8Setting()
+INT8_SETTINGS: dict[str, Int8Setting] = {
+    "default": INT8_DEFAULT,
+    "float-first-conv": dataclasses.replace(INT8_DEFAULT, keep_float="first_conv"),
+    "per-tensor": dataclasses.replace(INT8_DEFAULT, per_channel=False),
+    "qoperator": dataclasses.replace(INT8_DEFAULT, quant_format="qoperator"),
+    "int8-activations": dataclasses.replace(INT8_DEFAULT, activations="int8"),
+    "percentile": dataclasses.replace(INT8_DEFAULT, calibration="percentile"),
+    "entropy": dataclasses.replace(INT8_DEFAULT, calibration="entropy"),
+    "reduce-range": dataclasses.replace(INT8_DEFAULT, reduce_range=True),
+    # Slower, and ONNX Runtime's WeightBiasQuantization optimizer re-quantizes the float depthwise
+    # weights per tensor (onnxruntime#24537), which breaks it where per-tensor breaks.
+    "float-depthwise": dataclasses.replace(INT8_DEFAULT, keep_float="depthwise"),
+}
+
+
+class _ArrayReader:
+    """Feeds calibration images to ONNX Runtime in batches (CalibrationDataReader protocol)."""
+
+    def __init__(self, images: np.ndarray, batch_size: int):
+        self.batches = iter([images[i:i + batch_size] for i in range(0, len(images), batch_size)])
+
+    def get_next(self) -> dict | None:
+        batch = next(self.batches, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+    def rewind(self) -> None:  # part of the protocol; calibration reads once
+        pass
+
+
+def _nodes_kept_float(path: Path, keep_float: str) -> list[str]:
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    if keep_float == "first_conv":
+        return [convs[0].name] if convs else []
+    if keep_float == "depthwise":
+        return [n.name for n in convs if next((a.i for a in n.attribute if a.name == "group"), 1) > 1]
+    return []
+
+
+def quantize_int8(float_path: str | os.PathLike, output: str | os.PathLike, calibration: np.ndarray,
+                  setting: Int8Setting = INT8_DEFAULT) -> Path:
+    """Static int8 quantization of the float ONNX model at `float_path`, calibrated on
+    `calibration` (N×3×H×W float32, preprocessed as the model expects)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    choices = {"quant_format": ("qdq", "qoperator"), "activations": ("uint8", "int8"),
+               "calibration": ("minmax", "entropy", "percentile"), "keep_float": ("none", "first_conv", "depthwise")}
+    for name, allowed in choices.items():
+        if getattr(setting, name) not in allowed:
+            raise ValueError(f"Int8Setting.{name} must be one of {', '.join(allowed)}; got {getattr(setting, name)!r}")
+    if len(calibration) == 0:
+        raise ValueError("int8 quantization needs at least one calibration image")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    batch_dim = onnx.load(str(float_path)).graph.input[0].type.tensor_type.shape.dim[0]
+    batch_size = batch_dim.dim_value or 32
+    with tempfile.TemporaryDirectory() as tmp:
+        # Shape inference and constant folding first, as ONNX Runtime recommends before quantizing.
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared), str(output), _ArrayReader(calibration, batch_size),
+            quant_format=QuantFormat.QDQ if setting.quant_format == "qdq" else QuantFormat.QOperator,
+            per_channel=setting.per_channel, reduce_range=setting.reduce_range,
+            activation_type=QuantType.QUInt8 if setting.activations == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                              "percentile": CalibrationMethod.Percentile}[setting.calibration],
+            nodes_to_exclude=_nodes_kept_float(prepared, setting.keep_float),
+        )
+    return output
+
+
+@dataclass
+class Agreement:
+    """How an int8 (or any) model's predictions compare with the float model's."""
+
+    images: int
+    top1_agreement: float  # share of images where both predict the same class
+    float_accuracy: float | None = None  # on labelled images
+    quantized_accuracy: float | None = None
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        if self.float_accuracy is None:
+            return None
+        return self.float_accuracy - self.quantized_accuracy
+
+
+def compare_predictions(float_logits: np.ndarray, quantized_logits: np.ndarray,
+                        labels: np.ndarray | None = None) -> Agreement:
+    float_top1, quantized_top1 = float_logits.argmax(1), quantized_logits.argmax(1)
+    agreement = Agreement(len(float_top1), float((float_top1 == quantized_top1).mean()))
+    if labels is not None:
+        agreement.float_accuracy = float((float_top1 == labels).mean())
+        agreement.quantized_accuracy = float((quantized_top1 == labels).mean())
+    return agreement
+
+
+def labels_for_model(folder: ImageFolder, class_names: list[str] | None, num_classes: int) -> np.ndarray | None:
+    """The folder's labels as the model's class indices, or None when they cannot be matched.
+
+    Folder classes are matched by name when the checkpoint names its classes, else by sorted order
+    (what a class-per-folder trainer produces) when the counts agree.
+    """
+    if folder.labels is None:
+        return None
+    if class_names:
+        index = {name: i for i, name in enumerate(class_names)}
+        if not set(folder.class_names) <= set(index):
+            return None
+        mapping = [index[name] for name in folder.class_names]
+    elif len(folder.class_names) == num_classes:
+        mapping = list(range(num_classes))
+    else:
+        return None
+    return np.asarray([mapping[label] for label in folder.labels])
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: `mobilenets export`
+# --------------------------------------------------------------------------------------------
+def configure_export_parser(subparsers) -> argparse.ArgumentParser:
+    from .cli import add_model_options
+
+    p = subparsers.add_parser("export", help="fold BN and export to ONNX (float32, float16 or int8), validated")
+    p.add_argument("model", metavar="CHECKPOINT", help=f"a checkpoint file, or a zoo model name "
+                   f"({', '.join(list_models())}) with random weights")
+    p.add_argument("--format", default="onnx", help="output format; supported: onnx (default)")
+    p.add_argument("--output", "-o", help="the .onnx file to write (default: next to the checkpoint, "
+                   "or ./NAME.onnx for a zoo model)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} "
+                   f"(default {DEFAULT_OPSET})")
+    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: fixed at 1)")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and activations (float32 inputs/outputs)")
+    p.add_argument("--int8", action="store_true", help="also write an int8 model (static quantization, QDQ)")
+    p.add_argument("--calibration", metavar="DATA", help="image folder (class-per-folder or flat) for --int8")
+    p.add_argument("--calibration-images", type=int, default=512, metavar="N",
+                   help="images drawn from DATA to calibrate on (default 512)")
+    p.add_argument("--int8-setting", default="default", metavar="NAME",
+                   help=f"one of: {', '.join(INT8_SETTINGS)} (default: default, see docs/deployment.md)")
+    p.add_argument("--eval", metavar="DATA", help="labelled image folder for the int8 agreement and accuracy "
+                   "(default: other images of --calibration)")
+    p.add_argument("--eval-images", type=int, default=1000, metavar="N",
+                   help="images used to compare int8 with float (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="which images are drawn; weights of zoo models")
+    add_model_options(p)
+    p.set_defaults(run=run_export)
+    return p
+
+
+def _output_path(args: argparse.Namespace, source: ModelSource) -> Path:
+    if args.output:
+        return Path(args.output)
+    if source.from_checkpoint:
+        return Path(source.label).with_suffix(".onnx")
+    return Path(f"{source.label}.onnx")
+
+
+def _check_export_args(args: argparse.Namespace) -> None:
+    if args.format not in FORMATS:
+        raise ValueError(f"unsupported --format {args.format!r}; supported: {', '.join(FORMATS)}")
+    check_opset(args.opset)
+    if args.int8 and args.fp16:
+        raise ValueError("--int8 and --fp16 are alternatives; choose one")
+    if args.int8 and not args.calibration:
+        raise ValueError("--int8 needs --calibration DATA, a folder of images like the ones the model will see")
+    if not args.int8 and (args.calibration or args.eval):
+        raise ValueError("--calibration and --eval apply with --int8 only")
+    if args.int8_setting not in INT8_SETTINGS:
+        raise ValueError(f"unknown --int8-setting {args.int8_setting!r}; available: {', '.join(INT8_SETTINGS)}")
+    for flag, value in (("--calibration-images", args.calibration_images), ("--eval-images", args.eval_images)):
+        if value < 1:
+            raise ValueError(f"{flag} must be a positive integer; got {value}")
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def run_export(args: argparse.Namespace) -> str:
+    from .cli import model_options_from_args
+
+    _check_export_args(args)
+    # Everything the user named must exist before minutes of export and calibration start.
+    calibration_folder = list_images(args.calibration) if args.int8 else None
+    eval_folder = list_images(args.eval) if args.int8 and args.eval else calibration_folder
+    source = load_source(args.model, model_options_from_args(args), seed=args.seed)
+    model, size = source.model, int(source.preprocessing["size"])
+    output = _output_path(args, source)
+    if output.suffix != ".onnx":
+        raise ValueError(f"--output must end in .onnx; got {output}")
+
+    export_onnx(model, output, resolution=size, opset=args.opset, dynamic_batch=args.dynamic_batch or args.int8,
+                fp16=args.fp16)
+    summary = summarize_graph(output)
+    rng = np.random.default_rng(args.seed)
+    probe = rng.standard_normal((1 if summary.batch_dim == 1 else 4, model.config.in_channels, size, size),
+                                dtype=np.float32)
+    parity = compare_with_torch(output, model, probe)
+    ops = ", ".join(f"{op} {count}" for op, count in summary.op_counts.items())
+    lines = [
+        f"wrote {output} ({'float16' if args.fp16 else 'float32'}, opset {summary.opset}, "
+        f"batch {summary.batch_dim}, input {model.config.in_channels}×{size}×{size}, "
+        f"{os.path.getsize(output) / 1e6:.1f} MB)",
+        f"graph: {sum(summary.op_counts.values())} nodes ({ops}); "
+        f"{summary.depthwise_convs} depthwise convolutions, each one grouped Conv; BatchNorm folded",
+        "onnx.checker: ok",
+        f"ONNX Runtime vs PyTorch on {len(probe)} random inputs: max abs diff {parity.max_abs_diff:.3g} "
+        f"({parity.relative:.2g} of the largest output), top-1 agreement {_percent(parity.top1_agreement)}",
+    ]
+    if args.int8:
+        lines += _export_int8(args, source, output, calibration_folder, eval_folder)
+    return "\n".join(lines)
+
+
+def _export_int8(args: argparse.Namespace, source: ModelSource, float_path: Path,
+                 calibration_folder: ImageFolder, eval_folder: ImageFolder) -> list[str]:
+    setting = INT8_SETTINGS[args.int8_setting]
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(calibration_folder.paths))
+    calibration_paths = [calibration_folder.paths[i] for i in order[:args.calibration_images]]
+    if eval_folder is calibration_folder:  # the images not used to calibrate
+        eval_indices = order[args.calibration_images:args.calibration_images + args.eval_images]
+    else:
+        eval_indices = rng.permutation(len(eval_folder.paths))[:args.eval_images]
+    int8_path = float_path.with_name(float_path.stem + ".int8.onnx")
+    quantize_int8(float_path, int8_path, load_images(calibration_paths, source.preprocessing), setting)
+    lines = [f"wrote {int8_path} (int8: {setting.describe()}; calibrated on {len(calibration_paths)} images "
+             f"from {calibration_folder.root}, {os.path.getsize(int8_path) / 1e6:.1f} MB)"]
+    if len(eval_indices) == 0:
+        return lines + ["int8 vs float: no images left to compare on (pass --eval DATA)"]
+    images = load_images([eval_folder.paths[i] for i in eval_indices], source.preprocessing)
+    labels = labels_for_model(eval_folder, source.class_names, source.model.config.num_classes)
+    result = compare_predictions(run_session(ort_session(float_path), images),
+                                 run_session(ort_session(int8_path), images),
+                                 None if labels is None else labels[eval_indices])
+    lines.append(f"int8 vs float on {result.images} images from {eval_folder.root}: "
+                 f"top-1 agreement {_percent(result.top1_agreement)}")
+    if result.float_accuracy is not None:
+        lines.append(f"accuracy: float {_percent(result.float_accuracy)}, int8 {_percent(result.quantized_accuracy)} "
+                     f"({100 * (result.quantized_accuracy - result.float_accuracy):+.2f} points)")
+    else:
+        lines.append("accuracy: n/a (the images are unlabelled or their classes do not match the model's)")
+    return lines

@@ -1,0 +1,81 @@
+"""`bench`: well-formed JSON on a tiny configuration, the twin, the timing protocol, bad input.
+(Timings themselves are not tested: benchmarks/cpu_inference.py measures them.)"""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from mobilenets.bench import BACKENDS, configure_bench_parser, full_conv_twin, time_interleaved
+from mobilenets.cost import cost
+from mobilenets.zoo import model_config
+
+
+def run_bench_cli(*argv: str) -> str:
+    parser = argparse.ArgumentParser(prog="mobilenets")
+    configure_bench_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", *argv])
+    return args.run(args)
+
+
+def test_tiny_bench_json_is_well_formed():
+    previous = torch.get_num_threads()
+    out = run_bench_cli("--model", "mobilenet_v1", "--width", "0.25", "--resolution", "32", "--num-classes", "5",
+                        "--backend", "torch,torch-channels-last,onnxruntime", "--batch", "1,2",
+                        "--threads", "1", "--repeats", "2", "--warmup", "1", "--json")
+    assert torch.get_num_threads() == previous  # restored
+    data = json.loads(out)
+    assert set(data) == {"machine", "settings", "models", "results", "speedups"}
+    assert data["machine"]["cores"] >= 1 and "cpu" in data["machine"] and "onnxruntime" in data["machine"]
+    assert data["settings"]["threads"] == 1 and data["settings"]["batches"] == [1, 2]
+    assert [m["name"] for m in data["models"]] == ["mobilenet_v1", "conv_mobilenet_v1"]
+    assert data["models"][0]["mult_adds"] == cost("mobilenet_v1", width_mult=0.25, resolution=32,
+                                                  num_classes=5).mult_adds
+    assert len(data["results"]) == 2 * 3 * 2  # models × backends × batches
+    for row in data["results"]:
+        assert row["error"] is None, row
+        assert len(row["times_ms"]) == 2 and row["median_ms"] > 0
+        assert row["images_per_s"] == pytest.approx(row["batch"] / row["median_ms"] * 1e3, rel=1e-3)
+    assert len(data["speedups"]) == 3 * 2
+    theory = data["models"][1]["mult_adds"] / data["models"][0]["mult_adds"]
+    for row in data["speedups"]:
+        assert row["theoretical"] == pytest.approx(theory, rel=1e-3) and row["measured"] > 0
+
+
+def test_text_output_for_a_model_without_a_twin():
+    out = run_bench_cli("--model", "mobilenet_v3_small", "--width", "0.5", "--resolution", "32", "--backend", "torch",
+                        "--threads", "1", "--repeats", "1", "--warmup", "0")
+    assert "torch" in out and "img/s" in out and "load average" in out
+    assert "mobilenet_v3_small has no depthwise separable blocks, so no full-convolution twin" in out
+
+
+def test_the_full_convolution_twin_of_mobilenet_v1_is_conv_mobilenet_v1():
+    for options in ({}, {"width_mult": 0.5, "resolution": 160, "num_classes": 10}):
+        assert full_conv_twin(model_config("mobilenet_v1", **options)) == model_config("conv_mobilenet_v1", **options)
+    assert full_conv_twin(model_config("mobilenet_v2")) is None
+    theory = cost(full_conv_twin(model_config("mobilenet_v1"))).mult_adds / cost("mobilenet_v1").mult_adds
+    assert round(theory, 2) == 8.56
+
+
+def test_runners_are_timed_round_robin_after_their_warm_up():
+    calls = []
+    runners = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = time_interleaved(runners, warmup=2, repeats=3)
+    assert calls == list("aabbcc") + list("abc") * 3
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+@pytest.mark.parametrize("argv, error, message", [
+    (["--model", "nowhere.safetensors"], FileNotFoundError, "no checkpoint at nowhere.safetensors"),
+    (["--model", "mobilenet_v1", "--backend", "torch,tensorrt"], ValueError,
+     f"unknown backend 'tensorrt'; available: {', '.join(BACKENDS)}"),
+    (["--model", "mobilenet_v1", "--batch", "0"], ValueError, "--batch takes comma-separated positive integers"),
+    (["--model", "mobilenet_v1", "--batch", "1,x"], ValueError, "--batch takes comma-separated positive integers"),
+    (["--model", "mobilenet_v1", "--threads", "0"], ValueError, "threads must be a positive integer"),
+    (["--model", "mobilenet_v1", "--calibration", "no/such/folder", "--backend", "onnxruntime-int8"],
+     FileNotFoundError, "no image folder at no/such/folder"),
+])
+def test_bench_errors_name_what_was_wrong(argv, error, message):
+    with pytest.raises(error, match=message):
+        run_bench_cli(*argv)
