@@ -14,20 +14,14 @@ from mobilenets import MobileNet
 from mobilenets.interop import WeightMismatch, from_keras
 from mobilenets.interop.keras import keras_layer_names, read_keras
 from mobilenets.interop.mapping import model_slots
+from interop_helpers import one_thread  # noqa: F401 (fixture)
 
 keras = pytest.importorskip("keras")
 
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # On a small shared machine OpenMP's second thread spins waiting for a busy core: one thread
-    # runs these forward passes up to 100× faster there. Restored for the rest of the suite.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize(model, seed: int = 0):

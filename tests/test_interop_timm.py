@@ -16,16 +16,16 @@ from torch import nn
 
 from mobilenets.interop import WeightMismatch, from_timm
 from mobilenets.interop.timm import parse_timm_name, timm_name_from_file
+from interop_helpers import TOLERANCE, one_thread, randomized  # noqa: F401 (fixture)
+from interop_helpers import assert_parity as parity_at
 
-TOLERANCE = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()  # see test_interop_keras.py: OpenMP spins on a busy machine
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def assert_parity(reference, model, size: int = 97) -> float:
+    return parity_at(reference, model, size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,29 +177,6 @@ class TimmMobileNet(nn.Module):
         return self.classifier(x.flatten(1))
 
 
-def randomized(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BatchNorm statistics, in eval mode, outputs of order 1."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.0, generator=generator)
-                module.bias.normal_(0, 0.2, generator=generator)
-                module.running_mean.normal_(0, 0.2, generator=generator)
-                module.running_var.uniform_(1.0, 2.0, generator=generator)
-            elif isinstance(module, (nn.Conv2d, nn.Linear)):
-                module.weight.normal_(0, module.weight[0].numel() ** -0.5, generator=generator)
-                if module.bias is not None:
-                    module.bias.normal_(0, 0.1, generator=generator)
-    return model.eval()
-
-
-def assert_parity(reference: nn.Module, model: nn.Module, size: int = 97) -> float:
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        difference = (reference(x) - model(x)).abs().max().item()
-    assert difference <= TOLERANCE
-    return difference
 
 
 TIMM_NAMES = ["mobilenetv1_100", "mobilenetv2_035", "mobilenetv2_140", "mobilenetv3_large_100",

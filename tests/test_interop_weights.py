@@ -29,14 +29,10 @@ from mobilenets.interop.cli import configure_convert_parser, configure_predict_w
     run_predict_weights
 from mobilenets.interop.statedict import read_state_dict
 from mobilenets.interop.weights import file_digests
+from interop_helpers import one_thread  # noqa: F401 (fixture)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()  # see test_interop_keras.py: OpenMP spins on a busy machine
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
