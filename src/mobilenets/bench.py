@@ -34,7 +34,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -48,6 +47,7 @@ from .export import (INT8_DEFAULT, ModelSource, export_onnx, list_images, load_i
                      quantize_int8)
 from .fuse import fuse_bn
 from .models import MobileNet
+from .timing import Runner, time_interleaved
 
 BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", "onnxruntime", "onnxruntime-int8")
 DEFAULT_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
@@ -106,9 +106,6 @@ def full_conv_twin(config: ModelConfig) -> ModelConfig | None:
 # --------------------------------------------------------------------------------------------
 # Runners: one callable per (model, backend, batch), each taking the NCHW batch it is given
 # --------------------------------------------------------------------------------------------
-Runner = Callable[[], object]
-
-
 @dataclass
 class PreparedModel:
     """What the backends of one model share: the eager models and the ONNX files."""
@@ -184,23 +181,8 @@ def _compiled_runner(model: MobileNet, batch: torch.Tensor) -> Runner:
 
 
 # --------------------------------------------------------------------------------------------
-# Timing
+# Results
 # --------------------------------------------------------------------------------------------
-def time_interleaved(runners: dict[str, Runner], warmup: int = 3, repeats: int = 10) -> dict[str, list[float]]:
-    """Seconds per call of every runner: `warmup` untimed calls each, then `repeats` rounds in
-    which every runner is timed once."""
-    for runner in runners.values():
-        for _ in range(warmup):
-            runner()
-    times: dict[str, list[float]] = {key: [] for key in runners}
-    for _ in range(repeats):
-        for key, runner in runners.items():
-            start = time.perf_counter()
-            runner()
-            times[key].append(time.perf_counter() - start)
-    return times
-
-
 @dataclass
 class Measurement:
     model: str
