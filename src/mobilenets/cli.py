@@ -43,7 +43,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, owner: type, title: s
             continue
         kind = _option_type(owner, field)
         if kind is bool:
-            action = meta.get("action", "store_true")
+            action = argparse.BooleanOptionalAction if meta.get("negatable") else meta.get("action", "store_true")
             group.add_argument(meta["flag"], dest=field.name, action=action, default=None,
                                help=meta["help"].replace("%", "%%"))  # argparse formats help with %
         else:
@@ -116,8 +116,15 @@ def run_eval(args: argparse.Namespace) -> str:
 
     from .evaluate import evaluate_checkpoint
 
-    png = args.confusion or str(Path(args.checkpoint).with_suffix("")) + "_confusion.png"
-    metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, args.workers, png)
+    from .interop.weights import bundled_checkpoint
+
+    checkpoint = args.checkpoint
+    if not Path(checkpoint).exists() and bundled_checkpoint(checkpoint) is not None:
+        checkpoint = bundled_checkpoint(checkpoint)  # weights this project trained and ships, e.g. cifar10
+        png = args.confusion or f"{args.checkpoint}_confusion.png"
+    else:
+        png = args.confusion or str(Path(checkpoint).with_suffix("")) + "_confusion.png"
+    metrics = evaluate_checkpoint(checkpoint, args.data, args.split, args.batch_size, args.workers, png)
     if args.json:
         return json.dumps(metrics, indent=2)
     width = max(len(n) for n in metrics["class_names"])
@@ -187,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_train)
 
     p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a checkpoint")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint file, or weights this project ships (cifar10)")
     p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")
     p.add_argument("--split", default="val", choices=("val", "all"),
                    help="val: the checkpoint's own validation split; all: every image of --data")
