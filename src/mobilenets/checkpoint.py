@@ -106,6 +106,21 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                       {k: v for k, v in header.items() if k not in known}, extra)
 
 
+# Header entries that only resuming needs; a released checkpoint drops them with their tensors.
+TRAINING_STATE = ("optimizer", "schedule", "step")
+
+
+def release_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
+                       metadata: dict | None = None) -> Path:
+    """A copy of a training checkpoint for publishing: the model, class names, preprocessing and
+    the record of the run (config, split, history, provenance) kept, the optimizer and RNG state
+    dropped (they double the file and only `--resume` reads them); `metadata` is added."""
+    checkpoint = load_checkpoint(source)
+    kept = {k: v for k, v in checkpoint.metadata.items() if k not in TRAINING_STATE}
+    return save_checkpoint(destination, checkpoint.model, class_names=checkpoint.class_names,
+                           preprocessing=checkpoint.preprocessing, metadata={**kept, **(metadata or {})})
+
+
 def load_model(path: str | os.PathLike) -> MobileNet:
     """Just the model of a checkpoint, in eval mode."""
     return load_checkpoint(path).model.eval()

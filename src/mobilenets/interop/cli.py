@@ -15,6 +15,7 @@ from pathlib import Path
 from ..models import MobileNet
 from .imagenet import imagenet_class_names, predict_imagenet
 from .mapping import describe
+from .weights import default_model
 
 SOURCES = ("keras", "torchvision", "timm")
 CONVERTIBLE = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
@@ -90,9 +91,9 @@ def configure_predict_weights(parser: argparse.ArgumentParser) -> None:
     """Add --weights (and the options that pick a published file) to the predict parser."""
     group = parser.add_argument_group("published weights (instead of a checkpoint)")
     group.add_argument("--weights", metavar="KEY|PATH|URL",
-                       help="e.g. keras-imagenet, torchvision-imagenet-v1, timm-imagenet, a file or a URL; "
+                       help="e.g. cifar10, keras-imagenet, torchvision-imagenet-v1, timm-imagenet, a file or a URL; "
                             "then every positional argument is an image")
-    group.add_argument("--model", choices=CONVERTIBLE, help="with --weights: the model (default: mobilenet_v2)")
+    group.add_argument("--model", choices=CONVERTIBLE, help="with --weights: the model (default: the weights' only model, else mobilenet_v2)")
     group.add_argument("--width", dest="width_mult", type=float, metavar="WIDTH_MULT", help="with --weights")
     group.add_argument("--resolution", type=int, help="with --weights (Keras MobileNet/V2 files exist per size)")
     group.add_argument("--minimalistic", action="store_true", default=None, help="with --weights: V3 minimalistic")
@@ -104,9 +105,11 @@ def run_predict_weights(args: argparse.Namespace, images: list[str]) -> str:
 
     options = {k: getattr(args, k) for k in ("width_mult", "resolution", "minimalistic")
                if getattr(args, k, None) is not None}
-    model = create_model(args.model or "mobilenet_v2", weights=args.weights, **options)
+    model = create_model(args.model or default_model(args.weights) or "mobilenet_v2", weights=args.weights,
+                         **options)
+    names = model.config.extra.get("class_names")
     lines = []
-    for result in predict_imagenet(model, images, args.top_k):
+    for result in predict_imagenet(model, images, args.top_k, class_names=names if isinstance(names, list) else None):
         lines.append(result["image"])
         lines += [f"  {100 * p:6.2f}%  {name}" for name, p in result["top"]]
     return "\n".join(lines)

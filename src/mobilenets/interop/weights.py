@@ -3,6 +3,7 @@
     create_model("mobilenet_v1", width_mult=0.5, resolution=160, weights="keras-imagenet")
     create_model("mobilenet_v3_large", weights="torchvision-imagenet-v2", num_classes=10)
     create_model("mobilenet_v2", weights="path/to/file.h5")   # or .keras, .pth, .safetensors, a URL
+    create_model("mobilenet_v1", weights="cifar10")           # trained by this project, ships inside it
 
 Files are downloaded once into the cache folder (MOBILENETS_CACHE, default ~/.cache/mobilenets or
 $XDG_CACHE_HOME/mobilenets) with a progress bar, written to a temporary file and renamed only
@@ -18,6 +19,7 @@ model's config, and the entry's sha256 is None: see docs/interop.md.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -25,6 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +50,8 @@ class PublishedWeights:
     key: str  # what create_model(weights=...) takes, e.g. "keras-imagenet"
     model: str  # our model name
     width_mult: float
-    source: str  # "keras" | "torchvision" | "timm"
-    url: str
+    source: str  # "keras" | "torchvision" | "timm" | "mobilenets" (trained here, a file in the package)
+    url: str  # for "mobilenets": "package:FILE", FILE in mobilenets/published/
     resolution: int | None = None  # Keras V1/V2 publish one file per input size; None: trained at 224, any size
     minimalistic: bool = False
     include_top: bool = True
@@ -152,7 +155,28 @@ def _timm_entries() -> list[PublishedWeights]:
     return entries
 
 
-PUBLISHED: tuple[PublishedWeights, ...] = tuple(_keras_entries() + _torchvision_entries() + _timm_entries())
+PACKAGE_SCHEME = "package:"
+PUBLISHED_DIR = "published"  # inside the package: checkpoints trained by this project, with index.json
+
+
+def _package_file(name: str) -> Path:
+    return Path(str(resources.files("mobilenets").joinpath(PUBLISHED_DIR, name)))
+
+
+def _bundled_entries() -> list[PublishedWeights]:
+    # Checkpoints trained by this project's own `mobilenets train` and shipped inside it, listed in
+    # published/index.json (docs/results.md has each one's command and curves). resolution None:
+    # any input size runs; the model keeps the size it was trained at as its nominal one.
+    index = _package_file("index.json")
+    if not index.is_file():
+        return []
+    return [PublishedWeights(entry["key"], entry["model"], entry["width_mult"], "mobilenets",
+                             PACKAGE_SCHEME + entry["file"], sha256=entry["sha256"])
+            for entry in json.loads(index.read_text())]
+
+
+PUBLISHED: tuple[PublishedWeights, ...] = tuple(_keras_entries() + _torchvision_entries() + _timm_entries()
+                                                + _bundled_entries())
 WEIGHT_KEYS = tuple(dict.fromkeys(entry.key for entry in PUBLISHED))
 
 
@@ -161,7 +185,7 @@ def list_weights(name: str | None = None, key: str | None = None) -> list[Publis
     return [e for e in PUBLISHED if (name is None or e.model == name) and (key is None or e.key == key)]
 
 
-def find_weights(name: str, key: str, width_mult: float = 1.0, resolution: int | None = None,
+def find_weights(name: str, key: str, width_mult: float | None = None, resolution: int | None = None,
                  minimalistic: bool = False, include_top: bool = True) -> PublishedWeights:
     """The published file for these options, or a ValueError listing what is published."""
     if key not in WEIGHT_KEYS:
@@ -170,6 +194,9 @@ def find_weights(name: str, key: str, width_mult: float = 1.0, resolution: int |
     if not candidates:
         models = sorted({e.model for e in list_weights(key=key)})
         raise ValueError(f"no {key} weights for {name}; {key} has {', '.join(models)}")
+    if width_mult is None:  # the one width published, else the papers' 1.0
+        widths = {e.width_mult for e in candidates}
+        width_mult = widths.pop() if len(widths) == 1 else 1.0
     matching = [e for e in candidates if abs(e.width_mult - width_mult) < 1e-9 and e.minimalistic == minimalistic]
     if matching and matching[0].resolution is not None:  # Keras V1/V2: one file per input size
         matching = [e for e in matching if e.resolution == (resolution or 224)]
@@ -251,6 +278,29 @@ def _check_hashes(sha256: str, md5: str, expected_sha256: str | None, expected_m
                            f"{'...' if len(expected_sha256) < 64 else ''}; {fix}")
     if expected_md5 and md5 != expected_md5.lower():
         raise HashMismatch(f"{what} has MD5 {md5}, but the published one is {expected_md5}; {fix}")
+
+
+def bundled_file(entry: PublishedWeights) -> Path:
+    """The checkpoint file of a "mobilenets" entry, inside the installed package, hash-checked."""
+    path = _package_file(entry.url[len(PACKAGE_SCHEME):])
+    if not path.is_file():  # a damaged install, not a user mistake
+        raise WeightsUnavailable(f"the package file {path} is missing; reinstall mobilenets")
+    digest, md5_digest = file_digests(path)
+    _check_hashes(digest, md5_digest, entry.sha256, entry.md5, f"the package file {path}", "reinstall mobilenets")
+    return path
+
+
+def default_model(key: str) -> str | None:
+    """The model of weights `key` when it publishes exactly one (e.g. "cifar10": mobilenet_v1)."""
+    models = {e.model for e in PUBLISHED if e.key == key}
+    return models.pop() if len(models) == 1 else None
+
+
+def bundled_checkpoint(key: str) -> Path | None:
+    """The checkpoint file of the weights `key` when this project trained and ships them (e.g.
+    "cifar10"), for the commands that take a checkpoint; None for any other key."""
+    entries = [e for e in PUBLISHED if e.key == key and e.source == "mobilenets"]
+    return bundled_file(entries[0]) if entries else None
 
 
 def fetch(url: str, filename: str | None = None, sha256: str | None = None, md5: str | None = None,
@@ -382,9 +432,13 @@ def pretrained_model(name: str, weights: str, options: dict) -> MobileNet:
     if weights in WEIGHT_KEYS:
         if options.get("depth_multiplier", 1) != 1:
             raise ValueError(f"{weights} weights have depth_multiplier 1; got {options['depth_multiplier']}")
-        entry = find_weights(name, weights, options.get("width_mult", 1.0), options.get("resolution"),
+        entry = find_weights(name, weights, options.get("width_mult"), options.get("resolution"),
                              options.get("minimalistic", False), include_top=not options.get("features_only", False))
-        path, digest = fetch(entry.url, entry.cache_name, entry.sha256, entry.md5)
+        if entry.source == "mobilenets":
+            path = bundled_file(entry)
+            digest = file_digests(path)[0]
+        else:
+            path, digest = fetch(entry.url, entry.cache_name, entry.sha256, entry.md5)
         model = _convert_entry(entry, path)
         provenance = {"weights": weights, "url": entry.url, "sha256": digest,
                       "hash_checked": bool(entry.sha256 or entry.md5)}
@@ -449,6 +503,18 @@ def _convert_entry(entry: PublishedWeights, path: Path) -> MobileNet:
     from .timm import from_timm
     from .torchvision import from_torchvision
 
+    if entry.source == "mobilenets":
+        from ..checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(path)
+        config = checkpoint.model.config
+        # What predict needs to prepare images and name classes, where converted models keep it.
+        recipe = {**checkpoint.preprocessing, "resize": checkpoint.preprocessing["size"]}
+        extra = {**config.extra, "class_names": checkpoint.class_names, "preprocessing": recipe,
+                 "source": "mobilenets"}
+        model = MobileNet(config.replace(extra=extra))
+        model.load_state_dict(checkpoint.model.state_dict())
+        return model.eval()
     if entry.source == "keras":
         return from_keras(path, name=entry.model, width_mult=entry.width_mult, minimalistic=entry.minimalistic,
                           resolution=entry.resolution or 224)
@@ -457,5 +523,5 @@ def _convert_entry(entry: PublishedWeights, path: Path) -> MobileNet:
     return from_timm(path, timm_name=entry.timm_name, name=entry.model)
 
 
-__all__ = ["HashMismatch", "PUBLISHED", "PublishedWeights", "WEIGHT_KEYS", "WeightsUnavailable", "adapt_model",
+__all__ = ["bundled_checkpoint", "default_model", "HashMismatch", "PUBLISHED", "PublishedWeights", "WEIGHT_KEYS", "WeightsUnavailable", "adapt_model",
            "cache_dir", "fetch", "find_weights", "list_weights", "load_weights_file", "pretrained_model"]

@@ -1,0 +1,130 @@
+"""Weights this project trains and ships inside the package (`weights="cifar10"`): the mechanism on a
+stand-in checkpoint, and the shipped file itself where it exists."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mobilenets.interop.weights as weights
+from mobilenets import create_model
+from mobilenets.checkpoint import read_header, release_checkpoint, save_checkpoint
+from mobilenets.cli import main
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch):
+    """A 10-class mobilenet_v1 checkpoint registered as the package's weights "standin"."""
+    return register_stand_in(tmp_path, monkeypatch, NAMES)
+
+
+def register_stand_in(tmp_path, monkeypatch, names):
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v1", width_mult=0.25, resolution=32, num_classes=10, stem_stride=1).eval()
+    training = save_checkpoint(tmp_path / "last.safetensors", model, class_names=names,
+                               preprocessing={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "resize": 32},
+                               metadata={"optimizer": {"state": {}}, "step": 0, "epoch": 1,
+                                         "split": {"kind": "held_out", "val_fraction": 0.1, "seed": 0}},
+                               tensors={"optimizer.0.momentum_buffer": torch.zeros(3)})
+    packaged = tmp_path / "package" / "standin.safetensors"
+    release_checkpoint(training, packaged, {"provenance": {"command": "mobilenets train ...", "git_commit": "abc"}})
+    digest = hashlib.sha256(packaged.read_bytes()).hexdigest()
+    entry = weights.PublishedWeights("standin", "mobilenet_v1", 0.25, "mobilenets",
+                                     weights.PACKAGE_SCHEME + packaged.name, sha256=digest)
+    monkeypatch.setattr(weights, "_package_file", lambda name: tmp_path / "package" / name)
+    monkeypatch.setattr(weights, "PUBLISHED", weights.PUBLISHED + (entry,))
+    monkeypatch.setattr(weights, "WEIGHT_KEYS", weights.WEIGHT_KEYS + ("standin",))
+    return model, packaged
+
+
+def test_release_drops_training_state_and_keeps_the_record(stand_in):
+    _, packaged = stand_in
+    header = read_header(packaged)
+    assert "optimizer" not in header and "step" not in header
+    assert header["epoch"] == 1 and header["split"]["seed"] == 0 and header["provenance"]["git_commit"] == "abc"
+    from safetensors import safe_open
+
+    with safe_open(str(packaged), framework="pt") as handle:
+        assert all(key.startswith("model.") for key in handle.keys())
+
+
+def test_create_model_loads_shipped_weights_with_their_names_and_preprocessing(stand_in):
+    model, _ = stand_in
+    loaded = create_model("mobilenet_v1", weights="standin")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert loaded.config.extra["class_names"] == NAMES
+    assert loaded.config.extra["preprocessing"]["std"] == [0.25] * 3
+    assert loaded.config.extra["weights"]["weights"] == "standin"
+    assert weights.default_model("standin") == "mobilenet_v1"
+    adapted = create_model("mobilenet_v1", weights="standin", num_classes=3)  # fine-tuning start
+    assert adapted.config.num_classes == 3 and adapted.config.extra["class_names"] is None
+
+
+def test_a_changed_package_file_is_refused(stand_in):
+    _, packaged = stand_in
+    data = bytearray(packaged.read_bytes())
+    data[-1] ^= 1
+    packaged.write_bytes(bytes(data))
+    with pytest.raises(weights.HashMismatch, match="reinstall mobilenets"):
+        create_model("mobilenet_v1", weights="standin")
+
+
+def test_predict_takes_the_weights_key(stand_in, tmp_path, capsys):
+    image = tmp_path / "img.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(image)
+    assert main(["predict", "--weights", "standin", str(image), "--top-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(image) and len(lines) == 4
+    assert all(line.split("%  ")[1] in NAMES for line in lines[1:])
+
+
+def test_eval_takes_the_weights_key(tmp_path, monkeypatch, capsys):
+    register_stand_in(tmp_path, monkeypatch, [str(d) for d in range(10)])
+    assert main(["eval", "standin", "--data", "digits", "--confusion", str(tmp_path / "c.png"), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["images"] == 180 and len(metrics["per_class"]) == 10  # digits' 10% held out
+
+
+def test_eval_checks_the_shipped_classes_against_the_data(stand_in, capsys):
+    assert main(["eval", "standin", "--data", "digits"]) == 2
+    assert "the checkpoint ['zero'" in capsys.readouterr().err
+
+
+def test_no_such_key_lists_what_is_published(capsys):
+    assert main(["predict", "--weights", "nope", "x.png"]) == 2
+    assert "there is no file 'nope'" in capsys.readouterr().err
+
+
+SHIPPED = weights.bundled_checkpoint("cifar10") if "cifar10" in weights.WEIGHT_KEYS else None
+
+
+@pytest.mark.skipif(SHIPPED is None, reason="no cifar10 weights shipped in this checkout")
+def test_the_shipped_cifar10_model_records_how_it_was_made():
+    assert SHIPPED.stat().st_size <= 15e6
+    header = read_header(SHIPPED)
+    assert header["provenance"]["command"].startswith("mobilenets train")
+    assert len(header["provenance"]["git_commit"]) == 40
+    assert header["release"]["epochs"] == len(header["history"]) == header["train_config"]["epochs"]
+    assert header["release"]["val_top1"] >= 0.90
+    assert header["class_names"] == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                     "ship", "truck"]
+    model = create_model("mobilenet_v1", weights="cifar10")
+    assert model.config.width_mult >= 0.5 and model.config.resolution == 32
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SHIPPED is None or not SHARED_CIFAR.is_dir(), reason="needs the shipped weights and CIFAR-10")
+def test_the_shipped_cifar10_model_reaches_90_percent_on_its_validation_split(capsys):
+    assert main(["eval", "cifar10", "--data", str(SHARED_CIFAR), "--json", "--confusion", "/dev/null"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["images"] == 5000
+    assert metrics["top1"] >= 0.90
