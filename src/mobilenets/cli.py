@@ -17,6 +17,7 @@ from .config import ModelOptions
 from .zoo import list_models, model_config
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
+EXIT_DIVERGED = 3  # training stopped at a non-finite loss; the checkpoints on disk are the last finite ones
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
@@ -226,13 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .train import Interrupted
+    from .train import Diverged, Interrupted
 
     try:
         output = args.run(args)
     except (ValueError, FileNotFoundError, CLIError) as error:
         print(f"mobilenets {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Diverged as diverged:
+        print(f"mobilenets {args.command}: error: {diverged}", file=sys.stderr)
+        return EXIT_DIVERGED
     except Interrupted as interrupted:
         print(f"mobilenets {args.command}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED

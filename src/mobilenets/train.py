@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, non_finite_tensors, save_checkpoint
 from .config import ModelOptions
 from .data import DataBundle, load_data, make_loader
 from .evaluate import evaluate
@@ -74,6 +74,11 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)  # ModelOptions fields the user set
 
     def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay", "warmup", "label_smoothing", "val_fraction"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number; got {value!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -230,6 +235,16 @@ class Interrupted(Exception):
     """Ctrl-C during training: the last checkpoint was saved; exit code 130."""
 
 
+class Diverged(Exception):
+    """The loss or the weights became NaN or infinite: nothing was saved from that point; exit code 3."""
+
+
+def _diverged_message(what: str, epoch: int, step: int, last_path: Path) -> str:
+    kept = (f"{last_path} and best.safetensors keep the last finite state; continue with --resume and a "
+            f"smaller --lr" if last_path.is_file() else "nothing was saved; start again with a smaller --lr")
+    return f"training diverged: {what} at epoch {epoch + 1}, step {step + 1}; {kept}"
+
+
 def train(config: TrainConfig) -> dict:
     """Train, evaluate every epoch, checkpoint `last` and `best`; returns the final metrics."""
     rank, world_size = _distributed()
@@ -304,12 +319,22 @@ def train(config: TrainConfig) -> dict:
                 with autocast:
                     logits = network(images)
                     loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+                loss_value = loss.item()
+                finite = math.isfinite(loss_value)
+                if world_size > 1:  # every rank must stop at the same step, or the others wait forever
+                    flag = torch.tensor([float(finite)], device=device)
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+                    finite = bool(flag.item())
+                if not finite:  # stop before the step: the checkpoints on disk keep the last finite state
+                    if bar is not None:
+                        bar.close()
+                    raise Diverged(_diverged_message(f"the loss is {loss_value}", epoch, step, last_path))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 next_step = step + 1
                 seen += labels.numel()
-                loss_sum += loss.item() * labels.numel()
+                loss_sum += loss_value * labels.numel()
                 correct += (logits.argmax(1) == labels).sum().item()
                 if bar is not None:
                     elapsed = time.perf_counter() - started
@@ -327,6 +352,10 @@ def train(config: TrainConfig) -> dict:
         if bar is not None:
             bar.close()
         train_seconds = time.perf_counter() - started
+        bad_weights = non_finite_tensors(model.state_dict())
+        if bad_weights:  # a finite last loss can still leave an overflowed weight behind
+            raise Diverged(_diverged_message(f"{bad_weights[0]} holds NaN or infinite values", epoch,
+                                             steps_per_epoch - 1, last_path))
         totals = torch.tensor([seen, loss_sum, correct], dtype=torch.float64)
         if world_size > 1:
             torch.distributed.all_reduce(totals)
