@@ -20,7 +20,8 @@ def train_args(out, *extra, epochs=2, lr=0.1):
 
 def one_error_line(capsys, *fragments):
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    # the per-epoch progress lines of a run that trained before failing are not part of the error
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("epoch ")]
     assert len(lines) == 1, err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
@@ -92,3 +93,40 @@ def test_non_finite_weights_are_never_saved_or_exported(run_copy, tmp_path, caps
     assert main(["export", str(bad), "--output", str(tmp_path / "nan.onnx")]) == 2
     one_error_line(capsys, "cannot export", "NaN")
     assert not (tmp_path / "nan.onnx").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Ctrl-C during the per-epoch validation
+# --------------------------------------------------------------------------------------------
+def model_tensors(path):
+    return load_checkpoint(path).model.state_dict()
+
+
+def test_ctrl_c_during_validation_keeps_the_epoch(run, tmp_path, monkeypatch, capsys):
+    from mobilenets.data import MemoryLoader
+
+    original = MemoryLoader.batches
+    validations = {"count": 0}
+
+    def batches(self, epoch, start_step=0):
+        if not self.train:
+            validations["count"] += 1
+            if validations["count"] == 2:  # Ctrl-C in the middle of epoch 2's validation
+                yield next(original(self, epoch, start_step))
+                raise KeyboardInterrupt
+        yield from original(self, epoch, start_step)
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(MemoryLoader, "batches", batches)
+        assert main(train_args(out)) == 130
+    one_error_line(capsys, "interrupted while validating epoch 2", "--resume")
+    header = read_header(out / "last.safetensors")
+    assert header["epoch"] == 2 and header["pending_validation"] is not None and len(header["history"]) == 1
+    assert main(train_args(out, "--resume")) == 0
+    header = read_header(out / "last.safetensors")
+    assert [row["epoch"] for row in header["history"]] == [1, 2] and header["pending_validation"] is None
+    reference = model_tensors(run / "last.safetensors")
+    for name, tensor in model_tensors(out / "last.safetensors").items():
+        assert tensor.equal(reference[name]), name
+    assert header["best_val_top1"] == read_header(run / "last.safetensors")["best_val_top1"]

@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as interrupted:
         print(f"mobilenets {args.command}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # outside the places that save state (loading data, writing plots, ...)
+        print(f"mobilenets {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(output)
     return 0
 

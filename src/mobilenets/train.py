@@ -13,12 +13,15 @@ evaluates and writes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,6 +242,23 @@ class Diverged(Exception):
     """The loss or the weights became NaN or infinite: nothing was saved from that point; exit code 3."""
 
 
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Ctrl-C while checkpoints and metrics are written takes effect once they are all written, so
+    `last`, `best` and metrics.csv always describe the same epoch."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 def _diverged_message(what: str, epoch: int, step: int, last_path: Path) -> str:
     kept = (f"{last_path} and best.safetensors keep the last finite state; continue with --resume and a "
             f"smaller --lr" if last_path.is_file() else "nothing was saved; start again with a smaller --lr")
@@ -266,6 +286,7 @@ def train(config: TrainConfig) -> dict:
                          + (f" per process ({world_size} processes)" if world_size > 1 else ""))
 
     epoch, start_step, history, best = 0, 0, [], -1.0
+    pending_validation = None  # an epoch trained but not validated (Ctrl-C during its validation)
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"
     if config.resume:
         if not last_path.is_file():
@@ -277,6 +298,7 @@ def train(config: TrainConfig) -> dict:
         optimizer.load_state_dict(_optimizer_from_checkpoint(saved.metadata["optimizer"], saved.tensors))
         epoch, start_step = saved.metadata["epoch"], saved.metadata["step"]
         history, best = saved.metadata["history"], saved.metadata["best_val_top1"]
+        pending_validation = saved.metadata.get("pending_validation")
         torch.set_rng_state(saved.tensors["rng.torch"])
     elif rank == 0 and last_path.exists():
         raise ValueError(f"{last_path} exists: pass --resume to continue that run, or choose another --out")
@@ -285,17 +307,53 @@ def train(config: TrainConfig) -> dict:
     if world_size > 1:
         network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def save(path: Path, next_epoch: int, next_step: int) -> None:
+    def save(path: Path, next_epoch: int, next_step: int, pending: dict | None = None,
+             rng_state: torch.Tensor | None = None) -> None:
         optimizer_doc, optimizer_tensors = _optimizer_to_checkpoint(optimizer)
         save_checkpoint(path, model, class_names=bundle.class_names, preprocessing=bundle.preprocessing, metadata={
             "epoch": next_epoch, "step": next_step, "train_config": dataclasses.asdict(config),
             "split": bundle.split, "optimizer": optimizer_doc, "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
-            "history": history, "best_val_top1": best,
-        }, tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state()})
+            "history": history, "best_val_top1": best, "pending_validation": pending,
+        }, tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state() if rng_state is None else rng_state})
+
+    def finish_epoch(trained: dict) -> None:
+        """Validate the epoch just trained (`epoch` counts it), record it, write `best` and `last`."""
+        nonlocal best
+        # Creating a worker DataLoader draws from the global RNG: a resumed validation must start
+        # from the state the uninterrupted run had here.
+        rng_state = torch.get_rng_state()
+        try:
+            metrics = evaluate(model, val_loader, len(bundle.class_names), device, memory_format, config.amp)
+        except KeyboardInterrupt:
+            save(last_path, epoch, 0, pending=trained, rng_state=rng_state)
+            raise Interrupted(f"interrupted while validating epoch {epoch}; its training is saved in {last_path}; "
+                              f"continue with --resume (which validates it first)") from None
+        row = {"epoch": epoch, "train_loss": trained["train_loss"], "train_acc": trained["train_acc"],
+               "val_loss": metrics["loss"], "val_top1": metrics["top1"], "val_top5": metrics["top5"],
+               **{key: trained[key] for key in ("lr", "epoch_seconds", "images_per_second")}}
+        history.append(row)
+        improved = metrics["top1"] > best
+        best = max(best, metrics["top1"])
+        try:
+            with _sigint_deferred():
+                if improved:  # best first: a crash between the two leaves the older `last`, so a
+                    save(best_path, epoch, 0)  # resume redoes this epoch and writes both again
+                save(last_path, epoch, 0)
+                write_metrics(out, history)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted after epoch {epoch}; saved {last_path}; continue with --resume") from None
+        print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
+              f"val loss {row['val_loss']:.4f} top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
+              f"{row['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    if pending_validation is not None:
+        if rank == 0:
+            finish_epoch(pending_validation)
+        if world_size > 1:
+            torch.distributed.barrier()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
     show_progress = config.progress and rank == 0
     while epoch < config.epochs:
@@ -362,22 +420,10 @@ def train(config: TrainConfig) -> dict:
         epoch += 1
         start_step = 0
         if rank == 0:
-            metrics = evaluate(model, val_loader, len(bundle.class_names), device, memory_format, config.amp)
-            row = {"epoch": epoch, "train_loss": totals[1].item() / max(1, totals[0].item()),
-                   "train_acc": totals[2].item() / max(1, totals[0].item()), "val_loss": metrics["loss"],
-                   "val_top1": metrics["top1"], "val_top5": metrics["top5"],
-                   "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": train_seconds,
-                   "images_per_second": totals[0].item() / train_seconds}
-            history.append(row)
-            improved = metrics["top1"] > best
-            best = max(best, metrics["top1"])
-            save(last_path, epoch, 0)
-            if improved:
-                save(best_path, epoch, 0)
-            write_metrics(out, history)
-            print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-                  f"val loss {row['val_loss']:.4f} top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
-                  f"{row['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
+            finish_epoch({"train_loss": totals[1].item() / max(1, totals[0].item()),
+                          "train_acc": totals[2].item() / max(1, totals[0].item()),
+                          "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": train_seconds,
+                          "images_per_second": totals[0].item() / train_seconds})
         if world_size > 1:
             torch.distributed.barrier()
     if rank == 0 and history:
