@@ -130,3 +130,103 @@ def test_ctrl_c_during_validation_keeps_the_epoch(run, tmp_path, monkeypatch, ca
     for name, tensor in model_tensors(out / "last.safetensors").items():
         assert tensor.equal(reference[name]), name
     assert header["best_val_top1"] == read_header(run / "last.safetensors")["best_val_top1"]
+
+
+# --------------------------------------------------------------------------------------------
+# 3. I/O failures: one line, exit 1, checkpoints intact; checked before training starts
+# --------------------------------------------------------------------------------------------
+def test_out_is_an_existing_file(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("keep me")
+    assert main(train_args(target)) == 1
+    one_error_line(capsys, str(target), "existing file")
+    assert target.read_text() == "keep me"
+    assert main(train_args(target / "sub")) == 1
+    one_error_line(capsys, "cannot write", str(target / "sub"))
+
+
+@pytest.mark.parametrize("out", ["/sys/mobilenets-run", "/sys/kernel"])
+def test_out_not_writable_is_found_before_training(out, capsys):
+    # /sys refuses new files even to root, as a read-only file system or a folder without write
+    # permission does; the data would take longer than this test allows to load if it were reached
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no /sys")
+    assert main(["train", "--data", "/nonexistent", "--out", out]) == 1
+    one_error_line(capsys, "cannot write to the --out folder", out)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_out_without_write_permission(tmp_path, capsys):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        assert main(train_args(folder / "run")) == 1
+        one_error_line(capsys, "cannot write", "Permission denied")
+    finally:
+        folder.chmod(0o700)
+
+
+def test_disk_full_while_saving_keeps_checkpoints(run_copy, monkeypatch, capsys):
+    import errno
+    import os
+
+    before = snapshot(run_copy)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(train_args(run_copy, "--resume", epochs=3)) == 1
+    one_error_line(capsys, "cannot write", ".safetensors", "No space left on device", "intact", "--resume")
+    assert snapshot(run_copy) == before
+    assert [p.name for p in run_copy.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_eval_png_into_an_unwritable_folder_fails_first(run, tmp_path, capsys):
+    target = tmp_path / "png-is-a-folder"
+    target.mkdir()
+    assert main(["eval", str(run / "best.safetensors"), "--data", "digits", "--confusion", str(target)]) == 1
+    one_error_line(capsys, "is a folder")
+    if Path("/sys/kernel").is_dir():
+        assert main(["eval", str(run / "best.safetensors"), "--data", "digits",
+                     "--confusion", "/sys/kernel/confusion.png"]) == 1
+        one_error_line(capsys, "cannot write", "/sys/kernel")
+
+
+# --------------------------------------------------------------------------------------------
+# 4. One run per output folder
+# --------------------------------------------------------------------------------------------
+HOLD_LOCK = """
+import sys, time
+from mobilenets.files import OutputLock
+lock = OutputLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_run_on_the_same_out_fails_at_once(tmp_path, capsys):
+    import os
+    import signal
+
+    out = tmp_path / "run"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(train_args(out)) == 1
+        one_error_line(capsys, "in use by another run", f"pid {holder.pid}", "choose another --out")
+        assert not (out / "last.safetensors").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # the holder died without releasing anything: its lock is stale and taken over, and the
+    # temporary file of a write it never finished is cleaned up
+    (out / ".last.safetensors.abc123.tmp").write_bytes(b"partial")
+    assert main(train_args(out, epochs=1)) == 0
+    assert read_header(out / "last.safetensors")["epoch"] == 1
+    assert not (out / ".last.safetensors.abc123.tmp").exists()

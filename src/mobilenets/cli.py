@@ -16,6 +16,7 @@ from .cost import FORMATS, cost, render
 from .config import ModelOptions
 from .zoo import list_models, model_config
 
+EXIT_IO = 1  # the machine refused: disk full, permissions, read-only file system, output in use
 EXIT_USAGE = 2  # bad input: argparse's own convention
 EXIT_DIVERGED = 3  # training stopped at a non-finite loss; the checkpoints on disk are the last finite ones
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -240,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as interrupted:
         print(f"mobilenets {args.command}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as error:  # disk full, no permission, read-only file system, a path in use
+        print(f"mobilenets {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_IO
     except KeyboardInterrupt:  # outside the places that save state (loading data, writing plots, ...)
         print(f"mobilenets {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

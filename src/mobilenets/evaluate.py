@@ -11,6 +11,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .data import MemoryImages, load_data, make_loader, preprocess_image
+from .files import check_writable_file
 
 
 @torch.no_grad()
@@ -77,6 +78,8 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, data: str, split: st
     if split not in ("val", "all"):
         raise ValueError(f"split must be 'val' or 'all'; got {split!r}")
     checkpoint = load_checkpoint(checkpoint_path)
+    if confusion_png is not None:  # before the evaluation, not after it
+        check_writable_file(confusion_png, "confusion matrix file")
     recorded = checkpoint.metadata.get("split", {})
     seed = recorded.get("seed", 0)
     bundle = load_data(data, checkpoint.preprocessing["size"] if checkpoint.preprocessing else None,

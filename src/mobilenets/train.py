@@ -35,6 +35,7 @@ from .checkpoint import load_checkpoint, non_finite_tensors, save_checkpoint
 from .config import ModelOptions
 from .data import DataBundle, load_data, make_loader
 from .evaluate import evaluate
+from .files import OutputError, OutputLock, check_writable_folder, remove_stale_temporaries
 from .layers import DepthwiseConv2d
 from .models import MobileNet, create_model
 
@@ -266,8 +267,23 @@ def _diverged_message(what: str, epoch: int, step: int, last_path: Path) -> str:
 
 
 def train(config: TrainConfig) -> dict:
-    """Train, evaluate every epoch, checkpoint `last` and `best`; returns the final metrics."""
+    """Train, evaluate every epoch, checkpoint `last` and `best`; returns the final metrics.
+
+    Rank 0 first proves it can write --out and locks it for the whole run, before any data is read.
+    """
     rank, world_size = _distributed()
+    if rank != 0:
+        return _train(config, rank, world_size)
+    out = check_writable_folder(config.out, "--out folder")
+    with OutputLock(out):
+        remove_stale_temporaries(out)  # of writes a killed run left; no one else writes here now
+        if not config.resume and (out / "last.safetensors").exists():
+            raise ValueError(f"{out / 'last.safetensors'} exists: pass --resume to continue that run, "
+                             f"or choose another --out")
+        return _train(config, rank, world_size)
+
+
+def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
     device = _device()
     out = Path(config.out)
     torch.manual_seed(config.seed)
@@ -300,8 +316,6 @@ def train(config: TrainConfig) -> dict:
         history, best = saved.metadata["history"], saved.metadata["best_val_top1"]
         pending_validation = saved.metadata.get("pending_validation")
         torch.set_rng_state(saved.tensors["rng.torch"])
-    elif rank == 0 and last_path.exists():
-        raise ValueError(f"{last_path} exists: pass --resume to continue that run, or choose another --out")
 
     network = model
     if world_size > 1:
@@ -310,11 +324,15 @@ def train(config: TrainConfig) -> dict:
     def save(path: Path, next_epoch: int, next_step: int, pending: dict | None = None,
              rng_state: torch.Tensor | None = None) -> None:
         optimizer_doc, optimizer_tensors = _optimizer_to_checkpoint(optimizer)
-        save_checkpoint(path, model, class_names=bundle.class_names, preprocessing=bundle.preprocessing, metadata={
-            "epoch": next_epoch, "step": next_step, "train_config": dataclasses.asdict(config),
-            "split": bundle.split, "optimizer": optimizer_doc, "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
-            "history": history, "best_val_top1": best, "pending_validation": pending,
-        }, tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state() if rng_state is None else rng_state})
+        try:
+            save_checkpoint(path, model, class_names=bundle.class_names, preprocessing=bundle.preprocessing, metadata={
+                "epoch": next_epoch, "step": next_step, "train_config": dataclasses.asdict(config),
+                "split": bundle.split, "optimizer": optimizer_doc, "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
+                "history": history, "best_val_top1": best, "pending_validation": pending,
+            }, tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state() if rng_state is None else rng_state})
+        except OSError as error:  # disk full, permissions changed, disk gone: the old file is untouched
+            raise OutputError(f"cannot write {path} ({error.strerror or error}); the checkpoints already in "
+                              f"{out} are intact: free space or fix the folder, then continue with --resume") from None
 
     def finish_epoch(trained: dict) -> None:
         """Validate the epoch just trained (`epoch` counts it), record it, write `best` and `last`."""
