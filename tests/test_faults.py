@@ -230,3 +230,133 @@ def test_a_second_run_on_the_same_out_fails_at_once(tmp_path, capsys):
     assert main(train_args(out, epochs=1)) == 0
     assert read_header(out / "last.safetensors")["epoch"] == 1
     assert not (out / ".last.safetensors.abc123.tmp").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Bad images: one line naming the file and --skip-bad-images, which really decodes
+# --------------------------------------------------------------------------------------------
+def write_image(path: Path, side: int, seed: int = 0, fmt: str | None = None) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(path, fmt)
+    return path
+
+
+def truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a header that verify() accepts, half the pixels
+    return path
+
+
+def decompression_bomb(path: Path) -> Path:
+    """A 45-byte PNG whose header claims 100000×100000 pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def photo_tree(root: Path, per_class: int = 6, side: int = 80) -> list[Path]:
+    return [write_image(root / name / f"{i}.jpg", side, seed=10 * c + i)
+            for c, name in enumerate(("cat", "dog")) for i in range(per_class)]
+
+
+def split_of(paths: list[Path], fraction: float, seed: int = 0):
+    from mobilenets.data import held_out_split
+
+    train_index, val_index = held_out_split(len(paths), fraction, seed)
+    return [paths[i] for i in train_index.tolist()], [paths[i] for i in val_index.tolist()]
+
+
+PHOTO_TRAIN = ["--epochs", "1", "--batch-size", "4", "--width", "0.25", "--image-size", "32", "--workers", "1",
+               "--no-progress", "--val-fraction", "0.25"]
+
+
+@pytest.mark.parametrize("damage", [truncate, decompression_bomb, "garbage"])
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_bad_photo_names_the_file_and_the_flag(tmp_path, capsys, damage, split):
+    files = photo_tree(tmp_path / "data")
+    victim = split_of(sorted(files), 0.25)[0 if split == "train" else 1][1]
+    if damage == "garbage":
+        victim.write_bytes(b"this is not an image at all" * 10)
+    else:
+        damage(victim)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), *PHOTO_TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = [l for l in err.splitlines() if l.strip() and not l.startswith("epoch ")]
+    assert len(line) == 1 and str(victim) in line[0] and "--skip-bad-images" in line[0], err
+    if split == "val":  # found before any training
+        assert "epoch 1/" not in err and not (out / "last.safetensors").exists()
+    # with the flag the file is skipped (it is really decoded, not just verify()-ed) and the run finishes
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), *PHOTO_TRAIN,
+                 "--skip-bad-images"]) == 0
+    assert "skipped 1 unreadable images" in capsys.readouterr().out
+
+
+def test_eval_predict_and_calibration_with_bad_images(tmp_path, run, capsys):
+    files = photo_tree(tmp_path / "data", per_class=3, side=48)
+    truncate(write_image(tmp_path / "data" / "cat" / "bad.png", 48, seed=99))
+    checkpoint = tmp_path / "photo.safetensors"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--batch-size", "2", "--width", "0.25", "--image-size", "32", "--no-progress",
+                 "--skip-bad-images"]) == 0
+    shutil.copy(tmp_path / "run" / "last.safetensors", checkpoint)
+    capsys.readouterr()
+    assert main(["eval", str(checkpoint), "--data", str(tmp_path / "data"), "--split", "all"]) == 2
+    one_error_line(capsys, "bad.png", "--skip-bad-images")
+    assert main(["eval", str(checkpoint), "--data", str(tmp_path / "data"), "--split", "all",
+                 "--skip-bad-images", "--json"]) == 0
+    assert '"images": 6' in capsys.readouterr().out
+    bomb = decompression_bomb(tmp_path / "bomb.png")
+    for image in (bomb, tmp_path / "data" / "cat" / "bad.png"):
+        assert main(["predict", str(checkpoint), str(files[0]), str(image)]) == 2
+        one_error_line(capsys, "cannot read image", str(image))
+    calibration = tmp_path / "calibration"
+    shutil.copytree(tmp_path / "data" / "dog", calibration)
+    shutil.copy(bomb, calibration / "bomb.png")
+    assert main(["export", str(checkpoint), "--output", str(tmp_path / "m.onnx"), "--int8",
+                 "--calibration", str(calibration)]) == 2
+    one_error_line(capsys, "cannot read image", "bomb.png")
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Small/large decision from all files' sizes, not the first file's
+# --------------------------------------------------------------------------------------------
+def test_a_small_icon_sorted_first_does_not_load_photos_into_memory(tmp_path):
+    from mobilenets.data import FileImages, MemoryImages, load_data
+
+    write_image(tmp_path / "photos" / "a" / "000_icon.png", 16)
+    photo_tree(tmp_path / "photos", per_class=4, side=300)
+    bundle = load_data(str(tmp_path / "photos"), val_fraction=0.25)
+    assert isinstance(bundle.train, FileImages) and bundle.image_size == 224
+    # the other way round: small images with one big photo stay in memory at their own size
+    for i in range(8):
+        write_image(tmp_path / "icons" / "ab"[i % 2] / f"{i}.png", 32, seed=i)
+    write_image(tmp_path / "icons" / "a" / "zz_photo.jpg", 1500)
+    bundle = load_data(str(tmp_path / "icons"), val_fraction=0.25)
+    assert isinstance(bundle.train, MemoryImages) and bundle.image_size == 32
+    assert bundle.train.images.shape[-2:] == (32, 32)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    from mobilenets.data import open_image
+
+    path = write_image(tmp_path / "phone.jpg", 8)
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    image.save(path, exif=exif)
+    assert open_image(path).size == (20, 40)

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import typing
+import warnings
 
 from .cost import FORMATS, cost, render
 from .config import ModelOptions
@@ -119,7 +120,8 @@ def run_eval(args: argparse.Namespace) -> str:
     from .evaluate import evaluate_checkpoint
 
     png = args.confusion or str(Path(args.checkpoint).with_suffix("")) + "_confusion.png"
-    metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, args.workers, png)
+    metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, args.workers, png,
+                                  args.skip_bad_images)
     if args.json:
         return json.dumps(metrics, indent=2)
     width = max(len(n) for n in metrics["class_names"])
@@ -197,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.add_argument("--skip-bad-images", action="store_true", help="warn about and skip unreadable images")
     p.set_defaults(run=run_eval)
 
     from .interop.cli import configure_convert_parser, configure_predict_weights
@@ -225,7 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"mobilenets: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning  # the user needs the message, not our source line
     parser = build_parser()
     args = parser.parse_args(argv)
     from .train import Diverged, Interrupted
