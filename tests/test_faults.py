@@ -360,3 +360,49 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90° clockwise to display
     image.save(path, exif=exif)
     assert open_image(path).size == (20, 40)
+
+
+# --------------------------------------------------------------------------------------------
+# 8. convert never overwrites by accident; weights files are told apart by their bytes
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def torchvision_file(tmp_path):
+    import torch
+
+    from test_interop_torchvision import TorchvisionV2
+
+    path = tmp_path / "tv.pth"
+    torch.save(TorchvisionV2(num_classes=10, width_mult=0.5).state_dict(), path)
+    return path
+
+
+def test_convert_refuses_to_overwrite(torchvision_file, tmp_path, capsys):
+    source_bytes = torchvision_file.read_bytes()
+    trained = tmp_path / "best.safetensors"
+    trained.write_bytes(b"a trained checkpoint")
+    assert main(["convert", "--from", "torchvision", str(torchvision_file), str(trained)]) == 2
+    one_error_line(capsys, str(trained), "exists", "--force")
+    assert trained.read_bytes() == b"a trained checkpoint"
+    for out in (torchvision_file, tmp_path / "." / "tv.pth"):  # OUT = SRC: never, even with --force
+        assert main(["convert", "--from", "torchvision", str(torchvision_file), str(out), "--force"]) == 2
+        one_error_line(capsys, "source file itself")
+    assert torchvision_file.read_bytes() == source_bytes
+    assert main(["convert", "--from", "torchvision", str(torchvision_file), str(trained), "--force"]) == 0
+    assert load_checkpoint(trained).model.config.num_classes == 10
+
+
+def test_weights_format_is_read_from_the_bytes_not_the_name(torchvision_file, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from mobilenets import create_model
+
+    converted = tmp_path / "converted.bin"  # a mobilenets checkpoint without the .safetensors suffix
+    assert main(["convert", "--from", "torchvision", str(torchvision_file), str(converted)]) == 0
+    reference = load_checkpoint(converted).model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(create_model("mobilenet_v2", weights=str(converted))(x), reference(x))
+    # a torchvision state dict saved with safetensors under a .pth name
+    renamed = tmp_path / "state.pth"
+    save_file(torch.load(torchvision_file, weights_only=True), str(renamed))
+    assert torch.equal(create_model("mobilenet_v2", weights=str(renamed))(x), reference(x))

@@ -326,18 +326,18 @@ def load_weights_file(path: str | os.PathLike, name: str | None = None, timm_nam
     .h5/.keras, our own checkpoint, or a torchvision/timm state dict (.pth, .pt, .safetensors)."""
     from ..checkpoint import METADATA_KEY, load_checkpoint
     from .keras import from_keras
-    from .statedict import read_state_dict
+    from .statedict import read_state_dict, sniff_format
     from .timm import from_timm
     from .torchvision import detect_model, from_torchvision
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if path.suffix in (".h5", ".hdf5", ".keras") or head.startswith(b"\x89HDF"):
+    kind = sniff_format(path)  # from the bytes: a converted file may have any name
+    if kind == "hdf5" or (kind == "zip" and _is_keras_archive(path)) or \
+            (kind == "unknown" and path.suffix in (".h5", ".hdf5", ".keras")):  # for Keras's own message
         return from_keras(path, name=name, width_mult=width_mult, resolution=resolution)
-    if path.suffix == ".safetensors" and _safetensors_metadata(path).get(METADATA_KEY):
+    if kind == "safetensors" and _safetensors_metadata(path).get(METADATA_KEY):
         model = load_checkpoint(path).model.eval()
         if name is not None and model.config.name != name:
             raise ValueError(f"{path} holds a {model.config.name}, not {name}")
@@ -349,6 +349,17 @@ def load_weights_file(path: str | os.PathLike, name: str | None = None, timm_nam
         return from_torchvision(path, name=name, width_mult=width_mult)
     raise ValueError(f"{path} is neither a Keras, torchvision, timm nor mobilenets checkpoint of a MobileNet "
                      f"(its keys begin {', '.join(list(state)[:3])})")
+
+
+def _is_keras_archive(path: Path) -> bool:
+    """A Keras 3 .keras file is a zip holding model.weights.h5; torch.save's zip holds data.pkl."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("model.weights.h5") for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
 
 
 def _safetensors_metadata(path: Path) -> dict:
