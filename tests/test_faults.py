@@ -406,3 +406,27 @@ def test_weights_format_is_read_from_the_bytes_not_the_name(torchvision_file, tm
     renamed = tmp_path / "state.pth"
     save_file(torch.load(torchvision_file, weights_only=True), str(renamed))
     assert torch.equal(create_model("mobilenet_v2", weights=str(renamed))(x), reference(x))
+
+
+# --------------------------------------------------------------------------------------------
+# 9. URL weights are cached per URL
+# --------------------------------------------------------------------------------------------
+def test_two_urls_with_the_same_file_name_do_not_share_a_cache_entry(tmp_path, monkeypatch):
+    import torch
+
+    from mobilenets import create_model
+    from mobilenets.checkpoint import save_checkpoint
+
+    monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "cache"))
+    urls, models = [], []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = create_model("mobilenet_v3_small", width_mult=0.5, num_classes=5).eval()
+        path = save_checkpoint(tmp_path / f"source{seed}" / "model.safetensors", model)
+        urls.append(path.as_uri())
+        models.append(model)
+    x = torch.randn(1, 3, 64, 64)
+    for url, model in zip(urls, models):
+        loaded = create_model("mobilenet_v3_small", weights=url)
+        assert torch.equal(loaded(x), model(x)), url
+        assert loaded.config.extra["weights"]["weights"] == url

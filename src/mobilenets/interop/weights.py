@@ -221,6 +221,12 @@ def url_filename(url: str) -> str:
     return name
 
 
+def url_cache_name(url: str) -> str:
+    """The cache path of a URL outside the registry: its file name under a folder named by a hash of
+    the whole URL, so two URLs ending in the same file name never share (or return) one file."""
+    return f"url-{hashlib.sha256(url.encode()).hexdigest()[:16]}/{url_filename(url)}"
+
+
 def is_url(text: str) -> bool:
     return urllib.parse.urlparse(text).scheme in ("http", "https", "file")
 
@@ -257,7 +263,7 @@ def fetch(url: str, filename: str | None = None, sha256: str | None = None, md5:
           progress: bool = True) -> tuple[Path, str]:
     """The cached file for `url` (downloaded on first use) and its SHA-256, checked against the
     published hashes given. Raises WeightsUnavailable (offline, interrupted) or HashMismatch."""
-    destination = cache_dir() / (filename or url_filename(url))
+    destination = cache_dir() / (filename or url_cache_name(url))
     if destination.is_file():
         digest, md5_digest = file_digests(destination)
         _check_hashes(digest, md5_digest, sha256, md5, f"the cached {destination}",
