@@ -28,7 +28,7 @@ from mobilenets.interop import (
 from mobilenets.interop.cli import configure_convert_parser, configure_predict_weights, run_convert, \
     run_predict_weights
 from mobilenets.interop.statedict import read_state_dict
-from mobilenets.interop.weights import file_digests
+from mobilenets.interop.weights import file_digests, url_cache_name
 from interop_helpers import one_thread  # noqa: F401 (fixture)
 
 
@@ -127,15 +127,19 @@ def test_find_weights_picks_the_file_for_the_options():
 # --------------------------------------------------------------------------------------------
 # Download and cache
 # --------------------------------------------------------------------------------------------
+def cached_files(cache):
+    return sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file())
+
+
 def test_file_url_download_cache_hit_and_printed_hash(served, cache, capsys):
     path, model = served
     url = path.as_uri()
     loaded = create_model("mobilenet_v3_small", weights=url)
-    assert (cache / "small.safetensors").is_file() and same_outputs(loaded, model)
+    assert (cache / url_cache_name(url)).is_file() and same_outputs(loaded, model)
     digest = file_digests(path)[0]
     assert digest in capsys.readouterr().err  # no published hash: the computed one is shown
     assert loaded.config.extra["weights"]["sha256"] == digest
-    assert fetch(url, sha256=digest)[0] == cache / "small.safetensors"  # cache hit, verified
+    assert fetch(url, sha256=digest)[0] == cache / url_cache_name(url)  # cache hit, verified
 
 
 def test_http_download_once_then_from_cache(served, server, cache):
@@ -143,7 +147,7 @@ def test_http_download_once_then_from_cache(served, server, cache):
     first, digest = fetch(url, sha256=file_digests(served[0])[0], progress=False)
     second, _ = fetch(url, progress=False)
     assert first == second and Handler.requests == 1
-    assert sorted(p.name for p in cache.iterdir()) == ["small.safetensors"]
+    assert cached_files(cache) == [url_cache_name(url)]
 
 
 def test_hash_mismatch_keeps_nothing(served, server, cache):
@@ -151,24 +155,25 @@ def test_hash_mismatch_keeps_nothing(served, server, cache):
         fetch(f"{server}/small.safetensors", sha256="0123abcd", progress=False)
     with pytest.raises(HashMismatch, match="MD5"):
         fetch(f"{server}/small.safetensors", md5="0" * 32, progress=False)
-    assert not cache.exists() or list(cache.iterdir()) == []
+    assert not cache.exists() or cached_files(cache) == []
 
 
 def test_corrupt_cached_file_is_reported_with_its_path(served, cache):
-    cache.mkdir()
-    (cache / "small.safetensors").write_bytes(b"damaged")
-    with pytest.raises(HashMismatch, match=f"cached {cache / 'small.safetensors'}.*delete it"):
+    target = cache / url_cache_name(served[0].as_uri())
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"damaged")
+    with pytest.raises(HashMismatch, match=f"cached {target}.*delete it"):
         fetch(served[0].as_uri(), sha256=file_digests(served[0])[0])
 
 
 def test_interrupted_download_leaves_no_file(server, cache):
     with pytest.raises(WeightsUnavailable, match=r"(stopped after|failed after) \d+ .*place it at"):
         fetch(f"{server}/truncated/small.safetensors", progress=False)
-    assert list(cache.iterdir()) == []  # neither the file nor a partial one
+    assert cached_files(cache) == []  # neither the file nor a partial one
 
 
 def test_offline_says_which_file_to_place_where(server, cache):
-    with pytest.raises(WeightsUnavailable, match=f"place it at {cache / 'missing.h5'}"):
+    with pytest.raises(WeightsUnavailable, match=f"place it at {cache / url_cache_name(f'{server}/missing.h5')}"):
         fetch(f"{server}/missing.h5", progress=False)  # 404
     with pytest.raises(WeightsUnavailable, match="cannot download"):
         fetch("http://127.0.0.1:9/mobilenet_1_0_224_tf.h5", progress=False)  # nothing listens there

@@ -28,6 +28,21 @@ METADATA_KEY = "mobilenets"
 MODEL_PREFIX = "model."
 
 
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity (a diverged model)."""
+    return [name for name, tensor in tensors.items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
+def check_finite(model: torch.nn.Module, label: str) -> None:
+    """Raise ValueError naming `label` and the first bad tensor when the weights are not all finite."""
+    bad = non_finite_tensors(model.state_dict())
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"{label}: the model's {bad[0]}{more} holds NaN or infinite values; "
+                         f"the training diverged (resume from an earlier checkpoint with a smaller --lr)")
+
+
 @dataclass
 class Checkpoint:
     model: MobileNet
@@ -44,6 +59,8 @@ def save_checkpoint(path: str | os.PathLike, model: MobileNet, *, class_names: l
     from safetensors.torch import save_file
 
     path = Path(path)
+    # A diverged model must never replace a good checkpoint (it may be the only resume point).
+    check_finite(model, f"refusing to write {path}")
     header = {
         "format": FORMAT,
         "config": model.config.to_dict(),

@@ -11,12 +11,15 @@ import dataclasses
 import json
 import sys
 import typing
+import warnings
 
 from .cost import FORMATS, cost, render
 from .config import ModelOptions
 from .zoo import list_models, model_config
 
+EXIT_IO = 1  # the machine refused: disk full, permissions, read-only file system, output in use
 EXIT_USAGE = 2  # bad input: argparse's own convention
+EXIT_DIVERGED = 3  # training stopped at a non-finite loss; the checkpoints on disk are the last finite ones
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
@@ -124,7 +127,8 @@ def run_eval(args: argparse.Namespace) -> str:
         png = args.confusion or f"{args.checkpoint}_confusion.png"
     else:
         png = args.confusion or str(Path(checkpoint).with_suffix("")) + "_confusion.png"
-    metrics = evaluate_checkpoint(checkpoint, args.data, args.split, args.batch_size, args.workers, png)
+    metrics = evaluate_checkpoint(checkpoint, args.data, args.split, args.batch_size, args.workers, png,
+                                  args.skip_bad_images)
     if args.json:
         return json.dumps(metrics, indent=2)
     width = max(len(n) for n in metrics["class_names"])
@@ -202,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.add_argument("--skip-bad-images", action="store_true", help="warn about and skip unreadable images")
     p.set_defaults(run=run_eval)
 
     from .interop.cli import configure_convert_parser, configure_predict_weights
@@ -230,18 +235,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"mobilenets: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning  # the user needs the message, not our source line
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .train import Interrupted
+    from .train import Diverged, Interrupted
 
     try:
         output = args.run(args)
     except (ValueError, FileNotFoundError, CLIError) as error:
         print(f"mobilenets {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Diverged as diverged:
+        print(f"mobilenets {args.command}: error: {diverged}", file=sys.stderr)
+        return EXIT_DIVERGED
     except Interrupted as interrupted:
         print(f"mobilenets {args.command}: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as error:  # disk full, no permission, read-only file system, a path in use
+        print(f"mobilenets {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_IO
+    except KeyboardInterrupt:  # outside the places that save state (loading data, writing plots, ...)
+        print(f"mobilenets {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(output)
     return 0

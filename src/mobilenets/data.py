@@ -25,11 +25,12 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from . import transforms as T
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
 SMALL_IMAGE_MAX = 64  # images up to this size are kept decoded in memory
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -58,25 +59,43 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Decode one file to RGB, or raise DataError naming the file."""
+SKIP_HINT = "use --skip-bad-images to skip unreadable files"
+
+
+def open_image(path: str | os.PathLike, max_side: int | None = None) -> Image.Image:
+    """Decode one file fully to RGB, upright as its EXIF orientation says (phone photos), or raise
+    DataError naming the file: truncated, garbage, or a decompression bomb (Pillow's pixel limit).
+    With max_side, a larger image is shrunk to fit (JPEGs are decoded at a reduced scale)."""
     try:
         with Image.open(path) as image:
-            image.load()
-            return to_rgb(image)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+            if max_side is not None and max(image.size) > max_side:
+                image.draft("RGB", (max_side, max_side))
+            image.load()  # decodes every byte: a truncated file fails here, unlike Image.verify()
+            if image.getexif().get(ORIENTATION_TAG, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+            image = to_rgb(image)
+            if max_side is not None and max(image.size) > max_side:
+                image.thumbnail((max_side, max_side), Image.BILINEAR)
+            return image
+    except Exception as error:  # untrusted bytes: Pillow's decoders raise many kinds of error
         raise DataError(f"cannot read image {path}: {error}") from None
 
 
-def _decode_small(args: tuple[str, int | None]) -> np.ndarray | str:
-    path, size = args
+def unreadable_reason(path: str) -> str | None:
+    """None if `path` decodes, else DataError's message naming it."""
     try:
-        image = open_image(path)
+        open_image(path)
     except DataError as error:
         return str(error)
-    if size is not None and image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
+    return None
+
+
+def _decode_small(args: tuple[str, int]) -> np.ndarray | str:
+    path, max_side = args
+    try:
+        return np.asarray(open_image(path, max_side), dtype=np.uint8)
+    except DataError as error:
+        return str(error)
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,17 +178,11 @@ def scan_image_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
     return class_names, paths, labels
 
 
-def _decode_all(paths: Sequence[str], size: int | None, skip_bad_images: bool,
+def _decode_all(paths: Sequence[str], max_side: int, skip_bad_images: bool,
                 workers: int) -> tuple[torch.Tensor, list[int]]:
-    """Decode every file (in worker processes for large trees); returns images and kept indices."""
-    jobs = [(p, size) for p in paths]
-    if workers > 1 and len(jobs) > 2000:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
-            decoded = pool.map(_decode_small, jobs, chunksize=256)
-    else:
-        decoded = [_decode_small(job) for job in jobs]
+    """Decode every file (in worker processes for large trees), any larger than max_side shrunk to
+    fit it; returns images and kept indices."""
+    decoded = _map_files(_decode_small, [(p, max_side) for p in paths], workers)
     kept, arrays, errors = [], [], []
     for index, result in enumerate(decoded):
         if isinstance(result, str):
@@ -178,8 +191,8 @@ def _decode_all(paths: Sequence[str], size: int | None, skip_bad_images: bool,
             kept.append(index)
             arrays.append(result)
     if errors and not skip_bad_images:
-        raise DataError(f"{errors[0]} (and {len(errors) - 1} more); use --skip-bad-images to skip them"
-                        if len(errors) > 1 else f"{errors[0]}; use --skip-bad-images to skip it")
+        raise DataError(f"{errors[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+                        + f"; {SKIP_HINT}")
     if errors:
         warnings.warn(f"skipped {len(errors)} unreadable image(s), e.g. {errors[0]}", stacklevel=3)
     shapes = {a.shape for a in arrays}
@@ -190,18 +203,42 @@ def _decode_all(paths: Sequence[str], size: int | None, skip_bad_images: bool,
     return images, kept
 
 
-def _verifies(path: str) -> bool:
+def _map_files(function, paths: Sequence, workers: int) -> list:
+    """`function` over many files, in worker processes for large trees."""
+    if workers > 1 and len(paths) > 2000:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
+            return pool.map(function, paths, chunksize=256)
+    return [function(path) for path in paths]
+
+
+def readable_files(data: "FileImages", skip_bad_images: bool, workers: int) -> tuple["FileImages", int]:
+    """`data` without the files that do not decode (each fully decoded once), and how many were
+    dropped; without skip_bad_images the first bad file raises DataError naming it."""
+    reasons = _map_files(unreadable_reason, data.paths, workers)
+    bad = [reason for reason in reasons if reason is not None]
+    if bad and not skip_bad_images:
+        raise DataError(f"{bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "") + f"; {SKIP_HINT}")
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s), e.g. {bad[0]}", stacklevel=3)
+    good = torch.tensor([i for i, reason in enumerate(reasons) if reason is None], dtype=torch.int64)
+    return data.subset(good), len(bad)
+
+
+def _header_side(path: str) -> int | None:
+    """The longer side from the file's header (Pillow decodes no pixels to tell it), or None."""
     try:
         with Image.open(path) as image:
-            image.verify()
-        return True
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return False
+            return max(image.size)
+    except Exception:  # unreadable: it is reported, or skipped, when decoded
+        return None
 
 
-def _is_small(path: str) -> bool:
-    with Image.open(path) as image:
-        return max(image.size) <= SMALL_IMAGE_MAX
+def sampled_sides(paths: Sequence[str], sample: int = 1000) -> list[int]:
+    """The longer sides, sorted, of up to `sample` files spread evenly over `paths`, read from their
+    headers: decisions on them (their median) do not hang on one odd file, wherever it sorts."""
+    return sorted(side for side in map(_header_side, paths[::max(1, len(paths) // sample)]) if side)
 
 
 def _folder_images(root: Path, skip_bad_images: bool, workers: int, class_names: list[str] | None = None):
@@ -209,18 +246,15 @@ def _folder_images(root: Path, skip_bad_images: bool, workers: int, class_names:
     if class_names is not None and names != class_names:
         raise DataError(f"{root} has classes {names}, but the training split has {class_names}")
     labels_t = torch.tensor(labels, dtype=torch.int64)
-    try:
-        small = _is_small(paths[0])
-    except (UnidentifiedImageError, OSError):
-        small = False
-    if not small:  # left on disk; without --skip-bad-images a bad file raises DataError when read
+    sides = sampled_sides(paths)
+    if not sides or sides[len(sides) // 2] > SMALL_IMAGE_MAX:
+        # left on disk; without --skip-bad-images a bad file raises DataError when read
         if not skip_bad_images:
             return names, FileImages(paths, labels_t), 0
-        good = [i for i, path in enumerate(paths) if _verifies(path)]
-        if len(good) < len(paths):
-            warnings.warn(f"skipped {len(paths) - len(good)} unreadable image(s) in {root}", stacklevel=3)
-        return names, FileImages([paths[i] for i in good], labels_t[good]), len(paths) - len(good)
-    images, kept = _decode_all(paths, None, skip_bad_images, workers)
+        return names, *readable_files(FileImages(paths, labels_t), skip_bad_images, workers)
+    # Small images are kept decoded in memory; the odd large photo among them is shrunk to the
+    # largest small size as it is decoded, so it can never blow up the memory (or the input size).
+    images, kept = _decode_all(paths, max(s for s in sides if s <= SMALL_IMAGE_MAX), skip_bad_images, workers)
     return names, MemoryImages(images, labels_t[kept]), len(paths) - len(kept)
 
 
@@ -322,6 +356,10 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
         train_index, val_index = held_out_split(len(data), val_fraction, seed)
         train, val = data.subset(train_index), data.subset(val_index)
         split = {"kind": "held_out", "val_fraction": val_fraction, "seed": seed}
+    if isinstance(val, FileImages) and not skip_bad_images:
+        # Validation reads every file once per epoch: a bad one must fail now, not after an epoch
+        # of training (with --skip-bad-images every file was already decoded once).
+        readable_files(val, False, workers)
     if isinstance(train, MemoryImages):
         mean, std = _channel_stats(train.images)
         size = image_size or train.images.shape[-1]
@@ -397,9 +435,12 @@ class _FileDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor | None, int | str]:
         index, epoch = key
-        image = open_image(self.data.paths[index])
+        try:
+            image = open_image(self.data.paths[index])
+        except DataError as error:  # handed to the main process as data: no worker traceback
+            return None, str(error)
         size = self.bundle.image_size
         if self.train:
             generator = _generator(self.seed, epoch, index, 2)
@@ -427,9 +468,19 @@ class FileLoader:
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         keyed = [[(int(i), epoch) for i in batch] for batch in self.order.batches(epoch)[start_step:]]
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=keyed, num_workers=self.workers,
-                                             persistent_workers=False)
+                                             persistent_workers=False, collate_fn=_collate_or_error)
         for images, labels in loader:
+            if images is None:
+                raise DataError(f"{labels}; {SKIP_HINT}")
             yield T.normalize(images, self.bundle.mean, self.bundle.std), labels
+
+
+def _collate_or_error(items: list[tuple[torch.Tensor | None, int | str]]):
+    """A batch, or (None, message) when one of its files could not be read."""
+    for image, label in items:
+        if image is None:
+            return None, label
+    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
 def make_loader(data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool, seed: int = 0,

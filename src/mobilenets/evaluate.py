@@ -11,6 +11,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .data import MemoryImages, load_data, make_loader, preprocess_image
+from .files import check_writable_file
 
 
 @torch.no_grad()
@@ -68,7 +69,8 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str
 
 
 def evaluate_checkpoint(checkpoint_path: str | os.PathLike, data: str, split: str = "val", batch_size: int = 256,
-                        workers: int = 2, confusion_png: str | os.PathLike | None = None) -> dict:
+                        workers: int = 2, confusion_png: str | os.PathLike | None = None,
+                        skip_bad_images: bool = False) -> dict:
     """Evaluate a checkpoint on a data source.
 
     split "val": the validation split the checkpoint was trained with (same seed and fraction);
@@ -76,11 +78,17 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, data: str, split: st
     """
     if split not in ("val", "all"):
         raise ValueError(f"split must be 'val' or 'all'; got {split!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size (--batch-size) must be a positive integer; got {batch_size!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers (--workers) must be 0 or more; got {workers!r}")
     checkpoint = load_checkpoint(checkpoint_path)
+    if confusion_png is not None:  # before the evaluation, not after it
+        check_writable_file(confusion_png, "confusion matrix file")
     recorded = checkpoint.metadata.get("split", {})
     seed = recorded.get("seed", 0)
     bundle = load_data(data, checkpoint.preprocessing["size"] if checkpoint.preprocessing else None,
-                       recorded.get("val_fraction", 0.1), seed, workers=workers)
+                       recorded.get("val_fraction", 0.1), seed, skip_bad_images=skip_bad_images, workers=workers)
     if checkpoint.class_names is not None and bundle.class_names != checkpoint.class_names:
         raise ValueError(f"{data} has classes {bundle.class_names}, the checkpoint {checkpoint.class_names}")
     if checkpoint.preprocessing:  # evaluate exactly as trained

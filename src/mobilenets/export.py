@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint
+from .checkpoint import check_finite, load_checkpoint
 from .fuse import fuse_bn
 from .data import IMAGE_EXTENSIONS
 from .models import MobileNet, create_model, list_models
@@ -79,6 +79,7 @@ def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> 
         raise FileNotFoundError(f"no checkpoint at {spec} (and it is not a zoo model: {', '.join(list_models())})")
     checkpoint = load_checkpoint(spec)
     model = checkpoint.model.eval()
+    check_finite(model, f"cannot export {spec}")
     if model.head is None:
         raise ValueError(f"{spec} holds a feature extractor (no classifier head); export needs a classifier")
     preprocessing = {**default_preprocessing(model), **(checkpoint.preprocessing or {})}

@@ -13,14 +13,17 @@ evaluates and writes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, non_finite_tensors, save_checkpoint
 from .config import ModelOptions
 from .data import DataBundle, load_data, make_loader
 from .evaluate import evaluate
+from .files import OutputError, OutputLock, check_writable_folder, remove_stale_temporaries
 from .layers import DepthwiseConv2d
 from .models import MobileNet, create_model
 
@@ -79,6 +83,11 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)  # ModelOptions fields the user set
 
     def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay", "warmup", "label_smoothing", "val_fraction"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number; got {value!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -251,9 +260,51 @@ class Interrupted(Exception):
     """Ctrl-C during training: the last checkpoint was saved; exit code 130."""
 
 
+class Diverged(Exception):
+    """The loss or the weights became NaN or infinite: nothing was saved from that point; exit code 3."""
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Ctrl-C while checkpoints and metrics are written takes effect once they are all written, so
+    `last`, `best` and metrics.csv always describe the same epoch."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _diverged_message(what: str, epoch: int, step: int, last_path: Path) -> str:
+    kept = (f"{last_path} and best.safetensors keep the last finite state; continue with --resume and a "
+            f"smaller --lr" if last_path.is_file() else "nothing was saved; start again with a smaller --lr")
+    return f"training diverged: {what} at epoch {epoch + 1}, step {step + 1}; {kept}"
+
+
 def train(config: TrainConfig) -> dict:
-    """Train, evaluate every epoch, checkpoint `last` and `best`; returns the final metrics."""
+    """Train, evaluate every epoch, checkpoint `last` and `best`; returns the final metrics.
+
+    Rank 0 first proves it can write --out and locks it for the whole run, before any data is read.
+    """
     rank, world_size = _distributed()
+    if rank != 0:
+        return _train(config, rank, world_size)
+    out = check_writable_folder(config.out, "--out folder")
+    with OutputLock(out):
+        remove_stale_temporaries(out)  # of writes a killed run left; no one else writes here now
+        if not config.resume and (out / "last.safetensors").exists():
+            raise ValueError(f"{out / 'last.safetensors'} exists: pass --resume to continue that run, "
+                             f"or choose another --out")
+        return _train(config, rank, world_size)
+
+
+def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
     device = _device()
     out = Path(config.out)
     torch.manual_seed(config.seed)
@@ -272,6 +323,7 @@ def train(config: TrainConfig) -> dict:
                          + (f" per process ({world_size} processes)" if world_size > 1 else ""))
 
     epoch, start_step, history, best = 0, 0, [], -1.0
+    pending_validation = None  # an epoch trained but not validated (Ctrl-C during its validation)
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"
     if config.resume:
         if not last_path.is_file():
@@ -283,9 +335,8 @@ def train(config: TrainConfig) -> dict:
         optimizer.load_state_dict(_optimizer_from_checkpoint(saved.metadata["optimizer"], saved.tensors))
         epoch, start_step = saved.metadata["epoch"], saved.metadata["step"]
         history, best = saved.metadata["history"], saved.metadata["best_val_top1"]
+        pending_validation = saved.metadata.get("pending_validation")
         torch.set_rng_state(saved.tensors["rng.torch"])
-    elif rank == 0 and last_path.exists():
-        raise ValueError(f"{last_path} exists: pass --resume to continue that run, or choose another --out")
 
     network = model
     if world_size > 1:
@@ -293,17 +344,58 @@ def train(config: TrainConfig) -> dict:
 
     run_provenance = provenance()
 
-    def save(path: Path, next_epoch: int, next_step: int) -> None:
+    def save(path: Path, next_epoch: int, next_step: int, pending: dict | None = None,
+             rng_state: torch.Tensor | None = None) -> None:
         optimizer_doc, optimizer_tensors = _optimizer_to_checkpoint(optimizer)
-        save_checkpoint(path, model, class_names=bundle.class_names, preprocessing=bundle.preprocessing, metadata={
-            "epoch": next_epoch, "step": next_step, "train_config": dataclasses.asdict(config),
-            "split": bundle.split, "optimizer": optimizer_doc, "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
-            "history": history, "best_val_top1": best, "provenance": run_provenance,
-        }, tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state()})
+        try:
+            save_checkpoint(path, model, class_names=bundle.class_names, preprocessing=bundle.preprocessing, metadata={
+                "epoch": next_epoch, "step": next_step, "train_config": dataclasses.asdict(config),
+                "split": bundle.split, "optimizer": optimizer_doc, "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
+                "history": history, "best_val_top1": best, "pending_validation": pending,
+                "provenance": run_provenance,
+            }, tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state() if rng_state is None else rng_state})
+        except OSError as error:  # disk full, permissions changed, disk gone: the old file is untouched
+            raise OutputError(f"cannot write {path} ({error.strerror or error}); the checkpoints already in "
+                              f"{out} are intact: free space or fix the folder, then continue with --resume") from None
+
+    def finish_epoch(trained: dict) -> None:
+        """Validate the epoch just trained (`epoch` counts it), record it, write `best` and `last`."""
+        nonlocal best
+        # Creating a worker DataLoader draws from the global RNG: a resumed validation must start
+        # from the state the uninterrupted run had here.
+        rng_state = torch.get_rng_state()
+        try:
+            metrics = evaluate(model, val_loader, len(bundle.class_names), device, memory_format, config.amp)
+        except KeyboardInterrupt:
+            save(last_path, epoch, 0, pending=trained, rng_state=rng_state)
+            raise Interrupted(f"interrupted while validating epoch {epoch}; its training is saved in {last_path}; "
+                              f"continue with --resume (which validates it first)") from None
+        row = {"epoch": epoch, "train_loss": trained["train_loss"], "train_acc": trained["train_acc"],
+               "val_loss": metrics["loss"], "val_top1": metrics["top1"], "val_top5": metrics["top5"],
+               **{key: trained[key] for key in ("lr", "epoch_seconds", "images_per_second")}}
+        history.append(row)
+        improved = metrics["top1"] > best
+        best = max(best, metrics["top1"])
+        try:
+            with _sigint_deferred():
+                if improved:  # best first: a crash between the two leaves the older `last`, so a
+                    save(best_path, epoch, 0)  # resume redoes this epoch and writes both again
+                save(last_path, epoch, 0)
+                write_metrics(out, history)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted after epoch {epoch}; saved {last_path}; continue with --resume") from None
+        print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
+              f"val loss {row['val_loss']:.4f} top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
+              f"{row['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    if pending_validation is not None:
+        if rank == 0:
+            finish_epoch(pending_validation)
+        if world_size > 1:
+            torch.distributed.barrier()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
     show_progress = config.progress and rank == 0
     while epoch < config.epochs:
@@ -327,12 +419,22 @@ def train(config: TrainConfig) -> dict:
                 with autocast:
                     logits = network(images)
                     loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+                loss_value = loss.item()
+                finite = math.isfinite(loss_value)
+                if world_size > 1:  # every rank must stop at the same step, or the others wait forever
+                    flag = torch.tensor([float(finite)], device=device)
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+                    finite = bool(flag.item())
+                if not finite:  # stop before the step: the checkpoints on disk keep the last finite state
+                    if bar is not None:
+                        bar.close()
+                    raise Diverged(_diverged_message(f"the loss is {loss_value}", epoch, step, last_path))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 next_step = step + 1
                 seen += labels.numel()
-                loss_sum += loss.item() * labels.numel()
+                loss_sum += loss_value * labels.numel()
                 correct += (logits.argmax(1) == labels).sum().item()
                 if bar is not None:
                     elapsed = time.perf_counter() - started
@@ -350,28 +452,20 @@ def train(config: TrainConfig) -> dict:
         if bar is not None:
             bar.close()
         train_seconds = time.perf_counter() - started
+        bad_weights = non_finite_tensors(model.state_dict())
+        if bad_weights:  # a finite last loss can still leave an overflowed weight behind
+            raise Diverged(_diverged_message(f"{bad_weights[0]} holds NaN or infinite values", epoch,
+                                             steps_per_epoch - 1, last_path))
         totals = torch.tensor([seen, loss_sum, correct], dtype=torch.float64)
         if world_size > 1:
             torch.distributed.all_reduce(totals)
         epoch += 1
         start_step = 0
         if rank == 0:
-            metrics = evaluate(model, val_loader, len(bundle.class_names), device, memory_format, config.amp)
-            row = {"epoch": epoch, "train_loss": totals[1].item() / max(1, totals[0].item()),
-                   "train_acc": totals[2].item() / max(1, totals[0].item()), "val_loss": metrics["loss"],
-                   "val_top1": metrics["top1"], "val_top5": metrics["top5"],
-                   "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": train_seconds,
-                   "images_per_second": totals[0].item() / train_seconds}
-            history.append(row)
-            improved = metrics["top1"] > best
-            best = max(best, metrics["top1"])
-            save(last_path, epoch, 0)
-            if improved:
-                save(best_path, epoch, 0)
-            write_metrics(out, history)
-            print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-                  f"val loss {row['val_loss']:.4f} top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
-                  f"{row['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
+            finish_epoch({"train_loss": totals[1].item() / max(1, totals[0].item()),
+                          "train_acc": totals[2].item() / max(1, totals[0].item()),
+                          "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": train_seconds,
+                          "images_per_second": totals[0].item() / train_seconds})
         if world_size > 1:
             torch.distributed.barrier()
     if rank == 0 and history:

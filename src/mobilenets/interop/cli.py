@@ -69,6 +69,7 @@ def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse
                         help="the width SRC must have (default: read from SRC)")
     parser.add_argument("--resolution", type=int, help="Keras only: nominal input size to record "
                                                        "(default: the Keras model's, else 224)")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists (never SRC itself)")
     parser.add_argument("--timm-model", dest="timm_name", metavar="NAME",
                         help="timm only: the timm model name, e.g. tf_mobilenetv3_large_100 (default: from SRC's "
                              "file name); it decides padding and BN epsilon")
@@ -76,7 +77,19 @@ def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse
     return parser
 
 
+def check_convert_output(src: str | os.PathLike, out: str | os.PathLike, force: bool) -> None:
+    """OUT may not be SRC (that would destroy the source), nor an existing file unless forced."""
+    src, out = Path(src), Path(out)
+    if out.is_dir():
+        raise ValueError(f"OUT {out} is a folder; name the checkpoint file to write")
+    if out.exists() and src.exists() and os.path.samefile(src, out):
+        raise ValueError(f"OUT {out} is the source file itself; name another OUT")
+    if out.exists() and not force:
+        raise ValueError(f"OUT {out} exists; pass --force to overwrite it, or name another OUT")
+
+
 def run_convert(args: argparse.Namespace) -> str:
+    check_convert_output(args.src, args.out, args.force)  # before the conversion, not after it
     model = convert(args.source, args.src, name=args.model, width_mult=args.width_mult,
                     resolution=args.resolution, timm_name=args.timm_name)
     out = save_converted(model, args.out)

@@ -24,6 +24,25 @@ WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema")
 IGNORED_SUFFIXES = (".num_batches_tracked",)  # BatchNorm bookkeeping, no weight
 
 
+def sniff_format(path: str | os.PathLike) -> str:
+    """A weights file's format from its first bytes, never its name: "hdf5" (Keras .h5), "zip"
+    (torch.save's format, or a Keras 3 .keras archive), "safetensors", "pickle" (older torch.save),
+    or "unknown"."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    size = os.path.getsize(path)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    # safetensors: an 8-byte little-endian header length, then the JSON header itself
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "pickle"
+    return "unknown"
+
+
 def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor], str, str | None]:
     """(state dict, label for messages, file path or None) from a path, a Mapping or an nn.Module."""
     if isinstance(source, nn.Module):
@@ -34,7 +53,8 @@ def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor],
     if not path.is_file():
         raise FileNotFoundError(f"no {library} weights file at {path}")
     label = f"{library} file {path}"
-    if path.suffix == ".safetensors":
+    kind = sniff_format(path)
+    if kind == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -42,9 +62,8 @@ def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor],
             return load_file(str(path), device="cpu"), label, str(path)
         except SafetensorError as error:
             raise ValueError(f"{path} is not a safetensors file ({error})") from None
-    with open(path, "rb") as handle:
-        if handle.read(8).startswith(b"\x89HDF"):
-            raise ValueError(f"{path} is an HDF5 (Keras) file, not a PyTorch state dict; convert it from keras")
+    if kind == "hdf5":
+        raise ValueError(f"{path} is an HDF5 (Keras) file, not a PyTorch state dict; convert it from keras")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -248,6 +248,12 @@ def url_filename(url: str) -> str:
     return name
 
 
+def url_cache_name(url: str) -> str:
+    """The cache path of a URL outside the registry: its file name under a folder named by a hash of
+    the whole URL, so two URLs ending in the same file name never share (or return) one file."""
+    return f"url-{hashlib.sha256(url.encode()).hexdigest()[:16]}/{url_filename(url)}"
+
+
 def is_url(text: str) -> bool:
     return urllib.parse.urlparse(text).scheme in ("http", "https", "file")
 
@@ -307,7 +313,7 @@ def fetch(url: str, filename: str | None = None, sha256: str | None = None, md5:
           progress: bool = True) -> tuple[Path, str]:
     """The cached file for `url` (downloaded on first use) and its SHA-256, checked against the
     published hashes given. Raises WeightsUnavailable (offline, interrupted) or HashMismatch."""
-    destination = cache_dir() / (filename or url_filename(url))
+    destination = cache_dir() / (filename or url_cache_name(url))
     if destination.is_file():
         digest, md5_digest = file_digests(destination)
         _check_hashes(digest, md5_digest, sha256, md5, f"the cached {destination}",
@@ -376,18 +382,18 @@ def load_weights_file(path: str | os.PathLike, name: str | None = None, timm_nam
     .h5/.keras, our own checkpoint, or a torchvision/timm state dict (.pth, .pt, .safetensors)."""
     from ..checkpoint import METADATA_KEY, load_checkpoint
     from .keras import from_keras
-    from .statedict import read_state_dict
+    from .statedict import read_state_dict, sniff_format
     from .timm import from_timm
     from .torchvision import detect_model, from_torchvision
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if path.suffix in (".h5", ".hdf5", ".keras") or head.startswith(b"\x89HDF"):
+    kind = sniff_format(path)  # from the bytes: a converted file may have any name
+    if kind == "hdf5" or (kind == "zip" and _is_keras_archive(path)) or \
+            (kind == "unknown" and path.suffix in (".h5", ".hdf5", ".keras")):  # for Keras's own message
         return from_keras(path, name=name, width_mult=width_mult, resolution=resolution)
-    if path.suffix == ".safetensors" and _safetensors_metadata(path).get(METADATA_KEY):
+    if kind == "safetensors" and _safetensors_metadata(path).get(METADATA_KEY):
         model = load_checkpoint(path).model.eval()
         if name is not None and model.config.name != name:
             raise ValueError(f"{path} holds a {model.config.name}, not {name}")
@@ -399,6 +405,17 @@ def load_weights_file(path: str | os.PathLike, name: str | None = None, timm_nam
         return from_torchvision(path, name=name, width_mult=width_mult)
     raise ValueError(f"{path} is neither a Keras, torchvision, timm nor mobilenets checkpoint of a MobileNet "
                      f"(its keys begin {', '.join(list(state)[:3])})")
+
+
+def _is_keras_archive(path: Path) -> bool:
+    """A Keras 3 .keras file is a zip holding model.weights.h5; torch.save's zip holds data.pkl."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("model.weights.h5") for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
 
 
 def _safetensors_metadata(path: Path) -> dict:

@@ -1,0 +1,144 @@
+"""Output folders: checked before long work starts, locked while a run writes them, and cleaned of
+the temporary files a killed process leaves behind.
+
+Everything here raises `OutputError` (an OSError) with one line naming the path, what is wrong and
+the fix; the CLI prints it and exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+LOCK_NAME = ".mobilenets.lock"
+TEMPORARY_PATTERN = ".*.tmp"  # checkpoint.save_checkpoint's temporary files: ".NAME.RANDOM.tmp"
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the pid in the lock file is then the only guard
+    fcntl = None
+
+
+class OutputError(OSError):
+    """An output path that cannot be written (or is in use); the message says which and why."""
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else super().__str__()
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create `folder` if needed and prove a file can be written in it (by writing one), so a
+    read-only disk or a missing permission shows before hours of work, not after."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{what} {folder} is an existing file, not a folder; choose another path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputError(f"cannot write to the {what} {folder} ({_reason(error)}); "
+                          f"choose another path or fix its permissions") from None
+    return folder
+
+
+def check_writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """The folder of `path` can take a new file, and `path` itself is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder; name a file")
+    check_writable_folder(path.parent, f"folder of the {what}")
+    return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+class OutputLock:
+    """An exclusive lock on an output folder for the life of a run: a second run on the same
+    folder fails at once. The lock file records the holder's pid and host; a lock left by a process
+    that died (kill -9, power loss) is taken over: the kernel releases flock() locks of dead
+    processes, and without flock a pid that no longer runs on this host means stale."""
+
+    def __init__(self, folder: str | os.PathLike, what: str = "--out"):
+        self.path = Path(folder) / LOCK_NAME
+        self.what = what
+        self.fd: int | None = None
+
+    def _holder(self) -> str:
+        try:
+            return self.path.read_text().strip()
+        except OSError:
+            return ""
+
+    def _refuse(self, holder: str) -> None:
+        raise OutputError(f"{self.path.parent} is in use by another run ({holder or 'unknown process'}); "
+                          f"wait for it to finish or choose another {self.what}")
+
+    def acquire(self) -> "OutputLock":
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise OutputError(f"cannot create the lock file {self.path} ({_reason(error)})") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                self._refuse(self._holder())
+        else:
+            fields = self._holder().split()  # "pid PID on HOST"
+            if len(fields) == 4 and fields[1].isdigit() and fields[3] == socket.gethostname() \
+                    and int(fields[1]) != os.getpid() and _pid_alive(int(fields[1])):
+                os.close(fd)
+                self._refuse(" ".join(fields))
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            # The file stays (unlinking it would let a process that opened it just before lock a
+            # different inode than the next run); its content is only read for messages.
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of interrupted atomic writes in `folder` (call only while holding
+    its lock: a running writer's temporary file is not stale)."""
+    removed = []
+    for path in Path(folder).glob(TEMPORARY_PATTERN):
+        if path.is_file():
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
+__all__ = ["LOCK_NAME", "OutputError", "OutputLock", "check_writable_file", "check_writable_folder",
+           "remove_stale_temporaries"]

@@ -1,0 +1,432 @@
+"""Faults a user or the machine can cause: each gives one clear line, a non-zero exit code, and
+leaves every good file byte-identical (see docs/reliability.md)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mobilenets.checkpoint import load_checkpoint, read_header
+from mobilenets.cli import main
+
+TINY_TRAIN = ["--data", "digits", "--batch-size", "32", "--width", "0.25", "--no-progress"]
+
+
+def train_args(out, *extra, epochs=2, lr=0.1):
+    return ["train", *TINY_TRAIN, "--epochs", str(epochs), "--lr", str(lr), "--out", str(out), *extra]
+
+
+def one_error_line(capsys, *fragments):
+    err = capsys.readouterr().err
+    # the per-epoch progress lines of a run that trained before failing are not part of the error
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("epoch ")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix == ".safetensors"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished 2-epoch run on digits; tests copy it before changing anything."""
+    out = tmp_path_factory.mktemp("faults") / "run"
+    assert main(train_args(out)) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    return copy
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Non-finite training
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flag, value", [("--lr", "inf"), ("--lr", "nan"), ("--weight-decay", "nan"),
+                                         ("--weight-decay", "inf"), ("--warmup", "nan"),
+                                         ("--label-smoothing", "nan"), ("--val-fraction", "nan")])
+def test_non_finite_options_are_refused(tmp_path, capsys, flag, value):
+    assert main(["train", "--out", str(tmp_path / "x"), flag, value]) == 2
+    one_error_line(capsys, flag.lstrip("-").replace("-", "_"), "finite")
+    assert not (tmp_path / "x").exists()
+
+
+def test_divergence_stops_with_exit_3_and_keeps_checkpoints(run_copy, capsys):
+    before = snapshot(run_copy)
+    assert main(train_args(run_copy, "--resume", epochs=3, lr=1e6)) == 3
+    line = one_error_line(capsys, "training diverged", "epoch 3", "step", "--resume", "smaller --lr")
+    assert "nan" in line or "inf" in line
+    assert snapshot(run_copy) == before  # last and best byte-identical
+    # ... and resuming with a sane learning rate continues from the last finite state
+    assert main(train_args(run_copy, "--resume", epochs=3, lr=0.05)) == 0
+    assert read_header(run_copy / "last.safetensors")["epoch"] == 3
+
+
+def test_non_finite_weights_are_never_saved_or_exported(run_copy, tmp_path, capsys):
+    from mobilenets.checkpoint import save_checkpoint
+
+    model = load_checkpoint(run_copy / "last.safetensors").model
+    before = snapshot(run_copy)
+    with __import__("torch").no_grad():
+        model.head.fc.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="head.fc.weight holds NaN"):
+        save_checkpoint(run_copy / "last.safetensors", model)
+    assert snapshot(run_copy) == before
+    # a file written by someone else with NaN weights: export refuses it
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(run_copy / "last.safetensors"), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(run_copy / "last.safetensors"))
+    tensors["model.head.fc.weight"][0, 0] = float("nan")
+    bad = tmp_path / "nan.safetensors"
+    save_file(tensors, str(bad), metadata=metadata)
+    assert main(["export", str(bad), "--output", str(tmp_path / "nan.onnx")]) == 2
+    one_error_line(capsys, "cannot export", "NaN")
+    assert not (tmp_path / "nan.onnx").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Ctrl-C during the per-epoch validation
+# --------------------------------------------------------------------------------------------
+def model_tensors(path):
+    return load_checkpoint(path).model.state_dict()
+
+
+def test_ctrl_c_during_validation_keeps_the_epoch(run, tmp_path, monkeypatch, capsys):
+    from mobilenets.data import MemoryLoader
+
+    original = MemoryLoader.batches
+    validations = {"count": 0}
+
+    def batches(self, epoch, start_step=0):
+        if not self.train:
+            validations["count"] += 1
+            if validations["count"] == 2:  # Ctrl-C in the middle of epoch 2's validation
+                yield next(original(self, epoch, start_step))
+                raise KeyboardInterrupt
+        yield from original(self, epoch, start_step)
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(MemoryLoader, "batches", batches)
+        assert main(train_args(out)) == 130
+    one_error_line(capsys, "interrupted while validating epoch 2", "--resume")
+    header = read_header(out / "last.safetensors")
+    assert header["epoch"] == 2 and header["pending_validation"] is not None and len(header["history"]) == 1
+    assert main(train_args(out, "--resume")) == 0
+    header = read_header(out / "last.safetensors")
+    assert [row["epoch"] for row in header["history"]] == [1, 2] and header["pending_validation"] is None
+    reference = model_tensors(run / "last.safetensors")
+    for name, tensor in model_tensors(out / "last.safetensors").items():
+        assert tensor.equal(reference[name]), name
+    assert header["best_val_top1"] == read_header(run / "last.safetensors")["best_val_top1"]
+
+
+# --------------------------------------------------------------------------------------------
+# 3. I/O failures: one line, exit 1, checkpoints intact; checked before training starts
+# --------------------------------------------------------------------------------------------
+def test_out_is_an_existing_file(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("keep me")
+    assert main(train_args(target)) == 1
+    one_error_line(capsys, str(target), "existing file")
+    assert target.read_text() == "keep me"
+    assert main(train_args(target / "sub")) == 1
+    one_error_line(capsys, "cannot write", str(target / "sub"))
+
+
+@pytest.mark.parametrize("out", ["/sys/mobilenets-run", "/sys/kernel"])
+def test_out_not_writable_is_found_before_training(out, capsys):
+    # /sys refuses new files even to root, as a read-only file system or a folder without write
+    # permission does; the data would take longer than this test allows to load if it were reached
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no /sys")
+    assert main(["train", "--data", "/nonexistent", "--out", out]) == 1
+    one_error_line(capsys, "cannot write to the --out folder", out)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes into read-only folders")
+def test_out_without_write_permission(tmp_path, capsys):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        assert main(train_args(folder / "run")) == 1
+        one_error_line(capsys, "cannot write", "Permission denied")
+    finally:
+        folder.chmod(0o700)
+
+
+def test_disk_full_while_saving_keeps_checkpoints(run_copy, monkeypatch, capsys):
+    import errno
+    import os
+
+    before = snapshot(run_copy)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(train_args(run_copy, "--resume", epochs=3)) == 1
+    one_error_line(capsys, "cannot write", ".safetensors", "No space left on device", "intact", "--resume")
+    assert snapshot(run_copy) == before
+    assert [p.name for p in run_copy.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_eval_png_into_an_unwritable_folder_fails_first(run, tmp_path, capsys):
+    target = tmp_path / "png-is-a-folder"
+    target.mkdir()
+    assert main(["eval", str(run / "best.safetensors"), "--data", "digits", "--confusion", str(target)]) == 1
+    one_error_line(capsys, "is a folder")
+    if Path("/sys/kernel").is_dir():
+        assert main(["eval", str(run / "best.safetensors"), "--data", "digits",
+                     "--confusion", "/sys/kernel/confusion.png"]) == 1
+        one_error_line(capsys, "cannot write", "/sys/kernel")
+
+
+# --------------------------------------------------------------------------------------------
+# 4. One run per output folder
+# --------------------------------------------------------------------------------------------
+HOLD_LOCK = """
+import sys, time
+from mobilenets.files import OutputLock
+lock = OutputLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_run_on_the_same_out_fails_at_once(tmp_path, capsys):
+    import os
+    import signal
+
+    out = tmp_path / "run"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(train_args(out)) == 1
+        one_error_line(capsys, "in use by another run", f"pid {holder.pid}", "choose another --out")
+        assert not (out / "last.safetensors").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # the holder died without releasing anything: its lock is stale and taken over, and the
+    # temporary file of a write it never finished is cleaned up
+    (out / ".last.safetensors.abc123.tmp").write_bytes(b"partial")
+    assert main(train_args(out, epochs=1)) == 0
+    assert read_header(out / "last.safetensors")["epoch"] == 1
+    assert not (out / ".last.safetensors.abc123.tmp").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Bad images: one line naming the file and --skip-bad-images, which really decodes
+# --------------------------------------------------------------------------------------------
+def write_image(path: Path, side: int, seed: int = 0, fmt: str | None = None) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(path, fmt)
+    return path
+
+
+def truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a header that verify() accepts, half the pixels
+    return path
+
+
+def decompression_bomb(path: Path) -> Path:
+    """A 45-byte PNG whose header claims 100000×100000 pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def photo_tree(root: Path, per_class: int = 6, side: int = 80) -> list[Path]:
+    return [write_image(root / name / f"{i}.jpg", side, seed=10 * c + i)
+            for c, name in enumerate(("cat", "dog")) for i in range(per_class)]
+
+
+def split_of(paths: list[Path], fraction: float, seed: int = 0):
+    from mobilenets.data import held_out_split
+
+    train_index, val_index = held_out_split(len(paths), fraction, seed)
+    return [paths[i] for i in train_index.tolist()], [paths[i] for i in val_index.tolist()]
+
+
+PHOTO_TRAIN = ["--epochs", "1", "--batch-size", "4", "--width", "0.25", "--image-size", "32", "--workers", "1",
+               "--no-progress", "--val-fraction", "0.25"]
+
+
+@pytest.mark.parametrize("damage", [truncate, decompression_bomb, "garbage"])
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_bad_photo_names_the_file_and_the_flag(tmp_path, capsys, damage, split):
+    files = photo_tree(tmp_path / "data")
+    victim = split_of(sorted(files), 0.25)[0 if split == "train" else 1][1]
+    if damage == "garbage":
+        victim.write_bytes(b"this is not an image at all" * 10)
+    else:
+        damage(victim)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), *PHOTO_TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = [l for l in err.splitlines() if l.strip() and not l.startswith("epoch ")]
+    assert len(line) == 1 and str(victim) in line[0] and "--skip-bad-images" in line[0], err
+    if split == "val":  # found before any training
+        assert "epoch 1/" not in err and not (out / "last.safetensors").exists()
+    # with the flag the file is skipped (it is really decoded, not just verify()-ed) and the run finishes
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), *PHOTO_TRAIN,
+                 "--skip-bad-images"]) == 0
+    assert "skipped 1 unreadable images" in capsys.readouterr().out
+
+
+def test_eval_predict_and_calibration_with_bad_images(tmp_path, run, capsys):
+    files = photo_tree(tmp_path / "data", per_class=3, side=48)
+    truncate(write_image(tmp_path / "data" / "cat" / "bad.png", 48, seed=99))
+    checkpoint = tmp_path / "photo.safetensors"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--batch-size", "2", "--width", "0.25", "--image-size", "32", "--no-progress",
+                 "--skip-bad-images"]) == 0
+    shutil.copy(tmp_path / "run" / "last.safetensors", checkpoint)
+    capsys.readouterr()
+    assert main(["eval", str(checkpoint), "--data", str(tmp_path / "data"), "--split", "all"]) == 2
+    one_error_line(capsys, "bad.png", "--skip-bad-images")
+    assert main(["eval", str(checkpoint), "--data", str(tmp_path / "data"), "--split", "all",
+                 "--skip-bad-images", "--json"]) == 0
+    assert '"images": 6' in capsys.readouterr().out
+    bomb = decompression_bomb(tmp_path / "bomb.png")
+    for image in (bomb, tmp_path / "data" / "cat" / "bad.png"):
+        assert main(["predict", str(checkpoint), str(files[0]), str(image)]) == 2
+        one_error_line(capsys, "cannot read image", str(image))
+    calibration = tmp_path / "calibration"
+    shutil.copytree(tmp_path / "data" / "dog", calibration)
+    shutil.copy(bomb, calibration / "bomb.png")
+    assert main(["export", str(checkpoint), "--output", str(tmp_path / "m.onnx"), "--int8",
+                 "--calibration", str(calibration)]) == 2
+    one_error_line(capsys, "cannot read image", "bomb.png")
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Small/large decision from all files' sizes, not the first file's
+# --------------------------------------------------------------------------------------------
+def test_a_small_icon_sorted_first_does_not_load_photos_into_memory(tmp_path):
+    from mobilenets.data import FileImages, MemoryImages, load_data
+
+    write_image(tmp_path / "photos" / "a" / "000_icon.png", 16)
+    photo_tree(tmp_path / "photos", per_class=4, side=300)
+    bundle = load_data(str(tmp_path / "photos"), val_fraction=0.25)
+    assert isinstance(bundle.train, FileImages) and bundle.image_size == 224
+    # the other way round: small images with one big photo stay in memory at their own size
+    for i in range(8):
+        write_image(tmp_path / "icons" / "ab"[i % 2] / f"{i}.png", 32, seed=i)
+    write_image(tmp_path / "icons" / "a" / "zz_photo.jpg", 1500)
+    bundle = load_data(str(tmp_path / "icons"), val_fraction=0.25)
+    assert isinstance(bundle.train, MemoryImages) and bundle.image_size == 32
+    assert bundle.train.images.shape[-2:] == (32, 32)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    from mobilenets.data import open_image
+
+    path = write_image(tmp_path / "phone.jpg", 8)
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    image.save(path, exif=exif)
+    assert open_image(path).size == (20, 40)
+
+
+# --------------------------------------------------------------------------------------------
+# 8. convert never overwrites by accident; weights files are told apart by their bytes
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def torchvision_file(tmp_path):
+    import torch
+
+    from test_interop_torchvision import TorchvisionV2
+
+    path = tmp_path / "tv.pth"
+    torch.save(TorchvisionV2(num_classes=10, width_mult=0.5).state_dict(), path)
+    return path
+
+
+def test_convert_refuses_to_overwrite(torchvision_file, tmp_path, capsys):
+    source_bytes = torchvision_file.read_bytes()
+    trained = tmp_path / "best.safetensors"
+    trained.write_bytes(b"a trained checkpoint")
+    assert main(["convert", "--from", "torchvision", str(torchvision_file), str(trained)]) == 2
+    one_error_line(capsys, str(trained), "exists", "--force")
+    assert trained.read_bytes() == b"a trained checkpoint"
+    for out in (torchvision_file, tmp_path / "." / "tv.pth"):  # OUT = SRC: never, even with --force
+        assert main(["convert", "--from", "torchvision", str(torchvision_file), str(out), "--force"]) == 2
+        one_error_line(capsys, "source file itself")
+    assert torchvision_file.read_bytes() == source_bytes
+    assert main(["convert", "--from", "torchvision", str(torchvision_file), str(trained), "--force"]) == 0
+    assert load_checkpoint(trained).model.config.num_classes == 10
+
+
+def test_weights_format_is_read_from_the_bytes_not_the_name(torchvision_file, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from mobilenets import create_model
+
+    converted = tmp_path / "converted.bin"  # a mobilenets checkpoint without the .safetensors suffix
+    assert main(["convert", "--from", "torchvision", str(torchvision_file), str(converted)]) == 0
+    reference = load_checkpoint(converted).model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(create_model("mobilenet_v2", weights=str(converted))(x), reference(x))
+    # a torchvision state dict saved with safetensors under a .pth name
+    renamed = tmp_path / "state.pth"
+    save_file(torch.load(torchvision_file, weights_only=True), str(renamed))
+    assert torch.equal(create_model("mobilenet_v2", weights=str(renamed))(x), reference(x))
+
+
+# --------------------------------------------------------------------------------------------
+# 9. URL weights are cached per URL
+# --------------------------------------------------------------------------------------------
+def test_two_urls_with_the_same_file_name_do_not_share_a_cache_entry(tmp_path, monkeypatch):
+    import torch
+
+    from mobilenets import create_model
+    from mobilenets.checkpoint import save_checkpoint
+
+    monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "cache"))
+    urls, models = [], []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = create_model("mobilenet_v3_small", width_mult=0.5, num_classes=5).eval()
+        path = save_checkpoint(tmp_path / f"source{seed}" / "model.safetensors", model)
+        urls.append(path.as_uri())
+        models.append(model)
+    x = torch.randn(1, 3, 64, 64)
+    for url, model in zip(urls, models):
+        loaded = create_model("mobilenet_v3_small", weights=url)
+        assert torch.equal(loaded(x), model(x)), url
+        assert loaded.config.extra["weights"]["weights"] == url
