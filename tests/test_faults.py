@@ -430,3 +430,27 @@ def test_two_urls_with_the_same_file_name_do_not_share_a_cache_entry(tmp_path, m
         loaded = create_model("mobilenet_v3_small", weights=url)
         assert torch.equal(loaded(x), model(x)), url
         assert loaded.config.extra["weights"]["weights"] == url
+
+
+# --------------------------------------------------------------------------------------------
+# 6. eval uses the exact validation files the checkpoint recorded
+# --------------------------------------------------------------------------------------------
+def test_eval_on_a_changed_folder_keeps_the_recorded_validation_files(tmp_path, capsys):
+    import json
+
+    files = [write_image(tmp_path / "data" / "ab"[i % 2] / f"{i:02d}.png", 32, seed=i) for i in range(40)]
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                 "--width", "0.25", "--no-progress"]) == 0
+    recorded = read_header(out / "last.safetensors")["split"]["val_files"]
+    _, expected_val = split_of(sorted(files), 0.1)
+    assert recorded == [p.relative_to(tmp_path / "data").as_posix() for p in expected_val] and len(recorded) == 4
+    capsys.readouterr()
+    write_image(tmp_path / "data" / "a" / "new.png", 32, seed=100)  # one more image changes the recomputed split
+    with pytest.warns(UserWarning, match=r"changed since training .* would have put \d+ training images"):
+        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 4
+    (tmp_path / "data" / recorded[0]).unlink()
+    with pytest.warns(UserWarning, match="1 of the 4 validation images gone"):
+        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 3
