@@ -454,3 +454,158 @@ def test_eval_on_a_changed_folder_keeps_the_recorded_validation_files(tmp_path, 
     with pytest.warns(UserWarning, match="1 of the 4 validation images gone"):
         assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 3
+
+
+# --------------------------------------------------------------------------------------------
+# 10. The remaining tracebacks and silent acceptances
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("changed, fragment", [
+    (["--optimizer", "rmsprop"], "--optimizer 'sgd'"),
+    (["--data", "FOLDER"], "--data 'digits'"),
+    (["--seed", "1"], "--seed 0"),
+    (["--batch-size", "16"], "--batch-size 32"),
+])
+def test_resume_refuses_changed_options(run_copy, tmp_path, capsys, changed, fragment):
+    if changed[1] == "FOLDER":
+        for i in range(20):
+            write_image(tmp_path / "data" / str(i % 10) / f"{i}.png", 32, seed=i)
+        changed = [changed[0], str(tmp_path / "data")]
+    before = snapshot(run_copy)
+    args = train_args(run_copy, "--resume", epochs=3)
+    flag, value = changed
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args += changed
+    assert main(args) == 2
+    one_error_line(capsys, "--resume", fragment, "repeat the run's options")
+    assert snapshot(run_copy) == before
+
+
+def test_resume_with_a_new_lr_warns_that_it_is_no_longer_bit_exact(run_copy, capsys):
+    with pytest.warns(UserWarning, match=r"--lr 0.1 → 0.05.*no longer bit-identical"):
+        assert main(train_args(run_copy, "--resume", epochs=3, lr=0.05)) == 0
+    # nothing left to do: says so (the history loaded from the checkpoint is not "nothing")
+    capsys.readouterr()
+    assert main(train_args(run_copy, "--resume", epochs=3, lr=0.05)) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--features-only"], "features_only"),
+    (["train", "--num-classes", "5", "--epochs", "1"], "num_classes (--num-classes) is 5 but digits has 10"),
+    (["train", "--resolution", "224", "--epochs", "1"], "set --image-size instead"),
+    (["train", "--image-size", "100000"], "image_size must be an integer from 32 to"),
+    (["train", "--width", "1e9"], "width_mult must be a positive number up to"),
+    (["cost", "mobilenet_v1", "--width", "1e9"], "width_mult must be a positive number up to"),
+    (["eval", "CHECKPOINT", "--data", "digits", "--batch-size", "0"], "--batch-size"),
+    (["predict", "CHECKPOINT", "IMAGE", "--top-k", "0"], "--top-k"),
+    (["predict", "CHECKPOINT", "IMAGE", "--top-k", "-1"], "--top-k"),
+])
+def test_bad_values_are_one_line(run, tmp_path, capsys, argv, fragment):
+    argv = [str(run / "best.safetensors") if a == "CHECKPOINT" else a for a in argv]
+    argv = [str(write_image(tmp_path / "x.png", 32)) if a == "IMAGE" else a for a in argv]
+    if argv[0] == "train":
+        argv += ["--out", str(tmp_path / "out"), "--batch-size", "32", "--no-progress"]
+        if "--width" not in argv:
+            argv += ["--width", "0.25"]
+    assert main(argv) == 2
+    one_error_line(capsys, fragment)
+    assert not (tmp_path / "out" / "last.safetensors").exists()
+
+
+def test_numpy_scalars_and_float64_input():
+    import numpy as np
+    import torch
+
+    from mobilenets import create_model
+
+    model = create_model("mobilenet_v1", width_mult=np.float32(0.25), num_classes=np.int64(10),
+                         resolution=np.int32(64))
+    assert model.config.num_classes == 10 and model.config.width_mult == 0.25
+    assert type(model.config.resolution) is int
+    with pytest.raises(ValueError, match="float32 weights but got a torch.float64 batch"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.float64))
+
+
+def edited_checkpoint(source: Path, target: Path, edit) -> Path:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), framework="pt") as handle:
+        header = json.loads(handle.metadata()["mobilenets"])
+    tensors = load_file(str(source))
+    edit(header, tensors)
+    save_file(tensors, str(target), metadata={"mobilenets": json.dumps(header)})
+    return target
+
+
+def _set_kernel(header, tensors):
+    header["config"]["blocks"][1]["kernel_size"] = 99999
+
+
+def _set_classes(header, tensors):
+    header["config"]["head"]["num_classes"] = 10 ** 9
+    header["class_names"] = None
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda h, t: h.pop("config"), "no model config"),
+    (lambda h, t: h["config"].update(blocks="many"), "model config is invalid"),
+    (lambda h, t: h.update(class_names=["0", "1"]), "2 class names for a model with 10 classes"),
+    (_set_kernel, "in the header's config"),
+    (_set_classes, "in the header's config"),
+    (lambda h, t: t.pop("model.head.fc.bias"), "which the file lacks"),
+])
+def test_bad_checkpoint_headers_are_one_line_before_allocating(run, tmp_path, capsys, edit, fragment):
+    bad = edited_checkpoint(run / "best.safetensors", tmp_path / "bad.safetensors", edit)
+    with pytest.raises(ValueError, match=fragment):
+        load_checkpoint(bad)
+    assert main(["predict", str(bad), str(write_image(tmp_path / "x.png", 32))]) == 2
+    one_error_line(capsys, str(bad))
+
+
+def test_checkpoints_are_created_with_the_usual_file_mode(run):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("last.safetensors", "best.safetensors", "metrics.csv"):
+        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_truncated_cifar_tarball(tmp_path, capsys):
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        payload = bytes(range(256)) * 4000
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    tarball = tmp_path / "cifar-10-python.tar.gz"
+    tarball.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    assert main(["train", "--data", f"cifar10:{tarball}", "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, str(tarball), "download it again")
+
+
+def test_class_folder_linking_to_the_data_folder(tmp_path, capsys):
+    for i in range(4):
+        write_image(tmp_path / "data" / "ab"[i % 2] / f"{i}.png", 16, seed=i)
+    (tmp_path / "data" / "loop").symlink_to(tmp_path / "data", target_is_directory=True)
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "loop", "remove the link")
+
+
+def test_keras_file_listing_a_missing_layer(tmp_path, capsys):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "weights.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [b"conv1", b"conv1_bn"]
+        handle.create_group("conv1").attrs["weight_names"] = [b"conv1/kernel:0"]
+        handle["conv1"].create_dataset("conv1/kernel:0", data=__import__("numpy").zeros((3, 3, 3, 8), "float32"))
+    assert main(["convert", "--from", "keras", str(path), str(tmp_path / "out.safetensors")]) == 2
+    one_error_line(capsys, "conv1_bn", "missing from the file")

@@ -19,6 +19,7 @@ import os
 import pickle
 import tarfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -162,7 +163,12 @@ def scan_image_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
     if not root.is_dir():
         raise DataError(f"{root} is not a folder of class subfolders")
     class_names, paths, labels = [], [], []
+    resolved_root = root.resolve()
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if resolved_root.is_relative_to(class_dir.resolve()):  # a link to the data folder or above it
+            raise DataError(f"class folder {class_dir} links to {class_dir.resolve()}, which holds the data "
+                            f"folder itself: every image would be a second time in class {class_dir.name!r}; "
+                            f"remove the link")
         files = sorted(str(f) for f in class_dir.rglob("*")
                        if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() and not f.name.startswith("."))
         if not files:
@@ -317,8 +323,10 @@ def load_cifar10_batches(path: Path, image_size: int | None) -> DataBundle:
                     base = Path(member.name).name
                     if base in wanted and member.isfile():
                         files[base] = archive.extractfile(member).read()
-        except tarfile.TarError as error:
-            raise DataError(f"{path} is not a CIFAR-10 tarball ({error})") from None
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:  # truncated download: EOFError
+            reason = " ".join(str(error).split()) or type(error).__name__  # tarfile's can span lines
+            raise DataError(f"{path} is not a CIFAR-10 tarball, or not a complete one ({reason}); "
+                            f"download it again") from None
     elif path.is_dir():
         folder = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
         files = {name: (folder / name).read_bytes() for name in wanted if (folder / name).is_file()}

@@ -115,6 +115,8 @@ def _concatenate(first, second):
 @torch.no_grad()
 def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 5) -> list[dict]:
     """Top-k class names with probabilities for each image file."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k (--top-k) must be a positive integer; got {top_k!r}")
     checkpoint = load_checkpoint(checkpoint_path)
     model = checkpoint.model.eval()
     if not checkpoint.preprocessing:

@@ -147,8 +147,12 @@ def _read_legacy_layers(group) -> dict[str, list[np.ndarray]]:
     # contain "/", which h5py resolves as nested groups).
     layers = {}
     for name in map(_text, group.attrs["layer_names"]):
-        layer = group[name]
-        layers[name] = [np.asarray(layer[_text(w)]) for w in layer.attrs.get("weight_names", [])]
+        try:
+            layer = group[name]
+            layers[name] = [np.asarray(layer[_text(w)]) for w in layer.attrs.get("weight_names", [])]
+        except KeyError:  # h5py's message is about HDF5 internals, not the file's inconsistency
+            raise ValueError(f"{group.file.filename}: layer {name!r} (or one of its weights) is listed in "
+                             f"layer_names but missing from the file; the file is damaged or incomplete") from None
     return layers
 
 
