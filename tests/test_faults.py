@@ -609,3 +609,18 @@ def test_keras_file_listing_a_missing_layer(tmp_path, capsys):
         handle["conv1"].create_dataset("conv1/kernel:0", data=__import__("numpy").zeros((3, 3, 3, 8), "float32"))
     assert main(["convert", "--from", "keras", str(path), str(tmp_path / "out.safetensors")]) == 2
     one_error_line(capsys, "conv1_bn", "missing from the file")
+
+
+from test_interop_weights import keras_v1_file  # noqa: E402,F401 (a fixture)
+
+
+def test_keras_weights_only_file_records_the_size_in_its_published_name(keras_v1_file, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    weights_only = tmp_path / "mobilenet_2_5_128_tf.h5"  # as Keras publishes it: no config, no input size
+    with h5py.File(keras_v1_file, "r") as source, h5py.File(weights_only, "w") as target:
+        for name in source["model_weights"]:
+            source.copy(source["model_weights"][name], target, name)
+        target.attrs["layer_names"] = source["model_weights"].attrs["layer_names"]
+    assert main(["convert", "--from", "keras", str(weights_only), str(tmp_path / "v1.safetensors")]) == 0
+    checkpoint = load_checkpoint(tmp_path / "v1.safetensors")
+    assert checkpoint.preprocessing["size"] == 128 and checkpoint.model.config.resolution == 128
