@@ -624,3 +624,124 @@ def test_keras_weights_only_file_records_the_size_in_its_published_name(keras_v1
     assert main(["convert", "--from", "keras", str(weights_only), str(tmp_path / "v1.safetensors")]) == 0
     checkpoint = load_checkpoint(tmp_path / "v1.safetensors")
     assert checkpoint.preprocessing["size"] == 128 and checkpoint.model.config.resolution == 128
+
+
+# --------------------------------------------------------------------------------------------
+# 11. SIGKILL at random moments, during checkpoint writes too: `last` always loads, and resuming
+# after every kill ends bit-identical to the run that was never interrupted
+# --------------------------------------------------------------------------------------------
+# A fork server: imports once, then runs each training in a forked child (so 20 starts cost no
+# 20 imports of torch) and kills it with SIGKILL after a delay, or the moment a checkpoint's
+# temporary file appears (mid-write).
+FORK_SERVER = r"""
+import json, os, signal, sys, time
+from pathlib import Path
+import matplotlib.pyplot, sklearn.datasets  # imported once, before any fork
+from mobilenets.cli import main
+
+base = json.loads(sys.argv[1])
+for line in sys.stdin:
+    command = json.loads(line)
+    out = Path(command["out"])
+    marker = out / "train_config.json"  # written once data and model are ready
+    marker.unlink(missing_ok=True)
+    argv = base + ["--out", str(out)] + (["--resume"] if (out / "last.safetensors").exists() else [])
+    pid = os.fork()
+    if pid == 0:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os._exit(main(argv))
+    kill, during_write, started, status = command.get("kill"), False, time.monotonic(), None
+
+    def running():
+        global status
+        if status is None:
+            reaped, code = os.waitpid(pid, os.WNOHANG)
+            if reaped:
+                status = code
+        return status is None
+
+    if kill is not None:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and running() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if isinstance(kill, list):  # ["write", delay]: the first checkpoint write after the delay
+            time.sleep(kill[1])
+            while time.monotonic() < deadline and running():
+                if any(name.endswith(".tmp") for name in os.listdir(out)):
+                    during_write = True
+                    break
+                time.sleep(0.0002)
+        else:
+            time.sleep(kill)
+        if running():
+            os.kill(pid, signal.SIGKILL)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    print(json.dumps({"killed": os.WIFSIGNALED(status), "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status)
+                      else None, "during_write": during_write, "seconds": time.monotonic() - started}), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_20_random_moments_then_resume_is_bit_identical(tmp_path):
+    import json
+    import os
+    import random
+
+    from safetensors.torch import load_file
+
+    base = ["train", "--data", "digits", "--epochs", "8", "--batch-size", "64", "--width", "0.1", "--stem-stride",
+            "2", "--lr", "0.1", "--val-fraction", "0.5", "--dropout", "0.2", "--workers", "0", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-c", FORK_SERVER, json.dumps(base)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+
+    def run(**command):
+        server.stdin.write(json.dumps(command) + "\n")
+        server.stdin.flush()
+        return json.loads(server.stdout.readline())
+
+    try:
+        result = run(out=str(tmp_path / "reference"))
+        assert (result["killed"], result["exit"]) == (False, 0)
+        reference = load_file(str(tmp_path / "reference" / "last.safetensors"))
+        # Kill times scale with this machine's (and its load's) speed: an epoch's training, plus
+        # its validation of as many images without backward pass.
+        history = read_header(tmp_path / "reference" / "last.safetensors")["history"]
+        epoch_seconds = 1.4 * sum(row["epoch_seconds"] for row in history) / len(history)
+        chain = tmp_path / "chain"
+        chain.mkdir()
+        rng = random.Random(20)
+        epochs_seen, writes_hit = [], 0
+        for attempt in range(20):
+            delay = rng.uniform(0.0, 1.5) * epoch_seconds
+            result = run(out=str(chain), kill=["write", delay / 2] if attempt % 3 == 2 else delay)
+            assert result["killed"] or result["exit"] == 0, result  # killed, or it had already finished
+            writes_hit += result["during_write"]
+            if (chain / "last.safetensors").exists():
+                checkpoint = load_checkpoint(chain / "last.safetensors")  # never torn
+                epoch = checkpoint.metadata["epoch"]
+                assert not epochs_seen or epoch >= epochs_seen[-1]  # never older than before
+                epochs_seen.append(epoch)
+        result = run(out=str(chain))
+        assert (result["killed"], result["exit"]) == (False, 0)
+        assert len(set(epochs_seen)) >= 2, epochs_seen  # some runs resumed from a killed run's checkpoint
+    finally:
+        server.stdin.close()
+        server.wait(timeout=60)
+    resumed = load_file(str(chain / "last.safetensors"))
+    assert resumed.keys() == reference.keys()
+    for name, tensor in reference.items():  # weights, optimizer state and RNG state
+        assert torch_equal(resumed[name], tensor), name
+    history = [read_header(chain / "last.safetensors")["history"], read_header(tmp_path / "reference" /
+                                                                                "last.safetensors")["history"]]
+    assert [[(r["epoch"], r["val_loss"], r["val_top1"]) for r in h] for h in history][0] == \
+        [[(r["epoch"], r["val_loss"], r["val_top1"]) for r in h] for h in history][1]
+    assert not [p for p in chain.iterdir() if p.name.endswith(".tmp")]
+    print(f"kills: 20, during a checkpoint write: {writes_hit}, epochs reached: {epochs_seen}")
+
+
+def torch_equal(a, b) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and bool((a == b).all())
