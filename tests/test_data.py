@@ -59,7 +59,9 @@ def test_image_folder_of_small_images_is_decoded_into_memory(tmp_path, ext):
     assert isinstance(bundle.train, MemoryImages)
     assert len(bundle.train) + len(bundle.val) == 12 and len(bundle.val) == 3
     assert bundle.train.images.shape[1:] == (3, 16, 16) and bundle.image_size == 16
-    assert bundle.split == {"kind": "held_out", "val_fraction": 0.25, "seed": 1}
+    assert {k: v for k, v in bundle.split.items() if k != "val_files"} == \
+        {"kind": "held_out", "val_fraction": 0.25, "seed": 1}
+    assert len(bundle.split["val_files"]) == 3 and all(f.startswith(("cat/", "dog/")) for f in bundle.split["val_files"])
 
 
 def test_train_val_subfolders_are_the_split(tmp_path):

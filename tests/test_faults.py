@@ -430,3 +430,318 @@ def test_two_urls_with_the_same_file_name_do_not_share_a_cache_entry(tmp_path, m
         loaded = create_model("mobilenet_v3_small", weights=url)
         assert torch.equal(loaded(x), model(x)), url
         assert loaded.config.extra["weights"]["weights"] == url
+
+
+# --------------------------------------------------------------------------------------------
+# 6. eval uses the exact validation files the checkpoint recorded
+# --------------------------------------------------------------------------------------------
+def test_eval_on_a_changed_folder_keeps_the_recorded_validation_files(tmp_path, capsys):
+    import json
+
+    files = [write_image(tmp_path / "data" / "ab"[i % 2] / f"{i:02d}.png", 32, seed=i) for i in range(40)]
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+                 "--width", "0.25", "--no-progress"]) == 0
+    recorded = read_header(out / "last.safetensors")["split"]["val_files"]
+    _, expected_val = split_of(sorted(files), 0.1)
+    assert recorded == [p.relative_to(tmp_path / "data").as_posix() for p in expected_val] and len(recorded) == 4
+    capsys.readouterr()
+    write_image(tmp_path / "data" / "a" / "new.png", 32, seed=100)  # one more image changes the recomputed split
+    with pytest.warns(UserWarning, match=r"changed since training .* would have put \d+ training images"):
+        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 4
+    (tmp_path / "data" / recorded[0]).unlink()
+    with pytest.warns(UserWarning, match="1 of the 4 validation images gone"):
+        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 3
+
+
+# --------------------------------------------------------------------------------------------
+# 10. The remaining tracebacks and silent acceptances
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("changed, fragment", [
+    (["--optimizer", "rmsprop"], "--optimizer 'sgd'"),
+    (["--data", "FOLDER"], "--data 'digits'"),
+    (["--seed", "1"], "--seed 0"),
+    (["--batch-size", "16"], "--batch-size 32"),
+])
+def test_resume_refuses_changed_options(run_copy, tmp_path, capsys, changed, fragment):
+    if changed[1] == "FOLDER":
+        for i in range(20):
+            write_image(tmp_path / "data" / str(i % 10) / f"{i}.png", 32, seed=i)
+        changed = [changed[0], str(tmp_path / "data")]
+    before = snapshot(run_copy)
+    args = train_args(run_copy, "--resume", epochs=3)
+    flag, value = changed
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args += changed
+    assert main(args) == 2
+    one_error_line(capsys, "--resume", fragment, "repeat the run's options")
+    assert snapshot(run_copy) == before
+
+
+def test_resume_with_a_new_lr_warns_that_it_is_no_longer_bit_exact(run_copy, capsys):
+    with pytest.warns(UserWarning, match=r"--lr 0.1 → 0.05.*no longer bit-identical"):
+        assert main(train_args(run_copy, "--resume", epochs=3, lr=0.05)) == 0
+    # nothing left to do: says so (the history loaded from the checkpoint is not "nothing")
+    capsys.readouterr()
+    assert main(train_args(run_copy, "--resume", epochs=3, lr=0.05)) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--features-only"], "features_only"),
+    (["train", "--num-classes", "5", "--epochs", "1"], "num_classes (--num-classes) is 5 but digits has 10"),
+    (["train", "--resolution", "224", "--epochs", "1"], "set --image-size instead"),
+    (["train", "--image-size", "100000"], "image_size must be an integer from 32 to"),
+    (["train", "--width", "1e9"], "width_mult must be a positive number up to"),
+    (["cost", "mobilenet_v1", "--width", "1e9"], "width_mult must be a positive number up to"),
+    (["eval", "CHECKPOINT", "--data", "digits", "--batch-size", "0"], "--batch-size"),
+    (["predict", "CHECKPOINT", "IMAGE", "--top-k", "0"], "--top-k"),
+    (["predict", "CHECKPOINT", "IMAGE", "--top-k", "-1"], "--top-k"),
+])
+def test_bad_values_are_one_line(run, tmp_path, capsys, argv, fragment):
+    argv = [str(run / "best.safetensors") if a == "CHECKPOINT" else a for a in argv]
+    argv = [str(write_image(tmp_path / "x.png", 32)) if a == "IMAGE" else a for a in argv]
+    if argv[0] == "train":
+        argv += ["--out", str(tmp_path / "out"), "--batch-size", "32", "--no-progress"]
+        if "--width" not in argv:
+            argv += ["--width", "0.25"]
+    assert main(argv) == 2
+    one_error_line(capsys, fragment)
+    assert not (tmp_path / "out" / "last.safetensors").exists()
+
+
+def test_numpy_scalars_and_float64_input():
+    import numpy as np
+    import torch
+
+    from mobilenets import create_model
+
+    model = create_model("mobilenet_v1", width_mult=np.float32(0.25), num_classes=np.int64(10),
+                         resolution=np.int32(64))
+    assert model.config.num_classes == 10 and model.config.width_mult == 0.25
+    assert type(model.config.resolution) is int
+    with pytest.raises(ValueError, match="float32 weights but got a torch.float64 batch"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.float64))
+
+
+def edited_checkpoint(source: Path, target: Path, edit) -> Path:
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), framework="pt") as handle:
+        header = json.loads(handle.metadata()["mobilenets"])
+    tensors = load_file(str(source))
+    edit(header, tensors)
+    save_file(tensors, str(target), metadata={"mobilenets": json.dumps(header)})
+    return target
+
+
+def _set_kernel(header, tensors):
+    header["config"]["blocks"][1]["kernel_size"] = 99999
+
+
+def _set_classes(header, tensors):
+    header["config"]["head"]["num_classes"] = 10 ** 9
+    header["class_names"] = None
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda h, t: h.pop("config"), "no model config"),
+    (lambda h, t: h["config"].update(blocks="many"), "model config is invalid"),
+    (lambda h, t: h.update(class_names=["0", "1"]), "2 class names for a model with 10 classes"),
+    (_set_kernel, "in the header's config"),
+    (_set_classes, "in the header's config"),
+    (lambda h, t: t.pop("model.head.fc.bias"), "which the file lacks"),
+])
+def test_bad_checkpoint_headers_are_one_line_before_allocating(run, tmp_path, capsys, edit, fragment):
+    bad = edited_checkpoint(run / "best.safetensors", tmp_path / "bad.safetensors", edit)
+    with pytest.raises(ValueError, match=fragment):
+        load_checkpoint(bad)
+    assert main(["predict", str(bad), str(write_image(tmp_path / "x.png", 32))]) == 2
+    one_error_line(capsys, str(bad))
+
+
+def test_checkpoints_are_created_with_the_usual_file_mode(run):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("last.safetensors", "best.safetensors", "metrics.csv"):
+        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_truncated_cifar_tarball(tmp_path, capsys):
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        payload = bytes(range(256)) * 4000
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    tarball = tmp_path / "cifar-10-python.tar.gz"
+    tarball.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    assert main(["train", "--data", f"cifar10:{tarball}", "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, str(tarball), "download it again")
+
+
+def test_class_folder_linking_to_the_data_folder(tmp_path, capsys):
+    for i in range(4):
+        write_image(tmp_path / "data" / "ab"[i % 2] / f"{i}.png", 16, seed=i)
+    (tmp_path / "data" / "loop").symlink_to(tmp_path / "data", target_is_directory=True)
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "loop", "remove the link")
+
+
+def test_keras_file_listing_a_missing_layer(tmp_path, capsys):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "weights.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [b"conv1", b"conv1_bn"]
+        handle.create_group("conv1").attrs["weight_names"] = [b"conv1/kernel:0"]
+        handle["conv1"].create_dataset("conv1/kernel:0", data=__import__("numpy").zeros((3, 3, 3, 8), "float32"))
+    assert main(["convert", "--from", "keras", str(path), str(tmp_path / "out.safetensors")]) == 2
+    one_error_line(capsys, "conv1_bn", "missing from the file")
+
+
+from test_interop_weights import keras_v1_file  # noqa: E402,F401 (a fixture)
+
+
+def test_keras_weights_only_file_records_the_size_in_its_published_name(keras_v1_file, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    weights_only = tmp_path / "mobilenet_2_5_128_tf.h5"  # as Keras publishes it: no config, no input size
+    with h5py.File(keras_v1_file, "r") as source, h5py.File(weights_only, "w") as target:
+        for name in source["model_weights"]:
+            source.copy(source["model_weights"][name], target, name)
+        target.attrs["layer_names"] = source["model_weights"].attrs["layer_names"]
+    assert main(["convert", "--from", "keras", str(weights_only), str(tmp_path / "v1.safetensors")]) == 0
+    checkpoint = load_checkpoint(tmp_path / "v1.safetensors")
+    assert checkpoint.preprocessing["size"] == 128 and checkpoint.model.config.resolution == 128
+
+
+# --------------------------------------------------------------------------------------------
+# 11. SIGKILL at random moments, during checkpoint writes too: `last` always loads, and resuming
+# after every kill ends bit-identical to the run that was never interrupted
+# --------------------------------------------------------------------------------------------
+# A fork server: imports once, then runs each training in a forked child (so 20 starts cost no
+# 20 imports of torch) and kills it with SIGKILL after a delay, or the moment a checkpoint's
+# temporary file appears (mid-write).
+FORK_SERVER = r"""
+import json, os, signal, sys, time
+from pathlib import Path
+import matplotlib.pyplot, sklearn.datasets  # imported once, before any fork
+from mobilenets.cli import main
+
+base = json.loads(sys.argv[1])
+for line in sys.stdin:
+    command = json.loads(line)
+    out = Path(command["out"])
+    marker = out / "train_config.json"  # written once data and model are ready
+    marker.unlink(missing_ok=True)
+    argv = base + ["--out", str(out)] + (["--resume"] if (out / "last.safetensors").exists() else [])
+    pid = os.fork()
+    if pid == 0:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os._exit(main(argv))
+    kill, during_write, started, status = command.get("kill"), False, time.monotonic(), None
+
+    def running():
+        global status
+        if status is None:
+            reaped, code = os.waitpid(pid, os.WNOHANG)
+            if reaped:
+                status = code
+        return status is None
+
+    if kill is not None:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and running() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if isinstance(kill, list):  # ["write", delay]: the first checkpoint write after the delay
+            time.sleep(kill[1])
+            while time.monotonic() < deadline and running():
+                if any(name.endswith(".tmp") for name in os.listdir(out)):
+                    during_write = True
+                    break
+                time.sleep(0.0002)
+        else:
+            time.sleep(kill)
+        if running():
+            os.kill(pid, signal.SIGKILL)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    print(json.dumps({"killed": os.WIFSIGNALED(status), "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status)
+                      else None, "during_write": during_write, "seconds": time.monotonic() - started}), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_20_random_moments_then_resume_is_bit_identical(tmp_path):
+    import json
+    import os
+    import random
+
+    from safetensors.torch import load_file
+
+    base = ["train", "--data", "digits", "--epochs", "8", "--batch-size", "64", "--width", "0.1", "--stem-stride",
+            "2", "--lr", "0.1", "--val-fraction", "0.5", "--dropout", "0.2", "--workers", "0", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-c", FORK_SERVER, json.dumps(base)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+
+    def run(**command):
+        server.stdin.write(json.dumps(command) + "\n")
+        server.stdin.flush()
+        return json.loads(server.stdout.readline())
+
+    try:
+        result = run(out=str(tmp_path / "reference"))
+        assert (result["killed"], result["exit"]) == (False, 0)
+        reference = load_file(str(tmp_path / "reference" / "last.safetensors"))
+        # Kill times scale with this machine's (and its load's) speed: an epoch's training, plus
+        # its validation of as many images without backward pass.
+        history = read_header(tmp_path / "reference" / "last.safetensors")["history"]
+        epoch_seconds = 1.4 * sum(row["epoch_seconds"] for row in history) / len(history)
+        chain = tmp_path / "chain"
+        chain.mkdir()
+        rng = random.Random(20)
+        epochs_seen, writes_hit = [], 0
+        for attempt in range(20):
+            delay = rng.uniform(0.0, 1.5) * epoch_seconds
+            result = run(out=str(chain), kill=["write", delay / 2] if attempt % 3 == 2 else delay)
+            assert result["killed"] or result["exit"] == 0, result  # killed, or it had already finished
+            writes_hit += result["during_write"]
+            if (chain / "last.safetensors").exists():
+                checkpoint = load_checkpoint(chain / "last.safetensors")  # never torn
+                epoch = checkpoint.metadata["epoch"]
+                assert not epochs_seen or epoch >= epochs_seen[-1]  # never older than before
+                epochs_seen.append(epoch)
+        result = run(out=str(chain))
+        assert (result["killed"], result["exit"]) == (False, 0)
+        assert len(set(epochs_seen)) >= 2, epochs_seen  # some runs resumed from a killed run's checkpoint
+    finally:
+        server.stdin.close()
+        server.wait(timeout=60)
+    resumed = load_file(str(chain / "last.safetensors"))
+    assert resumed.keys() == reference.keys()
+    for name, tensor in reference.items():  # weights, optimizer state and RNG state
+        assert torch_equal(resumed[name], tensor), name
+    history = [read_header(chain / "last.safetensors")["history"], read_header(tmp_path / "reference" /
+                                                                                "last.safetensors")["history"]]
+    assert [[(r["epoch"], r["val_loss"], r["val_top1"]) for r in h] for h in history][0] == \
+        [[(r["epoch"], r["val_loss"], r["val_top1"]) for r in h] for h in history][1]
+    assert not [p for p in chain.iterdir() if p.name.endswith(".tmp")]
+    print(f"kills: 20, during a checkpoint write: {writes_hit}, epochs reached: {epochs_seen}")
+
+
+def torch_equal(a, b) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and bool((a == b).all())

@@ -78,6 +78,7 @@ def save_checkpoint(path: str | os.PathLike, model: MobileNet, *, class_names: l
     os.close(fd)
     try:
         save_file(payload, tmp, metadata={METADATA_KEY: json.dumps(header)})
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it, not mkstemp's private 0600
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows
@@ -86,6 +87,12 @@ def save_checkpoint(path: str | os.PathLike, model: MobileNet, *, class_names: l
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_header(path: str | os.PathLike) -> dict:
@@ -102,9 +109,13 @@ def read_header(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path} is not a safetensors file ({error})") from None
     if raw is None:
         raise ValueError(f"{path} is a safetensors file but not a mobilenets checkpoint (no '{METADATA_KEY}' header)")
-    header = json.loads(raw)
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported checkpoint format {header.get('format')!r} (expected {FORMAT!r})")
+    try:
+        header = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: the checkpoint header is not valid JSON ({error})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise ValueError(f"{path}: unsupported checkpoint format {found!r} (expected {FORMAT!r})")
     return header
 
 
@@ -113,14 +124,52 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     from safetensors.torch import load_file
 
     header = read_header(path)
+    config = _header_config(path, header)
+    _check_tensor_shapes(path, config)  # before allocating: an edited header could ask for terabytes
     tensors = load_file(str(path), device="cpu")
-    model = MobileNet(ModelConfig.from_dict(header["config"]))
+    model = MobileNet(config)
     state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     model.load_state_dict(state)
     extra = {k: v for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)}
     known = {"format", "config", "class_names", "preprocessing"}
     return Checkpoint(model, header.get("class_names"), header.get("preprocessing"),
                       {k: v for k, v in header.items() if k not in known}, extra)
+
+
+def _header_config(path: Path, header: dict) -> ModelConfig:
+    if not isinstance(header.get("config"), dict):
+        raise ValueError(f"{path}: the checkpoint header has no model config")
+    try:
+        config = ModelConfig.from_dict(header["config"])
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise ValueError(f"{path}: the checkpoint's model config is invalid ({error})") from None
+    names = header.get("class_names")
+    if names is not None and (not isinstance(names, list) or len(names) != config.num_classes):
+        raise ValueError(f"{path}: the header lists {len(names) if isinstance(names, list) else names!r} class "
+                         f"names for a model with {config.num_classes} classes")
+    return config
+
+
+def _check_tensor_shapes(path: Path, config: ModelConfig) -> None:
+    """The file's tensors have exactly the shapes the config's model has (built on the meta device,
+    which allocates nothing)."""
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        expected = {MODEL_PREFIX + k: tuple(v.shape) for k, v in MobileNet(config).state_dict().items()}
+    with safe_open(str(path), framework="pt") as handle:
+        found = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys() if k.startswith(MODEL_PREFIX)}
+    for name, shape in expected.items():
+        if name not in found:
+            raise ValueError(f"{path}: the header's config has {name[len(MODEL_PREFIX):]}, which the file lacks; "
+                             f"the header does not describe these weights")
+        if found[name] != shape:
+            raise ValueError(f"{path}: {name[len(MODEL_PREFIX):]} has shape {found[name]} in the file but "
+                             f"{shape} in the header's config; the header does not describe these weights")
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise ValueError(f"{path}: the file has {extra[0][len(MODEL_PREFIX):]}, which the header's config "
+                         f"does not; the header does not describe these weights")
 
 
 # Header entries that only resuming needs; a released checkpoint drops them with their tensors.

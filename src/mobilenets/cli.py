@@ -105,8 +105,10 @@ def run_train(args: argparse.Namespace) -> str:
     if args.model not in list_models():
         raise ValueError(f"unknown model {args.model!r}; available: {', '.join(list_models())}")
     result = train(_train_config(args))
-    if not result["history"]:
-        return f"nothing to do: {result['out']} already holds all epochs"
+    if result["rank"] != 0:  # under torchrun rank 0 alone reports
+        return ""
+    if result["epochs_trained"] == 0:
+        return f"nothing to do: {result['out']} already holds all {len(result['history'])} epochs"
     last = result["history"][-1]
     skipped = f"; skipped {result['skipped_images']} unreadable images" if result["skipped_images"] else ""
     return (f"trained {args.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
@@ -262,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside the places that save state (loading data, writing plots, ...)
         print(f"mobilenets {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(output)
+    if output:
+        print(output)
     return 0
 
 

@@ -11,6 +11,7 @@ papers' tables plus user options into configs.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +19,21 @@ BLOCK_KINDS = ("conv", "separable", "inverted_residual")
 ACTIVATIONS = ("relu", "relu6", "hardswish", "none")
 NORMS = ("batchnorm", "none")
 PADDINGS = ("torch", "same", "keras")
+MAX_WIDTH_MULT = 10  # 10× the paper's widest layer is 10,240 channels; beyond, a typo that allocates terabytes
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def _plain_number(value: Any) -> Any:
+    """NumPy (or other) scalars as Python's int and float, so np.int64(10) is an integer here."""
+    if isinstance(value, (bool, int, float)) or not isinstance(value, numbers.Number):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value) if isinstance(value, numbers.Real) else value
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -208,8 +219,9 @@ class ModelOptions:
 
     def __post_init__(self) -> None:
         w = self.width_mult
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0 or w == float("inf"):
-            raise ValueError(f"width_mult must be a positive number (e.g. 0.25, 0.5, 0.75, 1.0); got {w!r}")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WIDTH_MULT:
+            raise ValueError(f"width_mult must be a positive number up to {MAX_WIDTH_MULT} "
+                             f"(e.g. 0.25, 0.5, 0.75, 1.0); got {w!r}")
         r = self.resolution
         if isinstance(r, bool) or not isinstance(r, int) or r < 32:
             raise ValueError(f"resolution must be an integer ≥ 32 (e.g. 128, 160, 192, 224); got {r!r}")
@@ -232,4 +244,4 @@ class ModelOptions:
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise TypeError(f"unknown model option(s) {', '.join(unknown)}; available: {', '.join(known)}")
-        return cls(**options)
+        return cls(**{name: _plain_number(value) for name, value in options.items()})

@@ -19,6 +19,7 @@ import os
 import pickle
 import tarfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -162,7 +163,12 @@ def scan_image_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
     if not root.is_dir():
         raise DataError(f"{root} is not a folder of class subfolders")
     class_names, paths, labels = [], [], []
+    resolved_root = root.resolve()
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if resolved_root.is_relative_to(class_dir.resolve()):  # a link to the data folder or above it
+            raise DataError(f"class folder {class_dir} links to {class_dir.resolve()}, which holds the data "
+                            f"folder itself: every image would be a second time in class {class_dir.name!r}; "
+                            f"remove the link")
         files = sorted(str(f) for f in class_dir.rglob("*")
                        if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() and not f.name.startswith("."))
         if not files:
@@ -242,6 +248,7 @@ def sampled_sides(paths: Sequence[str], sample: int = 1000) -> list[int]:
 
 
 def _folder_images(root: Path, skip_bad_images: bool, workers: int, class_names: list[str] | None = None):
+    """(class names, images, how many were skipped, the file of each image kept)."""
     names, paths, labels = scan_image_folder(root)
     if class_names is not None and names != class_names:
         raise DataError(f"{root} has classes {names}, but the training split has {class_names}")
@@ -250,12 +257,13 @@ def _folder_images(root: Path, skip_bad_images: bool, workers: int, class_names:
     if not sides or sides[len(sides) // 2] > SMALL_IMAGE_MAX:
         # left on disk; without --skip-bad-images a bad file raises DataError when read
         if not skip_bad_images:
-            return names, FileImages(paths, labels_t), 0
-        return names, *readable_files(FileImages(paths, labels_t), skip_bad_images, workers)
+            return names, FileImages(paths, labels_t), 0, paths
+        files, skipped = readable_files(FileImages(paths, labels_t), skip_bad_images, workers)
+        return names, files, skipped, files.paths
     # Small images are kept decoded in memory; the odd large photo among them is shrunk to the
     # largest small size as it is decoded, so it can never blow up the memory (or the input size).
     images, kept = _decode_all(paths, max(s for s in sides if s <= SMALL_IMAGE_MAX), skip_bad_images, workers)
-    return names, MemoryImages(images, labels_t[kept]), len(paths) - len(kept)
+    return names, MemoryImages(images, labels_t[kept]), len(paths) - len(kept), [paths[i] for i in kept]
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -315,8 +323,10 @@ def load_cifar10_batches(path: Path, image_size: int | None) -> DataBundle:
                     base = Path(member.name).name
                     if base in wanted and member.isfile():
                         files[base] = archive.extractfile(member).read()
-        except tarfile.TarError as error:
-            raise DataError(f"{path} is not a CIFAR-10 tarball ({error})") from None
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:  # truncated download: EOFError
+            reason = " ".join(str(error).split()) or type(error).__name__  # tarfile's can span lines
+            raise DataError(f"{path} is not a CIFAR-10 tarball, or not a complete one ({reason}); "
+                            f"download it again") from None
     elif path.is_dir():
         folder = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
         files = {name: (folder / name).read_bytes() for name in wanted if (folder / name).is_file()}
@@ -335,9 +345,34 @@ def load_cifar10_batches(path: Path, image_size: int | None) -> DataBundle:
                       image_size or 32, mean=mean, std=std, split={"kind": "source", "val": "test_batch"})
 
 
+def recorded_split(root: Path, names: list[str], val_files: list[str],
+                   recomputed_val: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices with val = the recorded validation files still in `names`; warns, with
+    counts, when the folder changed so that recomputing the split would mix in training images."""
+    recorded = set(val_files)
+    val = [i for i, name in enumerate(names) if name in recorded]
+    if not val:
+        raise DataError(f"none of the {len(recorded)} validation images recorded in the checkpoint are in {root} "
+                        f"any more; evaluate with --split all on data the model did not train on")
+    recomputed = set(recomputed_val.tolist())
+    if recomputed != set(val):
+        were_training = sum(1 for i in recomputed if names[i] not in recorded)
+        warnings.warn(f"{root} changed since training ({len(names)} images now, {len(recorded) - len(val)} of the "
+                      f"{len(recorded)} validation images gone): evaluating on the {len(val)} recorded validation "
+                      f"images that remain (recomputing the split would have put {were_training} training images "
+                      f"among the {len(recomputed)} validation images)", stacklevel=3)
+    in_val = set(val)
+    train = [i for i in range(len(names)) if i not in in_val]
+    return torch.tensor(train, dtype=torch.int64), torch.tensor(val, dtype=torch.int64)
+
+
 def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.1, seed: int = 0,
-              skip_bad_images: bool = False, workers: int = 2) -> DataBundle:
-    """Open a data source by its spec: "digits", "cifar10:PATH" or an image folder PATH."""
+              skip_bad_images: bool = False, workers: int = 2, val_files: list[str] | None = None) -> DataBundle:
+    """Open a data source by its spec: "digits", "cifar10:PATH" or an image folder PATH.
+
+    val_files: for a folder without its own split, the validation files a checkpoint recorded
+    (paths relative to the folder); those that still exist are the validation split, whatever
+    was added or removed since (see `recorded_split`)."""
     if spec == "digits":
         return load_digits(image_size, val_fraction, seed)
     if spec.startswith("cifar10:"):
@@ -347,15 +382,20 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
         raise DataError(f"data path {root} does not exist (expected an image folder, 'digits' or 'cifar10:PATH')")
     split_dirs = [name for name in ("val", "test") if (root / name).is_dir()]
     if (root / "train").is_dir() and split_dirs:
-        class_names, train, skipped = _folder_images(root / "train", skip_bad_images, workers)
-        _, val, skipped_val = _folder_images(root / split_dirs[0], skip_bad_images, workers, class_names)
+        class_names, train, skipped, _ = _folder_images(root / "train", skip_bad_images, workers)
+        _, val, skipped_val, _ = _folder_images(root / split_dirs[0], skip_bad_images, workers, class_names)
         split = {"kind": "source", "val": split_dirs[0]}
         skipped += skipped_val
     else:
-        class_names, data, skipped = _folder_images(root, skip_bad_images, workers)
+        class_names, data, skipped, paths = _folder_images(root, skip_bad_images, workers)
+        names = [Path(path).relative_to(root).as_posix() for path in paths]
         train_index, val_index = held_out_split(len(data), val_fraction, seed)
+        if val_files is not None:
+            train_index, val_index = recorded_split(root, names, val_files, val_index)
         train, val = data.subset(train_index), data.subset(val_index)
-        split = {"kind": "held_out", "val_fraction": val_fraction, "seed": seed}
+        # The exact files: `eval` must find the same ones after the folder changes.
+        split = {"kind": "held_out", "val_fraction": val_fraction, "seed": seed,
+                 "val_files": [names[i] for i in val_index.tolist()]}
     if isinstance(val, FileImages) and not skip_bad_images:
         # Validation reads every file once per epoch: a bad one must fail now, not after an epoch
         # of training (with --skip-bad-images every file was already decoded once).

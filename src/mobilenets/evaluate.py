@@ -88,7 +88,8 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, data: str, split: st
     recorded = checkpoint.metadata.get("split", {})
     seed = recorded.get("seed", 0)
     bundle = load_data(data, checkpoint.preprocessing["size"] if checkpoint.preprocessing else None,
-                       recorded.get("val_fraction", 0.1), seed, skip_bad_images=skip_bad_images, workers=workers)
+                       recorded.get("val_fraction", 0.1), seed, skip_bad_images=skip_bad_images, workers=workers,
+                       val_files=recorded.get("val_files") if split == "val" else None)
     if checkpoint.class_names is not None and bundle.class_names != checkpoint.class_names:
         raise ValueError(f"{data} has classes {bundle.class_names}, the checkpoint {checkpoint.class_names}")
     if checkpoint.preprocessing:  # evaluate exactly as trained
@@ -114,6 +115,8 @@ def _concatenate(first, second):
 @torch.no_grad()
 def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 5) -> list[dict]:
     """Top-k class names with probabilities for each image file."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k (--top-k) must be a positive integer; got {top_k!r}")
     checkpoint = load_checkpoint(checkpoint_path)
     model = checkpoint.model.eval()
     if not checkpoint.preprocessing:

@@ -86,6 +86,10 @@ class MobileNet(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
             raise ValueError(f"{self.config.name} expects a 4-D batch (N, C, H, W); got shape {tuple(x.shape)}")
+        expected = next(self.parameters()).dtype
+        if x.dtype != expected and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"{self.config.name} has {expected} weights but got a {x.dtype} batch; "
+                             f"convert it with x.to({expected}) (or the model with model.to({x.dtype}))")
         if x.shape[1] != self.config.in_channels:
             raise ValueError(f"{self.config.name} expects {self.config.in_channels} input channels "
                              f"(in_channels={self.config.in_channels}); got {x.shape[1]} in shape {tuple(x.shape)}")

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, non_finite_tensors, save_checkpoint
+from .checkpoint import load_checkpoint, non_finite_tensors, read_header, save_checkpoint
 from .config import ModelOptions
 from .data import DataBundle, load_data, make_loader
 from .evaluate import evaluate
@@ -42,6 +43,12 @@ from .layers import DepthwiseConv2d
 from .models import MobileNet, create_model
 
 OPTIMIZERS = ("sgd", "rmsprop")
+MAX_IMAGE_SIZE = 2048  # larger inputs are a typo that would try to allocate a batch of gigabytes
+# What --resume may change: the rest decides the data, the model or the optimizer state's meaning.
+# A changed --lr or --epochs is allowed (to recover from divergence, or to train longer); the run
+# is then no longer bit-identical to an uninterrupted one, and a warning says so.
+RESUME_MAY_CHANGE = ("lr", "epochs", "out", "resume", "workers", "progress", "skip_bad_images")
+RESUME_CHANGES_SCHEDULE = ("lr", "epochs")
 SCHEDULES = ("cosine", "step")
 
 
@@ -104,6 +111,13 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be ≥ 0; got {self.weight_decay}")
+        if self.image_size is not None and not (isinstance(self.image_size, int)
+                                                and 32 <= self.image_size <= MAX_IMAGE_SIZE):
+            raise ValueError(f"image_size must be an integer from 32 to {MAX_IMAGE_SIZE}; got {self.image_size!r}")
+        if self.model_options.get("features_only"):
+            raise ValueError("features_only (--features-only) builds a model without a classifier, which "
+                             "cannot be trained here; train a classifier, then use create_model(..., "
+                             "features_only=True, weights=CHECKPOINT)")
         ModelOptions.from_kwargs(self.model_options)  # validates names and values early
 
     @property
@@ -133,6 +147,13 @@ class TrainConfig:
 # --------------------------------------------------------------------------------------------
 def build_model(config: TrainConfig, bundle: DataBundle) -> MobileNet:
     options = dict(config.model_options)
+    classes = len(bundle.class_names)
+    if options.get("num_classes", classes) != classes:
+        raise ValueError(f"num_classes (--num-classes) is {options['num_classes']} but {config.data} has "
+                         f"{classes} classes; leave it unset (it follows the data)")
+    if options.get("resolution", bundle.image_size) != bundle.image_size:
+        raise ValueError(f"resolution (--resolution) {options['resolution']} differs from the training input size "
+                         f"{bundle.image_size}; set --image-size instead (the recorded resolution follows it)")
     options.setdefault("resolution", bundle.image_size)
     options["num_classes"] = len(bundle.class_names)
     # CIFAR-style stem for small inputs: keep the first layer at full resolution so a 32 px
@@ -281,6 +302,26 @@ def _sigint_deferred():
         raise KeyboardInterrupt
 
 
+def check_resume_config(saved: dict | None, config: TrainConfig, last_path: Path) -> None:
+    """Refuse a --resume whose options change the data, model or optimizer of the saved run; warn
+    when they change the learning-rate schedule."""
+    if not saved:
+        return
+    current = dataclasses.asdict(config)
+    flags = {f.name: f.metadata.get("flag", f.name) for f in dataclasses.fields(TrainConfig)}
+    for name in current:
+        if name in saved and name not in RESUME_MAY_CHANGE and saved[name] != current[name]:
+            raise ValueError(f"--resume: {last_path} was trained with {flags[name]} {saved[name]!r}, this command "
+                             f"has {current[name]!r}; repeat the run's options (only "
+                             f"{', '.join(flags[n] for n in RESUME_MAY_CHANGE if n in flags)} may change) "
+                             f"or choose another --out")
+    changed = [f"{flags[n]} {saved[n]!r} → {current[n]!r}" for n in RESUME_CHANGES_SCHEDULE
+               if n in saved and saved[n] != current[n]]
+    if changed:
+        warnings.warn(f"--resume with {', '.join(changed)}: the run continues with the new schedule and is no "
+                      f"longer bit-identical to an uninterrupted one", stacklevel=3)
+
+
 def _diverged_message(what: str, epoch: int, step: int, last_path: Path) -> str:
     kept = (f"{last_path} and best.safetensors keep the last finite state; continue with --resume and a "
             f"smaller --lr" if last_path.is_file() else "nothing was saved; start again with a smaller --lr")
@@ -298,9 +339,11 @@ def train(config: TrainConfig) -> dict:
     out = check_writable_folder(config.out, "--out folder")
     with OutputLock(out):
         remove_stale_temporaries(out)  # of writes a killed run left; no one else writes here now
-        if not config.resume and (out / "last.safetensors").exists():
-            raise ValueError(f"{out / 'last.safetensors'} exists: pass --resume to continue that run, "
-                             f"or choose another --out")
+        last_path = out / "last.safetensors"
+        if not config.resume and last_path.exists():
+            raise ValueError(f"{last_path} exists: pass --resume to continue that run, or choose another --out")
+        if config.resume and last_path.is_file():  # before minutes of data loading
+            check_resume_config(read_header(last_path).get("train_config"), config, last_path)
         return _train(config, rank, world_size)
 
 
@@ -396,6 +439,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
             finish_epoch(pending_validation)
         if world_size > 1:
             torch.distributed.barrier()
+    first_epoch = epoch
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
     show_progress = config.progress and rank == 0
     while epoch < config.epochs:
@@ -472,5 +516,6 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
         plot_curves(history, out / "curves.png")
     if world_size > 1:
         torch.distributed.destroy_process_group()
-    return {"history": history, "best_val_top1": best, "out": str(out), "model": model,
+    return {"history": history, "best_val_top1": best, "out": str(out), "model": model, "rank": rank,
+            "epochs_trained": epoch - first_epoch,
             "class_names": bundle.class_names, "skipped_images": bundle.skipped}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,12 @@ def _read_legacy_layers(group) -> dict[str, list[np.ndarray]]:
     # contain "/", which h5py resolves as nested groups).
     layers = {}
     for name in map(_text, group.attrs["layer_names"]):
-        layer = group[name]
-        layers[name] = [np.asarray(layer[_text(w)]) for w in layer.attrs.get("weight_names", [])]
+        try:
+            layer = group[name]
+            layers[name] = [np.asarray(layer[_text(w)]) for w in layer.attrs.get("weight_names", [])]
+        except KeyError:  # h5py's message is about HDF5 internals, not the file's inconsistency
+            raise ValueError(f"{group.file.filename}: layer {name!r} (or one of its weights) is listed in "
+                             f"layer_names but missing from the file; the file is damaged or incomplete") from None
     return layers
 
 
@@ -338,6 +343,17 @@ def _layer_summary(weights: KerasWeights) -> str:
 # --------------------------------------------------------------------------------------------
 # The converter
 # --------------------------------------------------------------------------------------------
+# Keras publishes weights-only MobileNet/V2 files per input size, the size only in the file name
+# (keras/src/applications/mobilenet*.py): mobilenet_1_0_128_tf.h5, ..._kernels_1.0_128_no_top.h5.
+PUBLISHED_NAME_SIZE = re.compile(r"^(?:mobilenet_\d_\d+_(\d+)_tf|mobilenet_v2_weights_tf_dim_ordering_tf_kernels_"
+                                 r"[\d.]+_(\d+))(?:_no_top)?\.h5$")
+
+
+def _published_resolution(path: str | None) -> int | None:
+    found = PUBLISHED_NAME_SIZE.match(Path(path).name) if path else None
+    return int(found.group(1) or found.group(2)) if found else None
+
+
 def from_keras(source: Any, name: str | None = None, width_mult: float | None = None,
                depth_multiplier: int | None = None, minimalistic: bool | None = None,
                resolution: int | None = None) -> MobileNet:
@@ -372,7 +388,7 @@ def from_keras(source: Any, name: str | None = None, width_mult: float | None = 
     input_size = _input_size(weights)
     if resolution is None:
         fixed = input_size is not None and None not in input_size and input_size[0] == input_size[1]
-        resolution = input_size[0] if fixed else 224
+        resolution = input_size[0] if fixed else (_published_resolution(weights.path) or 224)
     padding, padding_why = _padding_for(name, input_size)
     rescaling = _rescaling(weights)
     if rescaling is None:
