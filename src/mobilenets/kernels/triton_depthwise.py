@@ -14,37 +14,8 @@ import triton
 import triton.language as tl
 
 from .reference import activation_code
-from .triton_common import activate, activation_grad, config_grid, tuned
-
-
-@triton.jit
-def _pixel_coords(p, OH, OW):
-    """(n, row, column) of flat pixel indices p over an N×OH×OW grid; n as int64 for large batches."""
-    col = p % OW
-    rest = p // OW
-    return (rest // OH).to(tl.int64), rest % OH, col
-
-
-@triton.jit
-def _program_tile(N, ROWS, COLS, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """This program's [BLOCK_P pixels × BLOCK_C channels] tile of an N×ROWS×COLS×C grid (grid axis 0
-    over pixel blocks, axis 1 over channel blocks): (n, row, col, pixel mask, channels, channel mask)."""
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    n, row, col = _pixel_coords(p, ROWS, COLS)
-    return n, row, col, p < N * ROWS * COLS, c, c < C
-
-
-@triton.jit
-def _load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation):
-    """x under tap (kh, kw) for every pixel of a tile as float32, zero in the padding. x_tile points
-    at tap (0, 0) (rows ih0, columns iw0); each tap adds a scalar, which keeps per-tap work small."""
-    ih = ih0 + kh * dilation
-    iw = iw0 + kw * dilation
-    ok = p_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-    tap_offset = kh * dilation * sxh + kw * dilation * sxw
-    xv = tl.load(x_tile + tap_offset, mask=ok[:, None] & c_ok[None, :], other=0.0)
-    return xv.to(tl.float32)
+from .triton_common import (activate, activation_grad, config_grid, empty_like_layout, load_tap,
+                            memory_format, output_size, pixel_coords, program_tile, tile_grid, tuned)
 
 
 @triton.jit
@@ -55,14 +26,14 @@ def _depthwise_fwd_kernel(x_ptr, w_ptr, scale_ptr, shift_ptr, y_ptr, pre_ptr,
                           K: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
                           ACT: tl.constexpr, STORE_PRE: tl.constexpr,
                           BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    n, oh, ow, p_ok, c, c_ok = _program_tile(N, OH, OW, C, BLOCK_P, BLOCK_C)
+    n, oh, ow, p_ok, c, c_ok = program_tile(N, OH, OW, C, BLOCK_P, BLOCK_C)
     ih0 = oh * stride - pad_top
     iw0 = ow * stride - pad_left
     x_tile = x_ptr + (n * sxn + ih0 * sxh + iw0 * sxw)[:, None] + (c * sxc)[None, :]
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for kh in tl.static_range(K):
         for kw in tl.static_range(K):
-            xv = _load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation)
+            xv = load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation)
             wv = tl.load(w_ptr + (kh * K + kw) * C + c, mask=c_ok, other=0.0)
             acc += xv * wv[None, :]
     if HAS_SCALE:
@@ -87,7 +58,7 @@ def _depthwise_bwd_input_kernel(g_ptr, saved_ptr, w_ptr, scale_ptr, dx_ptr,
                                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     # dx[ih, iw] gathers g[oh, ow]·w[kh, kw] over the taps with oh·stride - pad + kh·dilation = ih.
     # `saved` (the output or pre-activation, see activation_grad) has g's strides.
-    n, ih, iw, p_ok, c, c_ok = _program_tile(N, H, W, C, BLOCK_P, BLOCK_C)
+    n, ih, iw, p_ok, c, c_ok = program_tile(N, H, W, C, BLOCK_P, BLOCK_C)
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     for kh in tl.static_range(K):
         th = ih + pad_top - kh * dilation
@@ -130,7 +101,7 @@ def _depthwise_bwd_weight_kernel(g_ptr, saved_ptr, x_ptr, partial_ptr,
     for p0 in range(start, end, BLOCK_P):
         p = p0 + tl.arange(0, BLOCK_P)
         p_ok = p < end
-        n, oh, ow = _pixel_coords(p, OH, OW)
+        n, oh, ow = pixel_coords(p, OH, OW)
         offsets = (n * sgn + oh * sgh + ow * sgw)[:, None] + c[None, :] * sgc
         mask = p_ok[:, None] & c_ok[None, :]
         g = tl.load(g_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
@@ -142,7 +113,7 @@ def _depthwise_bwd_weight_kernel(g_ptr, saved_ptr, x_ptr, partial_ptr,
         x_tile = x_ptr + (n * sxn + ih0 * sxh + iw0 * sxw)[:, None] + (c * sxc)[None, :]
         for kh in tl.static_range(K):
             for kw in tl.static_range(K):
-                xv = _load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation)
+                xv = load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation)
                 acc = tl.where(tap[:, None] == kh * K + kw, acc + tl.sum(g * xv, axis=0)[None, :], acc)
     offsets = (split * TAPS + tap)[:, None] * C + c[None, :]
     tl.store(partial_ptr + offsets, acc, mask=(tap[:, None] <= K * K) & c_ok[None, :])
@@ -150,37 +121,18 @@ def _depthwise_bwd_weight_kernel(g_ptr, saved_ptr, x_ptr, partial_ptr,
 
 _KEY = ["C", "H", "W", "stride"]
 # The interpreter's cost is per operation, whatever the block size: large pixel blocks keep tests fast,
-# and 16 channels still leaves a partial channel block for channel counts such as 20.
-_INTERPRETER_BLOCKS = {"BLOCK_P": 64, "BLOCK_C": 16}
-_GPU_CONFIGS = config_grid({"BLOCK_P": [32, 64, 128], "BLOCK_C": [32, 64]}, [4, 8])
+# and the tests use channel counts (20, 33, 37) that leave partial channel blocks.
+_INTERPRETER_BLOCKS = {"BLOCK_P": 64, "BLOCK_C": 32}
+# Few configs: tuning runs once per shape on first use, and a whole model has a dozen shapes.
+_GPU_CONFIGS = config_grid({"BLOCK_P": [64, 32, 128], "BLOCK_C": [32, 64]}, [4])
 _fwd, _FWD_META = tuned(_depthwise_fwd_kernel, _GPU_CONFIGS, _KEY, _INTERPRETER_BLOCKS)
 _bwd_input, _BWD_INPUT_META = tuned(_depthwise_bwd_input_kernel, _GPU_CONFIGS, _KEY, _INTERPRETER_BLOCKS)
 _bwd_weight, _BWD_WEIGHT_META = tuned(_depthwise_bwd_weight_kernel, _GPU_CONFIGS, _KEY, _INTERPRETER_BLOCKS)
 
 
-def output_size(size: int, kernel_size: int, stride: int, dilation: int, before: int, after: int) -> int:
-    return (size + before + after - dilation * (kernel_size - 1) - 1) // stride + 1
-
-
-def memory_format(t: torch.Tensor) -> torch.memory_format:
-    """channels_last if t is laid out so, else contiguous: the layout every result takes from x."""
-    channels_last = t.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if channels_last else torch.contiguous_format
-
-
-def _empty_like_layout(reference: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An empty (N, C, H, W) tensor in reference's memory layout."""
-    return torch.empty(shape, dtype=dtype, device=reference.device, memory_format=memory_format(reference))
-
-
-def _taps_by_channel(weight: torch.Tensor) -> torch.Tensor:
+def taps_by_channel(weight: torch.Tensor) -> torch.Tensor:
     """(C, 1, K, K) weight as float32 (K·K, C): each tap's channels contiguous, as the kernels read."""
     return weight.detach().reshape(weight.shape[0], -1).t().contiguous().float()
-
-
-def _pixel_channel_grid(pixels: int, channels: int):
-    """Launch grid over [pixel blocks × channel blocks] for whichever block sizes the launch uses."""
-    return lambda meta: (triton.cdiv(pixels, meta["BLOCK_P"]), triton.cdiv(channels, meta["BLOCK_C"]))
 
 
 def _split_count(pixels: int, channel_blocks: int) -> int:
@@ -198,9 +150,9 @@ def depthwise_forward(x, taps, scale, shift, kernel_size, stride, padding, dilat
     left, right, top, bottom = padding
     OH = output_size(H, kernel_size, stride, dilation, top, bottom)
     OW = output_size(W, kernel_size, stride, dilation, left, right)
-    y = _empty_like_layout(x, (N, C, OH, OW), x.dtype)
+    y = empty_like_layout(x, (N, C, OH, OW), x.dtype)
     pre = torch.empty_like(y) if store_pre else None
-    grid = _pixel_channel_grid(N * OH * OW, C)
+    grid = tile_grid(N * OH * OW, C)
     _fwd[grid](x, taps, _optional(scale, taps), _optional(shift, taps), y, y if pre is None else pre,
                N, C, H, W, OH, OW, *x.stride(), *y.stride(), stride, dilation, top, left,
                K=kernel_size, HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None,
@@ -213,8 +165,8 @@ def depthwise_backward_input(grad, saved, taps, scale, x_shape, like, kernel_siz
     N, C, H, W = x_shape
     left, _, top, _ = padding
     OH, OW = grad.shape[2:]
-    dx = _empty_like_layout(like, tuple(x_shape), like.dtype)
-    grid = _pixel_channel_grid(N * H * W, C)
+    dx = empty_like_layout(like, tuple(x_shape), like.dtype)
+    grid = tile_grid(N * H * W, C)
     _bwd_input[grid](grad, grad if saved is None else saved, taps, _optional(scale, taps), dx,
                      N, C, H, W, OH, OW, *grad.stride(), *dx.stride(), stride, dilation, top, left,
                      K=kernel_size, HAS_SCALE=scale is not None, ACT=activation_code(activation),
@@ -255,7 +207,7 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
             raise ValueError("the depthwise kernel's scale is a constant (a folded BatchNorm) and gets no "
                              "gradient; pass scale.detach(), or train with the BatchNorm unfolded")
         kernel_size = weight.shape[-1]
-        taps = _taps_by_channel(weight)
+        taps = taps_by_channel(weight)
         needs_grad = any(ctx.needs_input_grad[i] for i in (0, 1, 3))
         y, pre = depthwise_forward(x, taps, scale, shift, kernel_size, stride, padding, dilation, activation,
                                    store_pre=needs_grad and activation == "hardswish")
@@ -274,7 +226,7 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
         grad_y = grad_y.contiguous(memory_format=memory_format(x))
         grad_x = grad_weight = grad_shift = None
         if ctx.needs_input_grad[0]:
-            grad_x = depthwise_backward_input(grad_y, saved, _taps_by_channel(weight), scale, x.shape, x,
+            grad_x = depthwise_backward_input(grad_y, saved, taps_by_channel(weight), scale, x.shape, x,
                                               kernel_size, stride, padding, dilation, activation)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
             tap_sums, shift_sums = depthwise_backward_weight(grad_y, saved, x, kernel_size, stride, padding,
