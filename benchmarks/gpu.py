@@ -80,28 +80,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 # --- timing --------------------------------------------------------------------------------------
 
-def time_side_by_side(runners: dict, rounds: int, calls: int, device: torch.device) -> dict[str, float]:
-    """Median milliseconds per call of every runner: one untimed warm-up call each (compiles, tunes),
-    then `rounds` rounds in which each runner is timed over `calls` calls, CUDA events on a GPU."""
-    for runner in runners.values():
+def _graphed(runner, calls: int):
+    """`calls` calls of runner captured in one CUDA graph; returns its replay. Kernel-level figures
+    are timed so, to measure the GPU rather than Python's launch overhead (at the small shapes a
+    launch takes longer than the kernel)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # as PyTorch asks: warm up on a side stream before capturing
+        for _ in range(2):
+            runner()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            runner()
+    return graph.replay
+
+
+def time_side_by_side(runners: dict, rounds: int, calls: int, device: torch.device,
+                      graphs: bool = False) -> tuple[dict[str, float], dict[str, str]]:
+    """Median milliseconds per call of every runner, and how each was timed. One untimed warm-up
+    call each (compiles, tunes), then `rounds` rounds in which each runner is timed over `calls`
+    calls with CUDA events on a GPU: replaying a CUDA graph of them if `graphs` (falling back to
+    plain calls, and saying so, where capture fails), else calling them."""
+    timed, methods = {}, {}
+    for name, runner in runners.items():
         runner()
+        timed[name], methods[name] = (lambda runner=runner: [runner() for _ in range(calls)]), "calls"
+        if graphs and device.type == "cuda":
+            try:
+                timed[name], methods[name] = _graphed(runner, calls), "cuda_graph"
+            except Exception as error:  # noqa: BLE001 - a runner that cannot be captured is timed plainly
+                torch.cuda.synchronize()
+                methods[name] = f"calls (graph capture failed: {type(error).__name__}: {str(error)[:200]})"
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
-        for name, runner in runners.items():
+        for name, run in timed.items():
             if device.type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                for _ in range(calls):
-                    runner()
+                run()
                 end.record()
                 end.synchronize()
                 samples[name].append(start.elapsed_time(end) / calls)
             else:
                 started = time.perf_counter()
-                for _ in range(calls):
-                    runner()
+                run()
                 samples[name].append((time.perf_counter() - started) * 1000 / calls)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: statistics.median(values) for name, values in samples.items()}, methods
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -135,13 +161,13 @@ def run_tests() -> dict:
 def measure_copy(device: torch.device, dtype: torch.dtype, elements: int, rounds: int) -> dict:
     source = torch.randn(elements, device=device).to(dtype)
     target = torch.empty_like(source)
-    ms = time_side_by_side({"copy": lambda: target.copy_(source)}, rounds, 10, device)["copy"]
+    ms = time_side_by_side({"copy": lambda: target.copy_(source)}, rounds, 10, device)[0]["copy"]
     moved = 2 * source.numel() * source.element_size()
     return {"bytes": moved, "ms": ms, "tb_per_s": moved / ms / 1e9}
 
 
-def measure_depthwise(shapes, batch: int, dtype: torch.dtype, device: torch.device,
-                      rounds: int) -> list[dict]:
+def measure_depthwise(shapes, batch: int, dtype: torch.dtype, device: torch.device, rounds: int,
+                      graphs: bool = True) -> list[dict]:
     """cuDNN (F.conv2d, groups=C) against the Triton kernel, 3×3, padding 1, no epilogue."""
     rows = []
     for channels, size, stride in shapes:
@@ -150,20 +176,22 @@ def measure_depthwise(shapes, batch: int, dtype: torch.dtype, device: torch.devi
         ours = lambda: depthwise_conv2d(x, weight, None, None, stride, (1, 1, 1, 1))  # noqa: E731
         cudnn = lambda: F.conv2d(x, weight, None, stride, 1, 1, channels)  # noqa: E731
         with torch.no_grad():
-            forward = time_side_by_side({"cudnn": cudnn, "triton": ours}, rounds, 10, device)
             expected, actual = cudnn(), ours()
+            forward, methods = time_side_by_side({"cudnn": cudnn, "triton": ours}, rounds, 10, device, graphs)
+        grad = torch.randn_like(expected)
+        # Forward + backward in one runner (a graph captures the backward only with its forward);
+        # the backward's time is the difference.
+        both, both_methods = time_side_by_side(
+            {name: (lambda f=f: torch.autograd.grad(f(), (x, weight), grad)) for name, f in
+             (("cudnn", cudnn), ("triton", ours))}, rounds, 5, device, graphs)
+        moved = (x.numel() + expected.numel()) * x.element_size()
         row = {"channels": channels, "size": size, "stride": stride, "batch": batch,
                "max_relative_error": relative_error(actual, expected)}
-        moved = (x.numel() + expected.numel()) * x.element_size()
-        grad = torch.randn_like(expected)
-        graphs = {"cudnn": cudnn(), "triton": ours()}
-        backward = time_side_by_side(
-            {name: (lambda y=y: torch.autograd.grad(y, (x, weight), grad, retain_graph=True))
-             for name, y in graphs.items()}, rounds, 5, device)
         for name in ("cudnn", "triton"):
+            backward = both[name] - forward[name]
             row[name] = {"forward_ms": forward[name], "forward_tb_per_s": moved / forward[name] / 1e9,
-                         "backward_ms": backward[name],
-                         "backward_over_forward": backward[name] / forward[name]}
+                         "backward_ms": backward, "backward_over_forward": backward / forward[name],
+                         "timing": {"forward": methods[name], "forward_backward": both_methods[name]}}
         rows.append(row)
     return rows
 
@@ -178,7 +206,8 @@ def mobilenet_v1_blocks(resolution: int = 224) -> list[tuple[int, int, int, int]
     return blocks
 
 
-def measure_blocks(shapes, batch: int, dtype: torch.dtype, device: torch.device, rounds: int) -> list[dict]:
+def measure_blocks(shapes, batch: int, dtype: torch.dtype, device: torch.device, rounds: int,
+                   graphs: bool = True) -> list[dict]:
     """Inference of one block (BN folded into biases, ReLU): fused Triton vs cuDNN depthwise +
     pointwise vs the full 3×3 convolution it replaces."""
     rows = []
@@ -197,10 +226,10 @@ def measure_blocks(shapes, batch: int, dtype: torch.dtype, device: torch.device,
             "cudnn_full": lambda: F.relu(F.conv2d(x, full, pw_bias, stride, 1), inplace=True),
         }
         with torch.inference_mode():
-            ms = time_side_by_side(runners, rounds, 10, device)
             error = relative_error(runners["triton_fused"](), runners["cudnn_separable"]())
+            ms, methods = time_side_by_side(runners, rounds, 10, device, graphs)
         rows.append({"in_channels": in_channels, "out_channels": out_channels, "size": size, "stride": stride,
-                     "batch": batch, "ms": ms, "max_relative_error": error,
+                     "batch": batch, "ms": ms, "timing": methods, "max_relative_error": error,
                      "fused_speedup_over_cudnn_separable": ms["cudnn_separable"] / ms["triton_fused"],
                      "fused_speedup_over_full": ms["cudnn_full"] / ms["triton_fused"]})
     return rows
@@ -254,7 +283,8 @@ def measure_models(batch: int, resolution: int, device: torch.device, dtype: tor
         ("mobilenet_v2_inference", "mobilenet_v2", False, variants),
     ]:
         runners, errors = _model_runners(name, batch, resolution, device, dtype, train, wanted)
-        ms = time_side_by_side(runners, rounds, 3, device) if runners else {}
+        # Whole models are timed as they run: plain calls, launch overhead included.
+        ms, _ = time_side_by_side(runners, rounds, 3, device) if runners else ({}, {})
         entry = {"batch": batch, "resolution": resolution, "ms": ms, "errors": errors,
                  "images_per_s": {variant: batch / value * 1000 for variant, value in ms.items()}}
         if not train and {"eager", "triton"} <= runners.keys():

@@ -65,7 +65,11 @@ def test_sections_measure_and_agree_on_cpu(gpu):
     assert copy["bytes"] == 8000 and copy["tb_per_s"] > 0
     [row] = gpu.measure_depthwise([(5, 6, 2)], 2, torch.float32, cpu, rounds=1)
     assert row["max_relative_error"] < 1e-5
-    assert row["triton"]["forward_ms"] > 0 and row["cudnn"]["backward_over_forward"] > 0
+    assert row["triton"]["forward_ms"] > 0 and row["cudnn"]["forward_tb_per_s"] > 0
+    # Without CUDA there is no graph to capture: plain calls (the backward's time is a difference of
+    # two such timings, so its sign is not asserted on a shared CPU).
+    assert row["triton"]["timing"] == {"forward": "calls", "forward_backward": "calls"}
+    assert isinstance(row["triton"]["backward_over_forward"], float)
     [block] = gpu.measure_blocks([(5, 7, 6, 2)], 2, torch.float32, cpu, rounds=1)
     assert block["max_relative_error"] < 1e-5 and set(block["ms"]) == {"triton_fused", "cudnn_separable",
                                                                          "cudnn_full"}

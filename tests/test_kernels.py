@@ -19,7 +19,7 @@ if not torch.cuda.is_available():
 triton = pytest.importorskip("triton")
 
 from mobilenets import ConvNormAct, DepthwiseSeparableConv2d, InvertedResidual, create_model  # noqa: E402
-from mobilenets.kernels import backend, backend_of, use_backend  # noqa: E402
+from mobilenets.kernels import backend, backend_of, triton_common, use_backend  # noqa: E402
 from mobilenets.kernels.reference import depthwise_conv2d_reference, separable_conv2d_reference  # noqa: E402
 from mobilenets.kernels.triton_depthwise import depthwise_conv2d  # noqa: E402
 from mobilenets.kernels.triton_separable import separable_conv2d  # noqa: E402
@@ -389,3 +389,16 @@ def test_prepared_inference_operands_follow_weight_updates(kernel_calls):
                 net.dw.norm.running_mean.add_(0.5)
             torch.testing.assert_close(fast(x), reference(x), atol=1e-5, rtol=1e-4)
     assert kernel_calls == {"depthwise_conv2d": 0, "depthwise_forward": 2, "separable_forward": 2}
+
+
+def test_tuning_choice_per_mode(monkeypatch):
+    # GPU: the autotuner over the grid, or (MOBILENETS_KERNELS_AUTOTUNE=0) its first config with its
+    # warps and stages; interpreter: the interpreter's config.
+    configs = triton_common.config_grid({"BLOCK_P": [64, 32], "BLOCK_C": [16]}, [4, 8], [3])
+    assert [(c.kwargs["BLOCK_P"], c.num_warps) for c in configs] == [(64, 4), (64, 8), (32, 4), (32, 8)]
+    monkeypatch.setattr(triton_common, "INTERPRET", False)
+    monkeypatch.setattr(triton_common, "AUTOTUNE", False)
+    assert triton_common.tuned("kernel", configs, ["C"], {"BLOCK_P": 8}) == (
+        "kernel", {"BLOCK_P": 64, "BLOCK_C": 16, "num_warps": 4, "num_stages": 3})
+    monkeypatch.setattr(triton_common, "INTERPRET", True)
+    assert triton_common.tuned("kernel", configs, ["C"], {"BLOCK_P": 8}) == ("kernel", {"BLOCK_P": 8})

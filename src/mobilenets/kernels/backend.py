@@ -102,15 +102,19 @@ def _trains(module: nn.Module) -> bool:
     return torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())
 
 
-def folded_affine(unit: ConvNormAct) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+def has_fixed_norm(unit: ConvNormAct) -> bool:
+    """Whether unit's norm is a fixed per-channel map (an eval BatchNorm with running statistics, or
+    none), which `folded_affine` can fold."""
+    norm = unit.norm
+    return isinstance(norm, nn.Identity) or not (norm.training or norm.running_mean is None)
+
+
+def folded_affine(unit: ConvNormAct) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(scale, shift) with norm(conv(x)) = conv_without_bias(x)·scale + shift per channel, for a unit
-    whose norm is a fixed map (an eval BatchNorm with running statistics, or none); None otherwise.
-    Either may be None (no scale: 1, no shift: 0)."""
+    with `has_fixed_norm`. Either may be None (no scale: 1, no shift: 0)."""
     norm, bias = unit.norm, unit.conv.bias
     if isinstance(norm, nn.Identity):
         return None, bias
-    if norm.training or norm.running_mean is None:
-        return None
     # Not under no_grad: a convolution bias keeps its gradient through the shift. The scale carries
     # one only if BN's weight is trained, and then the callers do not fold.
     scale = torch.rsqrt(norm.running_var.float() + norm.eps)
@@ -134,15 +138,14 @@ class TritonConvNormAct(ConvNormAct):
         padding = explicit_padding(conv, x.shape[-2], x.shape[-1])
         geometry = (conv.stride[0], padding, conv.dilation[0])
         activation = activation_name(self.act)
-        affine = None if _trains(self.norm) else folded_affine(self)
-        if affine is not None and not torch.is_grad_enabled():
-            taps, scale, shift = _cached(self, x.dtype, lambda: (taps_by_channel(conv.weight), *affine))
+        foldable = has_fixed_norm(self) and not _trains(self.norm)
+        if foldable and not torch.is_grad_enabled():
+            taps, scale, shift = _cached(self, x.dtype,
+                                         lambda: (taps_by_channel(conv.weight), *folded_affine(self)))
             return depthwise_forward(x, taps, scale, shift, conv.kernel_size[0], *geometry, activation,
                                      store_pre=False)[0]
-        if affine is not None:
-            return depthwise_conv2d(x, conv.weight, affine[0], affine[1], *geometry, activation)
-        if isinstance(self.norm, nn.Identity):
-            return depthwise_conv2d(x, conv.weight, None, conv.bias, *geometry, activation)
+        if foldable:  # gradients wanted, BN (if any) frozen: its scale is a constant, a bias still trains
+            return depthwise_conv2d(x, conv.weight, *folded_affine(self), *geometry, activation)
         return self.act(self.norm(depthwise_conv2d(x, conv.weight, None, conv.bias, *geometry, "none")))
 
 
@@ -161,12 +164,11 @@ class TritonDepthwiseSeparableConv2d(DepthwiseSeparableConv2d):
         if not isinstance(self.dw, TritonConvNormAct) or not can_run_on(x) or _trains(self):
             return None
         pw_activation = activation_name(self.pw.act)
-        dw_affine, pw_affine = folded_affine(self.dw), folded_affine(self.pw)
-        if pw_activation is None or dw_affine is None or pw_affine is None:
+        if pw_activation is None or not (has_fixed_norm(self.dw) and has_fixed_norm(self.pw)):
             return None
         conv = self.dw.conv
         operands = _cached(self, x.dtype, lambda: prepare_separable(
-            conv.weight, *dw_affine, self.pw.conv.weight, *pw_affine, x.dtype))
+            conv.weight, *folded_affine(self.dw), self.pw.conv.weight, *folded_affine(self.pw), x.dtype))
         padding = explicit_padding(conv, x.shape[-2], x.shape[-1])
         dw_activation = activation_name(self.dw.act)
         return operands, conv.stride[0], padding, conv.dilation[0], dw_activation, pw_activation
