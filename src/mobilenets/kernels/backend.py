@@ -1,0 +1,210 @@
+"""The backend switch: run a model's depthwise layers (and whole depthwise separable blocks) on the
+Triton kernels, or back on PyTorch's.
+
+`use_backend(model, "triton")` re-classes, in place, every ConvNormAct whose convolution is a
+depthwise one and every DepthwiseSeparableConv2d as a subclass whose forward calls the kernels. The
+modules keep their parameters, buffers and names, so state dicts, checkpoints, optimizers and
+`use_backend(model, "torch")` (which restores the original classes) are unaffected.
+
+What each swapped module runs:
+- inference (eval BatchNorm or none, no gradient needed): a DepthwiseSeparableConv2d is one fused
+  kernel (depthwise → BN → act → pointwise GEMM → BN → act); a lone depthwise unit (in V2/V3's
+  inverted residuals) is the depthwise kernel with BN folded into its epilogue with the activation;
+- training: the depthwise kernel (forward and both gradients), then PyTorch's BatchNorm (batch
+  statistics have to be known before anything after them can run) and activation. Without a
+  BatchNorm, bias and activation stay fused in the kernel, gradients included.
+A module falls back to its PyTorch forward for a tensor the kernels cannot take (a CPU tensor when
+Triton's interpreter is off) or a configuration they do not cover (depth multiplier > 1, unequal
+strides, another activation).
+
+The backend is off by default: nothing uses it unless `use_backend` is called, and it stays so
+until its GPU figures are measured (docs/kernels.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import warnings
+
+import torch
+from torch import nn
+
+from ..layers import ConvNormAct, DepthwiseSeparableConv2d, same_padding
+
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+if TRITON_INSTALLED:
+    from .triton_common import INTERPRET, can_run_on
+    from .triton_depthwise import depthwise_conv2d, depthwise_forward, taps_by_channel
+    from .triton_separable import prepare_separable, separable_forward
+
+BACKENDS = ("torch", "triton")
+_CACHE = "_kernel_operands"
+_ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Identity: "none"}
+
+
+def unavailable_reason() -> str | None:
+    """Why the Triton kernels cannot run in this process, or None when they can."""
+    if not TRITON_INSTALLED:
+        return "the Triton backend needs triton: pip install 'mobilenets[triton]'"
+    if not INTERPRET and not torch.cuda.is_available():
+        return ("the Triton backend needs a CUDA GPU (or TRITON_INTERPRET=1 set before triton is imported, "
+                "to run its kernels slowly on CPU for testing)")
+    return None
+
+
+def activation_name(module: nn.Module) -> str | None:
+    """The kernels' name for an activation module, or None for one they do not fuse."""
+    return _ACTIVATIONS.get(type(module))
+
+
+def explicit_padding(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) that `layers.Conv2d` applies to an input of height × width."""
+    if conv.explicit_padding is not None:
+        return tuple(conv.explicit_padding)
+    if conv.dynamic_same:
+        top, bottom = same_padding(height, conv.kernel_size[0], conv.stride[0], conv.dilation[0])
+        left, right = same_padding(width, conv.kernel_size[1], conv.stride[1], conv.dilation[1])
+        return left, right, top, bottom
+    rows, cols = conv.padding
+    return cols, cols, rows, rows
+
+
+def is_depthwise_unit(module: nn.Module) -> bool:
+    """A ConvNormAct the depthwise kernel computes: one square filter per channel, equal strides and
+    dilations, zero padding, BatchNorm or nothing after it, and an activation the kernel fuses."""
+    if not isinstance(module, ConvNormAct):
+        return False
+    conv = module.conv
+    square = conv.kernel_size[0] == conv.kernel_size[1]
+    same_steps = conv.stride[0] == conv.stride[1] and conv.dilation[0] == conv.dilation[1]
+    return (conv.groups == conv.in_channels == conv.out_channels and conv.padding_mode == "zeros" and square
+            and same_steps and isinstance(module.norm, (nn.BatchNorm2d, nn.Identity))
+            and activation_name(module.act) is not None)
+
+
+def _cached(module: nn.Module, dtype: torch.dtype, build):
+    """build(), computed again only when a parameter or buffer of `module` changed (storage or
+    in-place version: an optimizer step, load_state_dict, .to()) or the input dtype did. For
+    inference, where preparing the kernels' operands would otherwise cost more small launches per
+    block than the kernel itself."""
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    key = (dtype, *((t.data_ptr(), t._version) for t in tensors))
+    cached = module.__dict__.get(_CACHE)
+    if cached is None or cached[0] != key:
+        cached = (key, build())
+        module.__dict__[_CACHE] = cached  # a plain attribute: not state, not moved by .to()
+    return cached[1]
+
+
+def _trains(module: nn.Module) -> bool:
+    """Whether autograd will want gradients of any of module's parameters."""
+    return torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())
+
+
+def has_fixed_norm(unit: ConvNormAct) -> bool:
+    """Whether unit's norm is a fixed per-channel map (an eval BatchNorm with running statistics, or
+    none), which `folded_affine` can fold."""
+    norm = unit.norm
+    return isinstance(norm, nn.Identity) or not (norm.training or norm.running_mean is None)
+
+
+def folded_affine(unit: ConvNormAct) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(scale, shift) with norm(conv(x)) = conv_without_bias(x)·scale + shift per channel, for a unit
+    with `has_fixed_norm`. Either may be None (no scale: 1, no shift: 0)."""
+    norm, bias = unit.norm, unit.conv.bias
+    if isinstance(norm, nn.Identity):
+        return None, bias
+    # Not under no_grad: a convolution bias keeps its gradient through the shift. The scale carries
+    # one only if BN's weight is trained, and then the callers do not fold.
+    scale = torch.rsqrt(norm.running_var.float() + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight.float()
+    shift = -norm.running_mean.float() * scale
+    if bias is not None:
+        shift = shift + bias.float() * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias.float()
+    return scale, shift
+
+
+class TritonConvNormAct(ConvNormAct):
+    """A depthwise ConvNormAct running on the depthwise kernel (see the module docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not can_run_on(x):
+            return super().forward(x)
+        conv = self.conv
+        padding = explicit_padding(conv, x.shape[-2], x.shape[-1])
+        geometry = (conv.stride[0], padding, conv.dilation[0])
+        activation = activation_name(self.act)
+        foldable = has_fixed_norm(self) and not _trains(self.norm)
+        if foldable and not torch.is_grad_enabled():
+            taps, scale, shift = _cached(self, x.dtype,
+                                         lambda: (taps_by_channel(conv.weight), *folded_affine(self)))
+            return depthwise_forward(x, taps, scale, shift, conv.kernel_size[0], *geometry, activation,
+                                     store_pre=False)[0]
+        if foldable:  # gradients wanted, BN (if any) frozen: its scale is a constant, a bias still trains
+            return depthwise_conv2d(x, conv.weight, *folded_affine(self), *geometry, activation)
+        return self.act(self.norm(depthwise_conv2d(x, conv.weight, None, conv.bias, *geometry, "none")))
+
+
+class TritonDepthwiseSeparableConv2d(DepthwiseSeparableConv2d):
+    """A DepthwiseSeparableConv2d that, for inference, runs as one fused kernel (the depthwise result
+    never goes to memory); otherwise its depthwise unit runs on the depthwise kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self._fused_arguments(x)
+        if fused is None:
+            return self.pw(self.dw(x))
+        return separable_forward(x, *fused)
+
+    def _fused_arguments(self, x: torch.Tensor) -> tuple | None:
+        """separable_forward's arguments after x, or None when this call cannot be fused."""
+        if not isinstance(self.dw, TritonConvNormAct) or not can_run_on(x) or _trains(self):
+            return None
+        pw_activation = activation_name(self.pw.act)
+        if pw_activation is None or not (has_fixed_norm(self.dw) and has_fixed_norm(self.pw)):
+            return None
+        conv = self.dw.conv
+        operands = _cached(self, x.dtype, lambda: prepare_separable(
+            conv.weight, *folded_affine(self.dw), self.pw.conv.weight, *folded_affine(self.pw), x.dtype))
+        padding = explicit_padding(conv, x.shape[-2], x.shape[-1])
+        dw_activation = activation_name(self.dw.act)
+        return operands, conv.stride[0], padding, conv.dilation[0], dw_activation, pw_activation
+
+
+# Each Triton class and the PyTorch class it stands in for.
+_SWAPS = {TritonConvNormAct: ConvNormAct, TritonDepthwiseSeparableConv2d: DepthwiseSeparableConv2d}
+
+
+def use_backend(model: nn.Module, backend: str, strict: bool = False) -> nn.Module:
+    """Switch `model` in place to `backend` ("torch" or "triton") and return it.
+
+    When the kernels cannot run here (triton missing, or neither a GPU nor the interpreter), "triton"
+    warns in one line and leaves the model on PyTorch; with strict=True it raises instead.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+    if backend == "triton":
+        reason = unavailable_reason()
+        if reason is not None:
+            if strict:
+                raise RuntimeError(reason)
+            warnings.warn(f"{reason}; the model keeps running on PyTorch", RuntimeWarning, stacklevel=2)
+            return model
+    for module in model.modules():
+        # Re-classing keeps every parameter, buffer and name as it is (see the module docstring).
+        if backend == "torch" and type(module) in _SWAPS:
+            module.__class__ = _SWAPS[type(module)]
+            module.__dict__.pop(_CACHE, None)
+        elif backend == "triton" and type(module) is DepthwiseSeparableConv2d:
+            module.__class__ = TritonDepthwiseSeparableConv2d
+        elif backend == "triton" and type(module) is ConvNormAct and is_depthwise_unit(module):
+            module.__class__ = TritonConvNormAct
+    return model
+
+
+def backend_of(model: nn.Module) -> str:
+    """"triton" when any module of `model` runs on the kernels, else "torch"."""
+    return "triton" if any(type(m) in _SWAPS for m in model.modules()) else "torch"
