@@ -40,10 +40,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from mobilenets import DepthwiseConv2d, MobileNet  # noqa: E402
-from mobilenets.bench import (BACKENDS, PreparedModel, make_runner, machine_description, run_benchmark,  # noqa: E402
+from mobilenets.deploy.bench import (BACKENDS, PreparedModel, make_runner, machine_description, run_benchmark,  # noqa: E402
                               time_interleaved)
 from mobilenets.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from mobilenets.export import (INT8_SETTINGS, ModelSource, compare_predictions, export_onnx, list_images,  # noqa: E402
+from mobilenets.deploy.export import (INT8_SETTINGS, compare_predictions, export_onnx, list_images,  # noqa: E402
                                load_images, load_source, ort_session, quantize_int8, run_session, run_torch)
 from mobilenets.zoo import model_config  # noqa: E402
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from mobilenets.data import load_data, make_loader
-from mobilenets.train import TrainConfig, build_model, build_optimizer, train
+from mobilenets.training.train import TrainConfig, build_model, build_optimizer, train
 
 
 def bare_epoch(config: TrainConfig, bundle, memory_format, amp: bool) -> float:

@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
-from mobilenets.bench import BACKENDS, configure_bench_parser, full_conv_twin, time_interleaved
-from mobilenets.cost import cost
+from mobilenets.cli.deploy import configure_bench_parser
+from mobilenets.costs import cost
+from mobilenets.deploy.bench import BACKENDS, full_conv_twin, time_interleaved
 from mobilenets.zoo import model_config
 
 

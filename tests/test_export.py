@@ -12,8 +12,8 @@ from torch import nn
 
 from mobilenets import DepthwiseConv2d, create_model, list_models
 from mobilenets.checkpoint import save_checkpoint
-from mobilenets.export import (INT8_SETTINGS, MIN_OPSET, compare_with_torch, configure_export_parser, export_onnx,
-                               list_images, load_images, ort_session, quantize_int8, summarize_graph)
+from mobilenets.cli.deploy import configure_export_parser
+from mobilenets.deploy.export import (INT8_SETTINGS, MIN_OPSET, compare_with_torch, export_onnx, list_images, load_images, ort_session, quantize_int8, summarize_graph)
 
 from test_fuse import with_trained_statistics
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mobilenets import MobileNet
-from mobilenets.interop import WeightMismatch, from_keras
-from mobilenets.interop.keras import keras_layer_names, read_keras
-from mobilenets.interop.mapping import model_slots
+from mobilenets.pretrained import WeightMismatch, from_keras
+from mobilenets.pretrained.keras import keras_layer_names, read_keras
+from mobilenets.pretrained.slots import model_slots
 from interop_helpers import one_thread  # noqa: F401 (fixture)
 
 keras = pytest.importorskip("keras")

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mobilenets.interop import WeightMismatch, from_timm
-from mobilenets.interop.timm import parse_timm_name, timm_name_from_file
+from mobilenets.pretrained import WeightMismatch, from_timm
+from mobilenets.pretrained.timm import parse_timm_name, timm_name_from_file
 from interop_helpers import TOLERANCE, one_thread, randomized  # noqa: F401 (fixture)
 from interop_helpers import assert_parity as parity_at
 

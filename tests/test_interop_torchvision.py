@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mobilenets.interop import WeightMismatch, from_torchvision
-from mobilenets.interop.torchvision import detect_model
+from mobilenets.pretrained import WeightMismatch, from_torchvision
+from mobilenets.pretrained.torchvision import detect_model
 from interop_helpers import TOLERANCE, assert_parity, one_thread, randomized  # noqa: F401 (fixture)
 
 

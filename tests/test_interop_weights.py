@@ -15,7 +15,7 @@ from PIL import Image
 
 from mobilenets import create_model
 from mobilenets.checkpoint import load_checkpoint, save_checkpoint
-from mobilenets.interop import (
+from mobilenets.pretrained import (
     PUBLISHED,
     HashMismatch,
     WeightsUnavailable,
@@ -25,10 +25,10 @@ from mobilenets.interop import (
     list_weights,
     predict_imagenet,
 )
-from mobilenets.interop.cli import configure_convert_parser, configure_predict_weights, run_convert, \
+from mobilenets.cli.pretrained import configure_convert_parser, configure_predict_weights, run_convert, \
     run_predict_weights
-from mobilenets.interop.statedict import read_state_dict
-from mobilenets.interop.weights import file_digests
+from mobilenets.pretrained.statedict import read_state_dict
+from mobilenets.pretrained.weights import file_digests
 from interop_helpers import one_thread  # noqa: F401 (fixture)
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 from mobilenets.checkpoint import load_checkpoint, read_header
 from mobilenets.cli import main
 from mobilenets.data import MemoryLoader
-from mobilenets.train import Interrupted, TrainConfig, train
+from mobilenets.training.train import Interrupted, TrainConfig, train
 
 TINY = {"width_mult": 0.25}
 

@@ -1,4 +1,4 @@
-"""One `MobileNet` class that builds every version from a `ModelConfig`, and the model registry."""
+"""One `MobileNet` class that builds every version from a `ModelConfig`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from .config import BlockConfig, ModelConfig
+from .fuse import fuse_bn
 from .layers import ConvNormAct, DepthwiseSeparableConv2d, InvertedResidual, make_activation
-from .zoo import list_models, model_config
 
-__all__ = ["MobileNet", "ClassifierHead", "build_block", "create_model", "list_models"]
+__all__ = ["MobileNet", "ClassifierHead", "build_block"]
 
 MIN_INPUT_SIZE = 32  # five stride-2 stages: below 32 pixels the last stage has nothing left
 
@@ -111,8 +111,6 @@ class MobileNet(nn.Module):
     def fuse_bn(self, inplace: bool = False) -> "MobileNet":
         """For inference: a copy (or this model, if inplace) in eval mode with every BatchNorm folded
         into the convolution before it (see `fuse.fuse_bn`)."""
-        from .fuse import fuse_bn
-
         return fuse_bn(self, inplace=inplace)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
@@ -120,17 +118,3 @@ class MobileNet(nn.Module):
             return self.feature_maps(x)
         return self.head(self.forward_features(x))
 
-
-def create_model(name: str, weights: str | None = None, **options) -> MobileNet:
-    """Build a zoo model: `create_model("mobilenet_v1", width_mult=0.75, resolution=192)`.
-
-    Options are the fields of `config.ModelOptions`; `list_models()` names the models.
-    weights: None (random initialization), a published set such as "keras-imagenet" or
-    "torchvision-imagenet-v1" (`mobilenets.interop.list_weights()`), a weights file or a URL;
-    the model then follows the weights' conventions and is returned in eval mode.
-    """
-    if weights is not None:
-        from .interop.weights import pretrained_model  # imported on use: interop reads h5py, downloads
-
-        return pretrained_model(name, weights, options)
-    return MobileNet(model_config(name, **options))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..zoo import model_config
 
 # What a slot holds, and the names of its tensors in our modules.
 SLOT_TENSORS = {
@@ -179,8 +180,6 @@ def source_config(name: str, *, width_mult: float, num_classes: int | None, reso
 
     num_classes None builds the feature extractor (the source had no classifier).
     """
-    from ..zoo import model_config
-
     options = dict(width_mult=width_mult, resolution=resolution, padding=padding, bn_eps=bn_eps, dropout=dropout)
     if name.startswith("mobilenet_v1"):
         options.update(activation=activation, depth_multiplier=depth_multiplier)

@@ -28,10 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import METADATA_KEY, load_checkpoint
 from ..config import HeadConfig
 from ..models import MobileNet
+from ..zoo import model_config
 from .imagenet import with_size
-from .mapping import describe
+from .keras import from_keras
+from .slots import describe
+from .statedict import read_state_dict
+from .timm import from_timm
+from .torchvision import detect_model, from_torchvision
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications"
 TORCHVISION_BASE = "https://download.pytorch.org/models"
@@ -324,12 +330,6 @@ def load_weights_file(path: str | os.PathLike, name: str | None = None, timm_nam
                       width_mult: float | None = None, resolution: int | None = None) -> MobileNet:
     """Our model from any supported weights file, its kind read from its content: a Keras
     .h5/.keras, our own checkpoint, or a torchvision/timm state dict (.pth, .pt, .safetensors)."""
-    from ..checkpoint import METADATA_KEY, load_checkpoint
-    from .keras import from_keras
-    from .statedict import read_state_dict
-    from .timm import from_timm
-    from .torchvision import detect_model, from_torchvision
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
@@ -376,8 +376,6 @@ def pretrained_model(name: str, weights: str, options: dict) -> MobileNet:
     the model (num_classes: a new, randomly initialised classifier when it differs; features_only;
     dropout); padding, activation, bn_eps, in_channels and stem_stride are the weights' own.
     """
-    from ..zoo import model_config
-
     model_config(name, **options)  # unknown model, unknown or invalid options: the usual messages
     if weights in WEIGHT_KEYS:
         if options.get("depth_multiplier", 1) != 1:
@@ -445,10 +443,6 @@ def adapt_model(model: MobileNet, options: dict, provenance: dict, label: str) -
 
 
 def _convert_entry(entry: PublishedWeights, path: Path) -> MobileNet:
-    from .keras import from_keras
-    from .timm import from_timm
-    from .torchvision import from_torchvision
-
     if entry.source == "keras":
         return from_keras(path, name=entry.model, width_mult=entry.width_mult, minimalistic=entry.minimalistic,
                           resolution=entry.resolution or 224)

@@ -35,7 +35,7 @@ import torch
 from ..config import ModelConfig
 from ..models import MobileNet
 from .imagenet import IMAGENET_CLASSES, INCEPTION_MEAN, INCEPTION_STD, preprocessing
-from .mapping import (
+from .slots import (
     SLOT_TENSORS,
     Slot,
     SourceTensor,

@@ -1,4 +1,4 @@
-"""The command-line side of interop, as plain functions that mobilenets.cli wires in:
+"""`mobilenets convert` and `mobilenets predict --weights`: published weights on the command line.
 
     mobilenets convert --from keras|torchvision|timm SRC OUT [--model NAME] [--width W] ...
     mobilenets predict --weights keras-imagenet --model mobilenet_v2 IMAGE...
@@ -9,52 +9,11 @@ Each run_* returns the text to print; user mistakes raise ValueError or FileNotF
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
-from ..models import MobileNet
-from .imagenet import imagenet_class_names, predict_imagenet
-from .mapping import describe
-
-SOURCES = ("keras", "torchvision", "timm")
-CONVERTIBLE = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
-
-
-def convert(source: str, src: str | os.PathLike, name: str | None = None, width_mult: float | None = None,
-            resolution: int | None = None, timm_name: str | None = None) -> MobileNet:
-    """Our model from a `source` ("keras", "torchvision" or "timm") weights file."""
-    from .keras import from_keras
-    from .timm import from_timm
-    from .torchvision import from_torchvision
-
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
-    if not Path(src).is_file():
-        raise FileNotFoundError(f"no {source} weights file at {src}")
-    if source != "timm" and timm_name:
-        raise ValueError("timm_name (--timm-model) applies to --from timm only")
-    if source == "keras":
-        return from_keras(src, name=name, width_mult=width_mult, resolution=resolution)
-    if resolution is not None:
-        raise ValueError(f"resolution (--resolution) applies to --from keras only; {source} models are "
-                         f"trained at 224 and run at any size")
-    if source == "torchvision":
-        return from_torchvision(src, name=name, width_mult=width_mult)
-    model = from_timm(src, timm_name=timm_name, name=name)
-    if width_mult is not None and abs(width_mult - model.config.width_mult) > 1e-9:
-        raise ValueError(f"{src} is {describe(model.config)}, not width_mult={width_mult:g}")
-    return model
-
-
-def save_converted(model: MobileNet, out: str | os.PathLike) -> Path:
-    """Write a converted model in our checkpoint format, with ImageNet class names and the source's
-    preprocessing, so `mobilenets predict/eval/export` can use it like a trained checkpoint."""
-    from ..checkpoint import save_checkpoint
-
-    extra = model.config.extra
-    class_names = imagenet_class_names() if extra.get("class_names") == "imagenet-1k" else None
-    return save_checkpoint(out, model, class_names=class_names, preprocessing=extra.get("preprocessing"),
-                           metadata={"converted_from": extra.get("source")})
+from ..factory import create_model
+from ..pretrained.convert import CONVERTIBLE, SOURCES, convert, save_converted
+from ..pretrained.imagenet import predict_imagenet
+from ..pretrained.slots import describe
 
 
 def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -100,8 +59,6 @@ def configure_predict_weights(parser: argparse.ArgumentParser) -> None:
 
 def run_predict_weights(args: argparse.Namespace, images: list[str]) -> str:
     """ImageNet top-k for image files with published weights (`mobilenets predict --weights ...`)."""
-    from ..models import create_model
-
     options = {k: getattr(args, k) for k in ("width_mult", "resolution", "minimalistic")
                if getattr(args, k, None) is not None}
     model = create_model(args.model or "mobilenet_v2", weights=args.weights, **options)
@@ -110,7 +67,3 @@ def run_predict_weights(args: argparse.Namespace, images: list[str]) -> str:
         lines.append(result["image"])
         lines += [f"  {100 * p:6.2f}%  {name}" for name, p in result["top"]]
     return "\n".join(lines)
-
-
-__all__ = ["configure_convert_parser", "configure_predict_weights", "convert", "run_convert",
-           "run_predict_weights", "save_converted"]

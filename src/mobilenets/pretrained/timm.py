@@ -29,7 +29,7 @@ from typing import Any
 from ..config import ModelConfig
 from ..models import MobileNet
 from .imagenet import IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, preprocessing
-from .mapping import Slot, WeightMismatch, check_all_used, is_last_conv, load_slots, source_config
+from .slots import Slot, WeightMismatch, check_all_used, is_last_conv, load_slots, source_config
 from .statedict import fetcher, file_stem, read_state_dict, weight_keys
 
 # Blocks per stage in timm's arch definitions, after the stem; V3's last stage is the 1×1 conv.

@@ -19,7 +19,7 @@ from typing import Any
 from ..config import ModelConfig
 from ..models import MobileNet
 from .imagenet import IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, preprocessing
-from .mapping import Slot, WeightMismatch, check_all_used, first_success, is_last_conv, load_slots, source_config, \
+from .slots import Slot, WeightMismatch, check_all_used, first_success, is_last_conv, load_slots, source_config, \
     width_candidates
 from .statedict import fetcher, file_stem, read_state_dict, weight_keys
 

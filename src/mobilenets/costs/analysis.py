@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .layers import keras_padding
-from .zoo import model_config
+from ..config import ModelConfig
+from ..layers import keras_padding
+from ..zoo import model_config
 
 
 @dataclass(frozen=True)

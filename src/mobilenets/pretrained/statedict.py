@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .mapping import SLOT_TENSORS, Slot, SourceTensor, WeightMismatch, describe
+from .slots import SLOT_TENSORS, Slot, SourceTensor, WeightMismatch, describe
 
 # Keys a training checkpoint may wrap its state dict in (timm's train script, Lightning, ...).
 WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema")

@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ModelOptions
-from .data import DataBundle, load_data, make_loader
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import ModelOptions
+from ..data import DataBundle, load_data, make_loader
 from .evaluate import evaluate
-from .layers import DepthwiseConv2d
-from .models import MobileNet, create_model
+from ..layers import DepthwiseConv2d
+from ..factory import create_model
+from ..models import MobileNet
 
 OPTIMIZERS = ("sgd", "rmsprop")
 SCHEDULES = ("cosine", "step")

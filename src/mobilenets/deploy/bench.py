@@ -27,9 +27,7 @@ Backends (each the library's best path of its kind):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -42,12 +40,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import ModelConfig
-from .cost import cost
-from .export import (INT8_DEFAULT, ModelSource, export_onnx, list_images, load_images, load_source, ort_session,
+from ..config import ModelConfig
+from ..costs.analysis import cost
+from .export import (INT8_DEFAULT, ModelSource, export_onnx, ort_session,
                      quantize_int8)
-from .fuse import fuse_bn
-from .models import MobileNet
+from ..fuse import fuse_bn
+from ..models import MobileNet
 
 BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", "onnxruntime", "onnxruntime-int8")
 DEFAULT_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
@@ -363,62 +361,3 @@ def render_text(report: BenchReport) -> str:
     if len(names) == 1 and s["twin"]:
         lines += ["", f"({names[0]} has no depthwise separable blocks, so no full-convolution twin to compare)"]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line: `mobilenets bench`
-# --------------------------------------------------------------------------------------------
-def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
-    from .cli import add_model_options
-
-    p = subparsers.add_parser("bench", help="CPU latency per backend, side by side, against the full-conv twin")
-    p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
-                   help="a zoo model name (random weights) or a checkpoint file")
-    p.add_argument("--backend", default=",".join(DEFAULT_BACKENDS),
-                   help=f"comma-separated, from: {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})")
-    p.add_argument("--batch", default="1", help="comma-separated batch sizes (default: 1)")
-    p.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
-    p.add_argument("--repeats", type=int, default=10, help="timed rounds; the median is reported (default 10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls per runner first (default 3)")
-    p.add_argument("--no-twin", dest="twin", action="store_false",
-                   help="skip the full-convolution twin (conv_mobilenet_v1 for the V1 family)")
-    p.add_argument("--calibration", metavar="DATA",
-                   help="image folder to calibrate onnxruntime-int8 (default: random images; speed only)")
-    p.add_argument("--calibration-images", type=int, default=128, metavar="N")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_model_options(p)
-    p.set_defaults(run=run_bench)
-    return p
-
-
-def _int_list(flag: str, text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"{flag} takes comma-separated positive integers, e.g. 1,32; got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"{flag} takes comma-separated positive integers, e.g. 1,32; got {text!r}")
-    return values
-
-
-def run_bench(args: argparse.Namespace) -> str:
-    from .cli import model_options_from_args
-
-    backends = tuple(part.strip() for part in args.backend.split(",") if part.strip())
-    unknown = [b for b in backends if b not in BACKENDS]
-    if unknown or not backends:
-        raise ValueError(f"unknown backend {(unknown or [args.backend])[0]!r}; available: {', '.join(BACKENDS)}")
-    batches = _int_list("--batch", args.batch)
-    if args.warmup < 0:
-        raise ValueError(f"--warmup must be 0 or more; got {args.warmup}")
-    if args.calibration_images < 1:
-        raise ValueError(f"--calibration-images must be a positive integer; got {args.calibration_images}")
-    source = load_source(args.model, model_options_from_args(args))
-    calibration = None
-    if args.calibration:
-        folder = list_images(args.calibration)
-        order = np.random.default_rng(0).permutation(len(folder.paths))[:args.calibration_images]
-        calibration = load_images([folder.paths[i] for i in order], source.preprocessing)
-    report = run_benchmark(source, backends, batches, threads=args.threads, repeats=args.repeats,
-                           warmup=args.warmup, twin=args.twin, calibration=calibration)
-    return json.dumps(report.to_dict(), indent=2) if args.json else render_text(report)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .cost import cost
+from ..costs.analysis import cost
 from .train import TrainConfig, train
 
 SEPARABLE, STANDARD = "mobilenet_v1", "conv_mobilenet_v1"
@@ -36,7 +36,7 @@ def measure_latency(models: dict[str, torch.nn.Module], image_size: int, batch_s
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def run_compare(recipe: TrainConfig) -> dict:
+def compare_twins(recipe: TrainConfig) -> dict:
     """Train both models with `recipe` (its `model` is ignored), then measure and tabulate."""
     results = {}
     for name in (SEPARABLE, STANDARD):

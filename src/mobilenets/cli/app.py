@@ -10,11 +10,16 @@ import argparse
 import dataclasses
 import json
 import sys
-import typing
+from pathlib import Path
 
-from .cost import FORMATS, cost, render
-from .config import ModelOptions
-from .zoo import list_models, model_config
+from ..costs.analysis import FORMATS, cost, render
+from ..training.compare import compare_twins, format_compare
+from ..training.evaluate import evaluate_checkpoint, predict
+from ..training.train import Interrupted, TrainConfig, train
+from ..zoo import list_models, model_config
+from .deploy import configure_bench_parser, configure_export_parser
+from .options import add_dataclass_options, add_model_options, model_options_from_args, options_from_args
+from .pretrained import configure_convert_parser, configure_predict_weights, run_predict_weights
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -22,48 +27,6 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 class CLIError(Exception):
     """A user mistake: printed as one line on stderr, exit code 2."""
-
-
-def _option_type(owner: type, field: dataclasses.Field):
-    hint = typing.get_type_hints(owner)[field.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return args[0]
-
-
-def add_dataclass_options(parser: argparse.ArgumentParser, owner: type, title: str) -> None:
-    """One flag per field of the dataclass `owner` that carries a "flag" in its metadata.
-
-    Defaults are None ("not set"), so each function keeps its own defaults for what the user
-    did not say; `options_from_args` collects what was set.
-    """
-    group = parser.add_argument_group(title)
-    for field in dataclasses.fields(owner):
-        meta = field.metadata
-        if "flag" not in meta:
-            continue
-        kind = _option_type(owner, field)
-        if kind is bool:
-            action = meta.get("action", "store_true")
-            group.add_argument(meta["flag"], dest=field.name, action=action, default=None,
-                               help=meta["help"].replace("%", "%%"))  # argparse formats help with %
-        else:
-            group.add_argument(meta["flag"], dest=field.name, type=kind, default=None, metavar=field.name.upper(),
-                               choices=meta.get("choices"),
-                               help=f"{meta['help']} (default: {field.default})".replace("%", "%%"))
-
-
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    add_dataclass_options(parser, ModelOptions, "model options")
-
-
-def options_from_args(args: argparse.Namespace, owner: type) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(owner)
-            if "flag" in f.metadata and getattr(args, f.name, None) is not None}
-
-
-def model_options_from_args(args: argparse.Namespace) -> dict:
-    """The model options the user set (unset flags keep each model's own defaults)."""
-    return options_from_args(args, ModelOptions)
 
 
 def run_list(args: argparse.Namespace) -> str:
@@ -87,9 +50,7 @@ def run_config(args: argparse.Namespace) -> str:
     return json.dumps(model_config(args.model, **model_options_from_args(args)).to_dict(), indent=2)
 
 
-def _train_config(args: argparse.Namespace, **defaults) -> "TrainConfig":
-    from .train import TrainConfig
-
+def _train_config(args: argparse.Namespace, **defaults) -> TrainConfig:
     values = {**defaults, **options_from_args(args, TrainConfig)}
     if getattr(args, "model", None):
         values["model"] = args.model
@@ -97,8 +58,6 @@ def _train_config(args: argparse.Namespace, **defaults) -> "TrainConfig":
 
 
 def run_train(args: argparse.Namespace) -> str:
-    from .train import train
-
     if args.model not in list_models():
         raise ValueError(f"unknown model {args.model!r}; available: {', '.join(list_models())}")
     result = train(_train_config(args))
@@ -112,10 +71,6 @@ def run_train(args: argparse.Namespace) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> str:
-    from pathlib import Path
-
-    from .evaluate import evaluate_checkpoint
-
     png = args.confusion or str(Path(args.checkpoint).with_suffix("")) + "_confusion.png"
     metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, args.workers, png)
     if args.json:
@@ -131,13 +86,9 @@ def run_eval(args: argparse.Namespace) -> str:
 
 def run_predict(args: argparse.Namespace) -> str:
     if args.weights:
-        from .interop.cli import run_predict_weights
-
         return run_predict_weights(args, args.inputs)
     if len(args.inputs) < 2:
         raise ValueError("predict needs a checkpoint and at least one image (or --weights and images)")
-    from .evaluate import predict
-
     checkpoint, images = args.inputs[0], args.inputs[1:]
     lines = []
     for result in predict(checkpoint, images, args.top_k):
@@ -150,13 +101,11 @@ COMPARE_DEFAULTS = {"epochs": 5, "batch_size": 32, "lr": 0.1, "out": "runs/compa
 
 
 def run_compare(args: argparse.Namespace) -> str:
-    from .compare import format_compare, run_compare
-
     options = model_options_from_args(args)
     options.setdefault("width_mult", 0.5)
     recipe = _train_config(args, **COMPARE_DEFAULTS)
     recipe = dataclasses.replace(recipe, model_options=options)
-    return format_compare(run_compare(recipe))
+    return format_compare(compare_twins(recipe))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,8 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(run=run_config)
 
-    from .train import TrainConfig
-
     p = sub.add_parser("train", help="train a model on an image folder, CIFAR-10 or the built-in digits")
     p.add_argument("--model", default="mobilenet_v1", help=f"one of: {', '.join(list_models())}")
     add_dataclass_options(p, TrainConfig, "training options")
@@ -197,8 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.set_defaults(run=run_eval)
 
-    from .interop.cli import configure_convert_parser, configure_predict_weights
-
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
                    help="a checkpoint, then image files; with --weights, image files only")
@@ -207,9 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_predict)
 
     configure_convert_parser(sub)
-
-    from .bench import configure_bench_parser
-    from .export import configure_export_parser
 
     configure_export_parser(sub)
     configure_bench_parser(sub)
@@ -226,8 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .train import Interrupted
-
     try:
         output = args.run(args)
     except (ValueError, FileNotFoundError, CLIError) as error:

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint
-from .data import MemoryImages, load_data, make_loader, preprocess_image
+from ..checkpoint import load_checkpoint
+from ..data import MemoryImages, load_data, make_loader, preprocess_image
 
 
 @torch.no_grad()
