@@ -49,7 +49,9 @@ def test_old_checkpoint_gives_the_outputs_recorded_when_it_was_written():
         eval_logits = model(x)
         train_mode_logits = model.train()(x)  # batch statistics: every convolution weight matters
     torch.testing.assert_close(eval_logits, torch.tensor(OUTPUTS["eval_logits"]), rtol=0, atol=2e-6)
-    torch.testing.assert_close(train_mode_logits, torch.tensor(OUTPUTS["train_mode_logits"]), rtol=0, atol=2e-6)
+    torch.testing.assert_close(
+        train_mode_logits, torch.tensor(OUTPUTS["train_mode_logits"]), rtol=0, atol=2e-6
+    )
 
 
 def test_an_old_run_resumes(tmp_path):

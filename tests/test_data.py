@@ -1,6 +1,5 @@
 """Every data source, including malformed files, and the deterministic loaders."""
 
-import io
 import pickle
 import tarfile
 from pathlib import Path
@@ -29,7 +28,9 @@ def write_tree(root: Path, classes=("cat", "dog"), per_class=6, size=16, ext="pn
     for name in classes:
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.{ext}")
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+                root / name / f"{i}.{ext}"
+            )
     return root
 
 
@@ -42,7 +43,9 @@ def test_image_modes_become_rgb(tmp_path):
     assert np.asarray(to_rgb(rgba))[0, 0].tolist() == [255, 255, 255]
     cmyk = Image.new("CMYK", (2, 2), (0, 0, 0, 0))
     assert np.asarray(to_rgb(cmyk))[0, 0].tolist() == [255, 255, 255]
-    sixteen = Image.fromarray(np.full((2, 2), 65535, np.uint16))  # 16-bit white scales to 255, not clipped noise
+    sixteen = Image.fromarray(
+        np.full((2, 2), 65535, np.uint16)
+    )  # 16-bit white scales to 255, not clipped noise
     assert np.asarray(to_rgb(sixteen))[0, 0].tolist() == [255, 255, 255]
     half = Image.fromarray(np.full((2, 2), 32896, np.uint16))
     assert np.asarray(to_rgb(half))[0, 0].tolist() == [128, 128, 128]
@@ -105,12 +108,18 @@ def test_corrupt_large_files_are_skipped_up_front(tmp_path):
     assert bundle.skipped == 1 and len(bundle.train) + len(bundle.val) == 6
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda root: None, "does not exist"),
-    (lambda root: root.mkdir(), "no images found"),
-    (lambda root: write_tree(root, classes=("only",)), "single class"),
-    (lambda root: (root.mkdir(), (root / "a").mkdir(), (root / "a" / "notes.txt").write_text("x")), "no images found"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: root.mkdir(), "no images found"),
+        (lambda root: write_tree(root, classes=("only",)), "single class"),
+        (
+            lambda root: (root.mkdir(), (root / "a").mkdir(), (root / "a" / "notes.txt").write_text("x")),
+            "no images found",
+        ),
+    ],
+)
 def test_unusable_folders_are_one_line_errors(tmp_path, setup, message):
     root = tmp_path / "data"
     setup(root)

@@ -15,6 +15,12 @@ from PIL import Image
 
 from mobilenets import create_model
 from mobilenets.checkpoint import load_checkpoint, save_checkpoint
+from mobilenets.cli.pretrained import (
+    configure_convert_parser,
+    configure_predict_weights,
+    run_convert,
+    run_predict_weights,
+)
 from mobilenets.pretrained import (
     PUBLISHED,
     HashMismatch,
@@ -25,12 +31,8 @@ from mobilenets.pretrained import (
     list_weights,
     predict_imagenet,
 )
-from mobilenets.cli.pretrained import configure_convert_parser, configure_predict_weights, run_convert, \
-    run_predict_weights
 from mobilenets.pretrained.statedict import read_state_dict
 from mobilenets.pretrained.weights import file_digests
-from interop_helpers import one_thread  # noqa: F401 (fixture)
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -104,7 +106,9 @@ def test_registry_lists_every_published_file():
     assert len(v3) == 12 and all(e.md5 and len(e.md5) == 32 for e in v3)
     for entry in list_weights(key="torchvision-imagenet-v1") + list_weights(key="torchvision-imagenet-v2"):
         assert len(entry.sha256) == 8 and entry.sha256 in entry.url
-    identities = [(e.key, e.model, e.width_mult, e.resolution, e.minimalistic, e.include_top) for e in PUBLISHED]
+    identities = [
+        (e.key, e.model, e.width_mult, e.resolution, e.minimalistic, e.include_top) for e in PUBLISHED
+    ]
     assert len(identities) == len(set(identities))
     assert len({e.cache_name for e in PUBLISHED}) == len(PUBLISHED)
 
@@ -112,7 +116,9 @@ def test_registry_lists_every_published_file():
 def test_find_weights_picks_the_file_for_the_options():
     entry = find_weights("mobilenet_v1", "keras-imagenet", 0.5, 160)
     assert entry.url.endswith("/mobilenet/mobilenet_5_0_160_tf.h5")
-    assert find_weights("mobilenet_v1", "keras-imagenet", 0.5, 160, include_top=False).url.endswith("_no_top.h5")
+    assert find_weights("mobilenet_v1", "keras-imagenet", 0.5, 160, include_top=False).url.endswith(
+        "_no_top.h5"
+    )
     assert find_weights("mobilenet_v3_small", "keras-imagenet", 1.0, minimalistic=True).url.endswith(
         "weights_mobilenet_v3_small_minimalistic_224_1.0_float.h5")
     assert find_weights("mobilenet_v3_large", "torchvision-imagenet-v2").url.endswith("5c1a4163.pth")
@@ -202,11 +208,17 @@ def test_published_key_from_the_cache(keras_v1_file, cache):
     assert model.config.padding == "keras" and model.config.bn_eps == 1e-3 and not model.training
     assert model.config.extra["weights"]["weights"] == "keras-imagenet"
     assert not model.config.extra["weights"]["hash_checked"]  # Keras publishes no hash for V1
-    head = create_model("mobilenet_v1", width_mult=0.25, resolution=128, weights="keras-imagenet", num_classes=7)
+    head = create_model(
+        "mobilenet_v1", width_mult=0.25, resolution=128, weights="keras-imagenet", num_classes=7
+    )
     assert head.config.num_classes == 7 and torch.equal(head.features[3].dw.conv.weight,
                                                         model.features[3].dw.conv.weight)
-    with pytest.raises(ValueError, match="padding='torch' does not fit .* padding='keras'; leave padding unset"):
-        create_model("mobilenet_v1", width_mult=0.25, resolution=128, weights="keras-imagenet", padding="torch")
+    with pytest.raises(
+        ValueError, match="padding='torch' does not fit .* padding='keras'; leave padding unset"
+    ):
+        create_model(
+            "mobilenet_v1", width_mult=0.25, resolution=128, weights="keras-imagenet", padding="torch"
+        )
 
 
 def test_published_file_with_the_wrong_content_is_refused(keras_v1_file, cache):
@@ -243,7 +255,12 @@ def test_pickles_are_never_unpickled(tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_imagenet_class_names():
     names = imagenet_class_names()
-    assert len(names) == 1000 and names[0] == "tench" and names[1] == "goldfish" and names[999] == "toilet tissue"
+    assert (
+        len(names) == 1000
+        and names[0] == "tench"
+        and names[1] == "goldfish"
+        and names[999] == "toilet tissue"
+    )
     assert names[282] == "tiger cat" and names[207] == "golden retriever"
 
 
@@ -251,7 +268,9 @@ def test_convert_and_predict_commands(keras_v1_file, tmp_path):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     configure_convert_parser(sub)
-    args = parser.parse_args(["convert", "--from", "keras", str(keras_v1_file), str(tmp_path / "v1.safetensors")])
+    args = parser.parse_args(
+        ["convert", "--from", "keras", str(keras_v1_file), str(tmp_path / "v1.safetensors")]
+    )
     assert "mobilenet_v1 (width_mult=0.25" in args.run(args) and args.run is run_convert
     checkpoint = load_checkpoint(tmp_path / "v1.safetensors")
     assert checkpoint.class_names == imagenet_class_names()

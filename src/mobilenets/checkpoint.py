@@ -71,23 +71,32 @@ def save_checkpoint(path: str | os.PathLike, model: MobileNet, *, class_names: l
     return path
 
 
-def read_header(path: str | os.PathLike) -> dict:
-    """The JSON header of a checkpoint, without reading its tensors."""
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of any safetensors file, without reading its tensors."""
     from safetensors import safe_open
 
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f"{path} is not a safetensors file ({error})") from None
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The JSON header of a checkpoint, without reading its tensors."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = (handle.metadata() or {}).get(METADATA_KEY)
-    except Exception as error:  # safetensors raises its own error types for corrupt files
-        raise ValueError(f"{path} is not a safetensors file ({error})") from None
+    raw = read_metadata(path).get(METADATA_KEY)
     if raw is None:
-        raise ValueError(f"{path} is a safetensors file but not a mobilenets checkpoint (no '{METADATA_KEY}' header)")
+        raise ValueError(
+            f"{path} is a safetensors file but not a mobilenets checkpoint (no '{METADATA_KEY}' header)"
+        )
     header = json.loads(raw)
     if header.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported checkpoint format {header.get('format')!r} (expected {FORMAT!r})")
+        raise ValueError(
+            f"{path}: unsupported checkpoint format {header.get('format')!r} (expected {FORMAT!r})"
+        )
     return header
 
 

@@ -21,9 +21,17 @@ def build_block(block: BlockConfig, config: ModelConfig) -> nn.Module:
         return ConvNormAct.standard(block.in_channels, block.out_channels, block.kernel_size, block.stride,
                                     config.padding, block.dilation, activation=block.activation, **norm_args)
     if block.kind == "separable":
-        return DepthwiseSeparableConv2d(block.in_channels, block.out_channels, block.kernel_size, block.stride,
-                                        config.padding, block.dilation, block.depth_multiplier,
-                                        activation=block.activation, **norm_args)
+        return DepthwiseSeparableConv2d(
+            block.in_channels,
+            block.out_channels,
+            block.kernel_size,
+            block.stride,
+            config.padding,
+            block.dilation,
+            block.depth_multiplier,
+            activation=block.activation,
+            **norm_args,
+        )
     return InvertedResidual(block.in_channels, block.out_channels, block.expanded_channels, block.kernel_size,
                             block.stride, config.padding, block.dilation, block.activation, block.se_channels,
                             **norm_args)
@@ -85,13 +93,19 @@ class MobileNet(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
-            raise ValueError(f"{self.config.name} expects a 4-D batch (N, C, H, W); got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.config.name} expects a 4-D batch (N, C, H, W); got shape {tuple(x.shape)}"
+            )
         if x.shape[1] != self.config.in_channels:
-            raise ValueError(f"{self.config.name} expects {self.config.in_channels} input channels "
-                             f"(in_channels={self.config.in_channels}); got {x.shape[1]} in shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.config.name} expects {self.config.in_channels} input channels "
+                f"(in_channels={self.config.in_channels}); got {x.shape[1]} in shape {tuple(x.shape)}"
+            )
         if x.shape[2] < MIN_INPUT_SIZE or x.shape[3] < MIN_INPUT_SIZE:
-            raise ValueError(f"{self.config.name} needs inputs of at least {MIN_INPUT_SIZE}×{MIN_INPUT_SIZE}; "
-                             f"got {x.shape[2]}×{x.shape[3]}")
+            raise ValueError(
+                f"{self.config.name} needs inputs of at least {MIN_INPUT_SIZE}×{MIN_INPUT_SIZE}; "
+                f"got {x.shape[2]}×{x.shape[3]}"
+            )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (before the classifier head)."""

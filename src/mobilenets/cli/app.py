@@ -18,7 +18,14 @@ from ..training.evaluate import evaluate_checkpoint, predict
 from ..training.train import Interrupted, TrainConfig, train
 from ..zoo import list_models, model_config
 from .deploy import configure_bench_parser, configure_export_parser
-from .options import add_dataclass_options, add_model_options, model_options_from_args, options_from_args
+from .options import (
+    add_dataclass_options,
+    add_model_options,
+    flag_names,
+    model_options_from_args,
+    options_from_args,
+)
+from .output import render_top_k
 from .pretrained import configure_convert_parser, configure_predict_weights, run_predict_weights
 
 EXIT_USAGE = 2  # bad input: argparse's own convention
@@ -33,7 +40,9 @@ def run_list(args: argparse.Namespace) -> str:
     lines = []
     for name in list_models():
         report = cost(name)
-        lines.append(f"{name:<22} {report.mult_adds / 1e6:8.1f}M mult-adds {report.params / 1e6:6.2f}M params")
+        lines.append(
+            f"{name:<22} {report.mult_adds / 1e6:8.1f}M mult-adds {report.params / 1e6:6.2f}M params"
+        )
     return "\n".join(lines)
 
 
@@ -65,9 +74,11 @@ def run_train(args: argparse.Namespace) -> str:
         return f"nothing to do: {result['out']} already holds all epochs"
     last = result["history"][-1]
     skipped = f"; skipped {result['skipped_images']} unreadable images" if result["skipped_images"] else ""
-    return (f"trained {args.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
-            f"(best {100 * result['best_val_top1']:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
-            f"checkpoints, metrics.csv/jsonl and curves.png in {result['out']}")
+    return (
+        f"trained {args.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
+        f"(best {100 * result['best_val_top1']:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
+        f"checkpoints, metrics.csv/jsonl and curves.png in {result['out']}"
+    )
 
 
 def run_eval(args: argparse.Namespace) -> str:
@@ -76,10 +87,15 @@ def run_eval(args: argparse.Namespace) -> str:
     if args.json:
         return json.dumps(metrics, indent=2)
     width = max(len(n) for n in metrics["class_names"])
-    lines = [f"{metrics['images']} images ({args.split} split of {args.data})",
-             f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  loss {metrics['loss']:.4f}",
-             "per-class accuracy:"]
-    lines += [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in zip(metrics["class_names"], metrics["per_class"])]
+    lines = [
+        f"{metrics['images']} images ({args.split} split of {args.data})",
+        f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  loss {metrics['loss']:.4f}",
+        "per-class accuracy:",
+    ]
+    lines += [
+        f"  {name:<{width}}  {100 * acc:6.2f}%"
+        for name, acc in zip(metrics["class_names"], metrics["per_class"])
+    ]
     lines.append(f"confusion matrix: {png}")
     return "\n".join(lines)
 
@@ -90,11 +106,7 @@ def run_predict(args: argparse.Namespace) -> str:
     if len(args.inputs) < 2:
         raise ValueError("predict needs a checkpoint and at least one image (or --weights and images)")
     checkpoint, images = args.inputs[0], args.inputs[1:]
-    lines = []
-    for result in predict(checkpoint, images, args.top_k):
-        lines.append(result["image"])
-        lines += [f"  {100 * p:6.2f}%  {name}" for name, p in result["top"]]
-    return "\n".join(lines)
+    return render_top_k(predict(checkpoint, images, args.top_k))
 
 
 COMPARE_DEFAULTS = {"epochs": 5, "batch_size": 32, "lr": 0.1, "out": "runs/compare"}
@@ -109,12 +121,23 @@ def run_compare(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mobilenets", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="mobilenets",
+        description="MobileNets: models and their cost, training, published weights, deployment.",
+        epilog="`mobilenets COMMAND --help` describes each command's flags.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
-    sub.add_parser("list", help="the models in the registry with their cost at 224").set_defaults(run=run_list)
+    sub.add_parser("list", help="the models in the registry, with their cost at 224").set_defaults(
+        run=run_list
+    )
 
-    p = sub.add_parser("cost", help="per-layer params and mult-adds computed from the architecture")
+    p = sub.add_parser("config", help="a model's config as JSON")
+    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    add_model_options(p)
+    p.set_defaults(run=run_config)
+
+    p = sub.add_parser("cost", help="per-layer params and mult-adds of a model")
     p.add_argument("model", help=f"one of: {', '.join(list_models())}")
     p.add_argument("--by-type", action="store_true", help="breakdown by layer type (paper Table 2)")
     p.add_argument("--compare", metavar="MODEL", help="a second model, with the same options, side by side")
@@ -122,24 +145,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(run=run_cost)
 
-    p = sub.add_parser("config", help="print a model's config as JSON")
-    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
-    add_model_options(p)
-    p.set_defaults(run=run_config)
-
-    p = sub.add_parser("train", help="train a model on an image folder, CIFAR-10 or the built-in digits")
+    p = sub.add_parser("train", help="train on an image folder, CIFAR-10 or digits")
     p.add_argument("--model", default="mobilenet_v1", help=f"one of: {', '.join(list_models())}")
     add_dataclass_options(p, TrainConfig, "training options")
     add_model_options(p)
     p.set_defaults(run=run_train)
 
-    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a checkpoint")
+    p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")
     p.add_argument("--split", default="val", choices=("val", "all"),
                    help="val: the checkpoint's own validation split; all: every image of --data")
-    p.add_argument("--confusion", metavar="PNG", help="where to write the confusion matrix (default: beside the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--confusion",
+        metavar="PNG",
+        help="where to write the confusion matrix (default: beside the checkpoint)",
+    )
+    p.add_argument(
+        *flag_names("--batch-size"), type=int, default=256, help="images per forward pass (default 256)"
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.set_defaults(run=run_eval)
@@ -151,17 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     configure_predict_weights(p)
     p.set_defaults(run=run_predict)
 
-    configure_convert_parser(sub)
-
-    configure_export_parser(sub)
-    configure_bench_parser(sub)
-
-    p = sub.add_parser("compare", help="train MobileNetV1 and its full-convolution twin alike; compare cost, "
-                                       "speed and accuracy (paper Table 4)")
+    p = sub.add_parser(
+        "compare",
+        help="MobileNetV1 against its full-conv twin (Table 4)",
+        description="Train MobileNetV1 and its full-convolution twin alike; compare cost, speed "
+        "and accuracy (paper Table 4).",
+    )
     add_dataclass_options(p, TrainConfig, "training options (compare defaults: " +
                           ", ".join(f"{k}={v}" for k, v in COMPARE_DEFAULTS.items()) + ", width 0.5)")
     add_model_options(p)
     p.set_defaults(run=run_compare)
+    configure_convert_parser(sub)
+    configure_export_parser(sub)
+    configure_bench_parser(sub)
     return parser
 
 
@@ -179,6 +205,3 @@ def main(argv: list[str] | None = None) -> int:
     print(output)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

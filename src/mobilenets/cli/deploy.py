@@ -10,19 +10,44 @@ from pathlib import Path
 import numpy as np
 
 from ..deploy.bench import BACKENDS, DEFAULT_BACKENDS, render_text, run_benchmark
-from ..deploy.export import (DEFAULT_OPSET, FORMATS, INT8_SETTINGS, MAX_OPSET, MIN_OPSET, ImageFolder, ModelSource,
-                             check_opset, compare_predictions, compare_with_torch, export_onnx, labels_for_model,
-                             list_images, load_images, load_source, ort_session, quantize_int8, run_session,
-                             summarize_graph)
+from ..deploy.export import (
+    DEFAULT_OPSET,
+    FORMATS,
+    INT8_SETTINGS,
+    MAX_OPSET,
+    MIN_OPSET,
+    ImageFolder,
+    ModelSource,
+    check_opset,
+    compare_predictions,
+    compare_with_torch,
+    export_onnx,
+    labels_for_model,
+    list_images,
+    load_images,
+    load_source,
+    ort_session,
+    quantize_int8,
+    run_session,
+    summarize_graph,
+)
 from ..zoo import list_models
-from .options import add_model_options, model_options_from_args
+from .options import add_model_options, flag_names, model_options_from_args
+
+CALIBRATION_IMAGES = 512  # enough for min-max ranges to settle (docs/deployment.md)
+
+
+def add_calibration_options(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--calibration", metavar="DATA", help=help)
+    parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, metavar="N",
+                        help=f"images drawn from DATA to calibrate on (default {CALIBRATION_IMAGES})")
 
 
 # --------------------------------------------------------------------------------------------
 # Command line: `mobilenets export`
 # --------------------------------------------------------------------------------------------
 def configure_export_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("export", help="fold BN and export to ONNX (float32, float16 or int8), validated")
+    p = subparsers.add_parser("export", help="fold BN, export to ONNX (float32, float16, int8)")
     p.add_argument("model", metavar="CHECKPOINT", help=f"a checkpoint file, or a zoo model name "
                    f"({', '.join(list_models())}) with random weights")
     p.add_argument("--format", default="onnx", help="output format; supported: onnx (default)")
@@ -31,11 +56,11 @@ def configure_export_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} "
                    f"(default {DEFAULT_OPSET})")
     p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: fixed at 1)")
-    p.add_argument("--fp16", action="store_true", help="float16 weights and activations (float32 inputs/outputs)")
+    p.add_argument(
+        "--fp16", action="store_true", help="float16 weights and activations (float32 inputs/outputs)"
+    )
     p.add_argument("--int8", action="store_true", help="also write an int8 model (static quantization, QDQ)")
-    p.add_argument("--calibration", metavar="DATA", help="image folder (class-per-folder or flat) for --int8")
-    p.add_argument("--calibration-images", type=int, default=512, metavar="N",
-                   help="images drawn from DATA to calibrate on (default 512)")
+    add_calibration_options(p, "image folder (class-per-folder or flat) for --int8")
     p.add_argument("--int8-setting", default="default", metavar="NAME",
                    help=f"one of: {', '.join(INT8_SETTINGS)} (default: default, see docs/deployment.md)")
     p.add_argument("--eval", metavar="DATA", help="labelled image folder for the int8 agreement and accuracy "
@@ -63,12 +88,19 @@ def _check_export_args(args: argparse.Namespace) -> None:
     if args.int8 and args.fp16:
         raise ValueError("--int8 and --fp16 are alternatives; choose one")
     if args.int8 and not args.calibration:
-        raise ValueError("--int8 needs --calibration DATA, a folder of images like the ones the model will see")
+        raise ValueError(
+            "--int8 needs --calibration DATA, a folder of images like the ones the model will see"
+        )
     if not args.int8 and (args.calibration or args.eval):
         raise ValueError("--calibration and --eval apply with --int8 only")
     if args.int8_setting not in INT8_SETTINGS:
-        raise ValueError(f"unknown --int8-setting {args.int8_setting!r}; available: {', '.join(INT8_SETTINGS)}")
-    for flag, value in (("--calibration-images", args.calibration_images), ("--eval-images", args.eval_images)):
+        raise ValueError(
+            f"unknown --int8-setting {args.int8_setting!r}; available: {', '.join(INT8_SETTINGS)}"
+        )
+    for flag, value in (
+        ("--calibration-images", args.calibration_images),
+        ("--eval-images", args.eval_images),
+    ):
         if value < 1:
             raise ValueError(f"{flag} must be a positive integer; got {value}")
 
@@ -88,8 +120,14 @@ def run_export(args: argparse.Namespace) -> str:
     if output.suffix != ".onnx":
         raise ValueError(f"--output must end in .onnx; got {output}")
 
-    export_onnx(model, output, resolution=size, opset=args.opset, dynamic_batch=args.dynamic_batch or args.int8,
-                fp16=args.fp16)
+    export_onnx(
+        model,
+        output,
+        resolution=size,
+        opset=args.opset,
+        dynamic_batch=args.dynamic_batch or args.int8,
+        fp16=args.fp16,
+    )
     summary = summarize_graph(output)
     rng = np.random.default_rng(args.seed)
     probe = rng.standard_normal((1 if summary.batch_dim == 1 else 4, model.config.in_channels, size, size),
@@ -135,8 +173,10 @@ def _export_int8(args: argparse.Namespace, source: ModelSource, float_path: Path
     lines.append(f"int8 vs float on {result.images} images from {eval_folder.root}: "
                  f"top-1 agreement {_percent(result.top1_agreement)}")
     if result.float_accuracy is not None:
-        lines.append(f"accuracy: float {_percent(result.float_accuracy)}, int8 {_percent(result.quantized_accuracy)} "
-                     f"({100 * (result.quantized_accuracy - result.float_accuracy):+.2f} points)")
+        lines.append(
+            f"accuracy: float {_percent(result.float_accuracy)}, int8 {_percent(result.quantized_accuracy)} "
+            f"({100 * (result.quantized_accuracy - result.float_accuracy):+.2f} points)"
+        )
     else:
         lines.append("accuracy: n/a (the images are unlabelled or their classes do not match the model's)")
     return lines
@@ -146,20 +186,26 @@ def _export_int8(args: argparse.Namespace, source: ModelSource, float_path: Path
 # Command line: `mobilenets bench`
 # --------------------------------------------------------------------------------------------
 def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("bench", help="CPU latency per backend, side by side, against the full-conv twin")
+    p = subparsers.add_parser("bench", help="CPU latency per backend, beside the full-conv twin")
     p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
                    help="a zoo model name (random weights) or a checkpoint file")
-    p.add_argument("--backend", default=",".join(DEFAULT_BACKENDS),
-                   help=f"comma-separated, from: {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})")
-    p.add_argument("--batch", default="1", help="comma-separated batch sizes (default: 1)")
+    p.add_argument(
+        "--backend",
+        default=",".join(DEFAULT_BACKENDS),
+        help=f"comma-separated, from: {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})",
+    )
+    p.add_argument(*flag_names("--batch-size"), dest="batch", default="1",
+                   help="comma-separated batch sizes (default: 1)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
-    p.add_argument("--repeats", type=int, default=10, help="timed rounds; the median is reported (default 10)")
+    p.add_argument(
+        "--repeats", type=int, default=10, help="timed rounds; the median is reported (default 10)"
+    )
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per runner first (default 3)")
     p.add_argument("--no-twin", dest="twin", action="store_false",
                    help="skip the full-convolution twin (conv_mobilenet_v1 for the V1 family)")
-    p.add_argument("--calibration", metavar="DATA",
-                   help="image folder to calibrate onnxruntime-int8 (default: random images; speed only)")
-    p.add_argument("--calibration-images", type=int, default=128, metavar="N")
+    add_calibration_options(
+        p, "image folder to calibrate onnxruntime-int8 (default: random images; speed only)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_model_options(p)
     p.set_defaults(run=run_bench)
@@ -180,8 +226,10 @@ def run_bench(args: argparse.Namespace) -> str:
     backends = tuple(part.strip() for part in args.backend.split(",") if part.strip())
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
-        raise ValueError(f"unknown backend {(unknown or [args.backend])[0]!r}; available: {', '.join(BACKENDS)}")
-    batches = _int_list("--batch", args.batch)
+        raise ValueError(
+            f"unknown backend {(unknown or [args.backend])[0]!r}; available: {', '.join(BACKENDS)}"
+        )
+    batches = _int_list("--batch-size", args.batch)
     if args.warmup < 0:
         raise ValueError(f"--warmup must be 0 or more; got {args.warmup}")
     if args.calibration_images < 1:

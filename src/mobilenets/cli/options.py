@@ -8,6 +8,14 @@ import typing
 
 from ..config import ModelOptions
 
+# Old spellings that keep working, declared once: canonical flag → aliases.
+ALIASES = {"--batch-size": ("--batch",)}
+
+
+def flag_names(canonical: str) -> tuple[str, ...]:
+    """The flag and its aliases, for `add_argument`."""
+    return (canonical, *ALIASES.get(canonical, ()))
+
 
 def _option_type(owner: type, field: dataclasses.Field):
     hint = typing.get_type_hints(owner)[field.name]
@@ -29,12 +37,18 @@ def add_dataclass_options(parser: argparse.ArgumentParser, owner: type, title: s
         kind = _option_type(owner, field)
         if kind is bool:
             action = meta.get("action", "store_true")
-            group.add_argument(meta["flag"], dest=field.name, action=action, default=None,
+            group.add_argument(*flag_names(meta["flag"]), dest=field.name, action=action, default=None,
                                help=meta["help"].replace("%", "%%"))  # argparse formats help with %
         else:
-            group.add_argument(meta["flag"], dest=field.name, type=kind, default=None, metavar=field.name.upper(),
-                               choices=meta.get("choices"),
-                               help=f"{meta['help']} (default: {field.default})".replace("%", "%%"))
+            group.add_argument(
+                *flag_names(meta["flag"]),
+                dest=field.name,
+                type=kind,
+                default=None,
+                metavar=field.name.upper(),
+                choices=meta.get("choices"),
+                help=f"{meta['help']} (default: {field.default})".replace("%", "%%"),
+            )
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -14,12 +14,16 @@ from ..factory import create_model
 from ..pretrained.convert import CONVERTIBLE, SOURCES, convert, save_converted
 from ..pretrained.imagenet import predict_imagenet
 from ..pretrained.slots import describe
+from .output import render_top_k
 
 
 def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("convert", help="convert Keras, torchvision or timm MobileNet weights to a "
-                                                   "mobilenets checkpoint (safetensors + config JSON)")
-    parser.add_argument("--from", dest="source", required=True, choices=SOURCES, help="the library SRC comes from")
+    parser = subparsers.add_parser("convert", help="Keras, torchvision or timm weights to a checkpoint",
+                                   description="Convert Keras, torchvision or timm MobileNet weights to a "
+                                               "mobilenets checkpoint (safetensors + config JSON).")
+    parser.add_argument(
+        "--from", dest="source", required=True, choices=SOURCES, help="the library SRC comes from"
+    )
     parser.add_argument("src", metavar="SRC", help="Keras .h5/.keras, or a .pth/.pt/.safetensors state dict")
     parser.add_argument("out", metavar="OUT", help="the checkpoint to write (.safetensors)")
     parser.add_argument("--model", choices=CONVERTIBLE, help="what SRC must be (default: read from SRC)")
@@ -27,9 +31,13 @@ def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse
                         help="the width SRC must have (default: read from SRC)")
     parser.add_argument("--resolution", type=int, help="Keras only: nominal input size to record "
                                                        "(default: the Keras model's, else 224)")
-    parser.add_argument("--timm-model", dest="timm_name", metavar="NAME",
-                        help="timm only: the timm model name, e.g. tf_mobilenetv3_large_100 (default: from SRC's "
-                             "file name); it decides padding and BN epsilon")
+    parser.add_argument(
+        "--timm-model",
+        dest="timm_name",
+        metavar="NAME",
+        help="timm only: the timm model name, e.g. tf_mobilenetv3_large_100 (default: from SRC's "
+        "file name); it decides padding and BN epsilon",
+    )
     parser.set_defaults(run=run_convert)
     return parser
 
@@ -40,9 +48,12 @@ def run_convert(args: argparse.Namespace) -> str:
     out = save_converted(model, args.out)
     config = model.config
     recipe = config.extra["preprocessing"]
-    return (f"converted {args.source} {args.src} → {out}\n"
-            f"  {describe(config)}, padding={config.padding!r}, bn_eps={config.bn_eps:g}\n"
-            f"  input: resize {recipe['resize']}, crop {recipe['size']}, mean {recipe['mean']}, std {recipe['std']}")
+    return (
+        f"converted {args.source} {args.src} → {out}\n"
+        f"  {describe(config)}, padding={config.padding!r}, bn_eps={config.bn_eps:g}\n"
+        f"  input: resize {recipe['resize']}, crop {recipe['size']}, mean {recipe['mean']}, std "
+        f"{recipe['std']}"
+    )
 
 
 def configure_predict_weights(parser: argparse.ArgumentParser) -> None:
@@ -51,10 +62,16 @@ def configure_predict_weights(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weights", metavar="KEY|PATH|URL",
                        help="e.g. keras-imagenet, torchvision-imagenet-v1, timm-imagenet, a file or a URL; "
                             "then every positional argument is an image")
-    group.add_argument("--model", choices=CONVERTIBLE, help="with --weights: the model (default: mobilenet_v2)")
+    group.add_argument(
+        "--model", choices=CONVERTIBLE, help="with --weights: the model (default: mobilenet_v2)"
+    )
     group.add_argument("--width", dest="width_mult", type=float, metavar="WIDTH_MULT", help="with --weights")
-    group.add_argument("--resolution", type=int, help="with --weights (Keras MobileNet/V2 files exist per size)")
-    group.add_argument("--minimalistic", action="store_true", default=None, help="with --weights: V3 minimalistic")
+    group.add_argument(
+        "--resolution", type=int, help="with --weights (Keras MobileNet/V2 files exist per size)"
+    )
+    group.add_argument(
+        "--minimalistic", action="store_true", default=None, help="with --weights: V3 minimalistic"
+    )
 
 
 def run_predict_weights(args: argparse.Namespace, images: list[str]) -> str:
@@ -62,8 +79,4 @@ def run_predict_weights(args: argparse.Namespace, images: list[str]) -> str:
     options = {k: getattr(args, k) for k in ("width_mult", "resolution", "minimalistic")
                if getattr(args, k, None) is not None}
     model = create_model(args.model or "mobilenet_v2", weights=args.weights, **options)
-    lines = []
-    for result in predict_imagenet(model, images, args.top_k):
-        lines.append(result["image"])
-        lines += [f"  {100 * p:6.2f}%  {name}" for name, p in result["top"]]
-    return "\n".join(lines)
+    return render_top_k(predict_imagenet(model, images, args.top_k))

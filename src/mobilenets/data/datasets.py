@@ -125,8 +125,14 @@ class DataBundle:
 
     @property
     def preprocessing(self) -> dict:
-        return {"size": self.image_size, "mean": list(self.mean), "std": list(self.std),
-                "resize": self.image_size if isinstance(self.train, MemoryImages) else round(self.image_size / 0.875)}
+        return {
+            "size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": self.image_size
+            if isinstance(self.train, MemoryImages)
+            else round(self.image_size / 0.875),
+        }
 
 
 def held_out_split(count: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -310,7 +316,9 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
         return load_cifar10_batches(Path(spec[len("cifar10:"):]).expanduser(), image_size)
     root = Path(spec).expanduser()
     if not root.exists():
-        raise DataError(f"data path {root} does not exist (expected an image folder, 'digits' or 'cifar10:PATH')")
+        raise DataError(
+            f"data path {root} does not exist (expected an image folder, 'digits' or 'cifar10:PATH')"
+        )
     split_dirs = [name for name in ("val", "test") if (root / name).is_dir()]
     if (root / "train").is_dir() and split_dirs:
         class_names, train, skipped = _folder_images(root / "train", skip_bad_images, workers)
@@ -327,7 +335,9 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
         size = image_size or train.images.shape[-1]
     else:
         mean, std, size = T.IMAGENET_MEAN, T.IMAGENET_STD, image_size or 224
-    return DataBundle(root.name, class_names, train, val, size, mean=mean, std=std, split=split, skipped=skipped)
+    return DataBundle(
+        root.name, class_names, train, val, size, mean=mean, std=std, split=split, skipped=skipped
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,8 +442,16 @@ class FileLoader:
             yield T.normalize(images, self.bundle.mean, self.bundle.std), labels
 
 
-def make_loader(data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool, seed: int = 0,
-                rank: int = 0, world_size: int = 1, workers: int = 2) -> MemoryLoader | FileLoader:
+def make_loader(
+    data: MemoryImages | FileImages,
+    bundle: DataBundle,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 2,
+) -> MemoryLoader | FileLoader:
     if isinstance(data, MemoryImages):
         return MemoryLoader(data, bundle, batch_size, train, seed, rank, world_size)
     return FileLoader(data, bundle, batch_size, train, seed, rank, world_size, workers)
@@ -448,4 +466,6 @@ def preprocess_image(path: str | os.PathLike, preprocessing: dict) -> torch.Tens
         image = image.resize((size, size), Image.BILINEAR)  # small data: trained at full frame
     else:
         image = T.center_crop(T.resize(image, resize_to), size)
-    return T.normalize(T.to_uint8_tensor(image)[None], tuple(preprocessing["mean"]), tuple(preprocessing["std"]))
+    return T.normalize(
+        T.to_uint8_tensor(image)[None], tuple(preprocessing["mean"]), tuple(preprocessing["std"])
+    )

@@ -35,12 +35,12 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_checkpoint
-from ..fuse import fuse_bn
 from ..data import IMAGE_EXTENSIONS, preprocess_image
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..factory import create_model
+from ..fuse import fuse_bn
 from ..models import MobileNet
 from ..zoo import list_models
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 FORMATS = ("onnx",)
 MIN_OPSET = 18
@@ -77,7 +77,9 @@ def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> 
         flags = ", ".join(sorted(model_options))
         raise ValueError(f"model options ({flags}) apply to zoo model names, not to the checkpoint {spec}")
     if not Path(spec).is_file():
-        raise FileNotFoundError(f"no checkpoint at {spec} (and it is not a zoo model: {', '.join(list_models())})")
+        raise FileNotFoundError(
+            f"no checkpoint at {spec} (and it is not a zoo model: {', '.join(list_models())})"
+        )
     checkpoint = load_checkpoint(spec)
     model = checkpoint.model.eval()
     if model.head is None:
@@ -164,8 +166,10 @@ def _quiet_exporter():
 
 def check_opset(opset: int) -> None:
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ValueError(f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (the dynamo exporter emits "
-                         f"opset {MIN_OPSET} at the lowest); got {opset!r}")
+        raise ValueError(
+            f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (the dynamo exporter emits "
+            f"opset {MIN_OPSET} at the lowest); got {opset!r}"
+        )
 
 
 def export_onnx(model: MobileNet, path: str | os.PathLike, *, resolution: int | None = None,
@@ -373,11 +377,17 @@ def quantize_int8(float_path: str | os.PathLike, output: str | os.PathLike, cali
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    choices = {"quant_format": ("qdq", "qoperator"), "activations": ("uint8", "int8"),
-               "calibration": ("minmax", "entropy", "percentile"), "keep_float": ("none", "first_conv", "depthwise")}
+    choices = {
+        "quant_format": ("qdq", "qoperator"),
+        "activations": ("uint8", "int8"),
+        "calibration": ("minmax", "entropy", "percentile"),
+        "keep_float": ("none", "first_conv", "depthwise"),
+    }
     for name, allowed in choices.items():
         if getattr(setting, name) not in allowed:
-            raise ValueError(f"Int8Setting.{name} must be one of {', '.join(allowed)}; got {getattr(setting, name)!r}")
+            raise ValueError(
+                f"Int8Setting.{name} must be one of {', '.join(allowed)}; got {getattr(setting, name)!r}"
+            )
     if len(calibration) == 0:
         raise ValueError("int8 quantization needs at least one calibration image")
     output = Path(output)
@@ -427,7 +437,9 @@ def compare_predictions(float_logits: np.ndarray, quantized_logits: np.ndarray,
     return agreement
 
 
-def labels_for_model(folder: ImageFolder, class_names: list[str] | None, num_classes: int) -> np.ndarray | None:
+def labels_for_model(
+    folder: ImageFolder, class_names: list[str] | None, num_classes: int
+) -> np.ndarray | None:
     """The folder's labels as the model's class indices, or None when they cannot be matched.
 
     Folder classes are matched by name when the checkpoint names its classes, else by sorted order

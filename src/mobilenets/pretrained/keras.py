@@ -63,7 +63,12 @@ PUBLISHED_WIDTHS = {
     "mobilenet_v3_small": (0.75, 1.0),
 }
 BN_EPS = 1e-3  # Keras BatchNormalization default, and what V2/V3 set explicitly
-BN_MOMENTUM = {"mobilenet_v1": 0.01, "mobilenet_v2": 0.001, "mobilenet_v3_large": 0.001, "mobilenet_v3_small": 0.001}
+BN_MOMENTUM = {
+    "mobilenet_v1": 0.01,
+    "mobilenet_v2": 0.001,
+    "mobilenet_v3_large": 0.001,
+    "mobilenet_v3_small": 0.001,
+}
 DROPOUT = {"mobilenet_v1": 1e-3, "mobilenet_v2": 0.0, "mobilenet_v3_large": 0.2, "mobilenet_v3_small": 0.2}
 # The Keras weights of each kind of slot, in the order Keras stores them.
 KERAS_WEIGHTS = {
@@ -91,8 +96,14 @@ class KerasWeights:
             return []
         inner = self.config.get("config", self.config)
         layers = inner.get("layers", []) if isinstance(inner, dict) else []
-        return [{"class_name": layer.get("class_name"), "name": layer.get("name") or layer["config"].get("name"),
-                 "config": layer.get("config", {})} for layer in layers]
+        return [
+            {
+                "class_name": layer.get("class_name"),
+                "name": layer.get("name") or layer["config"].get("name"),
+                "config": layer.get("config", {}),
+            }
+            for layer in layers
+        ]
 
 
 def read_keras(source: Any) -> KerasWeights:
@@ -207,10 +218,12 @@ def _classifier_layer(weights: KerasWeights, family: str) -> str | None:
 
 def _width_estimate(weights: KerasWeights, family: str) -> float | None:
     # The last bottleneck/pointwise layer: int(1024·α) for V1; make_divisible(c·α) for V2/V3.
-    last, paper = {"mobilenet_v1": (("conv_pw_13",), 1024),
-                   "mobilenet_v2": (("block_16_project",), 320),
-                   "mobilenet_v3_large": (("expanded_conv_14_project", "expanded_conv_14/project"), 160),
-                   "mobilenet_v3_small": (("expanded_conv_10_project", "expanded_conv_10/project"), 96)}[family]
+    last, paper = {
+        "mobilenet_v1": (("conv_pw_13",), 1024),
+        "mobilenet_v2": (("block_16_project",), 320),
+        "mobilenet_v3_large": (("expanded_conv_14_project", "expanded_conv_14/project"), 160),
+        "mobilenet_v3_small": (("expanded_conv_10_project", "expanded_conv_10/project"), 96),
+    }[family]
     kernel = next((weights.layers[n][0] for n in last if weights.layers.get(n)), None)
     return None if kernel is None else kernel.shape[-1] / paper
 
@@ -240,9 +253,15 @@ def _padding_for(family: str, input_size: tuple | None) -> tuple[str, str]:
     if family == "mobilenet_v1":
         return "keras", "Keras MobileNet pads strided depthwise layers bottom/right only, at every input size"
     if input_size is not None and None in input_size:
-        return "keras", "built without a fixed input size, so Keras fixed its depthwise padding for even sizes"
-    return "same", ("built for a fixed input size, where Keras's padding equals TensorFlow 'same'" if input_size
-                    else "weights only; TensorFlow 'same', which the weights were trained with")
+        return (
+            "keras",
+            "built without a fixed input size, so Keras fixed its depthwise padding for even sizes",
+        )
+    return "same", (
+        "built for a fixed input size, where Keras's padding equals TensorFlow 'same'"
+        if input_size
+        else "weights only; TensorFlow 'same', which the weights were trained with"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,7 +297,9 @@ def keras_layer_names(family: str, config: ModelConfig, slot: Slot) -> tuple[str
         (f"expanded_conv_{block_id}_", f"expanded_conv_{block_id}/")
     layer = {"expand": "expand", "dw": "depthwise", "project": "project",
              "se_reduce": "squeeze_excite_conv", "se_expand": "squeeze_excite_conv_1"}[slot.part]
-    old_layer = {"se_reduce": "squeeze_excite/Conv", "se_expand": "squeeze_excite/Conv_1"}.get(slot.part, layer)
+    old_layer = {"se_reduce": "squeeze_excite/Conv", "se_expand": "squeeze_excite/Conv_1"}.get(
+        slot.part, layer
+    )
     if norm:
         return (f"{new}{layer}_bn", f"{old}{old_layer}/BatchNorm")
     return (f"{new}{layer}", f"{old}{old_layer}")
@@ -317,8 +338,10 @@ def _fetcher(weights: KerasWeights, family: str, config: ModelConfig, used: set[
         arrays = weights.layers[name]
         expected = KERAS_WEIGHTS[slot.kind]
         if len(arrays) != len(expected):
-            raise WeightMismatch(f"{weights.source}: layer {name!r} holds {len(arrays)} weights but {slot.path} of "
-                                 f"{describe(config)} needs {len(expected)} ({', '.join(expected)})")
+            raise WeightMismatch(
+                f"{weights.source}: layer {name!r} holds {len(arrays)} weights but {slot.path} of "
+                f"{describe(config)} needs {len(expected)} ({', '.join(expected)})"
+            )
         used.add(name)
         return {tensor_name: SourceTensor(f"{name}/{expected[ours[tensor_name]]}",
                                           _to_ours(slot.kind, ours[tensor_name], arrays[ours[tensor_name]]),
@@ -354,8 +377,10 @@ def from_keras(source: Any, name: str | None = None, width_mult: float | None = 
     family = detect_family(weights)
     name = name or family
     if name is None:
-        raise WeightMismatch(f"{weights.source} is not a Keras MobileNet, MobileNetV2 or MobileNetV3 (no layer "
-                             f"conv_dw_1, block_1_expand or expanded_conv_1_expand); {_layer_summary(weights)}")
+        raise WeightMismatch(
+            f"{weights.source} is not a Keras MobileNet, MobileNetV2 or MobileNetV3 (no layer "
+            f"conv_dw_1, block_1_expand or expanded_conv_1_expand); {_layer_summary(weights)}"
+        )
     if name not in KERAS_CLASSES:
         raise ValueError(f"Keras applications have no {name}; they have {', '.join(KERAS_CLASSES)}")
     if name != "mobilenet_v1" and depth_multiplier not in (None, 1):
@@ -392,10 +417,20 @@ def from_keras(source: Any, name: str | None = None, width_mult: float | None = 
     }
 
     def convert(width: float) -> MobileNet:
-        config = source_config(name, width_mult=width, num_classes=num_classes, resolution=resolution,
-                               padding=padding, bn_eps=BN_EPS, bn_momentum=BN_MOMENTUM[name], dropout=DROPOUT[name],
-                               extra=extra, activation="relu6", depth_multiplier=depth_multiplier or 1,
-                               minimalistic=bool(minimalistic))
+        config = source_config(
+            name,
+            width_mult=width,
+            num_classes=num_classes,
+            resolution=resolution,
+            padding=padding,
+            bn_eps=BN_EPS,
+            bn_momentum=BN_MOMENTUM[name],
+            dropout=DROPOUT[name],
+            extra=extra,
+            activation="relu6",
+            depth_multiplier=depth_multiplier or 1,
+            minimalistic=bool(minimalistic),
+        )
         model = MobileNet(config)
         used: set[str] = set()
         load_slots(model, _fetcher(weights, name, config, used), weights.source)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import METADATA_KEY, load_checkpoint
+from ..checkpoint import METADATA_KEY, load_checkpoint, read_metadata
 from ..config import HeadConfig
 from ..models import MobileNet
 from ..zoo import model_config
@@ -55,7 +55,9 @@ class PublishedWeights:
     width_mult: float
     source: str  # "keras" | "torchvision" | "timm"
     url: str
-    resolution: int | None = None  # Keras V1/V2 publish one file per input size; None: trained at 224, any size
+    resolution: int | None = (
+        None  # Keras V1/V2 publish one file per input size; None: trained at 224, any size
+    )
     minimalistic: bool = False
     include_top: bool = True
     sha256: str | None = None  # full hex digest, or its first digits as publishers put them in file names
@@ -76,15 +78,33 @@ def _keras_entries() -> list[PublishedWeights]:
         for rows in (128, 160, 192, 224):
             for top in (True, False):
                 file = f"mobilenet_{text}_{rows}_tf{'' if top else '_no_top'}.h5"
-                entries.append(PublishedWeights("keras-imagenet", "mobilenet_v1", alpha, "keras",
-                                                f"{KERAS_BASE}/mobilenet/{file}", resolution=rows, include_top=top))
+                entries.append(
+                    PublishedWeights(
+                        "keras-imagenet",
+                        "mobilenet_v1",
+                        alpha,
+                        "keras",
+                        f"{KERAS_BASE}/mobilenet/{file}",
+                        resolution=rows,
+                        include_top=top,
+                    )
+                )
     for alpha in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
         for rows in (96, 128, 160, 192, 224):
             for top in (True, False):
                 suffix = "" if top else "_no_top"
                 file = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}{suffix}.h5"
-                entries.append(PublishedWeights("keras-imagenet", "mobilenet_v2", alpha, "keras",
-                                                f"{KERAS_BASE}/mobilenet_v2/{file}", resolution=rows, include_top=top))
+                entries.append(
+                    PublishedWeights(
+                        "keras-imagenet",
+                        "mobilenet_v2",
+                        alpha,
+                        "keras",
+                        f"{KERAS_BASE}/mobilenet_v2/{file}",
+                        resolution=rows,
+                        include_top=top,
+                    )
+                )
     # keras/src/applications/mobilenet_v3.py WEIGHTS_HASHES: (with top, without top), MD5.
     v3_md5 = {
         ("large", 0.75, False): ("765b44a33ad4005b3ac83185abf1d0eb", "40af19a13ebea4e2ee0c676887f69a2e"),
@@ -120,36 +140,134 @@ def _timm_entries() -> list[PublishedWeights]:
     # timm's pretrained configs (timm/models/efficientnet.py, mobilenetv3.py). GitHub release files
     # carry the SHA-256 prefix in their names; the Hugging Face-only ones have no published hash.
     released = [  # (key, model, width, minimalistic, timm name with tag, file)
-        ("timm-imagenet", "mobilenet_v2", 0.5, False, "mobilenetv2_050.lamb_in1k", "mobilenetv2_050-3d30d450.pth"),
-        ("timm-imagenet", "mobilenet_v2", 1.0, False, "mobilenetv2_100.ra_in1k", "mobilenetv2_100_ra-b33bc2c4.pth"),
-        ("timm-imagenet", "mobilenet_v2", 1.4, False, "mobilenetv2_140.ra_in1k", "mobilenetv2_140_ra-21a4e913.pth"),
-        ("timm-imagenet", "mobilenet_v3_large", 1.0, False, "mobilenetv3_large_100.ra_in1k",
-         "mobilenetv3_large_100_ra-f55367f5.pth"),
-        ("timm-in21k-imagenet", "mobilenet_v3_large", 1.0, False, "mobilenetv3_large_100.miil_in21k_ft_in1k",
-         "mobilenetv3_large_100_1k_miil_78_0-66471c13.pth"),
-        ("timm-imagenet", "mobilenet_v3_small", 0.5, False, "mobilenetv3_small_050.lamb_in1k",
-         "mobilenetv3_small_050_lambc-4b7bbe87.pth"),
-        ("timm-imagenet", "mobilenet_v3_small", 0.75, False, "mobilenetv3_small_075.lamb_in1k",
-         "mobilenetv3_small_075_lambc-384766db.pth"),
-        ("timm-imagenet", "mobilenet_v3_small", 1.0, False, "mobilenetv3_small_100.lamb_in1k",
-         "mobilenetv3_small_100_lamb-266a294c.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_large", 0.75, False, "tf_mobilenetv3_large_075.in1k",
-         "tf_mobilenetv3_large_075-150ee8b0.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_large", 1.0, False, "tf_mobilenetv3_large_100.in1k",
-         "tf_mobilenetv3_large_100-427764d5.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_large", 1.0, True, "tf_mobilenetv3_large_minimal_100.in1k",
-         "tf_mobilenetv3_large_minimal_100-8596ae28.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_small", 0.75, False, "tf_mobilenetv3_small_075.in1k",
-         "tf_mobilenetv3_small_075-da427f52.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_small", 1.0, False, "tf_mobilenetv3_small_100.in1k",
-         "tf_mobilenetv3_small_100-37f49e2b.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_small", 1.0, True, "tf_mobilenetv3_small_minimal_100.in1k",
-         "tf_mobilenetv3_small_minimal_100-922a7843.pth"),
+        (
+            "timm-imagenet",
+            "mobilenet_v2",
+            0.5,
+            False,
+            "mobilenetv2_050.lamb_in1k",
+            "mobilenetv2_050-3d30d450.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v2",
+            1.0,
+            False,
+            "mobilenetv2_100.ra_in1k",
+            "mobilenetv2_100_ra-b33bc2c4.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v2",
+            1.4,
+            False,
+            "mobilenetv2_140.ra_in1k",
+            "mobilenetv2_140_ra-21a4e913.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v3_large",
+            1.0,
+            False,
+            "mobilenetv3_large_100.ra_in1k",
+            "mobilenetv3_large_100_ra-f55367f5.pth",
+        ),
+        (
+            "timm-in21k-imagenet",
+            "mobilenet_v3_large",
+            1.0,
+            False,
+            "mobilenetv3_large_100.miil_in21k_ft_in1k",
+            "mobilenetv3_large_100_1k_miil_78_0-66471c13.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v3_small",
+            0.5,
+            False,
+            "mobilenetv3_small_050.lamb_in1k",
+            "mobilenetv3_small_050_lambc-4b7bbe87.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v3_small",
+            0.75,
+            False,
+            "mobilenetv3_small_075.lamb_in1k",
+            "mobilenetv3_small_075_lambc-384766db.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v3_small",
+            1.0,
+            False,
+            "mobilenetv3_small_100.lamb_in1k",
+            "mobilenetv3_small_100_lamb-266a294c.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_large",
+            0.75,
+            False,
+            "tf_mobilenetv3_large_075.in1k",
+            "tf_mobilenetv3_large_075-150ee8b0.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_large",
+            1.0,
+            False,
+            "tf_mobilenetv3_large_100.in1k",
+            "tf_mobilenetv3_large_100-427764d5.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_large",
+            1.0,
+            True,
+            "tf_mobilenetv3_large_minimal_100.in1k",
+            "tf_mobilenetv3_large_minimal_100-8596ae28.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_small",
+            0.75,
+            False,
+            "tf_mobilenetv3_small_075.in1k",
+            "tf_mobilenetv3_small_075-da427f52.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_small",
+            1.0,
+            False,
+            "tf_mobilenetv3_small_100.in1k",
+            "tf_mobilenetv3_small_100-37f49e2b.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_small",
+            1.0,
+            True,
+            "tf_mobilenetv3_small_minimal_100.in1k",
+            "tf_mobilenetv3_small_minimal_100-922a7843.pth",
+        ),
     ]
-    entries = [PublishedWeights(key, model, width, "timm", f"{TIMM_RELEASES}/v0.1-weights/{file}"
-                                if "miil" not in file else f"{TIMM_RELEASES}/v0.1-tresnet/{file}",
-                                minimalistic=minimal, sha256=file.rsplit("-", 1)[1].split(".")[0], timm_name=name)
-               for key, model, width, minimal, name, file in released]
+    entries = [
+        PublishedWeights(
+            key,
+            model,
+            width,
+            "timm",
+            f"{TIMM_RELEASES}/v0.1-weights/{file}"
+            if "miil" not in file
+            else f"{TIMM_RELEASES}/v0.1-tresnet/{file}",
+            minimalistic=minimal,
+            sha256=file.rsplit("-", 1)[1].split(".")[0],
+            timm_name=name,
+        )
+        for key, model, width, minimal, name, file in released
+    ]
     for width in (1.0, 1.25):  # MobileNetV1 weights are on the Hugging Face hub only
         name = f"mobilenetv1_{round(width * 100)}.ra4_e3600_r224_in1k"
         entries.append(PublishedWeights("timm-imagenet", "mobilenet_v1", width, "timm",
@@ -171,18 +289,24 @@ def find_weights(name: str, key: str, width_mult: float = 1.0, resolution: int |
                  minimalistic: bool = False, include_top: bool = True) -> PublishedWeights:
     """The published file for these options, or a ValueError listing what is published."""
     if key not in WEIGHT_KEYS:
-        raise ValueError(f"unknown weights {key!r}; published: {', '.join(WEIGHT_KEYS)} (or pass a file path or URL)")
+        raise ValueError(
+            f"unknown weights {key!r}; published: {', '.join(WEIGHT_KEYS)} (or pass a file path or URL)"
+        )
     candidates = list_weights(name, key)
     if not candidates:
         models = sorted({e.model for e in list_weights(key=key)})
         raise ValueError(f"no {key} weights for {name}; {key} has {', '.join(models)}")
-    matching = [e for e in candidates if abs(e.width_mult - width_mult) < 1e-9 and e.minimalistic == minimalistic]
+    matching = [
+        e for e in candidates if abs(e.width_mult - width_mult) < 1e-9 and e.minimalistic == minimalistic
+    ]
     if matching and matching[0].resolution is not None:  # Keras V1/V2: one file per input size
         matching = [e for e in matching if e.resolution == (resolution or 224)]
     if not matching:
         wanted = f"width_mult={width_mult:g}" + (f", resolution={resolution}" if resolution else "") + \
             (", minimalistic" if minimalistic else "")
-        raise ValueError(f"no {key} weights for {name} with {wanted}; published: {_published_options(candidates)}")
+        raise ValueError(
+            f"no {key} weights for {name} with {wanted}; published: {_published_options(candidates)}"
+        )
     # A feature extractor prefers the smaller file without the classifier where there is one.
     return min(matching, key=lambda e: e.include_top != include_top)
 
@@ -288,8 +412,9 @@ def _download(url: str, destination: Path, sha256: str | None, md5: str | None, 
         received = 0
         with os.fdopen(fd, "wb") as out:
             try:
-                response = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "mobilenets"}),
-                                                  timeout=60)
+                response = urllib.request.urlopen(
+                    urllib.request.Request(url, headers={"User-Agent": "mobilenets"}), timeout=60
+                )
             except (urllib.error.URLError, OSError, ValueError) as error:
                 reason = getattr(error, "reason", error)
                 raise WeightsUnavailable(f"cannot download {url} ({reason}); {place}") from None
@@ -306,10 +431,13 @@ def _download(url: str, destination: Path, sha256: str | None, md5: str | None, 
                             received += len(chunk)
                             bar.update(len(chunk))
                     except (OSError, ValueError, EOFError) as error:  # connection reset, IncompleteRead, ...
-                        raise WeightsUnavailable(f"download of {url} failed after {received} bytes ({error!r}); "
-                                                 f"{place}") from None
+                        raise WeightsUnavailable(
+                            f"download of {url} failed after {received} bytes ({error!r}); {place}"
+                        ) from None
             if total is not None and received != total:
-                raise WeightsUnavailable(f"download of {url} stopped after {received} of {total} bytes; {place}")
+                raise WeightsUnavailable(
+                    f"download of {url} stopped after {received} of {total} bytes; {place}"
+                )
             out.flush()
             os.fsync(out.fileno())
         digest = digests.sha256.hexdigest()
@@ -337,7 +465,7 @@ def load_weights_file(path: str | os.PathLike, name: str | None = None, timm_nam
         head = handle.read(8)
     if path.suffix in (".h5", ".hdf5", ".keras") or head.startswith(b"\x89HDF"):
         return from_keras(path, name=name, width_mult=width_mult, resolution=resolution)
-    if path.suffix == ".safetensors" and _safetensors_metadata(path).get(METADATA_KEY):
+    if path.suffix == ".safetensors" and read_metadata(path).get(METADATA_KEY):
         model = load_checkpoint(path).model.eval()
         if name is not None and model.config.name != name:
             raise ValueError(f"{path} holds a {model.config.name}, not {name}")
@@ -349,16 +477,6 @@ def load_weights_file(path: str | os.PathLike, name: str | None = None, timm_nam
         return from_torchvision(path, name=name, width_mult=width_mult)
     raise ValueError(f"{path} is neither a Keras, torchvision, timm nor mobilenets checkpoint of a MobileNet "
                      f"(its keys begin {', '.join(list(state)[:3])})")
-
-
-def _safetensors_metadata(path: Path) -> dict:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return handle.metadata() or {}
-    except Exception as error:  # safetensors raises its own error types for corrupt files
-        raise ValueError(f"{path} is not a safetensors file ({error})") from None
 
 
 # Options that select which published file to use, those that adapt the loaded model, and those
@@ -380,8 +498,14 @@ def pretrained_model(name: str, weights: str, options: dict) -> MobileNet:
     if weights in WEIGHT_KEYS:
         if options.get("depth_multiplier", 1) != 1:
             raise ValueError(f"{weights} weights have depth_multiplier 1; got {options['depth_multiplier']}")
-        entry = find_weights(name, weights, options.get("width_mult", 1.0), options.get("resolution"),
-                             options.get("minimalistic", False), include_top=not options.get("features_only", False))
+        entry = find_weights(
+            name,
+            weights,
+            options.get("width_mult", 1.0),
+            options.get("resolution"),
+            options.get("minimalistic", False),
+            include_top=not options.get("features_only", False),
+        )
         path, digest = fetch(entry.url, entry.cache_name, entry.sha256, entry.md5)
         model = _convert_entry(entry, path)
         provenance = {"weights": weights, "url": entry.url, "sha256": digest,
@@ -422,8 +546,13 @@ def adapt_model(model: MobileNet, options: dict, provenance: dict, label: str) -
     if options.get("features_only"):
         head = None
     elif head is not None and ("num_classes" in options or "dropout" in options):
-        head = HeadConfig(head.in_channels, options.get("num_classes", head.num_classes), head.hidden_channels,
-                          head.hidden_activation, options.get("dropout", head.dropout))
+        head = HeadConfig(
+            head.in_channels,
+            options.get("num_classes", head.num_classes),
+            head.hidden_channels,
+            head.hidden_activation,
+            options.get("dropout", head.dropout),
+        )
     elif head is None and not options.get("features_only"):
         raise ValueError(f"the weights {label} have no classifier (a Keras include_top=False file); "
                          f"pass features_only=True")
@@ -444,12 +573,29 @@ def adapt_model(model: MobileNet, options: dict, provenance: dict, label: str) -
 
 def _convert_entry(entry: PublishedWeights, path: Path) -> MobileNet:
     if entry.source == "keras":
-        return from_keras(path, name=entry.model, width_mult=entry.width_mult, minimalistic=entry.minimalistic,
-                          resolution=entry.resolution or 224)
+        return from_keras(
+            path,
+            name=entry.model,
+            width_mult=entry.width_mult,
+            minimalistic=entry.minimalistic,
+            resolution=entry.resolution or 224,
+        )
     if entry.source == "torchvision":
         return from_torchvision(path, name=entry.model, width_mult=entry.width_mult)
     return from_timm(path, timm_name=entry.timm_name, name=entry.model)
 
 
-__all__ = ["HashMismatch", "PUBLISHED", "PublishedWeights", "WEIGHT_KEYS", "WeightsUnavailable", "adapt_model",
-           "cache_dir", "fetch", "find_weights", "list_weights", "load_weights_file", "pretrained_model"]
+__all__ = [
+    "HashMismatch",
+    "PUBLISHED",
+    "PublishedWeights",
+    "WEIGHT_KEYS",
+    "WeightsUnavailable",
+    "adapt_model",
+    "cache_dir",
+    "fetch",
+    "find_weights",
+    "list_weights",
+    "load_weights_file",
+    "pretrained_model",
+]

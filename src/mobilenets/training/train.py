@@ -22,26 +22,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import ModelOptions
+from ..config import ModelOptions, flag_field
 from ..data import DataBundle, load_data, make_loader
-from .evaluate import evaluate
-from ..layers import DepthwiseConv2d
 from ..factory import create_model
+from ..layers import DepthwiseConv2d
 from ..models import MobileNet
+from .evaluate import evaluate
+from .plots import plot_curves
 
 OPTIMIZERS = ("sgd", "rmsprop")
 SCHEDULES = ("cosine", "step")
-
-
-def _flag(default: Any, flag: str, help: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"flag": flag, "help": help, **extra})
 
 
 @dataclass(frozen=True)
@@ -49,29 +45,37 @@ class TrainConfig:
     """Everything a training run depends on besides the model options; saved in checkpoints."""
 
     model: str = "mobilenet_v1"
-    data: str = _flag("digits", "--data", "image folder PATH, 'digits' (built in) or 'cifar10:PATH'")
-    epochs: int = _flag(10, "--epochs", "training epochs")
-    batch_size: int = _flag(128, "--batch-size", "images per step (per process under torchrun)")
-    lr: float | None = _flag(None, "--lr", "peak learning rate (default 0.2·batch/128 for sgd, 0.008·batch/128 for rmsprop)")
-    optimizer: str = _flag("sgd", "--optimizer", "sgd (momentum 0.9, Nesterov) or rmsprop (the paper's)",
-                           choices=OPTIMIZERS)
-    schedule: str = _flag("cosine", "--schedule", "cosine to zero, or step (×0.1 at 50% and 75%)", choices=SCHEDULES)
-    warmup: float = _flag(0.0, "--warmup", "linear warm-up length in epochs")
-    label_smoothing: float = _flag(0.1, "--label-smoothing", "cross-entropy label smoothing")
-    weight_decay: float = _flag(5e-4, "--weight-decay", "L2 weight decay")
-    no_decay_on_depthwise_and_norm: bool = _flag(
+    data: str = flag_field("digits", "--data", "image folder PATH, 'digits' (built in) or 'cifar10:PATH'")
+    epochs: int = flag_field(10, "--epochs", "training epochs")
+    batch_size: int = flag_field(128, "--batch-size", "images per step (per process under torchrun)")
+    lr: float | None = flag_field(
+        None, "--lr", "peak learning rate (default 0.2·batch/128 for sgd, 0.008·batch/128 for rmsprop)"
+    )
+    optimizer: str = flag_field("sgd", "--optimizer", "sgd (momentum 0.9, Nesterov) or rmsprop (the paper's)",
+                                choices=OPTIMIZERS)
+    schedule: str = flag_field(
+        "cosine", "--schedule", "cosine to zero, or step (×0.1 at 50% and 75%)", choices=SCHEDULES
+    )
+    warmup: float = flag_field(0.0, "--warmup", "linear warm-up length in epochs")
+    label_smoothing: float = flag_field(0.1, "--label-smoothing", "cross-entropy label smoothing")
+    weight_decay: float = flag_field(5e-4, "--weight-decay", "L2 weight decay")
+    no_decay_on_depthwise_and_norm: bool = flag_field(
         False, "--no-decay-on-depthwise-and-norm",
         "no weight decay on depthwise filters, norm layers and biases (MobileNet paper §4)")
-    amp: bool = _flag(False, "--amp", "bfloat16 autocast (CPU or GPU)")
-    channels_last: bool = _flag(False, "--channels-last", "NHWC memory layout")
-    seed: int = _flag(0, "--seed", "seed of initialisation, data order, augmentation and split")
-    out: str = _flag("runs/train", "--out", "output folder (checkpoints, metrics, plot)")
-    resume: bool = _flag(False, "--resume", "continue from OUT/last.safetensors")
-    image_size: int | None = _flag(None, "--image-size", "model input size (default: the images' own if ≤ 64 px, else 224)")
-    val_fraction: float = _flag(0.1, "--val-fraction", "held-out fraction when the data has no split of its own")
-    workers: int = _flag(2, "--workers", "data-loading worker processes for image trees on disk")
-    skip_bad_images: bool = _flag(False, "--skip-bad-images", "warn about and skip unreadable images")
-    progress: bool = _flag(True, "--no-progress", "hide the progress bar", action="store_false")
+    amp: bool = flag_field(False, "--amp", "bfloat16 autocast (CPU or GPU)")
+    channels_last: bool = flag_field(False, "--channels-last", "NHWC memory layout")
+    seed: int = flag_field(0, "--seed", "seed of initialisation, data order, augmentation and split")
+    out: str = flag_field("runs/train", "--out", "output folder (checkpoints, metrics, plot)")
+    resume: bool = flag_field(False, "--resume", "continue from OUT/last.safetensors")
+    image_size: int | None = flag_field(
+        None, "--image-size", "model input size (default: the images' own if ≤ 64 px, else 224)"
+    )
+    val_fraction: float = flag_field(
+        0.1, "--val-fraction", "held-out fraction when the data has no split of its own"
+    )
+    workers: int = flag_field(2, "--workers", "data-loading worker processes for image trees on disk")
+    skip_bad_images: bool = flag_field(False, "--skip-bad-images", "warn about and skip unreadable images")
+    progress: bool = flag_field(True, "--no-progress", "hide the progress bar", action="store_false")
     model_options: dict = field(default_factory=dict)  # ModelOptions fields the user set
 
     def __post_init__(self) -> None:
@@ -202,28 +206,6 @@ def write_metrics(out: Path, history: list[dict]) -> None:
         writer.writerows(history)
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axis.plot(epochs, [r["train_loss"] for r in history], label="train")
-    loss_axis.plot(epochs, [r["val_loss"] for r in history], label="validation")
-    loss_axis.set(xlabel="epoch", ylabel="loss", title="Loss")
-    acc_axis.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
-    acc_axis.plot(epochs, [100 * r["val_top1"] for r in history], label="validation top-1")
-    acc_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-    for axis in (loss_axis, acc_axis):
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
@@ -248,8 +230,10 @@ def train(config: TrainConfig) -> dict:
     val_loader = make_loader(bundle.val, bundle, max(config.batch_size, 256), False, workers=config.workers)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(bundle.train)} training images"
-                         + (f" per process ({world_size} processes)" if world_size > 1 else ""))
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the {len(bundle.train)} training images"
+            + (f" per process ({world_size} processes)" if world_size > 1 else "")
+        )
 
     epoch, start_step, history, best = 0, 0, [], -1.0
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"
@@ -269,15 +253,29 @@ def train(config: TrainConfig) -> dict:
 
     network = model
     if world_size > 1:
-        network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        network = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     def save(path: Path, next_epoch: int, next_step: int) -> None:
         optimizer_doc, optimizer_tensors = _optimizer_to_checkpoint(optimizer)
-        save_checkpoint(path, model, class_names=bundle.class_names, preprocessing=bundle.preprocessing, metadata={
-            "epoch": next_epoch, "step": next_step, "train_config": dataclasses.asdict(config),
-            "split": bundle.split, "optimizer": optimizer_doc, "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
-            "history": history, "best_val_top1": best,
-        }, tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state()})
+        save_checkpoint(
+            path,
+            model,
+            class_names=bundle.class_names,
+            preprocessing=bundle.preprocessing,
+            metadata={
+                "epoch": next_epoch,
+                "step": next_step,
+                "train_config": dataclasses.asdict(config),
+                "split": bundle.split,
+                "optimizer": optimizer_doc,
+                "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
+                "history": history,
+                "best_val_top1": best,
+            },
+            tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state()},
+        )
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -296,7 +294,9 @@ def train(config: TrainConfig) -> dict:
                        file=sys.stderr, dynamic_ncols=True, leave=True)
         next_step = start_step  # the first step whose update is not yet in the weights
         try:
-            for step, (images, labels) in enumerate(train_loader.batches(epoch, start_step), start=start_step):
+            for step, (images, labels) in enumerate(
+                train_loader.batches(epoch, start_step), start=start_step
+            ):
                 lr = config.lr_at(epoch * steps_per_epoch + step, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -324,7 +324,9 @@ def train(config: TrainConfig) -> dict:
                 # A step in flight is either fully applied or not at all; resume at the first one
                 # that is not. (This partial epoch's running train metrics start afresh.)
                 save(last_path, epoch, next_step)
-            raise Interrupted(f"interrupted in epoch {epoch + 1}; saved {last_path}; continue with --resume") from None
+            raise Interrupted(
+                f"interrupted in epoch {epoch + 1}; saved {last_path}; continue with --resume"
+            ) from None
         if bar is not None:
             bar.close()
         train_seconds = time.perf_counter() - started
@@ -347,9 +349,15 @@ def train(config: TrainConfig) -> dict:
             if improved:
                 save(best_path, epoch, 0)
             write_metrics(out, history)
-            print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-                  f"val loss {row['val_loss']:.4f} top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
-                  f"{row['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
+            print(
+                f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc "
+                f"{100 * row['train_acc']:.2f}% | "
+                f"val loss {row['val_loss']:.4f} top-1 {100 * row['val_top1']:.2f}% top-5 "
+                f"{100 * row['val_top5']:.2f}% | "
+                f"{row['images_per_second']:.0f} img/s",
+                file=sys.stderr,
+                flush=True,
+            )
         if world_size > 1:
             torch.distributed.barrier()
     if rank == 0 and history:
