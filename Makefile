@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/mobilenets compare --out runs/demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest
 
 clean:

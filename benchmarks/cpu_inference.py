@@ -40,11 +40,27 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from mobilenets import DepthwiseConv2d, MobileNet  # noqa: E402
-from mobilenets.bench import (BACKENDS, PreparedModel, make_runner, machine_description, run_benchmark,  # noqa: E402
-                              time_interleaved)
 from mobilenets.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from mobilenets.export import (INT8_SETTINGS, ModelSource, compare_predictions, export_onnx, list_images,  # noqa: E402
-                               load_images, load_source, ort_session, quantize_int8, run_session, run_torch)
+from mobilenets.deploy.bench import (  # noqa: E402
+    BACKENDS,
+    PreparedModel,
+    machine_description,
+    make_runner,
+    run_benchmark,
+    time_interleaved,
+)
+from mobilenets.deploy.export import (  # noqa: E402
+    INT8_SETTINGS,
+    compare_predictions,
+    export_onnx,
+    list_images,
+    load_images,
+    load_source,
+    ort_session,
+    quantize_int8,
+    run_session,
+    run_torch,
+)
 from mobilenets.zoo import model_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,8 +122,10 @@ def train_cifar_model(train_paths: list[Path], train_labels: np.ndarray, class_n
             optimizer.step()
             schedule.step()
             total_loss += loss.item() * len(index)
-        print(f"  epoch {epoch + 1}/{epochs}: loss {total_loss / len(images):.3f} ({time.time() - start:.0f}s)",
-              flush=True)
+        print(
+            f"  epoch {epoch + 1}/{epochs}: loss {total_loss / len(images):.3f} ({time.time() - start:.0f}s)",
+            flush=True,
+        )
     save_checkpoint(output, model.to(memory_format=torch.contiguous_format).eval(), class_names=class_names,
                     preprocessing=preprocessing,
                     metadata={"trained_by": "benchmarks/cpu_inference.py", "epochs": epochs,
@@ -148,7 +166,9 @@ def section_float_variants(repeats: int) -> list[dict]:
         array = batch.numpy()
         for label, kwargs in {
             "onnxruntime, spinning threads (ORT default)": dict(spinning=True),
-            "onnxruntime, extended optimizations (no NCHWc layout)": dict(optimization="extended", spinning=False),
+            "onnxruntime, extended optimizations (no NCHWc layout)": dict(
+                optimization="extended", spinning=False
+            ),
             "onnxruntime, basic optimizations": dict(optimization="basic", spinning=False),
         }.items():
             session = ort_session(prepared.onnx_float(), threads=2, **kwargs)
@@ -192,8 +212,11 @@ def section_int8(repeats: int, data: Path | None, checkpoint: Path | None, epoch
             path = quantize_int8(float_path, tmp / f"v1.{name}.onnx", synthetic, INT8_SETTINGS[name])
             sessions[name] = ort_session(path, threads=2, spinning=False)
         probe = synthetic[:1]
-        times = time_interleaved({k: (lambda s=s: s.run(None, {"input": probe})) for k, s in sessions.items()},
-                                 warmup=3, repeats=repeats)
+        times = time_interleaved(
+            {k: (lambda s=s: s.run(None, {"input": probe})) for k, s in sessions.items()},
+            warmup=3,
+            repeats=repeats,
+        )
         reference = statistics.median(times["float32"])
         result["latency"] = {k: {"median_ms": 1e3 * statistics.median(t),
                                  "vs_float32": statistics.median(t) / reference} for k, t in times.items()}
@@ -234,11 +257,14 @@ def evaluate_int8_settings(label: str, checkpoint: Path, split: tuple, calibrati
     if source.class_names:  # the checkpoint's own class order
         index = {name: i for i, name in enumerate(source.class_names)}
         labels = np.asarray([index[class_names[label]] for label in val_labels])
-    result: dict = {"label": label, "checkpoint": str(checkpoint.relative_to(REPO) if checkpoint.is_relative_to(REPO)
-                                                      else checkpoint),
-                    "metadata": load_checkpoint(checkpoint).metadata, "validation_images": len(images),
-                    "calibration_images": len(calibration),
-                    "depthwise_weight_spread": depthwise_weight_spread(source.model)}
+    result: dict = {
+        "label": label,
+        "checkpoint": str(checkpoint.relative_to(REPO) if checkpoint.is_relative_to(REPO) else checkpoint),
+        "metadata": load_checkpoint(checkpoint).metadata,
+        "validation_images": len(images),
+        "calibration_images": len(calibration),
+        "depthwise_weight_spread": depthwise_weight_spread(source.model),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         float_path = export_onnx(source.model, tmp / "cifar.onnx", dynamic_batch=True)
@@ -349,13 +375,18 @@ def render_markdown(results: dict, command: str) -> str:
         f"Python {m['python']}, {m['platform']}",
         f"- Shared with other users' jobs: load average {s['load_average_before']} before section 1 and "
         f"{s['load_average_after']} after it (2 cores; ~1 means one core was busy with someone else's work).",
-        f"- {s['threads']} threads for every backend; OMP_WAIT_POLICY={s['omp_wait_policy']}; ONNX Runtime threads "
+        f"- {s['threads']} threads for every backend; OMP_WAIT_POLICY={s['omp_wait_policy']}; ONNX Runtime "
+        "threads "
         "do not spin (section 4 says why).",
         "",
-        "Method: all runners are built and warmed up first (3 calls), then timed round-robin, one call each per "
-        f"round, {s['repeats']} rounds; the table gives the median (milliseconds per batch) and batch / median "
-        "(images/s). Inputs are NCHW float32 random images; outputs are float32 logits. A channels_last backend "
-        "converts its input inside the timed call. Only numbers from the same table are comparable: the machine's "
+        "Method: all runners are built and warmed up first (3 calls), then timed round-robin, one call each "
+        "per "
+        f"round, {s['repeats']} rounds; the table gives the median (milliseconds per batch) and batch / "
+        "median "
+        "(images/s). Inputs are NCHW float32 random images; outputs are float32 logits. A channels_last "
+        "backend "
+        "converts its input inside the timed call. Only numbers from the same table are comparable: the "
+        "machine's "
         "speed varies with its other load.",
         "",
     ]
@@ -379,13 +410,20 @@ def render_markdown(results: dict, command: str) -> str:
                           [_ms(r["median_ms"]), f"{r['images_per_s']:.1f}"])
             ort = by_key.get((names[0], "onnxruntime", batch))
             mine = by_key[(names[0], backend, batch)]
-            ratio = (f"{mine['median_ms'] / ort['median_ms']:.2f}×" if ort and not ort["error"] and not mine["error"]
-                     else "—")
+            ratio = (
+                f"{mine['median_ms'] / ort['median_ms']:.2f}×"
+                if ort and not ort["error"] and not mine["error"]
+                else "—"
+            )
             sp = speedups[(backend, batch)]
             speed = ("—" if sp["measured"] is None
                      else f"{sp['measured']:.2f}× ({100 * sp['fraction_of_theory']:.0f}%)")
             lines.append(f"| {backend} | {batch} | " + " | ".join(cells) + f" | {ratio} | {speed} |")
-    lines += ["", "\"vs onnxruntime\" is the mobilenet_v1 latency over ONNX Runtime float32's at the same batch.", ""]
+    lines += [
+        "",
+        '"vs onnxruntime" is the mobilenet_v1 latency over ONNX Runtime float32\'s at the same batch.',
+        "",
+    ]
 
     lines += ["## 2. Running the float32 model (MobileNetV1 1.0-224, batch 1)", "",
               f"Side by side, {results['float_variants_repeats']} rounds.", "",
@@ -397,12 +435,18 @@ def render_markdown(results: dict, command: str) -> str:
 
     q = results["int8"]
     models = q.get("models") or []
-    lines += ["## 3. int8 quantization settings", "",
-              "Latency: MobileNetV1 1.0-224, batch 1, ONNX Runtime, against float32 ONNX Runtime in the same "
-              f"rounds ({results['int8_repeats']} rounds). Agreement (share of images where int8 and float32 predict "
-              "the same class) and accuracy: CIFAR-10 models (mobilenet_v1 width 0.5, 32×32, stem stride 1) on "
-              f"{VALIDATION_IMAGES:,} validation images held out of the 50,000 training images (seed {SPLIT_SEED}), "
-              "calibrated on other training images.", ""]
+    lines += [
+        "## 3. int8 quantization settings",
+        "",
+        "Latency: MobileNetV1 1.0-224, batch 1, ONNX Runtime, against float32 ONNX Runtime in the same "
+        f"rounds ({results['int8_repeats']} rounds). Agreement (share of images where int8 and float32 "
+        "predict "
+        "the same class) and accuracy: CIFAR-10 models (mobilenet_v1 width 0.5, 32×32, stem stride 1) on "
+        f"{VALIDATION_IMAGES:,} validation images held out of the 50,000 training images (seed "
+        f"{SPLIT_SEED}), "
+        "calibrated on other training images.",
+        "",
+    ]
     for m in models:
         meta = m["metadata"]
         trained = (f"trained here, {meta.get('epochs')} epochs on {meta.get('train_images'):,} images in "
@@ -433,17 +477,25 @@ def render_markdown(results: dict, command: str) -> str:
     for m in models:
         fixed = m.get("float_depthwise_without_weight_bias_quantization")
         if fixed:
-            lines += ["", f"{m['label']} model, float-depthwise with ONNX Runtime's `WeightBiasQuantization` optimizer "
-                      "disabled (`InferenceSession(..., disabled_optimizers=[\"WeightBiasQuantization\"])`): agreement "
-                      f"{100 * fixed['top1_agreement']:.2f}%, accuracy {100 * fixed['quantized_accuracy']:.2f}%."]
+            lines += [
+                "",
+                f"{m['label']} model, float-depthwise with ONNX Runtime's `WeightBiasQuantization` optimizer "
+                'disabled (`InferenceSession(..., disabled_optimizers=["WeightBiasQuantization"])`): '
+                'agreement '
+                f"{100 * fixed['top1_agreement']:.2f}%, accuracy {100 * fixed['quantized_accuracy']:.2f}%.",
+            ]
         margins = m.get("default_disagreements")
         if margins and margins["disagreements"]:
-            lines += ["", f"{m['label']} model: where `default` and float32 disagree ({margins['disagreements']} of "
-                      f"{margins['images']} images), the float model was all but tied between its top two classes: "
-                      f"median softmax margin {margins['median_margin_where_they_differ']:.3f} there, against "
-                      f"{margins['median_margin_overall']:.2f} over all images. On the "
-                      f"{100 * margins['share_with_margin_at_least_0.1']:.1f}% of images where the margin is at least "
-                      f"0.1, agreement is {100 * margins['agreement_with_margin_at_least_0.1']:.2f}%."]
+            lines += [
+                "",
+                f"{m['label']} model: where `default` and float32 disagree ({margins['disagreements']} of "
+                f"{margins['images']} images), the float model was all but tied between its top two classes: "
+                f"median softmax margin {margins['median_margin_where_they_differ']:.3f} there, against "
+                f"{margins['median_margin_overall']:.2f} over all images. On the "
+                f"{100 * margins['share_with_margin_at_least_0.1']:.1f}% of images where the margin is at "
+                "least "
+                f"0.1, agreement is {100 * margins['agreement_with_margin_at_least_0.1']:.2f}%.",
+            ]
     if q.get("accuracy_note"):
         lines += ["", q["accuracy_note"]]
     lines.append("")
@@ -452,7 +504,9 @@ def render_markdown(results: dict, command: str) -> str:
               "Fresh processes, alternated; the 1-minute load average shows how busy the machine was.", "",
               "| OMP_WAIT_POLICY | round | median ms | load average |", "|---|---:|---:|---:|"]
     for row in results["wait_policy"]:
-        lines.append(f"| {row['policy']} | {row['round']} | {row['median_ms']:.2f} | {row['load_average_1min']:.2f} |")
+        lines.append(
+            f"| {row['policy']} | {row['round']} | {row['median_ms']:.2f} | {row['load_average_1min']:.2f} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -473,18 +527,29 @@ def summarize_targets(results: dict) -> list[str]:
                   key=lambda b: by_key[(name, b, 1)]["median_ms"])
     variants = {row["variant"]: row for row in results["float_variants"]}
     spinning = variants.get("onnxruntime, spinning threads (ORT default)")
-    lines = ["## Summary against the targets", "",
-             "| target | this run |", "|---|---|",
-             f"| fastest float32 path ≤ 1.0× ONNX Runtime float32 (batch 1) | {fastest}: {vs_ort(fastest, 1)} of "
-             "ONNX Runtime float32 as `bench` runs it"
-             + (f"; ONNX Runtime with its default spinning threads is {spinning['vs_onnxruntime']:.2f}× slower "
-                "than that (section 2)" if spinning else "") + " |",
-             f"| PyTorch: folded BN + channels_last closes most of eager's gap (batch 1) | eager {vs_ort('torch', 1)}, "
-             f"folded + channels_last {vs_ort('torch-channels-last', 1)}, + torch.compile {vs_ort('torch-compile', 1)} "
-             "of ONNX Runtime float32 |",
-             f"| int8 ≤ 0.5× ONNX Runtime float32 | section 1: batch 1 {vs_ort('onnxruntime-int8', 1)}, batch 32 "
-             f"{vs_ort('onnxruntime-int8', 32)}; section 3 ({results['int8_repeats']} rounds, batch 1): "
-             f"{results['int8']['latency']['default']['vs_float32']:.2f}× |"]
+    lines = [
+        "## Summary against the targets",
+        "",
+        "| target | this run |",
+        "|---|---|",
+        f"| fastest float32 path ≤ 1.0× ONNX Runtime float32 (batch 1) | {fastest}: {vs_ort(fastest, 1)} of "
+        "ONNX Runtime float32 as `bench` runs it"
+        + (
+            f"; ONNX Runtime with its default spinning threads is {spinning['vs_onnxruntime']:.2f}× slower "
+            "than that (section 2)"
+            if spinning
+            else ""
+        )
+        + " |",
+        "| PyTorch: folded BN + channels_last closes most of eager's gap (batch 1) | eager "
+        f"{vs_ort('torch', 1)}, "
+        f"folded + channels_last {vs_ort('torch-channels-last', 1)}, + torch.compile "
+        f"{vs_ort('torch-compile', 1)} "
+        "of ONNX Runtime float32 |",
+        f"| int8 ≤ 0.5× ONNX Runtime float32 | section 1: batch 1 {vs_ort('onnxruntime-int8', 1)}, batch 32 "
+        f"{vs_ort('onnxruntime-int8', 32)}; section 3 ({results['int8_repeats']} rounds, batch 1): "
+        f"{results['int8']['latency']['default']['vs_float32']:.2f}× |",
+    ]
     main_model = (results["int8"].get("models") or [None])[0]
     if main_model:
         acc = main_model["accuracy"]["default"]
@@ -497,16 +562,23 @@ def summarize_targets(results: dict) -> list[str]:
                  + ", ".join(f"{b} batch {n}: {speedups[(b, n)]['measured']:.2f}×"
                              for b in ("onnxruntime", "torch") for n in bench["settings"]["batches"]
                              if speedups.get((b, n)) and speedups[(b, n)]["measured"]) + " |")
-    lines += ["", "The machine is shared and was busy (load averages above), so figures move from run to run: "
-              "compare rows within one table, and rerun before trusting a ratio close to its target."]
+    lines += [
+        "",
+        "The machine is shared and was busy (load averages above), so figures move from run to run: "
+        "compare rows within one table, and rerun before trusting a ratio close to its target.",
+    ]
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds, batch 1, no torch-compile, 1 epoch")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 train folder (class subfolders)")
-    parser.add_argument("--checkpoint", type=Path, help="a CIFAR-10 checkpoint (default: train one, cached in runs/)")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="CIFAR-10 train folder (class subfolders)"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="a CIFAR-10 checkpoint (default: train one, cached in runs/)"
+    )
     parser.add_argument("--epochs", type=int, default=8, help="when training the CIFAR-10 model here")
     parser.add_argument("--calibration-images", type=int, default=512)
     parser.add_argument("--output", type=Path, help="default: docs/benchmarks.md (--quick: runs/benchmarks/)")
@@ -534,8 +606,15 @@ def main() -> None:
     results["backends"] = section_backends(repeats, batches, backends)
     results["float_variants"] = section_float_variants(short_repeats)
     results["float_variants_repeats"] = results["int8_repeats"] = short_repeats
-    results["int8"] = section_int8(short_repeats, args.data, args.checkpoint, epochs, args.calibration_images,
-                                   list(INT8_SETTINGS), fragile_model=not args.quick and args.checkpoint is None)
+    results["int8"] = section_int8(
+        short_repeats,
+        args.data,
+        args.checkpoint,
+        epochs,
+        args.calibration_images,
+        list(INT8_SETTINGS),
+        fragile_model=not args.quick and args.checkpoint is None,
+    )
     results["wait_policy"] = section_wait_policy()
     results["seconds"] = time.time() - start
     command = ".venv/bin/python benchmarks/cpu_inference.py" + " ".join([""] + sys.argv[1:])

@@ -27,8 +27,14 @@ import torch  # noqa: E402
 from mobilenets.bench import machine_description  # noqa: E402
 from mobilenets.checkpoint import load_checkpoint  # noqa: E402
 from mobilenets.data import load_data, make_loader  # noqa: E402
-from mobilenets.export import (INT8_SETTINGS, compare_predictions, export_onnx, ort_session,  # noqa: E402
-                               quantize_int8, run_session)
+from mobilenets.export import (  # noqa: E402
+    INT8_SETTINGS,
+    compare_predictions,
+    export_onnx,
+    ort_session,
+    quantize_int8,
+    run_session,
+)
 from mobilenets.interop.weights import bundled_checkpoint  # noqa: E402
 
 
@@ -39,7 +45,9 @@ def as_arrays(loader) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/cifar10/train"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/cifar10/train")
+    )
     parser.add_argument("--setting", default="default", choices=sorted(INT8_SETTINGS))
     parser.add_argument("--calibration-images", type=int, default=512)
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "int8_cifar10.json"))
@@ -53,35 +61,48 @@ def main() -> None:
     bundle.mean, bundle.std = tuple(checkpoint.preprocessing["mean"]), tuple(checkpoint.preprocessing["std"])
     val_images, val_labels = as_arrays(make_loader(bundle.val, bundle, 500, train=False))
     calibration_index = torch.randperm(len(bundle.train), generator=torch.Generator().manual_seed(0))
-    calibration_set = bundle.train.subset(calibration_index[:args.calibration_images])
+    calibration_set = bundle.train.subset(calibration_index[: args.calibration_images])
     calibration, _ = as_arrays(make_loader(calibration_set, bundle, 500, train=False))
 
     with tempfile.TemporaryDirectory() as tmp:
-        float_path = export_onnx(model, Path(tmp) / "cifar10.onnx", resolution=checkpoint.preprocessing["size"],
-                                 dynamic_batch=True)
-        int8_path = quantize_int8(float_path, Path(tmp) / "cifar10.int8.onnx", calibration,
-                                  INT8_SETTINGS[args.setting])
+        float_path = export_onnx(
+            model, Path(tmp) / "cifar10.onnx", resolution=checkpoint.preprocessing["size"], dynamic_batch=True
+        )
+        int8_path = quantize_int8(
+            float_path, Path(tmp) / "cifar10.int8.onnx", calibration, INT8_SETTINGS[args.setting]
+        )
         float_logits = run_session(ort_session(float_path), val_images, batch_size=500)
         int8_logits = run_session(ort_session(int8_path), val_images, batch_size=500)
     with torch.inference_mode():
         torch_top1 = float((model(torch.from_numpy(val_images)).argmax(1).numpy() == val_labels).mean())
     result = compare_predictions(float_logits, int8_logits, val_labels)
-    report = {"machine": machine_description(), "weights": str(path), "setting": args.setting,
-              "setting_description": INT8_SETTINGS[args.setting].describe(),
-              "calibration_images": len(calibration), "validation_images": result.images,
-              "top1_agreement": result.top1_agreement, "float_top1": result.float_accuracy,
-              "int8_top1": result.quantized_accuracy, "pytorch_top1": torch_top1,
-              "accuracy_change_points": 100 * (result.quantized_accuracy - result.float_accuracy),
-              "meets_targets": result.top1_agreement >= 0.99
-              and abs(result.quantized_accuracy - result.float_accuracy) <= 0.003}
+    report = {
+        "machine": machine_description(),
+        "weights": str(path),
+        "setting": args.setting,
+        "setting_description": INT8_SETTINGS[args.setting].describe(),
+        "calibration_images": len(calibration),
+        "validation_images": result.images,
+        "top1_agreement": result.top1_agreement,
+        "float_top1": result.float_accuracy,
+        "int8_top1": result.quantized_accuracy,
+        "pytorch_top1": torch_top1,
+        "accuracy_change_points": 100 * (result.quantized_accuracy - result.float_accuracy),
+        "meets_targets": result.top1_agreement >= 0.99
+        and abs(result.quantized_accuracy - result.float_accuracy) <= 0.003,
+    }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2))
-    print(f"{args.setting} ({report['setting_description']}), calibrated on {len(calibration)} training images; "
-          f"{result.images} validation images on {report['machine']['cpu']}:\n"
-          f"  top-1 agreement {100 * result.top1_agreement:.2f}%\n"
-          f"  top-1 float {100 * result.float_accuracy:.2f}% (PyTorch {100 * torch_top1:.2f}%), "
-          f"int8 {100 * result.quantized_accuracy:.2f}% ({report['accuracy_change_points']:+.2f} points)\n"
-          f"  targets (agreement ≥ 99%, change within 0.3 points): {'met' if report['meets_targets'] else 'NOT met'}")
+    print(
+        f"{args.setting} ({report['setting_description']}), calibrated on {len(calibration)} training "
+        "images; "
+        f"{result.images} validation images on {report['machine']['cpu']}:\n"
+        f"  top-1 agreement {100 * result.top1_agreement:.2f}%\n"
+        f"  top-1 float {100 * result.float_accuracy:.2f}% (PyTorch {100 * torch_top1:.2f}%), "
+        f"int8 {100 * result.quantized_accuracy:.2f}% ({report['accuracy_change_points']:+.2f} points)\n"
+        "  targets (agreement ≥ 99%, change within 0.3 points): "
+        f"{'met' if report['meets_targets'] else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

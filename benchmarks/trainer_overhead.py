@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from mobilenets.data import load_data, make_loader
-from mobilenets.train import TrainConfig, build_model, build_optimizer, train
+from mobilenets.training.train import TrainConfig, build_model, build_optimizer, train
 
 
 def bare_epoch(config: TrainConfig, bundle, memory_format, amp: bool) -> float:
@@ -61,22 +61,40 @@ def main() -> None:
     args = parser.parse_args()
 
     bundle = load_data("digits")
-    variants = [("NCHW fp32", False, False), ("channels_last fp32", True, False), ("NCHW bf16 autocast", False, True),
-                ("channels_last bf16 autocast", True, True)]
+    variants = [
+        ("NCHW fp32", False, False),
+        ("channels_last fp32", True, False),
+        ("NCHW bf16 autocast", False, True),
+        ("channels_last bf16 autocast", True, True),
+    ]
     results = {name: {"trainer": [], "bare": []} for name, _, _ in variants}
     for _ in range(args.rounds):
         for name, channels_last, amp in variants:  # interleaved: noise hits every variant alike
-            config = TrainConfig(model=args.model, data="digits", epochs=1, batch_size=args.batch_size, lr=0.1,
-                                 channels_last=channels_last, amp=amp, progress=True,
-                                 model_options={"width_mult": args.width})
+            config = TrainConfig(
+                model=args.model,
+                data="digits",
+                epochs=1,
+                batch_size=args.batch_size,
+                lr=0.1,
+                channels_last=channels_last,
+                amp=amp,
+                progress=True,
+                model_options={"width_mult": args.width},
+            )
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
             results[name]["bare"].append(bare_epoch(config, bundle, memory_format, amp))
             results[name]["trainer"].append(trainer_epoch(config))
 
     cpu = "unknown"
     if os.path.exists("/proc/cpuinfo"):
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                   cpu)
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in open("/proc/cpuinfo")
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     isa = [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f" {f}" in flags]
     print(f"machine: {cpu} ({platform.machine()}), {os.cpu_count()} cores, ISA {' '.join(isa) or 'n/a'}; "
@@ -84,7 +102,10 @@ def main() -> None:
     print(f"model: {args.model} width {args.width}, stem stride 1, 32×32 digits (1,617 training images), "
           f"batch {args.batch_size}, SGD; median of {args.rounds} interleaved epochs\n")
     base = statistics.median(results["NCHW fp32"]["bare"])
-    print(f"{'variant':<30} {'bare loop img/s':>16} {'trainer img/s':>14} {'trainer/bare':>13} {'bare vs NCHW fp32':>18}")
+    print(
+        f"{'variant':<30} {'bare loop img/s':>16} {'trainer img/s':>14} {'trainer/bare':>13} "
+        f"{'bare vs NCHW fp32':>18}"
+    )
     for name, _, _ in variants:
         bare = statistics.median(results[name]["bare"])
         trainer = statistics.median(results[name]["trainer"])

@@ -40,7 +40,10 @@ def main() -> int:
     history = checkpoint.metadata["history"]
     epochs = checkpoint.metadata["train_config"]["epochs"]
     if len(history) != epochs:
-        print(f"{source} has {len(history)} of {epochs} epochs: finish the run first (--resume)", file=sys.stderr)
+        print(
+            f"{source} has {len(history)} of {epochs} epochs: finish the run first (--resume)",
+            file=sys.stderr,
+        )
         return 2
     recorded = checkpoint.metadata.get("provenance") or {}
     given = {"command": args.command, "git_commit": args.commit}
@@ -53,8 +56,13 @@ def main() -> int:
         print(f"{source} records no command or commit: pass --command and --commit", file=sys.stderr)
         return 2
     final = history[-1]
-    summary = {"epochs": epochs, "val_top1": final["val_top1"], "val_top5": final["val_top5"],
-               "best_val_top1": checkpoint.metadata["best_val_top1"], "released_from": "last.safetensors"}
+    summary = {
+        "epochs": epochs,
+        "val_top1": final["val_top1"],
+        "val_top5": final["val_top5"],
+        "best_val_top1": checkpoint.metadata["best_val_top1"],
+        "released_from": "last.safetensors",
+    }
     destination = ROOT / "src" / "mobilenets" / "published" / f"{NAME}.safetensors"
     release_checkpoint(source, destination, {"provenance": provenance, "release": summary})
     destination.chmod(0o644)
@@ -65,12 +73,20 @@ def main() -> int:
     digest = hashlib.sha256(destination.read_bytes()).hexdigest()
     index_path = destination.parent / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else []
-    index = [entry for entry in index if entry["key"] != "cifar10"] + [{
-        "key": "cifar10", "model": checkpoint.model.config.name, "width_mult": checkpoint.model.config.width_mult,
-        "file": destination.name, "sha256": digest}]
+    index = [entry for entry in index if entry["key"] != "cifar10"] + [
+        {
+            "key": "cifar10",
+            "model": checkpoint.model.config.name,
+            "width_mult": checkpoint.model.config.width_mult,
+            "file": destination.name,
+            "sha256": digest,
+        }
+    ]
     index_path.write_text(json.dumps(index, indent=2) + "\n")
-    print(f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB), validation top-1 "
-          f"{100 * final['val_top1']:.2f}% after {epochs} epochs\nSHA-256 {digest}")
+    print(
+        f"wrote {destination} ({destination.stat().st_size / 1e6:.2f} MB), validation top-1 "
+        f"{100 * final['val_top1']:.2f}% after {epochs} epochs\nSHA-256 {digest}"
+    )
     return 0
 
 

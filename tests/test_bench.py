@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
-from mobilenets.bench import BACKENDS, configure_bench_parser, full_conv_twin, time_interleaved
-from mobilenets.cost import cost
+from mobilenets.cli.deploy import configure_bench_parser
+from mobilenets.costs import cost
+from mobilenets.deploy.bench import BACKENDS, full_conv_twin, time_interleaved
 from mobilenets.zoo import model_config
 
 
@@ -21,9 +22,27 @@ def run_bench_cli(*argv: str) -> str:
 
 def test_tiny_bench_json_is_well_formed():
     previous = torch.get_num_threads()
-    out = run_bench_cli("--model", "mobilenet_v1", "--width", "0.25", "--resolution", "32", "--num-classes", "5",
-                        "--backend", "torch,torch-channels-last,onnxruntime", "--batch", "1,2",
-                        "--threads", "1", "--repeats", "2", "--warmup", "1", "--json")
+    out = run_bench_cli(
+        "--model",
+        "mobilenet_v1",
+        "--width",
+        "0.25",
+        "--resolution",
+        "32",
+        "--num-classes",
+        "5",
+        "--backend",
+        "torch,torch-channels-last,onnxruntime",
+        "--batch",
+        "1,2",
+        "--threads",
+        "1",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    )
     assert torch.get_num_threads() == previous  # restored
     data = json.loads(out)
     assert set(data) == {"machine", "settings", "models", "results", "speedups"}
@@ -44,15 +63,31 @@ def test_tiny_bench_json_is_well_formed():
 
 
 def test_text_output_for_a_model_without_a_twin():
-    out = run_bench_cli("--model", "mobilenet_v3_small", "--width", "0.5", "--resolution", "32", "--backend", "torch",
-                        "--threads", "1", "--repeats", "1", "--warmup", "0")
+    out = run_bench_cli(
+        "--model",
+        "mobilenet_v3_small",
+        "--width",
+        "0.5",
+        "--resolution",
+        "32",
+        "--backend",
+        "torch",
+        "--threads",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+    )
     assert "torch" in out and "img/s" in out and "load average" in out
     assert "mobilenet_v3_small has no depthwise separable blocks, so no full-convolution twin" in out
 
 
 def test_the_full_convolution_twin_of_mobilenet_v1_is_conv_mobilenet_v1():
     for options in ({}, {"width_mult": 0.5, "resolution": 160, "num_classes": 10}):
-        assert full_conv_twin(model_config("mobilenet_v1", **options)) == model_config("conv_mobilenet_v1", **options)
+        assert full_conv_twin(model_config("mobilenet_v1", **options)) == model_config(
+            "conv_mobilenet_v1", **options
+        )
     assert full_conv_twin(model_config("mobilenet_v2")) is None
     theory = cost(full_conv_twin(model_config("mobilenet_v1"))).mult_adds / cost("mobilenet_v1").mult_adds
     assert round(theory, 2) == 8.56
@@ -66,16 +101,33 @@ def test_runners_are_timed_round_robin_after_their_warm_up():
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
 
 
-@pytest.mark.parametrize("argv, error, message", [
-    (["--model", "nowhere.safetensors"], FileNotFoundError, "no checkpoint at nowhere.safetensors"),
-    (["--model", "mobilenet_v1", "--backend", "torch,tensorrt"], ValueError,
-     f"unknown backend 'tensorrt'; available: {', '.join(BACKENDS)}"),
-    (["--model", "mobilenet_v1", "--batch", "0"], ValueError, "--batch takes comma-separated positive integers"),
-    (["--model", "mobilenet_v1", "--batch", "1,x"], ValueError, "--batch takes comma-separated positive integers"),
-    (["--model", "mobilenet_v1", "--threads", "0"], ValueError, "threads must be a positive integer"),
-    (["--model", "mobilenet_v1", "--calibration", "no/such/folder", "--backend", "onnxruntime-int8"],
-     FileNotFoundError, "no image folder at no/such/folder"),
-])
+@pytest.mark.parametrize(
+    "argv, error, message",
+    [
+        (["--model", "nowhere.safetensors"], FileNotFoundError, "no checkpoint at nowhere.safetensors"),
+        (
+            ["--model", "mobilenet_v1", "--backend", "torch,tensorrt"],
+            ValueError,
+            f"unknown backend 'tensorrt'; available: {', '.join(BACKENDS)}",
+        ),
+        (
+            ["--model", "mobilenet_v1", "--batch", "0"],
+            ValueError,
+            "--batch-size takes comma-separated positive integers",
+        ),
+        (
+            ["--model", "mobilenet_v1", "--batch", "1,x"],
+            ValueError,
+            "--batch-size takes comma-separated positive integers",
+        ),
+        (["--model", "mobilenet_v1", "--threads", "0"], ValueError, "threads must be a positive integer"),
+        (
+            ["--model", "mobilenet_v1", "--calibration", "no/such/folder", "--backend", "onnxruntime-int8"],
+            FileNotFoundError,
+            "no image folder at no/such/folder",
+        ),
+    ],
+)
 def test_bench_errors_name_what_was_wrong(argv, error, message):
     with pytest.raises(error, match=message):
         run_bench_cli(*argv)

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from mobilenets.cli import main
+from mobilenets.cli.app import build_parser
 
 
 def run(capsys, *argv):
@@ -25,8 +26,18 @@ def test_cost_table_has_every_layer_and_totals(capsys):
 
 
 def test_cost_json_with_width_and_resolution(capsys):
-    code, out, _ = run(capsys, "cost", "mobilenet_v1", "--width", "0.75", "--resolution", "192", "--format", "json",
-                       "--by-type")
+    code, out, _ = run(
+        capsys,
+        "cost",
+        "mobilenet_v1",
+        "--width",
+        "0.75",
+        "--resolution",
+        "192",
+        "--format",
+        "json",
+        "--by-type",
+    )
     assert code == 0
     data = json.loads(out)
     assert data["resolution"] == [192, 192]
@@ -36,7 +47,9 @@ def test_cost_json_with_width_and_resolution(capsys):
 
 
 def test_cost_compare_prints_both_and_the_ratio(capsys):
-    code, out, _ = run(capsys, "cost", "mobilenet_v1", "--compare", "conv_mobilenet_v1", "--format", "markdown")
+    code, out, _ = run(
+        capsys, "cost", "mobilenet_v1", "--compare", "conv_mobilenet_v1", "--format", "markdown"
+    )
     assert code == 0
     assert "| conv_mobilenet_v1 |" in out and "8.56× the mult-adds" in out
 
@@ -62,13 +75,19 @@ def test_list_and_config(capsys):
     assert code == 0 and json.loads(out)["head"]["num_classes"] == 10
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["cost", "mobilenet_v9"], "unknown model 'mobilenet_v9'; available: mobilenet_v1"),
-    (["cost", "mobilenet_v1", "--width", "0"], "width_mult must be a positive number"),
-    (["cost", "mobilenet_v1", "--resolution", "16"], "resolution must be an integer ≥ 32"),
-    (["cost", "mobilenet_v2", "--depth-multiplier", "2"], "depth_multiplier applies to the MobileNetV1 family"),
-    (["cost", "mobilenet_v1", "--minimalistic"], "minimalistic applies to mobilenet_v3"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["cost", "mobilenet_v9"], "unknown model 'mobilenet_v9'; available: mobilenet_v1"),
+        (["cost", "mobilenet_v1", "--width", "0"], "width_mult must be a positive number"),
+        (["cost", "mobilenet_v1", "--resolution", "16"], "resolution must be an integer ≥ 32"),
+        (
+            ["cost", "mobilenet_v2", "--depth-multiplier", "2"],
+            "depth_multiplier applies to the MobileNetV1 family",
+        ),
+        (["cost", "mobilenet_v1", "--minimalistic"], "minimalistic applies to mobilenet_v3"),
+    ],
+)
 def test_errors_are_one_line_and_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2
@@ -85,9 +104,51 @@ def test_argument_errors_exit_2(capsys, argv):
 
 
 def test_python_dash_m_entry_point():
-    result = subprocess.run([sys.executable, "-m", "mobilenets", "cost", "shallow_mobilenet_v1", "--format", "json"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "mobilenets", "cost", "shallow_mobilenet_v1", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["mult_adds"] == 307_323_392
     bad = subprocess.run([sys.executable, "-m", "mobilenets", "cost", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown model" in bad.stderr
+
+
+def test_help_lists_the_commands_in_order_with_one_line_each(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("    ")]
+    assert listed == [
+        "list",
+        "config",
+        "cost",
+        "train",
+        "eval",
+        "predict",
+        "compare",
+        "convert",
+        "export",
+        "bench",
+    ]
+    assert all(
+        len(line.split()) > 1 for line in out.splitlines() if line.startswith("    ")
+    )  # help on the line
+
+
+def test_batch_size_is_one_flag_everywhere_with_the_old_spelling_kept():
+    parser = build_parser()
+    for command in (["bench", "--model", "mobilenet_v1"], ["train"], ["compare"]):
+        assert parser.parse_args([*command, "--batch-size", "4"]).__dict__ == \
+            parser.parse_args([*command, "--batch", "4"]).__dict__
+    assert parser.parse_args(["eval", "x.safetensors", "--data", "digits", "--batch", "7"]).batch_size == 7
+
+
+def test_export_and_bench_share_one_calibration_default():
+    parser = build_parser()
+    export = parser.parse_args(["export", "mobilenet_v1"])
+    bench = parser.parse_args(["bench", "--model", "mobilenet_v1"])
+    assert export.calibration_images == bench.calibration_images

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-import mobilenets.compare as compare_module
-from mobilenets.compare import SEPARABLE, format_compare, run_compare
-from mobilenets.timing import median_ratio, time_interleaved
-from mobilenets.train import TrainConfig
+import mobilenets.training.compare as compare_module
+from mobilenets.deploy.timing import median_ratio, time_interleaved
+from mobilenets.training.compare import SEPARABLE, compare_twins, format_compare
+from mobilenets.training.train import TrainConfig
 
 
 def test_time_interleaved_fills_the_window_and_alternates():
@@ -51,7 +51,7 @@ def recipe(out) -> TrainConfig:
 
 @pytest.mark.slow
 def test_training_ratio_is_immune_to_load_during_one_run(tmp_path, monkeypatch):
-    quiet = format_compare(run_compare(recipe(tmp_path / "quiet")))
+    quiet = format_compare(compare_twins(recipe(tmp_path / "quiet")))
     _, quiet_ratio = printed_ratios(quiet)
     assert "wall time" in quiet and "alternating windows" in quiet
 
@@ -71,6 +71,6 @@ def test_training_ratio_is_immune_to_load_during_one_run(tmp_path, monkeypatch):
                 burner.wait()
 
     monkeypatch.setattr(compare_module, "train", train_under_load)
-    loaded = run_compare(recipe(tmp_path / "loaded"))
+    loaded = compare_twins(recipe(tmp_path / "loaded"))
     _, loaded_ratio = printed_ratios(format_compare(loaded))
     assert loaded_ratio == pytest.approx(quiet_ratio, rel=0.25), (quiet_ratio, loaded_ratio)

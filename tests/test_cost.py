@@ -2,7 +2,7 @@
 
 import pytest
 
-from mobilenets import cost, create_model, hook_costs, list_models, separable_vs_standard
+from mobilenets import cost, create_model, hook_costs, separable_vs_standard
 
 # (model, options) → (mult-adds, params), 1000 classes, 224 unless stated. Paper figure in the comment.
 GOLDEN = [
@@ -28,7 +28,9 @@ def test_paper_figures_exactly(name, options, mult_adds, params):
 
 def test_params_with_batchnorm():
     assert cost("mobilenet_v1").params_with_norm == 4_231_976
-    assert cost("mobilenet_v1").params_with_norm == sum(p.numel() for p in create_model("mobilenet_v1").parameters())
+    assert cost("mobilenet_v1").params_with_norm == sum(
+        p.numel() for p in create_model("mobilenet_v1").parameters()
+    )
 
 
 def test_table_2_breakdown_by_type():
@@ -45,11 +47,17 @@ def test_table_2_breakdown_by_type():
 def test_table_3_single_layer():
     layer = separable_vs_standard(512, 512, 3, 14)
     assert round(layer.standard_mult_adds / 1e6) == 462 and round(layer.standard_params / 1e6, 2) == 2.36
-    assert round(layer.separable_mult_adds / 1e6, 1) == 52.3 and round(layer.separable_params / 1e6, 2) == 0.27
+    assert (
+        round(layer.separable_mult_adds / 1e6, 1) == 52.3 and round(layer.separable_params / 1e6, 2) == 0.27
+    )
     narrow = separable_vs_standard(384, 384, 3, 14)  # α = 0.75
-    assert round(narrow.separable_mult_adds / 1e6, 1) == 29.6 and round(narrow.separable_params / 1e6, 2) == 0.15
+    assert (
+        round(narrow.separable_mult_adds / 1e6, 1) == 29.6 and round(narrow.separable_params / 1e6, 2) == 0.15
+    )
     small = separable_vs_standard(384, 384, 3, 10)  # ρ = 0.714: D_F = 10
-    assert round(small.separable_mult_adds / 1e6, 1) == 15.1 and round(small.separable_params / 1e6, 2) == 0.15
+    assert (
+        round(small.separable_mult_adds / 1e6, 1) == 15.1 and round(small.separable_params / 1e6, 2) == 0.15
+    )
 
 
 def test_separable_ratio_equals_formula():
@@ -68,7 +76,8 @@ def test_full_conv_twin_ratio():
     assert ratio == pytest.approx(8.558, abs=1e-3)
 
 
-HOOK_CASES = [(name, {}) for name in list_models()] + [
+# Every model under several option sets: test_every_model.py. These add wider and odd sizes.
+HOOK_CASES = [
     ("mobilenet_v1", {"width_mult": 0.25, "depth_multiplier": 2, "resolution": 193, "padding": "same"}),
     ("mobilenet_v1", {"width_mult": 0.75, "resolution": 161}),
     ("mobilenet_v1", {"features_only": True, "resolution": 128}),
@@ -96,7 +105,11 @@ def test_analytic_costs_equal_hooks_on_the_real_model(name, options):
 
 def test_cost_accepts_name_config_or_model():
     model = create_model("mobilenet_v1", width_mult=0.5)
-    assert cost(model).mult_adds == cost(model.config).mult_adds == cost("mobilenet_v1", width_mult=0.5).mult_adds
+    assert (
+        cost(model).mult_adds
+        == cost(model.config).mult_adds
+        == cost("mobilenet_v1", width_mult=0.5).mult_adds
+    )
     assert cost(model, resolution=160).mult_adds == 76_524_800
     with pytest.raises(TypeError, match="ModelConfig"):
         cost(42)

@@ -1,6 +1,5 @@
 """Every data source, including malformed files, and the deterministic loaders."""
 
-import io
 import pickle
 import tarfile
 from pathlib import Path
@@ -29,7 +28,9 @@ def write_tree(root: Path, classes=("cat", "dog"), per_class=6, size=16, ext="pn
     for name in classes:
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.{ext}")
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(
+                root / name / f"{i}.{ext}"
+            )
     return root
 
 
@@ -42,7 +43,9 @@ def test_image_modes_become_rgb(tmp_path):
     assert np.asarray(to_rgb(rgba))[0, 0].tolist() == [255, 255, 255]
     cmyk = Image.new("CMYK", (2, 2), (0, 0, 0, 0))
     assert np.asarray(to_rgb(cmyk))[0, 0].tolist() == [255, 255, 255]
-    sixteen = Image.fromarray(np.full((2, 2), 65535, np.uint16))  # 16-bit white scales to 255, not clipped noise
+    sixteen = Image.fromarray(
+        np.full((2, 2), 65535, np.uint16)
+    )  # 16-bit white scales to 255, not clipped noise
     assert np.asarray(to_rgb(sixteen))[0, 0].tolist() == [255, 255, 255]
     half = Image.fromarray(np.full((2, 2), 32896, np.uint16))
     assert np.asarray(to_rgb(half))[0, 0].tolist() == [128, 128, 128]
@@ -59,9 +62,14 @@ def test_image_folder_of_small_images_is_decoded_into_memory(tmp_path, ext):
     assert isinstance(bundle.train, MemoryImages)
     assert len(bundle.train) + len(bundle.val) == 12 and len(bundle.val) == 3
     assert bundle.train.images.shape[1:] == (3, 16, 16) and bundle.image_size == 16
-    assert {k: v for k, v in bundle.split.items() if k != "val_files"} == \
-        {"kind": "held_out", "val_fraction": 0.25, "seed": 1}
-    assert len(bundle.split["val_files"]) == 3 and all(f.startswith(("cat/", "dog/")) for f in bundle.split["val_files"])
+    assert {k: v for k, v in bundle.split.items() if k != "val_files"} == {
+        "kind": "held_out",
+        "val_fraction": 0.25,
+        "seed": 1,
+    }
+    assert len(bundle.split["val_files"]) == 3 and all(
+        f.startswith(("cat/", "dog/")) for f in bundle.split["val_files"]
+    )
 
 
 def test_train_val_subfolders_are_the_split(tmp_path):
@@ -107,12 +115,18 @@ def test_corrupt_large_files_are_skipped_up_front(tmp_path):
     assert bundle.skipped == 1 and len(bundle.train) + len(bundle.val) == 6
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda root: None, "does not exist"),
-    (lambda root: root.mkdir(), "no images found"),
-    (lambda root: write_tree(root, classes=("only",)), "single class"),
-    (lambda root: (root.mkdir(), (root / "a").mkdir(), (root / "a" / "notes.txt").write_text("x")), "no images found"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: root.mkdir(), "no images found"),
+        (lambda root: write_tree(root, classes=("only",)), "single class"),
+        (
+            lambda root: (root.mkdir(), (root / "a").mkdir(), (root / "a" / "notes.txt").write_text("x")),
+            "no images found",
+        ),
+    ],
+)
 def test_unusable_folders_are_one_line_errors(tmp_path, setup, message):
     root = tmp_path / "data"
     setup(root)
@@ -122,8 +136,12 @@ def test_unusable_folders_are_one_line_errors(tmp_path, setup, message):
 
 def cifar_batch(count, seed):
     rng = np.random.default_rng(seed)
-    return pickle.dumps({b"data": rng.integers(0, 255, (count, 3072), dtype=np.uint8),
-                         b"labels": rng.integers(0, 10, count).tolist()})
+    return pickle.dumps(
+        {
+            b"data": rng.integers(0, 255, (count, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, count).tolist(),
+        }
+    )
 
 
 def test_cifar10_python_batches_from_folder_and_tarball(tmp_path):

@@ -12,20 +12,25 @@ from torch import nn
 
 from mobilenets import DepthwiseConv2d, create_model, list_models
 from mobilenets.checkpoint import save_checkpoint
-from mobilenets.export import (INT8_SETTINGS, MIN_OPSET, compare_with_torch, configure_export_parser, export_onnx,
-                               list_images, load_images, ort_session, quantize_int8, summarize_graph)
+from mobilenets.cli.deploy import configure_export_parser
+from mobilenets.deploy.export import (
+    INT8_SETTINGS,
+    MIN_OPSET,
+    compare_with_torch,
+    export_onnx,
+    list_images,
+    load_images,
+    ort_session,
+    quantize_int8,
+    summarize_graph,
+)
 
-from test_fuse import with_trained_statistics
+from helpers import with_trained_statistics
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models; see test_fuse.one_thread
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def realistic(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -80,8 +85,18 @@ def test_onnx_matches_pytorch_for_every_registry_model(name, tmp_path):
 
 
 def test_export_command_for_a_zoo_model_in_float16(tmp_path):
-    output = run_export_cli("mobilenet_v1", "--width", "0.25", "--resolution", "32", "--num-classes", "7", "--fp16",
-                            "--output", str(tmp_path / "half.onnx"))
+    output = run_export_cli(
+        "mobilenet_v1",
+        "--width",
+        "0.25",
+        "--resolution",
+        "32",
+        "--num-classes",
+        "7",
+        "--fp16",
+        "--output",
+        str(tmp_path / "half.onnx"),
+    )
     assert f"wrote {tmp_path / 'half.onnx'} (float16, opset 18, batch 1, input 3×32×32" in output
     assert "13 depthwise convolutions, each one grouped Conv" in output and "onnx.checker: ok" in output
     session = ort_session(tmp_path / "half.onnx")
@@ -178,7 +193,9 @@ def test_the_int8_model_is_qdq_with_activations_folded(digits_int8):
 
 def test_quantize_int8_rejects_bad_settings_and_no_images(digits_int8, tmp_path):
     _, float_path, _ = digits_int8
-    with pytest.raises(ValueError, match="Int8Setting.calibration must be one of minmax, entropy, percentile"):
+    with pytest.raises(
+        ValueError, match="Int8Setting.calibration must be one of minmax, entropy, percentile"
+    ):
         quantize_int8(float_path, tmp_path / "q.onnx", np.zeros((1, 3, 32, 32), np.float32),
                       dataclasses.replace(INT8_SETTINGS["default"], calibration="kl"))
     with pytest.raises(ValueError, match="needs at least one calibration image"):
@@ -188,7 +205,13 @@ def test_quantize_int8_rejects_bad_settings_and_no_images(digits_int8, tmp_path)
 def test_image_folders_flat_and_by_class(tmp_path):
     from PIL import Image
 
-    for relative in ("flat/a.jpg", "flat/b.png", "classes/cat/1.jpg", "classes/dog/2.jpg", "classes/dog/3.JPEG"):
+    for relative in (
+        "flat/a.jpg",
+        "flat/b.png",
+        "classes/cat/1.jpg",
+        "classes/dog/2.jpg",
+        "classes/dog/3.JPEG",
+    ):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         image_format = "PNG" if relative.endswith("png") else "JPEG"
         Image.new("RGB", (40, 30), (255, 0, 0)).save(tmp_path / relative, format=image_format)
@@ -198,7 +221,12 @@ def test_image_folders_flat_and_by_class(tmp_path):
     assert classes.class_names == ["cat", "dog"] and classes.labels == [0, 1, 1]
     batch = load_images(classes.paths, {"size": 24, "mean": [0.5] * 3, "std": [0.5] * 3})
     assert batch.shape == (3, 3, 24, 24) and batch.dtype == np.float32
-    assert load_images(flat.paths, {"size": 16, "resize": 20, "mean": [0] * 3, "std": [1] * 3}).shape == (2, 3, 16, 16)
+    assert load_images(flat.paths, {"size": 16, "resize": 20, "mean": [0] * 3, "std": [1] * 3}).shape == (
+        2,
+        3,
+        16,
+        16,
+    )
     assert np.allclose(batch[:, 0], 1.0, atol=0.02) and np.allclose(batch[:, 2], -1.0, atol=0.02)  # red
 
 
@@ -213,19 +241,45 @@ def test_the_cifar10_folder_reads_as_ten_labelled_classes():
 # --------------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("argv, error, message", [
-    (["missing.safetensors"], FileNotFoundError, "no checkpoint at missing.safetensors"),
-    (["mobilenet_v1", "--format", "tflite"], ValueError, "unsupported --format 'tflite'; supported: onnx"),
-    (["mobilenet_v1", "--opset", "11"], ValueError, "opset must be an integer from 18"),
-    (["mobilenet_v1", "--int8"], ValueError, "--int8 needs --calibration DATA"),
-    (["mobilenet_v1", "--int8", "--fp16", "--calibration", "x"], ValueError, "--int8 and --fp16 are alternatives"),
-    (["mobilenet_v1", "--calibration", "x"], ValueError, "--calibration and --eval apply with --int8 only"),
-    (["mobilenet_v1", "--int8", "--calibration", "x", "--int8-setting", "best"], ValueError,
-     "unknown --int8-setting 'best'; available: default"),
-    (["mobilenet_v1", "--int8", "--calibration", "{tmp}/nowhere"], FileNotFoundError, "no image folder at"),
-    (["mobilenet_v1", "--int8", "--calibration", "{tmp}/empty"], ValueError, "image folder .*empty is empty"),
-    (["mobilenet_v1", "--output", "{tmp}/model.pt"], ValueError, "--output must end in .onnx"),
-])
+@pytest.mark.parametrize(
+    "argv, error, message",
+    [
+        (["missing.safetensors"], FileNotFoundError, "no checkpoint at missing.safetensors"),
+        (
+            ["mobilenet_v1", "--format", "tflite"],
+            ValueError,
+            "unsupported --format 'tflite'; supported: onnx",
+        ),
+        (["mobilenet_v1", "--opset", "11"], ValueError, "opset must be an integer from 18"),
+        (["mobilenet_v1", "--int8"], ValueError, "--int8 needs --calibration DATA"),
+        (
+            ["mobilenet_v1", "--int8", "--fp16", "--calibration", "x"],
+            ValueError,
+            "--int8 and --fp16 are alternatives",
+        ),
+        (
+            ["mobilenet_v1", "--calibration", "x"],
+            ValueError,
+            "--calibration and --eval apply with --int8 only",
+        ),
+        (
+            ["mobilenet_v1", "--int8", "--calibration", "x", "--int8-setting", "best"],
+            ValueError,
+            "unknown --int8-setting 'best'; available: default",
+        ),
+        (
+            ["mobilenet_v1", "--int8", "--calibration", "{tmp}/nowhere"],
+            FileNotFoundError,
+            "no image folder at",
+        ),
+        (
+            ["mobilenet_v1", "--int8", "--calibration", "{tmp}/empty"],
+            ValueError,
+            "image folder .*empty is empty",
+        ),
+        (["mobilenet_v1", "--output", "{tmp}/model.pt"], ValueError, "--output must end in .onnx"),
+    ],
+)
 def test_export_errors_name_what_was_wrong(argv, error, message, tmp_path, monkeypatch):
     (tmp_path / "empty" / "cats").mkdir(parents=True)  # a class folder with no images in it
     (tmp_path / "empty" / "notes.txt").write_text("not an image")

@@ -50,9 +50,18 @@ def run_copy(run, tmp_path):
 # --------------------------------------------------------------------------------------------
 # 1. Non-finite training
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("flag, value", [("--lr", "inf"), ("--lr", "nan"), ("--weight-decay", "nan"),
-                                         ("--weight-decay", "inf"), ("--warmup", "nan"),
-                                         ("--label-smoothing", "nan"), ("--val-fraction", "nan")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--lr", "inf"),
+        ("--lr", "nan"),
+        ("--weight-decay", "nan"),
+        ("--weight-decay", "inf"),
+        ("--warmup", "nan"),
+        ("--label-smoothing", "nan"),
+        ("--val-fraction", "nan"),
+    ],
+)
 def test_non_finite_options_are_refused(tmp_path, capsys, flag, value):
     assert main(["train", "--out", str(tmp_path / "x"), flag, value]) == 2
     one_error_line(capsys, flag.lstrip("-").replace("-", "_"), "finite")
@@ -81,8 +90,8 @@ def test_non_finite_weights_are_never_saved_or_exported(run_copy, tmp_path, caps
         save_checkpoint(run_copy / "last.safetensors", model)
     assert snapshot(run_copy) == before
     # a file written by someone else with NaN weights: export refuses it
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     with safe_open(str(run_copy / "last.safetensors"), framework="pt") as handle:
         metadata = handle.metadata()
@@ -155,8 +164,10 @@ def test_out_not_writable_is_found_before_training(out, capsys):
     one_error_line(capsys, "cannot write to the --out folder", out)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
-                    reason="root writes into read-only folders")
+@pytest.mark.skipif(
+    not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+    reason="root writes into read-only folders",
+)
 def test_out_without_write_permission(tmp_path, capsys):
     folder = tmp_path / "locked"
     folder.mkdir()
@@ -190,8 +201,19 @@ def test_eval_png_into_an_unwritable_folder_fails_first(run, tmp_path, capsys):
     assert main(["eval", str(run / "best.safetensors"), "--data", "digits", "--confusion", str(target)]) == 1
     one_error_line(capsys, "is a folder")
     if Path("/sys/kernel").is_dir():
-        assert main(["eval", str(run / "best.safetensors"), "--data", "digits",
-                     "--confusion", "/sys/kernel/confusion.png"]) == 1
+        assert (
+            main(
+                [
+                    "eval",
+                    str(run / "best.safetensors"),
+                    "--data",
+                    "digits",
+                    "--confusion",
+                    "/sys/kernel/confusion.png",
+                ]
+            )
+            == 1
+        )
         one_error_line(capsys, "cannot write", "/sys/kernel")
 
 
@@ -214,8 +236,9 @@ def test_a_second_run_on_the_same_out_fails_at_once(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True,
-                              env=env)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert main(train_args(out)) == 1
@@ -260,14 +283,20 @@ def decompression_bomb(path: Path) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
 def photo_tree(root: Path, per_class: int = 6, side: int = 80) -> list[Path]:
-    return [write_image(root / name / f"{i}.jpg", side, seed=10 * c + i)
-            for c, name in enumerate(("cat", "dog")) for i in range(per_class)]
+    return [
+        write_image(root / name / f"{i}.jpg", side, seed=10 * c + i)
+        for c, name in enumerate(("cat", "dog"))
+        for i in range(per_class)
+    ]
 
 
 def split_of(paths: list[Path], fraction: float, seed: int = 0):
@@ -277,8 +306,21 @@ def split_of(paths: list[Path], fraction: float, seed: int = 0):
     return [paths[i] for i in train_index.tolist()], [paths[i] for i in val_index.tolist()]
 
 
-PHOTO_TRAIN = ["--epochs", "1", "--batch-size", "4", "--width", "0.25", "--image-size", "32", "--workers", "1",
-               "--no-progress", "--val-fraction", "0.25"]
+PHOTO_TRAIN = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--width",
+    "0.25",
+    "--image-size",
+    "32",
+    "--workers",
+    "1",
+    "--no-progress",
+    "--val-fraction",
+    "0.25",
+]
 
 
 @pytest.mark.parametrize("damage", [truncate, decompression_bomb, "garbage"])
@@ -294,13 +336,17 @@ def test_bad_photo_names_the_file_and_the_flag(tmp_path, capsys, damage, split):
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), *PHOTO_TRAIN]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    line = [l for l in err.splitlines() if l.strip() and not l.startswith("epoch ")]
+    line = [text for text in err.splitlines() if text.strip() and not text.startswith("epoch ")]
     assert len(line) == 1 and str(victim) in line[0] and "--skip-bad-images" in line[0], err
     if split == "val":  # found before any training
         assert "epoch 1/" not in err and not (out / "last.safetensors").exists()
     # with the flag the file is skipped (it is really decoded, not just verify()-ed) and the run finishes
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), *PHOTO_TRAIN,
-                 "--skip-bad-images"]) == 0
+    assert (
+        main(
+            ["train", "--data", str(tmp_path / "data"), "--out", str(out), *PHOTO_TRAIN, "--skip-bad-images"]
+        )
+        == 0
+    )
     assert "skipped 1 unreadable images" in capsys.readouterr().out
 
 
@@ -308,15 +354,47 @@ def test_eval_predict_and_calibration_with_bad_images(tmp_path, run, capsys):
     files = photo_tree(tmp_path / "data", per_class=3, side=48)
     truncate(write_image(tmp_path / "data" / "cat" / "bad.png", 48, seed=99))
     checkpoint = tmp_path / "photo.safetensors"
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epochs", "1",
-                 "--batch-size", "2", "--width", "0.25", "--image-size", "32", "--no-progress",
-                 "--skip-bad-images"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "data"),
+                "--out",
+                str(tmp_path / "run"),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--width",
+                "0.25",
+                "--image-size",
+                "32",
+                "--no-progress",
+                "--skip-bad-images",
+            ]
+        )
+        == 0
+    )
     shutil.copy(tmp_path / "run" / "last.safetensors", checkpoint)
     capsys.readouterr()
     assert main(["eval", str(checkpoint), "--data", str(tmp_path / "data"), "--split", "all"]) == 2
     one_error_line(capsys, "bad.png", "--skip-bad-images")
-    assert main(["eval", str(checkpoint), "--data", str(tmp_path / "data"), "--split", "all",
-                 "--skip-bad-images", "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(checkpoint),
+                "--data",
+                str(tmp_path / "data"),
+                "--split",
+                "all",
+                "--skip-bad-images",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert '"images": 6' in capsys.readouterr().out
     bomb = decompression_bomb(tmp_path / "bomb.png")
     for image in (bomb, tmp_path / "data" / "cat" / "bad.png"):
@@ -325,8 +403,20 @@ def test_eval_predict_and_calibration_with_bad_images(tmp_path, run, capsys):
     calibration = tmp_path / "calibration"
     shutil.copytree(tmp_path / "data" / "dog", calibration)
     shutil.copy(bomb, calibration / "bomb.png")
-    assert main(["export", str(checkpoint), "--output", str(tmp_path / "m.onnx"), "--int8",
-                 "--calibration", str(calibration)]) == 2
+    assert (
+        main(
+            [
+                "export",
+                str(checkpoint),
+                "--output",
+                str(tmp_path / "m.onnx"),
+                "--int8",
+                "--calibration",
+                str(calibration),
+            ]
+        )
+        == 2
+    )
     one_error_line(capsys, "cannot read image", "bomb.png")
 
 
@@ -440,13 +530,34 @@ def test_eval_on_a_changed_folder_keeps_the_recorded_validation_files(tmp_path, 
 
     files = [write_image(tmp_path / "data" / "ab"[i % 2] / f"{i:02d}.png", 32, seed=i) for i in range(40)]
     out = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), "--epochs", "1", "--batch-size", "8",
-                 "--width", "0.25", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "data"),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--width",
+                "0.25",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     recorded = read_header(out / "last.safetensors")["split"]["val_files"]
     _, expected_val = split_of(sorted(files), 0.1)
-    assert recorded == [p.relative_to(tmp_path / "data").as_posix() for p in expected_val] and len(recorded) == 4
+    assert (
+        recorded == [p.relative_to(tmp_path / "data").as_posix() for p in expected_val] and len(recorded) == 4
+    )
     capsys.readouterr()
-    write_image(tmp_path / "data" / "a" / "new.png", 32, seed=100)  # one more image changes the recomputed split
+    write_image(
+        tmp_path / "data" / "a" / "new.png", 32, seed=100
+    )  # one more image changes the recomputed split
     with pytest.warns(UserWarning, match=r"changed since training .* would have put \d+ training images"):
         assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 4
@@ -459,12 +570,15 @@ def test_eval_on_a_changed_folder_keeps_the_recorded_validation_files(tmp_path, 
 # --------------------------------------------------------------------------------------------
 # 10. The remaining tracebacks and silent acceptances
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("changed, fragment", [
-    (["--optimizer", "rmsprop"], "--optimizer 'sgd'"),
-    (["--data", "FOLDER"], "--data 'digits'"),
-    (["--seed", "1"], "--seed 0"),
-    (["--batch-size", "16"], "--batch-size 32"),
-])
+@pytest.mark.parametrize(
+    "changed, fragment",
+    [
+        (["--optimizer", "rmsprop"], "--optimizer 'sgd'"),
+        (["--data", "FOLDER"], "--data 'digits'"),
+        (["--seed", "1"], "--seed 0"),
+        (["--batch-size", "16"], "--batch-size 32"),
+    ],
+)
 def test_resume_refuses_changed_options(run_copy, tmp_path, capsys, changed, fragment):
     if changed[1] == "FOLDER":
         for i in range(20):
@@ -491,17 +605,23 @@ def test_resume_with_a_new_lr_warns_that_it_is_no_longer_bit_exact(run_copy, cap
     assert "nothing to do" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["train", "--features-only"], "features_only"),
-    (["train", "--num-classes", "5", "--epochs", "1"], "num_classes (--num-classes) is 5 but digits has 10"),
-    (["train", "--resolution", "224", "--epochs", "1"], "set --image-size instead"),
-    (["train", "--image-size", "100000"], "image_size must be an integer from 32 to"),
-    (["train", "--width", "1e9"], "width_mult must be a positive number up to"),
-    (["cost", "mobilenet_v1", "--width", "1e9"], "width_mult must be a positive number up to"),
-    (["eval", "CHECKPOINT", "--data", "digits", "--batch-size", "0"], "--batch-size"),
-    (["predict", "CHECKPOINT", "IMAGE", "--top-k", "0"], "--top-k"),
-    (["predict", "CHECKPOINT", "IMAGE", "--top-k", "-1"], "--top-k"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["train", "--features-only"], "features_only"),
+        (
+            ["train", "--num-classes", "5", "--epochs", "1"],
+            "num_classes (--num-classes) is 5 but digits has 10",
+        ),
+        (["train", "--resolution", "224", "--epochs", "1"], "set --image-size instead"),
+        (["train", "--image-size", "100000"], "image_size must be an integer from 32 to"),
+        (["train", "--width", "1e9"], "width_mult must be a positive number up to"),
+        (["cost", "mobilenet_v1", "--width", "1e9"], "width_mult must be a positive number up to"),
+        (["eval", "CHECKPOINT", "--data", "digits", "--batch-size", "0"], "--batch-size"),
+        (["predict", "CHECKPOINT", "IMAGE", "--top-k", "0"], "--top-k"),
+        (["predict", "CHECKPOINT", "IMAGE", "--top-k", "-1"], "--top-k"),
+    ],
+)
 def test_bad_values_are_one_line(run, tmp_path, capsys, argv, fragment):
     argv = [str(run / "best.safetensors") if a == "CHECKPOINT" else a for a in argv]
     argv = [str(write_image(tmp_path / "x.png", 32)) if a == "IMAGE" else a for a in argv]
@@ -520,8 +640,9 @@ def test_numpy_scalars_and_float64_input():
 
     from mobilenets import create_model
 
-    model = create_model("mobilenet_v1", width_mult=np.float32(0.25), num_classes=np.int64(10),
-                         resolution=np.int32(64))
+    model = create_model(
+        "mobilenet_v1", width_mult=np.float32(0.25), num_classes=np.int64(10), resolution=np.int32(64)
+    )
     assert model.config.num_classes == 10 and model.config.width_mult == 0.25
     assert type(model.config.resolution) is int
     with pytest.raises(ValueError, match="float32 weights but got a torch.float64 batch"):
@@ -547,18 +668,21 @@ def _set_kernel(header, tensors):
 
 
 def _set_classes(header, tensors):
-    header["config"]["head"]["num_classes"] = 10 ** 9
+    header["config"]["head"]["num_classes"] = 10**9
     header["class_names"] = None
 
 
-@pytest.mark.parametrize("edit, fragment", [
-    (lambda h, t: h.pop("config"), "no model config"),
-    (lambda h, t: h["config"].update(blocks="many"), "model config is invalid"),
-    (lambda h, t: h.update(class_names=["0", "1"]), "2 class names for a model with 10 classes"),
-    (_set_kernel, "in the header's config"),
-    (_set_classes, "in the header's config"),
-    (lambda h, t: t.pop("model.head.fc.bias"), "which the file lacks"),
-])
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda h, t: h.pop("config"), "no model config"),
+        (lambda h, t: h["config"].update(blocks="many"), "model config is invalid"),
+        (lambda h, t: h.update(class_names=["0", "1"]), "2 class names for a model with 10 classes"),
+        (_set_kernel, "in the header's config"),
+        (_set_classes, "in the header's config"),
+        (lambda h, t: t.pop("model.head.fc.bias"), "which the file lacks"),
+    ],
+)
 def test_bad_checkpoint_headers_are_one_line_before_allocating(run, tmp_path, capsys, edit, fragment):
     bad = edited_checkpoint(run / "best.safetensors", tmp_path / "bad.safetensors", edit)
     with pytest.raises(ValueError, match=fragment):
@@ -606,7 +730,9 @@ def test_keras_file_listing_a_missing_layer(tmp_path, capsys):
     with h5py.File(path, "w") as handle:
         handle.attrs["layer_names"] = [b"conv1", b"conv1_bn"]
         handle.create_group("conv1").attrs["weight_names"] = [b"conv1/kernel:0"]
-        handle["conv1"].create_dataset("conv1/kernel:0", data=__import__("numpy").zeros((3, 3, 3, 8), "float32"))
+        handle["conv1"].create_dataset(
+            "conv1/kernel:0", data=__import__("numpy").zeros((3, 3, 3, 8), "float32")
+        )
     assert main(["convert", "--from", "keras", str(path), str(tmp_path / "out.safetensors")]) == 2
     one_error_line(capsys, "conv1_bn", "missing from the file")
 
@@ -614,10 +740,11 @@ def test_keras_file_listing_a_missing_layer(tmp_path, capsys):
 from test_interop_weights import keras_v1_file  # noqa: E402,F401 (a fixture)
 
 
-def test_keras_weights_only_file_records_the_size_in_its_published_name(keras_v1_file, tmp_path):
+def test_keras_weights_only_file_records_the_size_in_its_published_name(request, tmp_path):
+    keras_file = request.getfixturevalue("keras_v1_file")
     h5py = pytest.importorskip("h5py")
     weights_only = tmp_path / "mobilenet_2_5_128_tf.h5"  # as Keras publishes it: no config, no input size
-    with h5py.File(keras_v1_file, "r") as source, h5py.File(weights_only, "w") as target:
+    with h5py.File(keras_file, "r") as source, h5py.File(weights_only, "w") as target:
         for name in source["model_weights"]:
             source.copy(source["model_weights"][name], target, name)
         target.attrs["layer_names"] = source["model_weights"].attrs["layer_names"]
@@ -679,8 +806,9 @@ for line in sys.stdin:
             os.kill(pid, signal.SIGKILL)
     if status is None:
         _, status = os.waitpid(pid, 0)
-    print(json.dumps({"killed": os.WIFSIGNALED(status), "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status)
-                      else None, "during_write": during_write, "seconds": time.monotonic() - started}), flush=True)
+    exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+    print(json.dumps({"killed": os.WIFSIGNALED(status), "exit": exit_code, "during_write": during_write,
+                      "seconds": time.monotonic() - started}), flush=True)
 """
 
 
@@ -692,11 +820,36 @@ def test_sigkill_at_20_random_moments_then_resume_is_bit_identical(tmp_path):
 
     from safetensors.torch import load_file
 
-    base = ["train", "--data", "digits", "--epochs", "8", "--batch-size", "64", "--width", "0.1", "--stem-stride",
-            "2", "--lr", "0.1", "--val-fraction", "0.5", "--dropout", "0.2", "--workers", "0", "--no-progress"]
+    base = [
+        "train",
+        "--data",
+        "digits",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "64",
+        "--width",
+        "0.1",
+        "--stem-stride",
+        "2",
+        "--lr",
+        "0.1",
+        "--val-fraction",
+        "0.5",
+        "--dropout",
+        "0.2",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "-c", FORK_SERVER, json.dumps(base)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-c", FORK_SERVER, json.dumps(base)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
     def run(**command):
         server.stdin.write(json.dumps(command) + "\n")
@@ -735,10 +888,13 @@ def test_sigkill_at_20_random_moments_then_resume_is_bit_identical(tmp_path):
     assert resumed.keys() == reference.keys()
     for name, tensor in reference.items():  # weights, optimizer state and RNG state
         assert torch_equal(resumed[name], tensor), name
-    history = [read_header(chain / "last.safetensors")["history"], read_header(tmp_path / "reference" /
-                                                                                "last.safetensors")["history"]]
-    assert [[(r["epoch"], r["val_loss"], r["val_top1"]) for r in h] for h in history][0] == \
-        [[(r["epoch"], r["val_loss"], r["val_top1"]) for r in h] for h in history][1]
+    history = [
+        read_header(chain / "last.safetensors")["history"],
+        read_header(tmp_path / "reference" / "last.safetensors")["history"],
+    ]
+    assert [[(r["epoch"], r["val_loss"], r["val_top1"]) for r in h] for h in history][0] == [
+        [(r["epoch"], r["val_loss"], r["val_top1"]) for r in h] for h in history
+    ][1]
     assert not [p for p in chain.iterdir() if p.name.endswith(".tmp")]
     print(f"kills: 20, during a checkpoint write: {writes_hit}, epochs reached: {epochs_seen}")
 

@@ -4,48 +4,16 @@ import pytest
 import torch
 from torch import nn
 
-from mobilenets import ConvNormAct, create_model, list_models
-from mobilenets.fuse import fold_batchnorm, fuse_bn, is_fused
+from mobilenets import ConvNormAct, create_model
+from mobilenets.fuse import fold_batchnorm, is_fused
 
+from helpers import with_trained_statistics
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are small: one thread is as fast, and immune to OpenMP's spin-wait collapse when
-    other jobs share the CPU (docs/benchmarks.md, section 4)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def with_trained_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Fresh BatchNorms are identities (mean 0, var 1, γ 1, β 0), which would make folding trivial;
-    give every one the kind of statistics a trained network has."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
-            module.running_var.copy_(0.2 + 2 * torch.rand(n, generator=generator))
-            module.weight.data.copy_(0.5 + torch.rand(n, generator=generator))
-            module.bias.data.copy_(0.4 * torch.rand(n, generator=generator) - 0.2)
-    return model.eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).abs().max() / expected.abs().max())
-
-
-@pytest.mark.parametrize("name", list_models())
-def test_folded_model_matches_the_unfused_eval_model(name):
-    torch.manual_seed(0)
-    model = with_trained_statistics(create_model(name, resolution=64, width_mult=0.5))
-    fused = fuse_bn(model)
-    assert is_fused(fused) and not is_fused(model)  # a copy: the original keeps its BatchNorms
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        assert relative_error(fused(x), model(x)) <= 1e-5
 
 
 def test_folding_with_tf_same_padding_features_only_and_channels_last():

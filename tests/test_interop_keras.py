@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from mobilenets import MobileNet
-from mobilenets.interop import WeightMismatch, from_keras
-from mobilenets.interop.keras import keras_layer_names, read_keras
-from mobilenets.interop.mapping import model_slots
-from interop_helpers import one_thread  # noqa: F401 (fixture)
+from mobilenets.pretrained import WeightMismatch, from_keras
+from mobilenets.pretrained.keras import keras_layer_names, read_keras
+from mobilenets.pretrained.slots import model_slots
 
 keras = pytest.importorskip("keras")
 
@@ -85,7 +84,11 @@ def test_mobilenet_v1_logits_match_keras(tmp_path, alpha, size):
                                                        classifier_activation=None))
     reference.save(tmp_path / "v1.keras")
     model = from_keras(tmp_path / "v1.keras")
-    assert (model.config.name, model.config.width_mult, model.config.resolution) == ("mobilenet_v1", alpha, size)
+    assert (model.config.name, model.config.width_mult, model.config.resolution) == (
+        "mobilenet_v1",
+        alpha,
+        size,
+    )
     assert model.config.padding == "keras" and model.config.bn_eps == 1e-3
     assert model.config.blocks[1].activation == "relu6"
     assert parity(reference, model, size) <= TOLERANCE
@@ -152,8 +155,15 @@ def test_mobilenet_v2_without_fixed_size_uses_keras_padding_at_odd_sizes():
     ("MobileNetV3Small", 1.0, True),
 ])
 def test_mobilenet_v3_logits_match_keras_with_its_preprocessing_layer(tmp_path, builder, alpha, minimalistic):
-    reference = randomize(getattr(keras.applications, builder)(
-        weights=None, alpha=alpha, minimalistic=minimalistic, input_shape=(224, 224, 3), classifier_activation=None))
+    reference = randomize(
+        getattr(keras.applications, builder)(
+            weights=None,
+            alpha=alpha,
+            minimalistic=minimalistic,
+            input_shape=(224, 224, 3),
+            classifier_activation=None,
+        )
+    )
     reference.save(tmp_path / "v3.keras")
     model = from_keras(tmp_path / "v3.keras")
     assert model.config.width_mult == alpha and bool(model.config.extra.get("minimalistic")) == minimalistic
@@ -165,8 +175,11 @@ def test_mobilenet_v3_logits_match_keras_with_its_preprocessing_layer(tmp_path, 
 
 
 def test_mobilenet_v3_without_preprocessing_layer_at_an_odd_size():
-    reference = randomize(keras.applications.MobileNetV3Small(weights=None, include_preprocessing=False,
-                                                               input_shape=(None, None, 3), classifier_activation=None))
+    reference = randomize(
+        keras.applications.MobileNetV3Small(
+            weights=None, include_preprocessing=False, input_shape=(None, None, 3), classifier_activation=None
+        )
+    )
     model = from_keras(reference)
     assert model.config.padding == "keras" and not model.config.extra["source"]["built_in_preprocessing"]
     assert parity(reference, model, 113) <= TOLERANCE
@@ -201,8 +214,12 @@ def test_legacy_tf_keras_names_and_layout(tmp_path):
     reference = randomize(keras.applications.MobileNetV3Small(weights=None, input_shape=(224, 224, 3),
                                                               classifier_activation=None))
     model = from_keras(reference)
-    old_names = {keras_layer_names("mobilenet_v3_small", model.config, slot)[0]:
-                 keras_layer_names("mobilenet_v3_small", model.config, slot)[-1] for slot in model_slots(model.config)}
+    old_names = {
+        keras_layer_names("mobilenet_v3_small", model.config, slot)[0]: keras_layer_names(
+            "mobilenet_v3_small", model.config, slot
+        )[-1]
+        for slot in model_slots(model.config)
+    }
     assert old_names["conv_bn"] == "Conv/BatchNorm" and old_names["logits"] == "Logits"
     with h5py.File(tmp_path / "legacy.h5", "w") as handle:
         layer_names = []

@@ -14,12 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mobilenets.interop import WeightMismatch, from_timm
-from mobilenets.interop.timm import parse_timm_name, timm_name_from_file
-from interop_helpers import TOLERANCE, one_thread, randomized  # noqa: F401 (fixture)
-from interop_helpers import assert_parity as parity_at
+from mobilenets.pretrained import WeightMismatch, from_timm
+from mobilenets.pretrained.timm import parse_timm_name, timm_name_from_file
 
-
+from helpers import assert_parity as parity_at
+from helpers import randomized
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,14 +41,18 @@ class Conv(nn.Conv2d):
     """timm's create_conv2d: symmetric padding, or TensorFlow "same" computed on each call."""
 
     def __init__(self, cin, cout, kernel, stride=1, groups=1, bias=False, same=False):
-        super().__init__(cin, cout, kernel, stride, 0 if same else (kernel - 1) // 2, groups=groups, bias=bias)
+        super().__init__(
+            cin, cout, kernel, stride, 0 if same else (kernel - 1) // 2, groups=groups, bias=bias
+        )
         self.same = same
 
     def forward(self, x):
         if self.same:
             pads = []
             for size in (x.shape[-1], x.shape[-2]):
-                total = max((math.ceil(size / self.stride[0]) - 1) * self.stride[0] + self.kernel_size[0] - size, 0)
+                total = max(
+                    (math.ceil(size / self.stride[0]) - 1) * self.stride[0] + self.kernel_size[0] - size, 0
+                )
                 pads += [total // 2, total - total // 2]
             x = F.pad(x, pads)
         return super().forward(x)
@@ -107,24 +110,56 @@ class Block(nn.Module):
 
 
 ARCH = {
-    "mobilenetv1": [["dsa_r1_k3_s1_c64"], ["dsa_r2_k3_s2_c128"], ["dsa_r2_k3_s2_c256"], ["dsa_r6_k3_s2_c512"],
-                    ["dsa_r2_k3_s2_c1024"]],
-    "mobilenetv2": [["ds_r1_k3_s1_c16"], ["ir_r2_k3_s2_e6_c24"], ["ir_r3_k3_s2_e6_c32"], ["ir_r4_k3_s2_e6_c64"],
-                    ["ir_r3_k3_s1_e6_c96"], ["ir_r3_k3_s2_e6_c160"], ["ir_r1_k3_s1_e6_c320"]],
-    "mobilenetv3_large": [["ds_r1_k3_s1_e1_c16_nre"], ["ir_r1_k3_s2_e4_c24_nre", "ir_r1_k3_s1_e3_c24_nre"],
-                          ["ir_r3_k5_s2_e3_c40_se0.25_nre"],
-                          ["ir_r1_k3_s2_e6_c80", "ir_r1_k3_s1_e2.5_c80", "ir_r2_k3_s1_e2.3_c80"],
-                          ["ir_r2_k3_s1_e6_c112_se0.25"], ["ir_r3_k5_s2_e6_c160_se0.25"], ["cn_r1_k1_s1_c960"]],
-    "mobilenetv3_large_minimal": [["ds_r1_k3_s1_e1_c16"], ["ir_r1_k3_s2_e4_c24", "ir_r1_k3_s1_e3_c24"],
-                                  ["ir_r3_k3_s2_e3_c40"],
-                                  ["ir_r1_k3_s2_e6_c80", "ir_r1_k3_s1_e2.5_c80", "ir_r2_k3_s1_e2.3_c80"],
-                                  ["ir_r2_k3_s1_e6_c112"], ["ir_r3_k3_s2_e6_c160"], ["cn_r1_k1_s1_c960"]],
-    "mobilenetv3_small": [["ds_r1_k3_s2_e1_c16_se0.25_nre"], ["ir_r1_k3_s2_e4.5_c24_nre", "ir_r1_k3_s1_e3.67_c24_nre"],
-                          ["ir_r1_k5_s2_e4_c40_se0.25", "ir_r2_k5_s1_e6_c40_se0.25"], ["ir_r2_k5_s1_e3_c48_se0.25"],
-                          ["ir_r3_k5_s2_e6_c96_se0.25"], ["cn_r1_k1_s1_c576"]],
-    "mobilenetv3_small_minimal": [["ds_r1_k3_s2_e1_c16"], ["ir_r1_k3_s2_e4.5_c24", "ir_r1_k3_s1_e3.67_c24"],
-                                  ["ir_r1_k3_s2_e4_c40", "ir_r2_k3_s1_e6_c40"], ["ir_r2_k3_s1_e3_c48"],
-                                  ["ir_r3_k3_s2_e6_c96"], ["cn_r1_k1_s1_c576"]],
+    "mobilenetv1": [
+        ["dsa_r1_k3_s1_c64"],
+        ["dsa_r2_k3_s2_c128"],
+        ["dsa_r2_k3_s2_c256"],
+        ["dsa_r6_k3_s2_c512"],
+        ["dsa_r2_k3_s2_c1024"],
+    ],
+    "mobilenetv2": [
+        ["ds_r1_k3_s1_c16"],
+        ["ir_r2_k3_s2_e6_c24"],
+        ["ir_r3_k3_s2_e6_c32"],
+        ["ir_r4_k3_s2_e6_c64"],
+        ["ir_r3_k3_s1_e6_c96"],
+        ["ir_r3_k3_s2_e6_c160"],
+        ["ir_r1_k3_s1_e6_c320"],
+    ],
+    "mobilenetv3_large": [
+        ["ds_r1_k3_s1_e1_c16_nre"],
+        ["ir_r1_k3_s2_e4_c24_nre", "ir_r1_k3_s1_e3_c24_nre"],
+        ["ir_r3_k5_s2_e3_c40_se0.25_nre"],
+        ["ir_r1_k3_s2_e6_c80", "ir_r1_k3_s1_e2.5_c80", "ir_r2_k3_s1_e2.3_c80"],
+        ["ir_r2_k3_s1_e6_c112_se0.25"],
+        ["ir_r3_k5_s2_e6_c160_se0.25"],
+        ["cn_r1_k1_s1_c960"],
+    ],
+    "mobilenetv3_large_minimal": [
+        ["ds_r1_k3_s1_e1_c16"],
+        ["ir_r1_k3_s2_e4_c24", "ir_r1_k3_s1_e3_c24"],
+        ["ir_r3_k3_s2_e3_c40"],
+        ["ir_r1_k3_s2_e6_c80", "ir_r1_k3_s1_e2.5_c80", "ir_r2_k3_s1_e2.3_c80"],
+        ["ir_r2_k3_s1_e6_c112"],
+        ["ir_r3_k3_s2_e6_c160"],
+        ["cn_r1_k1_s1_c960"],
+    ],
+    "mobilenetv3_small": [
+        ["ds_r1_k3_s2_e1_c16_se0.25_nre"],
+        ["ir_r1_k3_s2_e4.5_c24_nre", "ir_r1_k3_s1_e3.67_c24_nre"],
+        ["ir_r1_k5_s2_e4_c40_se0.25", "ir_r2_k5_s1_e6_c40_se0.25"],
+        ["ir_r2_k5_s1_e3_c48_se0.25"],
+        ["ir_r3_k5_s2_e6_c96_se0.25"],
+        ["cn_r1_k1_s1_c576"],
+    ],
+    "mobilenetv3_small_minimal": [
+        ["ds_r1_k3_s2_e1_c16"],
+        ["ir_r1_k3_s2_e4.5_c24", "ir_r1_k3_s1_e3.67_c24"],
+        ["ir_r1_k3_s2_e4_c40", "ir_r2_k3_s1_e6_c40"],
+        ["ir_r2_k3_s1_e3_c48"],
+        ["ir_r3_k3_s2_e6_c96"],
+        ["cn_r1_k1_s1_c576"],
+    ],
 }
 
 
@@ -132,7 +167,8 @@ class TimmMobileNet(nn.Module):
     def __init__(self, timm_name, num_classes=1000):
         super().__init__()
         tf, family, minimal, width = re.match(
-            r"(tf_)?(mobilenetv1|mobilenetv2|mobilenetv3_large|mobilenetv3_small)(_minimal)?_(\d+)", timm_name).groups()
+            r"(tf_)?(mobilenetv1|mobilenetv2|mobilenetv3_large|mobilenetv3_small)(_minimal)?_(\d+)", timm_name
+        ).groups()
         mult, same, eps = int(width) / 100, bool(tf), 1e-3 if tf else 1e-5
         v3 = family.startswith("mobilenetv3")
         default_act = "relu6" if not v3 else ("relu" if minimal else "hard_swish")
@@ -149,9 +185,21 @@ class TimmMobileNet(nn.Module):
                 act = ACTS["relu" if "nre" in spec else default_act]
                 out = round_channels(int(options["c"]), mult)
                 for i in range(int(options["r"])):
-                    blocks.append(Block(kind, channels, out, int(options["k"]), int(options["s"]) if i == 0 else 1,
-                                        float(options.get("e", 1)), float(options.get("se", 0)), act, eps, same,
-                                        pw_act=kind == "dsa"))
+                    blocks.append(
+                        Block(
+                            kind,
+                            channels,
+                            out,
+                            int(options["k"]),
+                            int(options["s"]) if i == 0 else 1,
+                            float(options.get("e", 1)),
+                            float(options.get("se", 0)),
+                            act,
+                            eps,
+                            same,
+                            pw_act=kind == "dsa",
+                        )
+                    )
                     channels = out
             stages.append(nn.Sequential(*blocks))
         self.blocks = nn.Sequential(*stages)
@@ -217,9 +265,12 @@ def test_unsupported_timm_models_say_why(timm_name, why):
 
 def test_wrong_timm_name_names_the_first_mismatching_layer():
     state = randomized(TimmMobileNet("mobilenetv3_small_075")).state_dict()
-    with pytest.raises(WeightMismatch, match=r"blocks\.0\.0\.conv_pw\.weight has shape \(16, 16, 1, 1\) but "
-                                             r"features\.1\.project\.conv\.weight of mobilenet_v3_small "
-                                             r"\(width_mult=0\.5, num_classes=1000\) has shape \(8, 16, 1, 1\)"):
+    with pytest.raises(
+        WeightMismatch,
+        match=r"blocks\.0\.0\.conv_pw\.weight has shape \(16, 16, 1, 1\) but "
+        r"features\.1\.project\.conv\.weight of mobilenet_v3_small "
+        r"\(width_mult=0\.5, num_classes=1000\) has shape \(8, 16, 1, 1\)",
+    ):
         from_timm(state, timm_name="mobilenetv3_small_050")
 
 

@@ -15,7 +15,13 @@ from PIL import Image
 
 from mobilenets import create_model
 from mobilenets.checkpoint import load_checkpoint, save_checkpoint
-from mobilenets.interop import (
+from mobilenets.cli.pretrained import (
+    configure_convert_parser,
+    configure_predict_weights,
+    run_convert,
+    run_predict_weights,
+)
+from mobilenets.pretrained import (
     PUBLISHED,
     HashMismatch,
     WeightsUnavailable,
@@ -25,12 +31,8 @@ from mobilenets.interop import (
     list_weights,
     predict_imagenet,
 )
-from mobilenets.interop.cli import configure_convert_parser, configure_predict_weights, run_convert, \
-    run_predict_weights
-from mobilenets.interop.statedict import read_state_dict
-from mobilenets.interop.weights import file_digests, url_cache_name
-from interop_helpers import one_thread  # noqa: F401 (fixture)
-
+from mobilenets.pretrained.statedict import read_state_dict
+from mobilenets.pretrained.weights import file_digests, url_cache_name
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,8 +50,12 @@ def served(tmp_path_factory):
     """A generated checkpoint to download: a small MobileNetV3-Small in our own format."""
     folder = tmp_path_factory.mktemp("served")
     model = create_model("mobilenet_v3_small", width_mult=0.5, num_classes=10).eval()
-    path = save_checkpoint(folder / "small.safetensors", model, class_names=[f"c{i}" for i in range(10)],
-                           preprocessing={"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3})
+    path = save_checkpoint(
+        folder / "small.safetensors",
+        model,
+        class_names=[f"c{i}" for i in range(10)],
+        preprocessing={"size": 64, "mean": [0.5] * 3, "std": [0.5] * 3},
+    )
     return path, model
 
 
@@ -97,14 +103,17 @@ def same_outputs(a, b) -> bool:
 # --------------------------------------------------------------------------------------------
 def test_registry_lists_every_published_file():
     v1 = list_weights("mobilenet_v1", "keras-imagenet")
-    assert {(e.width_mult, e.resolution, e.include_top) for e in v1} == \
-        {(a, r, t) for a in (0.25, 0.5, 0.75, 1.0) for r in (128, 160, 192, 224) for t in (True, False)}
+    assert {(e.width_mult, e.resolution, e.include_top) for e in v1} == {
+        (a, r, t) for a in (0.25, 0.5, 0.75, 1.0) for r in (128, 160, 192, 224) for t in (True, False)
+    }
     assert len(list_weights("mobilenet_v2", "keras-imagenet")) == 6 * 5 * 2
     v3 = [e for e in PUBLISHED if e.source == "keras" and e.model.startswith("mobilenet_v3")]
     assert len(v3) == 12 and all(e.md5 and len(e.md5) == 32 for e in v3)
     for entry in list_weights(key="torchvision-imagenet-v1") + list_weights(key="torchvision-imagenet-v2"):
         assert len(entry.sha256) == 8 and entry.sha256 in entry.url
-    identities = [(e.key, e.model, e.width_mult, e.resolution, e.minimalistic, e.include_top) for e in PUBLISHED]
+    identities = [
+        (e.key, e.model, e.width_mult, e.resolution, e.minimalistic, e.include_top) for e in PUBLISHED
+    ]
     assert len(identities) == len(set(identities))
     assert len({e.cache_name for e in PUBLISHED}) == len(PUBLISHED)
 
@@ -112,9 +121,12 @@ def test_registry_lists_every_published_file():
 def test_find_weights_picks_the_file_for_the_options():
     entry = find_weights("mobilenet_v1", "keras-imagenet", 0.5, 160)
     assert entry.url.endswith("/mobilenet/mobilenet_5_0_160_tf.h5")
-    assert find_weights("mobilenet_v1", "keras-imagenet", 0.5, 160, include_top=False).url.endswith("_no_top.h5")
+    assert find_weights("mobilenet_v1", "keras-imagenet", 0.5, 160, include_top=False).url.endswith(
+        "_no_top.h5"
+    )
     assert find_weights("mobilenet_v3_small", "keras-imagenet", 1.0, minimalistic=True).url.endswith(
-        "weights_mobilenet_v3_small_minimalistic_224_1.0_float.h5")
+        "weights_mobilenet_v3_small_minimalistic_224_1.0_float.h5"
+    )
     assert find_weights("mobilenet_v3_large", "torchvision-imagenet-v2").url.endswith("5c1a4163.pth")
     with pytest.raises(ValueError, match=r"width_mult 0.25, 0.5, 0.75, 1 × resolution 128, 160, 192, 224"):
         find_weights("mobilenet_v1", "keras-imagenet", 0.3)
@@ -173,7 +185,9 @@ def test_interrupted_download_leaves_no_file(server, cache):
 
 
 def test_offline_says_which_file_to_place_where(server, cache):
-    with pytest.raises(WeightsUnavailable, match=f"place it at {cache / url_cache_name(f'{server}/missing.h5')}"):
+    with pytest.raises(
+        WeightsUnavailable, match=f"place it at {cache / url_cache_name(f'{server}/missing.h5')}"
+    ):
         fetch(f"{server}/missing.h5", progress=False)  # 404
     with pytest.raises(WeightsUnavailable, match="cannot download"):
         fetch("http://127.0.0.1:9/mobilenet_1_0_224_tf.h5", progress=False)  # nothing listens there
@@ -187,14 +201,21 @@ def keras_v1_file(tmp_path_factory):
     """A MobileNet(alpha=0.25) as Keras would give it, in the legacy .h5 layout, with random
     BatchNorm parameters so that its predictions are not all alike."""
     keras = pytest.importorskip("keras")
-    model = keras.applications.MobileNet(weights=None, alpha=0.25, input_shape=(128, 128, 3),
-                                         classifier_activation=None)
+    model = keras.applications.MobileNet(
+        weights=None, alpha=0.25, input_shape=(128, 128, 3), classifier_activation=None
+    )
     rng = np.random.default_rng(0)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
-                               rng.normal(0, 0.5, beta.shape).astype(np.float32), mean, var])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
+                    rng.normal(0, 0.5, beta.shape).astype(np.float32),
+                    mean,
+                    var,
+                ]
+            )
     path = tmp_path_factory.mktemp("keras") / "v1.h5"
     model.save(path)
     return path
@@ -207,11 +228,18 @@ def test_published_key_from_the_cache(keras_v1_file, cache):
     assert model.config.padding == "keras" and model.config.bn_eps == 1e-3 and not model.training
     assert model.config.extra["weights"]["weights"] == "keras-imagenet"
     assert not model.config.extra["weights"]["hash_checked"]  # Keras publishes no hash for V1
-    head = create_model("mobilenet_v1", width_mult=0.25, resolution=128, weights="keras-imagenet", num_classes=7)
-    assert head.config.num_classes == 7 and torch.equal(head.features[3].dw.conv.weight,
-                                                        model.features[3].dw.conv.weight)
-    with pytest.raises(ValueError, match="padding='torch' does not fit .* padding='keras'; leave padding unset"):
-        create_model("mobilenet_v1", width_mult=0.25, resolution=128, weights="keras-imagenet", padding="torch")
+    head = create_model(
+        "mobilenet_v1", width_mult=0.25, resolution=128, weights="keras-imagenet", num_classes=7
+    )
+    assert head.config.num_classes == 7 and torch.equal(
+        head.features[3].dw.conv.weight, model.features[3].dw.conv.weight
+    )
+    with pytest.raises(
+        ValueError, match="padding='torch' does not fit .* padding='keras'; leave padding unset"
+    ):
+        create_model(
+            "mobilenet_v1", width_mult=0.25, resolution=128, weights="keras-imagenet", padding="torch"
+        )
 
 
 def test_published_file_with_the_wrong_content_is_refused(keras_v1_file, cache):
@@ -248,7 +276,12 @@ def test_pickles_are_never_unpickled(tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_imagenet_class_names():
     names = imagenet_class_names()
-    assert len(names) == 1000 and names[0] == "tench" and names[1] == "goldfish" and names[999] == "toilet tissue"
+    assert (
+        len(names) == 1000
+        and names[0] == "tench"
+        and names[1] == "goldfish"
+        and names[999] == "toilet tissue"
+    )
     assert names[282] == "tiger cat" and names[207] == "golden retriever"
 
 
@@ -256,7 +289,9 @@ def test_convert_and_predict_commands(keras_v1_file, tmp_path):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     configure_convert_parser(sub)
-    args = parser.parse_args(["convert", "--from", "keras", str(keras_v1_file), str(tmp_path / "v1.safetensors")])
+    args = parser.parse_args(
+        ["convert", "--from", "keras", str(keras_v1_file), str(tmp_path / "v1.safetensors")]
+    )
     assert "mobilenet_v1 (width_mult=0.25" in args.run(args) and args.run is run_convert
     checkpoint = load_checkpoint(tmp_path / "v1.safetensors")
     assert checkpoint.class_names == imagenet_class_names()
@@ -273,8 +308,9 @@ def test_convert_and_predict_commands(keras_v1_file, tmp_path):
     predict = argparse.ArgumentParser()
     predict.add_argument("--top-k", type=int, default=5)
     configure_predict_weights(predict)
-    args = predict.parse_args(["--weights", str(tmp_path / "v1.safetensors"), "--model", "mobilenet_v1",
-                               "--top-k", "3"])
+    args = predict.parse_args(
+        ["--weights", str(tmp_path / "v1.safetensors"), "--model", "mobilenet_v1", "--top-k", "3"]
+    )
     lines = run_predict_weights(args, [str(image)]).splitlines()
     assert lines[0] == str(image) and len(lines) == 4 and lines[1].strip().endswith(result["top"][0][0])
 
@@ -285,7 +321,8 @@ def test_convert_command_errors(keras_v1_file, tmp_path):
     args = parser.parse_args(["convert", "--from", "keras", str(tmp_path / "none.h5"), str(tmp_path / "o")])
     with pytest.raises(FileNotFoundError, match="none.h5"):
         run_convert(args)
-    args = parser.parse_args(["convert", "--from", "keras", "--model", "mobilenet_v2", str(keras_v1_file),
-                              str(tmp_path / "o")])
+    args = parser.parse_args(
+        ["convert", "--from", "keras", "--model", "mobilenet_v2", str(keras_v1_file), str(tmp_path / "o")]
+    )
     with pytest.raises(ValueError, match="no layer 'Conv1' for features.0.conv of mobilenet_v2"):
         run_convert(args)

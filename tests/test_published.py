@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-import mobilenets.interop.weights as weights
+import mobilenets.pretrained.weights as weights
 from mobilenets import create_model
 from mobilenets.checkpoint import read_header, release_checkpoint, save_checkpoint
 from mobilenets.cli import main
@@ -28,16 +28,27 @@ def stand_in(tmp_path, monkeypatch):
 def register_stand_in(tmp_path, monkeypatch, names):
     torch.manual_seed(0)
     model = create_model("mobilenet_v1", width_mult=0.25, resolution=32, num_classes=10, stem_stride=1).eval()
-    training = save_checkpoint(tmp_path / "last.safetensors", model, class_names=names,
-                               preprocessing={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "resize": 32},
-                               metadata={"optimizer": {"state": {}}, "step": 0, "epoch": 1,
-                                         "split": {"kind": "held_out", "val_fraction": 0.1, "seed": 0}},
-                               tensors={"optimizer.0.momentum_buffer": torch.zeros(3)})
+    training = save_checkpoint(
+        tmp_path / "last.safetensors",
+        model,
+        class_names=names,
+        preprocessing={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "resize": 32},
+        metadata={
+            "optimizer": {"state": {}},
+            "step": 0,
+            "epoch": 1,
+            "split": {"kind": "held_out", "val_fraction": 0.1, "seed": 0},
+        },
+        tensors={"optimizer.0.momentum_buffer": torch.zeros(3)},
+    )
     packaged = tmp_path / "package" / "standin.safetensors"
-    release_checkpoint(training, packaged, {"provenance": {"command": "mobilenets train ...", "git_commit": "abc"}})
+    release_checkpoint(
+        training, packaged, {"provenance": {"command": "mobilenets train ...", "git_commit": "abc"}}
+    )
     digest = hashlib.sha256(packaged.read_bytes()).hexdigest()
-    entry = weights.PublishedWeights("standin", "mobilenet_v1", 0.25, "mobilenets",
-                                     weights.PACKAGE_SCHEME + packaged.name, sha256=digest)
+    entry = weights.PublishedWeights(
+        "standin", "mobilenet_v1", 0.25, "mobilenets", weights.PACKAGE_SCHEME + packaged.name, sha256=digest
+    )
     monkeypatch.setattr(weights, "_package_file", lambda name: tmp_path / "package" / name)
     monkeypatch.setattr(weights, "PUBLISHED", weights.PUBLISHED + (entry,))
     monkeypatch.setattr(weights, "WEIGHT_KEYS", weights.WEIGHT_KEYS + ("standin",))
@@ -48,7 +59,9 @@ def test_release_drops_training_state_and_keeps_the_record(stand_in):
     _, packaged = stand_in
     header = read_header(packaged)
     assert "optimizer" not in header and "step" not in header
-    assert header["epoch"] == 1 and header["split"]["seed"] == 0 and header["provenance"]["git_commit"] == "abc"
+    assert (
+        header["epoch"] == 1 and header["split"]["seed"] == 0 and header["provenance"]["git_commit"] == "abc"
+    )
     from safetensors import safe_open
 
     with safe_open(str(packaged), framework="pt") as handle:
@@ -89,7 +102,9 @@ def test_predict_takes_the_weights_key(stand_in, tmp_path, capsys):
 
 def test_eval_takes_the_weights_key(tmp_path, monkeypatch, capsys):
     register_stand_in(tmp_path, monkeypatch, [str(d) for d in range(10)])
-    assert main(["eval", "standin", "--data", "digits", "--confusion", str(tmp_path / "c.png"), "--json"]) == 0
+    assert (
+        main(["eval", "standin", "--data", "digits", "--confusion", str(tmp_path / "c.png"), "--json"]) == 0
+    )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["images"] == 180 and len(metrics["per_class"]) == 10  # digits' 10% held out
 
@@ -115,14 +130,26 @@ def test_the_shipped_cifar10_model_records_how_it_was_made():
     assert len(header["provenance"]["git_commit"]) == 40
     assert header["release"]["epochs"] == len(header["history"]) == header["train_config"]["epochs"]
     assert header["release"]["val_top1"] >= 0.90
-    assert header["class_names"] == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                                     "ship", "truck"]
+    assert header["class_names"] == [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     model = create_model("mobilenet_v1", weights="cifar10")
     assert model.config.width_mult >= 0.5 and model.config.resolution == 32
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(SHIPPED is None or not SHARED_CIFAR.is_dir(), reason="needs the shipped weights and CIFAR-10")
+@pytest.mark.skipif(
+    SHIPPED is None or not SHARED_CIFAR.is_dir(), reason="needs the shipped weights and CIFAR-10"
+)
 def test_the_shipped_cifar10_model_reaches_90_percent_on_its_validation_split(capsys):
     assert main(["eval", "cifar10", "--data", str(SHARED_CIFAR), "--json", "--confusion", "/dev/null"]) == 0
     metrics = json.loads(capsys.readouterr().out)

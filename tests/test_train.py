@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +16,15 @@ from PIL import Image
 from mobilenets.checkpoint import load_checkpoint, read_header
 from mobilenets.cli import main
 from mobilenets.data import MemoryLoader
-from mobilenets.train import Interrupted, TrainConfig, train
+from mobilenets.training.train import Interrupted, TrainConfig, train
 
 TINY = {"width_mult": 0.25}
 
 
 def config(out, **changes):
-    base = dict(data="digits", epochs=2, batch_size=32, lr=0.1, out=str(out), progress=False, model_options=TINY)
+    base = dict(
+        data="digits", epochs=2, batch_size=32, lr=0.1, out=str(out), progress=False, model_options=TINY
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -43,7 +44,9 @@ def test_two_epochs_on_digits_learn(trained):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and {"val_top5", "images_per_second", "lr"} <= set(rows[0])
     header = read_header(out / "last.safetensors")
-    assert header["epoch"] == 2 and header["step"] == 0 and header["class_names"] == [str(d) for d in range(10)]
+    assert (
+        header["epoch"] == 2 and header["step"] == 0 and header["class_names"] == [str(d) for d in range(10)]
+    )
     assert header["preprocessing"]["size"] == 32
     assert Image.open(out / "curves.png").size[0] > 100
 
@@ -107,9 +110,31 @@ for epoch in range(1, 100000):
 def test_two_process_ddp_on_gloo(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-               "-m", "mobilenets", "train", "--data", "digits", "--epochs", "2", "--batch-size", "16", "--lr", "0.1",
-               "--width", "0.25", "--out", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "mobilenets",
+        "train",
+        "--data",
+        "digits",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.1",
+        "--width",
+        "0.25",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -121,9 +146,14 @@ def test_two_process_ddp_on_gloo(tmp_path):
 def test_eval_and_predict_on_the_trained_checkpoint(trained, tmp_path, capsys):
     out, result = trained
     png = tmp_path / "confusion.png"
-    assert main(["eval", str(out / "best.safetensors"), "--data", "digits", "--confusion", str(png), "--json"]) == 0
+    assert (
+        main(["eval", str(out / "best.safetensors"), "--data", "digits", "--confusion", str(png), "--json"])
+        == 0
+    )
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["images"] == 180 and metrics["top1"] == pytest.approx(max(r["val_top1"] for r in result["history"]))
+    assert metrics["images"] == 180 and metrics["top1"] == pytest.approx(
+        max(r["val_top1"] for r in result["history"])
+    )
     assert len(metrics["per_class"]) == 10 and png.is_file()
     from sklearn.datasets import load_digits
 

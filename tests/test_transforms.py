@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mobilenets import transforms as T
+from mobilenets.data import transforms as T
 
 
 def image_from(array):

@@ -32,8 +32,9 @@ def randomize_batchnorm(module):
 
 
 def bn_ref(x, bn):
-    return (x - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var[None, :, None, None] + bn.eps) \
-        * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
+    return (x - bn.running_mean[None, :, None, None]) / torch.sqrt(
+        bn.running_var[None, :, None, None] + bn.eps
+    ) * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
 
 
 ACTS = {"relu": F.relu, "relu6": lambda t: t.clamp(0, 6), "hardswish": lambda t: t * (t + 3).clamp(0, 6) / 6}
@@ -41,9 +42,15 @@ ACTS = {"relu": F.relu, "relu6": lambda t: t.clamp(0, 6), "hardswish": lambda t:
 
 def se_reference(x, se):
     pooled = x.sum((2, 3), keepdim=True) / (x.shape[2] * x.shape[3])
-    hidden = torch.einsum("nchw,oc->nohw", pooled, se.reduce.weight[:, :, 0, 0]) + se.reduce.bias[None, :, None, None]
+    hidden = (
+        torch.einsum("nchw,oc->nohw", pooled, se.reduce.weight[:, :, 0, 0])
+        + se.reduce.bias[None, :, None, None]
+    )
     hidden = hidden.clamp(min=0)
-    gate = torch.einsum("nchw,oc->nohw", hidden, se.expand.weight[:, :, 0, 0]) + se.expand.bias[None, :, None, None]
+    gate = (
+        torch.einsum("nchw,oc->nohw", hidden, se.expand.weight[:, :, 0, 0])
+        + se.expand.bias[None, :, None, None]
+    )
     return x * ((gate + 3).clamp(0, 6) / 6)
 
 
@@ -51,7 +58,11 @@ def inverted_residual_reference(x, block, kernel, stride, padding, activation):
     act = ACTS[activation]
     out = x
     if block.expand is not None:
-        out = act(bn_ref(torch.einsum("nchw,oc->nohw", out, block.expand.conv.weight[:, :, 0, 0]), block.expand.norm))
+        out = act(
+            bn_ref(
+                torch.einsum("nchw,oc->nohw", out, block.expand.conv.weight[:, :, 0, 0]), block.expand.norm
+            )
+        )
     if padding == "same":
         top, bottom = same_padding(out.shape[2], kernel, stride)
         left, right = same_padding(out.shape[3], kernel, stride)
@@ -59,15 +70,21 @@ def inverted_residual_reference(x, block, kernel, stride, padding, activation):
         top = bottom = left = right = kernel // 2
     padded = F.pad(out, (left, right, top, bottom))
     weight = block.dw.conv.weight
-    out = torch.cat([F.conv2d(padded[:, c:c + 1], weight[c:c + 1], stride=stride) for c in range(padded.shape[1])], 1)
+    out = torch.cat(
+        [F.conv2d(padded[:, c : c + 1], weight[c : c + 1], stride=stride) for c in range(padded.shape[1])], 1
+    )
     out = act(bn_ref(out, block.dw.norm))
     if block.se is not None:
         out = se_reference(out, block.se)
-    out = bn_ref(torch.einsum("nchw,oc->nohw", out, block.project.conv.weight[:, :, 0, 0]), block.project.norm)
+    out = bn_ref(
+        torch.einsum("nchw,oc->nohw", out, block.project.conv.weight[:, :, 0, 0]), block.project.norm
+    )
     return out + x if stride == 1 and x.shape[1] == out.shape[1] else out
 
 
-@pytest.mark.parametrize("in_channels, out_channels, expanded", [(8, 8, 8), (8, 8, 48), (8, 12, 24), (6, 6, 36)])
+@pytest.mark.parametrize(
+    "in_channels, out_channels, expanded", [(8, 8, 8), (8, 8, 48), (8, 12, 24), (6, 6, 36)]
+)
 @pytest.mark.parametrize("kernel", [3, 5])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("se_channels", [None, 8])
@@ -75,14 +92,26 @@ def inverted_residual_reference(x, block, kernel, stride, padding, activation):
 def test_inverted_residual_matches_reference(in_channels, out_channels, expanded, kernel, stride, se_channels,
                                              activation, padding):
     torch.manual_seed(0)
-    block = InvertedResidual(in_channels, out_channels, expanded, kernel, stride, padding, activation=activation,
-                             se_channels=se_channels).eval()
+    block = InvertedResidual(
+        in_channels,
+        out_channels,
+        expanded,
+        kernel,
+        stride,
+        padding,
+        activation=activation,
+        se_channels=se_channels,
+    ).eval()
     randomize_batchnorm(block)
     assert (block.expand is None) == (expanded == in_channels)
     x = torch.randn(2, in_channels, 11, 10)
     with torch.no_grad():
-        torch.testing.assert_close(block(x), inverted_residual_reference(x, block, kernel, stride, padding, activation),
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            block(x),
+            inverted_residual_reference(x, block, kernel, stride, padding, activation),
+            rtol=1e-4,
+            atol=1e-5,
+        )
 
 
 @pytest.mark.parametrize("in_channels, out_channels, stride, residual", [
@@ -131,13 +160,24 @@ def test_make_divisible_rounds_like_the_references(value, expected):
 
 
 def test_make_divisible_other_divisors():
-    assert make_divisible(10, 4) == 12 and make_divisible(9, 4) == 12 and make_divisible(7, 4) == 8 and make_divisible(30, 16, min_value=8) == 32
+    assert (
+        make_divisible(10, 4) == 12
+        and make_divisible(9, 4) == 12
+        and make_divisible(7, 4) == 8
+        and make_divisible(30, 16, min_value=8) == 32
+    )
 
 
 # Trainable parameter counts (= torchvision's and Keras's); mult-adds with the paper's rounded figure.
 V2_V3_FIGURES = [
     ("mobilenet_v2", {}, 3_504_872, 300_774_272, 300e6),
-    ("mobilenet_v2", {"width_mult": 1.4}, 6_108_776, 582_195_824, None),  # paper 585M, TF reference table 582M
+    (
+        "mobilenet_v2",
+        {"width_mult": 1.4},
+        6_108_776,
+        582_195_824,
+        None,
+    ),  # paper 585M, TF reference table 582M
     ("mobilenet_v2", {"width_mult": 0.35}, 1_677_128, 59_285_808, 59e6),
     ("mobilenet_v3_large", {}, 5_483_032, 216_589_760, 219e6),
     ("mobilenet_v3_large", {"minimalistic": True}, 3_924_288, 209_136_704, 209e6),
@@ -179,7 +219,9 @@ def test_v3_shapes_and_structure(name, width, minimal):
         assert config.head.hidden_activation == "relu"
     else:
         assert {b.kernel_size for b in ir_blocks} == {3, 5} and any(b.se_channels for b in ir_blocks)
-        assert all(b.se_channels == make_divisible(b.expanded_channels / 4) for b in ir_blocks if b.se_channels)
+        assert all(
+            b.se_channels == make_divisible(b.expanded_channels / 4) for b in ir_blocks if b.se_channels
+        )
         assert config.head.hidden_activation == "hardswish"
     assert config.head.hidden_channels == (1280 if name.endswith("large") else 1024)
     model = MobileNet(config).eval()
@@ -188,7 +230,9 @@ def test_v3_shapes_and_structure(name, width, minimal):
             assert model(torch.randn(1, 3, size, size)).shape == (1, 1000)
 
 
-@pytest.mark.parametrize("name, width, minimal", V3_VARIANTS + [("mobilenet_v2", w, False) for w in V2_WIDTHS])
+@pytest.mark.parametrize(
+    "name, width, minimal", V3_VARIANTS + [("mobilenet_v2", w, False) for w in V2_WIDTHS]
+)
 def test_v2_v3_cost_equals_hooks_and_round_trips(name, width, minimal):
     options = {"width_mult": width, "padding": "same", "resolution": 161}
     if minimal:

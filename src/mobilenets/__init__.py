@@ -1,21 +1,39 @@
-"""mobilenets: depthwise separable convolutions and the MobileNet family (V1, V2, V3)."""
+"""mobilenets: depthwise separable convolutions and the MobileNet family (V1, V2, V3).
 
-from .config import BlockConfig, HeadConfig, ModelConfig, ModelOptions
-from .cost import cost, hook_costs, layer_costs, separable_vs_standard
-from .layers import (
-    Conv2d,
-    ConvNormAct,
-    DepthwiseConv2d,
-    DepthwiseSeparableConv2d,
-    InvertedResidual,
-    PointwiseConv2d,
-    SqueezeExcite,
-    hard_sigmoid,
-    hard_swish,
-    same_padding,
-)
-from .fuse import fuse_bn
-from .models import MobileNet, create_model, list_models
-from .zoo import make_divisible, model_config
+The public names below are imported on first use (PEP 562), so that `import mobilenets` does not
+import torch: the command line must set OMP_WAIT_POLICY before torch loads (see `cli`).
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "config": ("BlockConfig", "HeadConfig", "ModelConfig", "ModelOptions"),
+    "costs.analysis": ("cost", "hook_costs", "layer_costs", "separable_vs_standard"),
+    "layers": ("Conv2d", "ConvNormAct", "DepthwiseConv2d", "DepthwiseSeparableConv2d", "InvertedResidual",
+               "PointwiseConv2d", "SqueezeExcite", "hard_sigmoid", "hard_swish", "same_padding"),
+    "fuse": ("fuse_bn",),
+    "models": ("MobileNet",),
+    "factory": ("create_model",),
+    "zoo": ("list_models", "make_divisible", "model_config"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mobilenets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+

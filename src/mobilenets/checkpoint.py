@@ -30,8 +30,11 @@ MODEL_PREFIX = "model."
 
 def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors holding a NaN or an infinity (a diverged model)."""
-    return [name for name, tensor in tensors.items()
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    return [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
 
 
 def check_finite(model: torch.nn.Module, label: str) -> None:
@@ -39,8 +42,10 @@ def check_finite(model: torch.nn.Module, label: str) -> None:
     bad = non_finite_tensors(model.state_dict())
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise ValueError(f"{label}: the model's {bad[0]}{more} holds NaN or infinite values; "
-                         f"the training diverged (resume from an earlier checkpoint with a smaller --lr)")
+        raise ValueError(
+            f"{label}: the model's {bad[0]}{more} holds NaN or infinite values; "
+            f"the training diverged (resume from an earlier checkpoint with a smaller --lr)"
+        )
 
 
 @dataclass
@@ -52,9 +57,15 @@ class Checkpoint:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # extra (non-model) tensors
 
 
-def save_checkpoint(path: str | os.PathLike, model: MobileNet, *, class_names: list[str] | None = None,
-                    preprocessing: dict | None = None, metadata: dict | None = None,
-                    tensors: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: MobileNet,
+    *,
+    class_names: list[str] | None = None,
+    preprocessing: dict | None = None,
+    metadata: dict | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Write `model` (and optional extra tensors and JSON-able metadata) atomically to `path`."""
     from safetensors.torch import save_file
 
@@ -95,20 +106,27 @@ def _umask() -> int:
     return mask
 
 
-def read_header(path: str | os.PathLike) -> dict:
-    """The JSON header of a checkpoint, without reading its tensors."""
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of any safetensors file, without reading its tensors."""
     from safetensors import safe_open
 
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f"{path} is not a safetensors file ({error})") from None
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The JSON header of a checkpoint, without reading its tensors."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = (handle.metadata() or {}).get(METADATA_KEY)
-    except Exception as error:  # safetensors raises its own error types for corrupt files
-        raise ValueError(f"{path} is not a safetensors file ({error})") from None
+    raw = read_metadata(path).get(METADATA_KEY)
     if raw is None:
-        raise ValueError(f"{path} is a safetensors file but not a mobilenets checkpoint (no '{METADATA_KEY}' header)")
+        raise ValueError(
+            f"{path} is a safetensors file but not a mobilenets checkpoint (no '{METADATA_KEY}' header)"
+        )
     try:
         header = json.loads(raw)
     except json.JSONDecodeError as error:
@@ -128,12 +146,17 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     _check_tensor_shapes(path, config)  # before allocating: an edited header could ask for terabytes
     tensors = load_file(str(path), device="cpu")
     model = MobileNet(config)
-    state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    state = {k[len(MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     model.load_state_dict(state)
     extra = {k: v for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)}
     known = {"format", "config", "class_names", "preprocessing"}
-    return Checkpoint(model, header.get("class_names"), header.get("preprocessing"),
-                      {k: v for k, v in header.items() if k not in known}, extra)
+    return Checkpoint(
+        model,
+        header.get("class_names"),
+        header.get("preprocessing"),
+        {k: v for k, v in header.items() if k not in known},
+        extra,
+    )
 
 
 def _header_config(path: Path, header: dict) -> ModelConfig:
@@ -145,8 +168,10 @@ def _header_config(path: Path, header: dict) -> ModelConfig:
         raise ValueError(f"{path}: the checkpoint's model config is invalid ({error})") from None
     names = header.get("class_names")
     if names is not None and (not isinstance(names, list) or len(names) != config.num_classes):
-        raise ValueError(f"{path}: the header lists {len(names) if isinstance(names, list) else names!r} class "
-                         f"names for a model with {config.num_classes} classes")
+        raise ValueError(
+            f"{path}: the header lists {len(names) if isinstance(names, list) else names!r} class "
+            f"names for a model with {config.num_classes} classes"
+        )
     return config
 
 
@@ -158,33 +183,47 @@ def _check_tensor_shapes(path: Path, config: ModelConfig) -> None:
     with torch.device("meta"):
         expected = {MODEL_PREFIX + k: tuple(v.shape) for k, v in MobileNet(config).state_dict().items()}
     with safe_open(str(path), framework="pt") as handle:
-        found = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys() if k.startswith(MODEL_PREFIX)}
+        found = {
+            k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys() if k.startswith(MODEL_PREFIX)
+        }
     for name, shape in expected.items():
         if name not in found:
-            raise ValueError(f"{path}: the header's config has {name[len(MODEL_PREFIX):]}, which the file lacks; "
-                             f"the header does not describe these weights")
+            raise ValueError(
+                f"{path}: the header's config has {name[len(MODEL_PREFIX) :]}, which the file lacks; "
+                f"the header does not describe these weights"
+            )
         if found[name] != shape:
-            raise ValueError(f"{path}: {name[len(MODEL_PREFIX):]} has shape {found[name]} in the file but "
-                             f"{shape} in the header's config; the header does not describe these weights")
+            raise ValueError(
+                f"{path}: {name[len(MODEL_PREFIX) :]} has shape {found[name]} in the file but "
+                f"{shape} in the header's config; the header does not describe these weights"
+            )
     extra = sorted(set(found) - set(expected))
     if extra:
-        raise ValueError(f"{path}: the file has {extra[0][len(MODEL_PREFIX):]}, which the header's config "
-                         f"does not; the header does not describe these weights")
+        raise ValueError(
+            f"{path}: the file has {extra[0][len(MODEL_PREFIX) :]}, which the header's config "
+            f"does not; the header does not describe these weights"
+        )
 
 
 # Header entries that only resuming needs; a released checkpoint drops them with their tensors.
 TRAINING_STATE = ("optimizer", "schedule", "step")
 
 
-def release_checkpoint(source: str | os.PathLike, destination: str | os.PathLike,
-                       metadata: dict | None = None) -> Path:
+def release_checkpoint(
+    source: str | os.PathLike, destination: str | os.PathLike, metadata: dict | None = None
+) -> Path:
     """A copy of a training checkpoint for publishing: the model, class names, preprocessing and
     the record of the run (config, split, history, provenance) kept, the optimizer and RNG state
     dropped (they double the file and only `--resume` reads them); `metadata` is added."""
     checkpoint = load_checkpoint(source)
     kept = {k: v for k, v in checkpoint.metadata.items() if k not in TRAINING_STATE}
-    return save_checkpoint(destination, checkpoint.model, class_names=checkpoint.class_names,
-                           preprocessing=checkpoint.preprocessing, metadata={**kept, **(metadata or {})})
+    return save_checkpoint(
+        destination,
+        checkpoint.model,
+        class_names=checkpoint.class_names,
+        preprocessing=checkpoint.preprocessing,
+        metadata={**kept, **(metadata or {})},
+    )
 
 
 def load_model(path: str | os.PathLike) -> MobileNet:

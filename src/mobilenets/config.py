@@ -1,8 +1,10 @@
 """Frozen dataclasses that describe a MobileNet completely.
 
 A `ModelConfig` is the single source of truth: `models.MobileNet` builds its modules from it,
-`cost.cost` computes every layer's parameters and mult-adds from it without building anything,
+`costs.cost` computes every layer's parameters and mult-adds from it without building anything,
 and it round-trips through a plain dict (and so JSON) to rebuild the identical model.
+`iter_layers(config)` is the one walk of the module tree (paths, channels, kernels, strides) that
+the cost tables and the weight converters share.
 
 All channel counts in a config are final (width multiplier already applied); the zoo turns the
 papers' tables plus user options into configs.
@@ -13,13 +15,15 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 BLOCK_KINDS = ("conv", "separable", "inverted_residual")
 ACTIVATIONS = ("relu", "relu6", "hardswish", "none")
 NORMS = ("batchnorm", "none")
 PADDINGS = ("torch", "same", "keras")
-MAX_WIDTH_MULT = 10  # 10× the paper's widest layer is 10,240 channels; beyond, a typo that allocates terabytes
+MAX_WIDTH_MULT = (
+    10  # 10× the paper's widest layer is 10,240 channels; beyond, a typo that allocates terabytes
+)
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
@@ -79,7 +83,9 @@ class BlockConfig:
                 raise ValueError("an inverted_residual block needs expanded_channels")
             _check_positive_int("expanded_channels", self.expanded_channels)
         elif self.expanded_channels is not None or self.se_channels is not None:
-            raise ValueError(f"expanded_channels and se_channels apply to inverted_residual blocks, not {self.kind!r}")
+            raise ValueError(
+                f"expanded_channels and se_channels apply to inverted_residual blocks, not {self.kind!r}"
+            )
         if self.se_channels is not None:
             _check_positive_int("se_channels", self.se_channels)
         if self.kind != "separable" and self.depth_multiplier != 1:
@@ -141,16 +147,19 @@ class ModelConfig:
         _check_choice("norm", self.norm, NORMS)
         if self.blocks[0].in_channels != self.in_channels:
             raise ValueError(
-                f"first block reads {self.blocks[0].in_channels} channels but in_channels is {self.in_channels}"
+                f"first block reads {self.blocks[0].in_channels} channels but in_channels is "
+                f"{self.in_channels}"
             )
         for i, (prev, block) in enumerate(zip(self.blocks, self.blocks[1:]), start=1):
             if block.in_channels != prev.out_channels:
                 raise ValueError(
-                    f"block {i} reads {block.in_channels} channels but block {i - 1} writes {prev.out_channels}"
+                    f"block {i} reads {block.in_channels} channels but block {i - 1} writes "
+                    f"{prev.out_channels}"
                 )
         if self.head is not None and self.head.in_channels != self.blocks[-1].out_channels:
             raise ValueError(
-                f"head reads {self.head.in_channels} channels but the last block writes {self.blocks[-1].out_channels}"
+                f"head reads {self.head.in_channels} channels but the last block writes "
+                f"{self.blocks[-1].out_channels}"
             )
 
     @property
@@ -191,7 +200,125 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _option(default: Any, flag: str, help: str, **extra: Any) -> Any:
+@dataclass(frozen=True)
+class LayerSpec:
+    """One convolution or linear layer of the model a config describes.
+
+    path:   module path in `MobileNet`, e.g. "features.3.dw.conv"
+    op:     "conv" (full or 1×1), "depthwise", "se" (a squeeze-and-excite 1×1 convolution with bias,
+            on the pooled 1×1 map) or "linear" (the classifier head)
+    block:  index in config.blocks, or None for the head
+    part:   which layer of the block: "conv", "dw", "pw", "expand", "se_reduce", "se_expand",
+            "project", "hidden" or "fc"
+    padding: the config's padding mode for convolutions ("torch", "same", "keras"), None otherwise;
+            `layers.resolve_padding` turns it into what this layer applies
+    norm:   a norm layer follows, at `norm_path`
+    """
+
+    path: str
+    op: str
+    block: int | None
+    part: str
+    in_channels: int
+    out_channels: int
+    kernel_size: int = 1
+    stride: int = 1
+    dilation: int = 1
+    groups: int = 1
+    padding: str | None = None
+    bias: bool = False
+    norm: bool = False
+
+    @property
+    def norm_path(self) -> str:
+        return self.path.rsplit(".", 1)[0] + ".norm"
+
+
+def iter_layers(config: ModelConfig) -> Iterator[LayerSpec]:
+    """Every convolution and linear layer of the model `config` describes, in forward order: the one
+    walk of the module tree that the cost tables and the weight converters share."""
+    norm = config.norm != "none"
+
+    def conv(
+        index: int,
+        path: str,
+        part: str,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+    ) -> LayerSpec:
+        # Without a norm layer a bias is the only shift the layer has.
+        return LayerSpec(
+            f"features.{index}.{path}",
+            "depthwise" if groups > 1 else "conv",
+            index,
+            part,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            dilation,
+            groups,
+            config.padding,
+            bias=not norm,
+            norm=norm,
+        )
+
+    for index, block in enumerate(config.blocks):
+        k, s, d = block.kernel_size, block.stride, block.dilation
+        if block.kind == "conv":
+            yield conv(index, "conv", "conv", block.in_channels, block.out_channels, k, s, d)
+        elif block.kind == "separable":
+            expanded = block.in_channels * block.depth_multiplier
+            yield conv(index, "dw.conv", "dw", block.in_channels, expanded, k, s, d, groups=block.in_channels)
+            yield conv(index, "pw.conv", "pw", expanded, block.out_channels)
+        else:
+            expanded = block.expanded_channels
+            if block.has_expansion:
+                yield conv(index, "expand.conv", "expand", block.in_channels, expanded)
+            yield conv(index, "dw.conv", "dw", expanded, expanded, k, s, d, groups=expanded)
+            if block.se_channels:
+                yield LayerSpec(
+                    f"features.{index}.se.reduce",
+                    "se",
+                    index,
+                    "se_reduce",
+                    expanded,
+                    block.se_channels,
+                    bias=True,
+                )
+                yield LayerSpec(
+                    f"features.{index}.se.expand",
+                    "se",
+                    index,
+                    "se_expand",
+                    block.se_channels,
+                    expanded,
+                    bias=True,
+                )
+            yield conv(index, "project.conv", "project", expanded, block.out_channels)
+    head = config.head
+    if head is not None:
+        if head.hidden_channels:
+            yield LayerSpec(
+                "head.hidden", "linear", None, "hidden", head.in_channels, head.hidden_channels, bias=True
+            )
+        yield LayerSpec(
+            "head.fc",
+            "linear",
+            None,
+            "fc",
+            head.hidden_channels or head.in_channels,
+            head.num_classes,
+            bias=True,
+        )
+
+
+def flag_field(default: Any, flag: str, help: str, **extra: Any) -> Any:
+    """A dataclass field that the command line offers as `flag` (cli.options generates the flags)."""
     return field(default=default, metadata={"flag": flag, "help": help, **extra})
 
 
@@ -200,28 +327,44 @@ class ModelOptions:
     """What a user may choose when creating a zoo model; `create_model(name, **options)` and the
     CLI flags are both generated from these fields. None means "the architecture's default"."""
 
-    width_mult: float = _option(1.0, "--width", "width multiplier α (any positive number)")
-    resolution: int = _option(224, "--resolution", "nominal input size ρ·224 (≥ 32); costs use it")
-    num_classes: int = _option(1000, "--num-classes", "classifier outputs")
-    in_channels: int = _option(3, "--in-channels", "input image channels")
-    dropout: float | None = _option(None, "--dropout", "dropout before the classifier (default per model)")
-    padding: str = _option("torch", "--padding", "'torch' (symmetric k//2), 'same' (TensorFlow) or 'keras' "
-                           "(Keras applications: 'same' plus fixed padding before strided depthwise layers)",
-                           choices=PADDINGS)
-    depth_multiplier: int = _option(1, "--depth-multiplier", "MobileNetV1 depthwise channel multiplier")
-    activation: str | None = _option(None, "--activation", "MobileNetV1 activation: relu (paper) or relu6 (Keras)",
-                                     choices=("relu", "relu6"))
-    minimalistic: bool = _option(False, "--minimalistic", "MobileNetV3 without SE, hard-swish and 5×5 kernels")
-    features_only: bool = _option(False, "--features-only", "no classifier; forward returns feature maps")
-    stem_stride: int = _option(2, "--stem-stride", "stride of the first convolution: 2 as the papers, "
-                               "1 for small (CIFAR-size, ≤ 64 px) inputs", choices=(1, 2))
-    bn_eps: float | None = _option(None, "--bn-eps", "BatchNorm epsilon (default per model)")
+    width_mult: float = flag_field(1.0, "--width", "width multiplier α (any positive number)")
+    resolution: int = flag_field(224, "--resolution", "nominal input size ρ·224 (≥ 32); costs use it")
+    num_classes: int = flag_field(1000, "--num-classes", "classifier outputs")
+    in_channels: int = flag_field(3, "--in-channels", "input image channels")
+    dropout: float | None = flag_field(None, "--dropout", "dropout before the classifier (default per model)")
+    padding: str = flag_field(
+        "torch",
+        "--padding",
+        "'torch' (symmetric k//2), 'same' (TensorFlow) or 'keras' "
+        "(Keras applications: 'same' plus fixed padding before strided depthwise layers)",
+        choices=PADDINGS,
+    )
+    depth_multiplier: int = flag_field(1, "--depth-multiplier", "MobileNetV1 depthwise channel multiplier")
+    activation: str | None = flag_field(
+        None,
+        "--activation",
+        "MobileNetV1 activation: relu (paper) or relu6 (Keras)",
+        choices=("relu", "relu6"),
+    )
+    minimalistic: bool = flag_field(
+        False, "--minimalistic", "MobileNetV3 without SE, hard-swish and 5×5 kernels"
+    )
+    features_only: bool = flag_field(False, "--features-only", "no classifier; forward returns feature maps")
+    stem_stride: int = flag_field(
+        2,
+        "--stem-stride",
+        "stride of the first convolution: 2 as the papers, 1 for small (CIFAR-size, ≤ 64 px) inputs",
+        choices=(1, 2),
+    )
+    bn_eps: float | None = flag_field(None, "--bn-eps", "BatchNorm epsilon (default per model)")
 
     def __post_init__(self) -> None:
         w = self.width_mult
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WIDTH_MULT:
-            raise ValueError(f"width_mult must be a positive number up to {MAX_WIDTH_MULT} "
-                             f"(e.g. 0.25, 0.5, 0.75, 1.0); got {w!r}")
+            raise ValueError(
+                f"width_mult must be a positive number up to {MAX_WIDTH_MULT} "
+                f"(e.g. 0.25, 0.5, 0.75, 1.0); got {w!r}"
+            )
         r = self.resolution
         if isinstance(r, bool) or not isinstance(r, int) or r < 32:
             raise ValueError(f"resolution must be an integer ≥ 32 (e.g. 128, 160, 192, 224); got {r!r}")
@@ -230,7 +373,9 @@ class ModelOptions:
         _check_positive_int("depth_multiplier", self.depth_multiplier)
         if self.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2; got {self.stem_stride!r}")
-        if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+        if self.dropout is not None and not (
+            isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1
+        ):
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
         _check_choice("padding", self.padding, PADDINGS)
         if self.activation is not None:

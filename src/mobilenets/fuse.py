@@ -27,7 +27,9 @@ def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
     if not norm.track_running_stats or norm.running_mean is None:
         raise ValueError("can only fold a BatchNorm that tracks running statistics")
     if norm.num_features != conv.out_channels:
-        raise ValueError(f"BatchNorm has {norm.num_features} channels but the convolution writes {conv.out_channels}")
+        raise ValueError(
+            f"BatchNorm has {norm.num_features} channels but the convolution writes {conv.out_channels}"
+        )
     # float64 for the folding arithmetic so the only float32 rounding left is the final cast.
     weight = conv.weight.double()
     gamma = norm.weight.double() if norm.affine else torch.ones_like(norm.running_var, dtype=torch.float64)

@@ -45,6 +45,15 @@ def keras_padding(kernel_size: int, stride: int, dilation: int = 1, depthwise: b
     return (before, after, before, after)
 
 
+def resolve_padding(padding: Padding, kernel_size: int, stride: int, dilation: int = 1,
+                    depthwise: bool = False) -> Padding:
+    """The padding one layer applies for a padding mode: "keras" becomes what Keras gives that layer
+    (`keras_padding`); every other mode already is one."""
+    if padding == "keras":
+        return keras_padding(kernel_size, stride, dilation, depthwise)
+    return padding
+
+
 class Conv2d(nn.Conv2d):
     """nn.Conv2d that also takes padding="same" with TensorFlow semantics at any stride,
     padding="torch" for PyTorch's usual symmetric dilation·(k-1)/2, and an explicit asymmetric
@@ -57,13 +66,15 @@ class Conv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: Padding = "torch", dilation: int = 1, groups: int = 1, bias: bool = False):
         explicit = None
-        if padding == "keras":  # a full convolution; DepthwiseConv2d resolves its own
-            padding = keras_padding(kernel_size, stride, dilation)
+        padding = resolve_padding(padding, kernel_size, stride, dilation,
+                                  depthwise=groups > 1 and groups == in_channels)
         if isinstance(padding, tuple):
             if len(padding) != 4 or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0
                                             for p in padding):
-                raise ValueError(f"explicit padding must be four non-negative ints (left, right, top, bottom); "
-                                 f"got {padding!r}")
+                raise ValueError(
+                    f"explicit padding must be four non-negative ints (left, right, top, bottom); "
+                    f"got {padding!r}"
+                )
             explicit, padding = padding, 0
         if padding == "torch":
             static: int | None = dilation * (kernel_size - 1) // 2
@@ -106,8 +117,6 @@ class DepthwiseConv2d(Conv2d):
                  dilation: int = 1, depth_multiplier: int = 1, bias: bool = False):
         if depth_multiplier < 1:
             raise ValueError(f"depth_multiplier must be ≥ 1; got {depth_multiplier}")
-        if padding == "keras":
-            padding = keras_padding(kernel_size, stride, dilation, depthwise=True)
         super().__init__(in_channels, in_channels * depth_multiplier, kernel_size, stride, padding, dilation,
                          groups=in_channels, bias=bias)
         self.depth_multiplier = depth_multiplier
@@ -165,9 +174,19 @@ class ConvNormAct(nn.Module):
         self.act = make_activation(activation)
 
     @classmethod
-    def standard(cls, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: Padding = "torch", dilation: int = 1, norm: str = "batchnorm", activation: str = "relu",
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> "ConvNormAct":
+    def standard(
+        cls,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: Padding = "torch",
+        dilation: int = 1,
+        norm: str = "batchnorm",
+        activation: str = "relu",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> "ConvNormAct":
         conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=norm == "none")
         return cls(conv, norm, activation, bn_eps, bn_momentum)
 
@@ -181,14 +200,31 @@ class DepthwiseSeparableConv2d(nn.Module):
     Replaces a standard K×K convolution at 1/N + 1/K² of its cost.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: Padding = "torch", dilation: int = 1, depth_multiplier: int = 1,
-                 norm: str = "batchnorm", activation: str = "relu", bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: Padding = "torch",
+        dilation: int = 1,
+        depth_multiplier: int = 1,
+        norm: str = "batchnorm",
+        activation: str = "relu",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         no_norm = norm == "none"  # without a norm layer a bias is the only shift the layer has
         self.dw = ConvNormAct(
-            DepthwiseConv2d(in_channels, kernel_size, stride, padding, dilation, depth_multiplier, bias=no_norm),
-            norm, activation, bn_eps, bn_momentum)
+            DepthwiseConv2d(
+                in_channels, kernel_size, stride, padding, dilation, depth_multiplier, bias=no_norm
+            ),
+            norm,
+            activation,
+            bn_eps,
+            bn_momentum,
+        )
         self.pw = ConvNormAct(PointwiseConv2d(in_channels * depth_multiplier, out_channels, bias=no_norm),
                               norm, activation, bn_eps, bn_momentum)
 
@@ -232,8 +268,13 @@ class InvertedResidual(nn.Module):
         if expanded_channels != in_channels:
             self.expand = ConvNormAct(PointwiseConv2d(in_channels, expanded_channels, bias=bias),
                                       norm, activation, bn_eps, bn_momentum)
-        self.dw = ConvNormAct(DepthwiseConv2d(expanded_channels, kernel_size, stride, padding, dilation, bias=bias),
-                              norm, activation, bn_eps, bn_momentum)
+        self.dw = ConvNormAct(
+            DepthwiseConv2d(expanded_channels, kernel_size, stride, padding, dilation, bias=bias),
+            norm,
+            activation,
+            bn_eps,
+            bn_momentum,
+        )
         self.se = SqueezeExcite(expanded_channels, se_channels) if se_channels else None
         self.project = ConvNormAct(PointwiseConv2d(expanded_channels, out_channels, bias=bias),
                                    norm, "none", bn_eps, bn_momentum)

@@ -1,4 +1,4 @@
-"""One `MobileNet` class that builds every version from a `ModelConfig`, and the model registry."""
+"""One `MobileNet` class that builds every version from a `ModelConfig`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from .config import BlockConfig, ModelConfig
+from .fuse import fuse_bn
 from .layers import ConvNormAct, DepthwiseSeparableConv2d, InvertedResidual, make_activation
-from .zoo import list_models, model_config
 
-__all__ = ["MobileNet", "ClassifierHead", "build_block", "create_model", "list_models"]
+__all__ = ["MobileNet", "ClassifierHead", "build_block"]
 
 MIN_INPUT_SIZE = 32  # five stride-2 stages: below 32 pixels the last stage has nothing left
 
@@ -18,22 +18,53 @@ def build_block(block: BlockConfig, config: ModelConfig) -> nn.Module:
     """The module for one body block; the single place where config fields meet layer arguments."""
     norm_args = dict(norm=config.norm, bn_eps=config.bn_eps, bn_momentum=config.bn_momentum)
     if block.kind == "conv":
-        return ConvNormAct.standard(block.in_channels, block.out_channels, block.kernel_size, block.stride,
-                                    config.padding, block.dilation, activation=block.activation, **norm_args)
+        return ConvNormAct.standard(
+            block.in_channels,
+            block.out_channels,
+            block.kernel_size,
+            block.stride,
+            config.padding,
+            block.dilation,
+            activation=block.activation,
+            **norm_args,
+        )
     if block.kind == "separable":
-        return DepthwiseSeparableConv2d(block.in_channels, block.out_channels, block.kernel_size, block.stride,
-                                        config.padding, block.dilation, block.depth_multiplier,
-                                        activation=block.activation, **norm_args)
-    return InvertedResidual(block.in_channels, block.out_channels, block.expanded_channels, block.kernel_size,
-                            block.stride, config.padding, block.dilation, block.activation, block.se_channels,
-                            **norm_args)
+        return DepthwiseSeparableConv2d(
+            block.in_channels,
+            block.out_channels,
+            block.kernel_size,
+            block.stride,
+            config.padding,
+            block.dilation,
+            block.depth_multiplier,
+            activation=block.activation,
+            **norm_args,
+        )
+    return InvertedResidual(
+        block.in_channels,
+        block.out_channels,
+        block.expanded_channels,
+        block.kernel_size,
+        block.stride,
+        config.padding,
+        block.dilation,
+        block.activation,
+        block.se_channels,
+        **norm_args,
+    )
 
 
 class ClassifierHead(nn.Module):
     """Global average pool → [hidden linear → activation] → dropout → linear classifier."""
 
-    def __init__(self, in_channels: int, num_classes: int, hidden_channels: int | None = None,
-                 hidden_activation: str = "none", dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        hidden_channels: int | None = None,
+        hidden_activation: str = "none",
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.hidden = nn.Linear(in_channels, hidden_channels) if hidden_channels else None
         self.hidden_act = make_activation(hidden_activation) if hidden_channels else None
@@ -59,8 +90,13 @@ class MobileNet(nn.Module):
         self.config = config
         self.features = nn.Sequential(*(build_block(block, config) for block in config.blocks))
         head = config.head
-        self.head = None if head is None else ClassifierHead(
-            head.in_channels, head.num_classes, head.hidden_channels, head.hidden_activation, head.dropout)
+        self.head = (
+            None
+            if head is None
+            else ClassifierHead(
+                head.in_channels, head.num_classes, head.hidden_channels, head.hidden_activation, head.dropout
+            )
+        )
         self.feature_info = config.feature_info()
         self._feature_blocks = {entry["block"] for entry in self.feature_info}
         self._init_weights()
@@ -85,17 +121,25 @@ class MobileNet(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
-            raise ValueError(f"{self.config.name} expects a 4-D batch (N, C, H, W); got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.config.name} expects a 4-D batch (N, C, H, W); got shape {tuple(x.shape)}"
+            )
         expected = next(self.parameters()).dtype
         if x.dtype != expected and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(f"{self.config.name} has {expected} weights but got a {x.dtype} batch; "
-                             f"convert it with x.to({expected}) (or the model with model.to({x.dtype}))")
+            raise ValueError(
+                f"{self.config.name} has {expected} weights but got a {x.dtype} batch; "
+                f"convert it with x.to({expected}) (or the model with model.to({x.dtype}))"
+            )
         if x.shape[1] != self.config.in_channels:
-            raise ValueError(f"{self.config.name} expects {self.config.in_channels} input channels "
-                             f"(in_channels={self.config.in_channels}); got {x.shape[1]} in shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.config.name} expects {self.config.in_channels} input channels "
+                f"(in_channels={self.config.in_channels}); got {x.shape[1]} in shape {tuple(x.shape)}"
+            )
         if x.shape[2] < MIN_INPUT_SIZE or x.shape[3] < MIN_INPUT_SIZE:
-            raise ValueError(f"{self.config.name} needs inputs of at least {MIN_INPUT_SIZE}×{MIN_INPUT_SIZE}; "
-                             f"got {x.shape[2]}×{x.shape[3]}")
+            raise ValueError(
+                f"{self.config.name} needs inputs of at least {MIN_INPUT_SIZE}×{MIN_INPUT_SIZE}; "
+                f"got {x.shape[2]}×{x.shape[3]}"
+            )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map (before the classifier head)."""
@@ -115,26 +159,9 @@ class MobileNet(nn.Module):
     def fuse_bn(self, inplace: bool = False) -> "MobileNet":
         """For inference: a copy (or this model, if inplace) in eval mode with every BatchNorm folded
         into the convolution before it (see `fuse.fuse_bn`)."""
-        from .fuse import fuse_bn
-
         return fuse_bn(self, inplace=inplace)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.head is None:
             return self.feature_maps(x)
         return self.head(self.forward_features(x))
-
-
-def create_model(name: str, weights: str | None = None, **options) -> MobileNet:
-    """Build a zoo model: `create_model("mobilenet_v1", width_mult=0.75, resolution=192)`.
-
-    Options are the fields of `config.ModelOptions`; `list_models()` names the models.
-    weights: None (random initialization), a published set such as "keras-imagenet" or
-    "torchvision-imagenet-v1" (`mobilenets.interop.list_weights()`), a weights file or a URL;
-    the model then follows the weights' conventions and is returned in eval mode.
-    """
-    if weights is not None:
-        from .interop.weights import pretrained_model  # imported on use: interop reads h5py, downloads
-
-        return pretrained_model(name, weights, options)
-    return MobileNet(model_config(name, **options))

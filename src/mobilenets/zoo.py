@@ -12,7 +12,9 @@ from typing import Callable
 from .config import BlockConfig, HeadConfig, ModelConfig, ModelOptions
 
 
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+def make_divisible(
+    value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9
+) -> int:
     """Round a channel count to the nearest multiple of `divisor`, never going more than 10% down.
 
     This is the rounding of the TensorFlow MobileNet reference code that Keras, torchvision and
@@ -53,7 +55,7 @@ MOBILENET_V1_BODY = (
 MOBILENET_V1_SHALLOW_ROWS = range(7, 12)  # the five 14×14×512 separable rows (Table 5)
 
 
-def _v1_config(name: str, options: ModelOptions, body: tuple, separable_as_conv: bool) -> ModelConfig:
+def _v1_config(name: str, options: ModelOptions, body: tuple) -> ModelConfig:
     if options.minimalistic:
         raise ValueError(f"minimalistic applies to mobilenet_v3_large/small only, not {name}")
     activation = options.activation or "relu"  # the paper uses ReLU; Keras uses ReLU6
@@ -62,35 +64,57 @@ def _v1_config(name: str, options: ModelOptions, body: tuple, separable_as_conv:
     for kind, paper_channels, stride in body:
         out_channels = int(paper_channels * options.width_mult)  # paper §4.2: αM, αN, truncated as Keras
         if out_channels < 1:
-            raise ValueError(f"width_mult {options.width_mult} leaves a layer of {paper_channels} channels with none")
-        if kind == "separable" and not separable_as_conv:
+            raise ValueError(
+                f"width_mult {options.width_mult} leaves a layer of {paper_channels} channels with none"
+            )
+        if kind == "separable":
             blocks.append(BlockConfig("separable", channels, out_channels, 3, stride, activation=activation,
                                       depth_multiplier=options.depth_multiplier))
-        else:  # the stem, or Table 4's full-convolution twin: one 3×3 convolution instead of the pair
+        else:  # the stem
             blocks.append(BlockConfig("conv", channels, out_channels, 3, stride, activation=activation))
         channels = out_channels
     # The paper relies on little regularisation for small models (§4); default: no dropout.
     head = None if options.features_only else HeadConfig(
         channels, options.num_classes, dropout=0.0 if options.dropout is None else options.dropout)
-    return ModelConfig(name, tuple(blocks), head, in_channels=options.in_channels, resolution=options.resolution,
-                       padding=options.padding, bn_eps=options.bn_eps or 1e-5, width_mult=options.width_mult)
+    return ModelConfig(
+        name,
+        tuple(blocks),
+        head,
+        in_channels=options.in_channels,
+        resolution=options.resolution,
+        padding=options.padding,
+        bn_eps=options.bn_eps or 1e-5,
+        width_mult=options.width_mult,
+    )
+
+
+def full_conv_twin(config: ModelConfig) -> ModelConfig | None:
+    """`config` with every depthwise separable block replaced by one standard K×K convolution
+    (MobileNet paper Table 4), or None when the model has no separable blocks (V2/V3)."""
+    if not any(block.kind == "separable" for block in config.blocks):
+        return None
+    blocks = tuple(
+        dataclasses.replace(block, kind="conv", depth_multiplier=1) if block.kind == "separable" else block
+        for block in config.blocks)
+    name = config.name if config.name.startswith("conv_") else f"conv_{config.name}"
+    return config.replace(name=name, blocks=blocks)
 
 
 def mobilenet_v1_config(options: ModelOptions) -> ModelConfig:
-    return _v1_config("mobilenet_v1", options, MOBILENET_V1_BODY, separable_as_conv=False)
+    return _v1_config("mobilenet_v1", options, MOBILENET_V1_BODY)
 
 
 def conv_mobilenet_v1_config(options: ModelOptions) -> ModelConfig:
     """Table 4's "Conv MobileNet": every depthwise separable pair replaced by one full 3×3 conv."""
     if options.depth_multiplier != 1:
         raise ValueError("depth_multiplier applies to separable blocks; conv_mobilenet_v1 has none")
-    return _v1_config("conv_mobilenet_v1", options, MOBILENET_V1_BODY, separable_as_conv=True)
+    return full_conv_twin(_v1_config("conv_mobilenet_v1", options, MOBILENET_V1_BODY))
 
 
 def shallow_mobilenet_v1_config(options: ModelOptions) -> ModelConfig:
     """Table 5's "Shallow MobileNet": the five 14×14×512 separable blocks removed."""
     body = tuple(row for i, row in enumerate(MOBILENET_V1_BODY) if i not in MOBILENET_V1_SHALLOW_ROWS)
-    return _v1_config("shallow_mobilenet_v1", options, body, separable_as_conv=False)
+    return _v1_config("shallow_mobilenet_v1", options, body)
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,8 +144,17 @@ def mobilenet_v2_config(options: ModelOptions) -> ModelConfig:
     for expand_ratio, paper_channels, repeats, first_stride in MOBILENET_V2_BODY:
         out_channels = make_divisible(int(paper_channels * width))  # Keras rounds int(c·α)
         for i in range(repeats):
-            blocks.append(BlockConfig("inverted_residual", channels, out_channels, 3, first_stride if i == 0 else 1,
-                                      activation="relu6", expanded_channels=channels * expand_ratio))
+            blocks.append(
+                BlockConfig(
+                    "inverted_residual",
+                    channels,
+                    out_channels,
+                    3,
+                    first_stride if i == 0 else 1,
+                    activation="relu6",
+                    expanded_channels=channels * expand_ratio,
+                )
+            )
             channels = out_channels
     # The paper keeps 1280 for α < 1 ("we do not apply the width multiplier to the last
     # convolutional layer") and scales it above 1, as Keras and torchvision do.
@@ -197,8 +230,18 @@ def _v3_config(name: str, options: ModelOptions, body: tuple) -> ModelConfig:
         # reference TF code, Keras and timm do (they agree with the table at α = 1).
         expanded = make_divisible(channels * paper_expanded / paper_in)
         se = make_divisible(expanded / 4) if use_se and not minimal else None  # V3 §5.3: 1/4 of expansion
-        blocks.append(BlockConfig("inverted_residual", channels, out_channels, 3 if minimal else kernel, stride,
-                                  activation=nonlinearity(code), expanded_channels=expanded, se_channels=se))
+        blocks.append(
+            BlockConfig(
+                "inverted_residual",
+                channels,
+                out_channels,
+                3 if minimal else kernel,
+                stride,
+                activation=nonlinearity(code),
+                expanded_channels=expanded,
+                se_channels=se,
+            )
+        )
         channels, paper_in = out_channels, paper_out
     last_conv = make_divisible(channels * 6)
     blocks.append(BlockConfig("conv", channels, last_conv, 1, 1, activation=nonlinearity("HS")))
@@ -209,9 +252,18 @@ def _v3_config(name: str, options: ModelOptions, body: tuple) -> ModelConfig:
         last_conv, options.num_classes, hidden_channels=hidden, hidden_activation=nonlinearity("HS"),
         dropout=0.2 if options.dropout is None else options.dropout)
     # torchvision and the TF reference use BN epsilon 1e-3 for V3.
-    return ModelConfig(name, tuple(blocks), head, in_channels=options.in_channels, resolution=options.resolution,
-                       padding=options.padding, bn_eps=options.bn_eps or 1e-3, bn_momentum=0.01, width_mult=width,
-                       extra={"minimalistic": True} if minimal else {})
+    return ModelConfig(
+        name,
+        tuple(blocks),
+        head,
+        in_channels=options.in_channels,
+        resolution=options.resolution,
+        padding=options.padding,
+        bn_eps=options.bn_eps or 1e-3,
+        bn_momentum=0.01,
+        width_mult=width,
+        extra={"minimalistic": True} if minimal else {},
+    )
 
 
 def mobilenet_v3_large_config(options: ModelOptions) -> ModelConfig:

@@ -14,8 +14,19 @@ import triton
 import triton.language as tl
 
 from .reference import activation_code
-from .triton_common import (activate, activation_grad, config_grid, empty_like_layout, load_tap,
-                            memory_format, output_size, pixel_coords, program_tile, tile_grid, tuned)
+from .triton_common import (
+    activate,
+    activation_grad,
+    config_grid,
+    empty_like_layout,
+    load_tap,
+    memory_format,
+    output_size,
+    pixel_coords,
+    program_tile,
+    tile_grid,
+    tuned,
+)
 
 
 @triton.jit

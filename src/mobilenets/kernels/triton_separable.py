@@ -22,8 +22,17 @@ import triton
 import triton.language as tl
 
 from .reference import activation_code
-from .triton_common import (INTERPRET, activate, config_grid, empty_like_layout, load_tap, output_size,
-                            program_tile, tile_grid, tuned)
+from .triton_common import (
+    INTERPRET,
+    activate,
+    config_grid,
+    empty_like_layout,
+    load_tap,
+    output_size,
+    program_tile,
+    tile_grid,
+    tuned,
+)
 from .triton_depthwise import taps_by_channel
 
 

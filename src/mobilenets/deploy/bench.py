@@ -1,7 +1,8 @@
 """CPU inference benchmark: median latency and images/s of one model on several backends, and of
 its full-convolution twin, measured side by side in one process.
 
-    mobilenets bench --model mobilenet_v1 --backend torch,torch-channels-last,onnxruntime --batch 1,32 --threads 2
+    mobilenets bench --model mobilenet_v1 --backend torch,torch-channels-last,onnxruntime \
+        --batch-size 1,32 --threads 2
 
 Method (the machine is shared and noisy, so only side-by-side numbers are comparable):
 - every backend gets the same NCHW float32 batch and returns logits; any layout change
@@ -27,9 +28,6 @@ Backends (each the library's best path of its kind):
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -41,12 +39,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import ModelConfig
-from .cost import cost
-from .export import (INT8_DEFAULT, ModelSource, export_onnx, list_images, load_images, load_source, ort_session,
-                     quantize_int8)
-from .fuse import fuse_bn
-from .models import MobileNet
+from ..costs.analysis import cost
+from ..fuse import fuse_bn
+from ..models import MobileNet
+from ..zoo import full_conv_twin
+from .export import INT8_DEFAULT, ModelSource, export_onnx, ort_session, quantize_int8
 from .timing import Runner, time_interleaved
 
 BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", "onnxruntime", "onnxruntime-int8")
@@ -89,21 +86,6 @@ def machine_description() -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# The full-convolution twin
-# --------------------------------------------------------------------------------------------
-def full_conv_twin(config: ModelConfig) -> ModelConfig | None:
-    """`config` with every depthwise separable block replaced by one standard K×K convolution
-    (MobileNet paper Table 4), or None when the model has no separable blocks (V2/V3)."""
-    if not any(block.kind == "separable" for block in config.blocks):
-        return None
-    blocks = tuple(
-        dataclasses.replace(block, kind="conv", depth_multiplier=1) if block.kind == "separable" else block
-        for block in config.blocks)
-    name = config.name if config.name.startswith("conv_") else f"conv_{config.name}"
-    return config.replace(name=name, blocks=blocks)
-
-
-# --------------------------------------------------------------------------------------------
 # Runners: one callable per (model, backend, batch), each taking the NCHW batch it is given
 # --------------------------------------------------------------------------------------------
 @dataclass
@@ -129,7 +111,9 @@ class PreparedModel:
 
     def onnx_float(self) -> Path:
         path = self.workdir / f"{self.model.config.name}.onnx"
-        return self.get("onnx", lambda: export_onnx(self.model, path, resolution=self.resolution, dynamic_batch=True))
+        return self.get(
+            "onnx", lambda: export_onnx(self.model, path, resolution=self.resolution, dynamic_batch=True)
+        )
 
     def onnx_int8(self) -> Path:
         def build() -> Path:
@@ -137,7 +121,9 @@ class PreparedModel:
             if calibration is None:  # for timing only: the scales do not change the speed
                 size = self.resolution
                 calibration = np.random.default_rng(0).standard_normal(
-                    (SYNTHETIC_CALIBRATION_IMAGES, self.model.config.in_channels, size, size), dtype=np.float32)
+                    (SYNTHETIC_CALIBRATION_IMAGES, self.model.config.in_channels, size, size),
+                    dtype=np.float32,
+                )
             path = self.workdir / f"{self.model.config.name}.int8.onnx"
             return quantize_int8(self.onnx_float(), path, calibration, INT8_DEFAULT)
         return self.get("int8", build)
@@ -230,7 +216,10 @@ class BenchReport:
         rows = []
         for backend in self.settings["backends"]:
             for batch in self.settings["batches"]:
-                fast, slow = self.result(model["name"], backend, batch), self.result(twin["name"], backend, batch)
+                fast, slow = (
+                    self.result(model["name"], backend, batch),
+                    self.result(twin["name"], backend, batch),
+                )
                 measured = None if fast.error or slow.error else slow.median_ms / fast.median_ms
                 fraction = None if measured is None else measured / theory
                 rows.append({"backend": backend, "batch": batch, "measured": _round(measured),
@@ -242,9 +231,17 @@ class BenchReport:
                 "results": [m.to_dict() for m in self.results], "speedups": self.speedups()}
 
 
-def run_benchmark(source: ModelSource, backends: tuple[str, ...] = DEFAULT_BACKENDS, batches: tuple[int, ...] = (1,),
-                  threads: int = 2, repeats: int = 10, warmup: int = 3, twin: bool = True,
-                  calibration: np.ndarray | None = None, seed: int = 0) -> BenchReport:
+def run_benchmark(
+    source: ModelSource,
+    backends: tuple[str, ...] = DEFAULT_BACKENDS,
+    batches: tuple[int, ...] = (1,),
+    threads: int = 2,
+    repeats: int = 10,
+    warmup: int = 3,
+    twin: bool = True,
+    calibration: np.ndarray | None = None,
+    seed: int = 0,
+) -> BenchReport:
     """Time `source.model` (and its full-convolution twin) on every backend and batch size."""
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
@@ -268,7 +265,9 @@ def run_benchmark(source: ModelSource, backends: tuple[str, ...] = DEFAULT_BACKE
     try:
         with tempfile.TemporaryDirectory(prefix="mobilenets-bench-") as workdir:
             generator = torch.Generator().manual_seed(seed)
-            inputs = {b: torch.randn(b, model.config.in_channels, size, size, generator=generator) for b in batches}
+            inputs = {
+                b: torch.randn(b, model.config.in_channels, size, size, generator=generator) for b in batches
+            }
             runners: dict[tuple, Runner] = {}
             results: dict[tuple, Measurement] = {}
             for net, _ in models:
@@ -287,14 +286,25 @@ def run_benchmark(source: ModelSource, backends: tuple[str, ...] = DEFAULT_BACKE
     for key, seconds in times.items():
         results[key].times_ms = [1e3 * s for s in seconds]
 
-    settings = {"backends": list(backends), "batches": list(batches), "threads": threads, "repeats": repeats,
-                "warmup": warmup, "resolution": size, "dtype": "float32 in and out (int8 inside onnxruntime-int8)",
-                "input": "NCHW float32; channels_last backends convert inside the timed call",
-                "int8_calibration": "none" if "onnxruntime-int8" not in backends else
-                ("given images" if calibration is not None else "synthetic (random normal), for timing only"),
-                "source": source.label, "twin": twin, "onnxruntime_spinning": False,
-                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
-                "load_average_before": load_before, "load_average_after": _load_average()}
+    settings = {
+        "backends": list(backends),
+        "batches": list(batches),
+        "threads": threads,
+        "repeats": repeats,
+        "warmup": warmup,
+        "resolution": size,
+        "dtype": "float32 in and out (int8 inside onnxruntime-int8)",
+        "input": "NCHW float32; channels_last backends convert inside the timed call",
+        "int8_calibration": "none"
+        if "onnxruntime-int8" not in backends
+        else ("given images" if calibration is not None else "synthetic (random normal), for timing only"),
+        "source": source.label,
+        "twin": twin,
+        "onnxruntime_spinning": False,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
+        "load_average_before": load_before,
+        "load_average_after": _load_average(),
+    }
     model_rows = []
     for net, role in models:
         report = cost(net.config, resolution=size)
@@ -343,64 +353,8 @@ def render_text(report: BenchReport) -> str:
                                  f"{row['measured']:.2f}× ({100 * row['fraction_of_theory']:.0f}% of theory)")
             lines.append(line)
     if len(names) == 1 and s["twin"]:
-        lines += ["", f"({names[0]} has no depthwise separable blocks, so no full-convolution twin to compare)"]
+        lines += [
+            "",
+            f"({names[0]} has no depthwise separable blocks, so no full-convolution twin to compare)",
+        ]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line: `mobilenets bench`
-# --------------------------------------------------------------------------------------------
-def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
-    from .cli import add_model_options
-
-    p = subparsers.add_parser("bench", help="CPU latency per backend, side by side, against the full-conv twin")
-    p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
-                   help="a zoo model name (random weights) or a checkpoint file")
-    p.add_argument("--backend", default=",".join(DEFAULT_BACKENDS),
-                   help=f"comma-separated, from: {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})")
-    p.add_argument("--batch", default="1", help="comma-separated batch sizes (default: 1)")
-    p.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
-    p.add_argument("--repeats", type=int, default=10, help="timed rounds; the median is reported (default 10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls per runner first (default 3)")
-    p.add_argument("--no-twin", dest="twin", action="store_false",
-                   help="skip the full-convolution twin (conv_mobilenet_v1 for the V1 family)")
-    p.add_argument("--calibration", metavar="DATA",
-                   help="image folder to calibrate onnxruntime-int8 (default: random images; speed only)")
-    p.add_argument("--calibration-images", type=int, default=128, metavar="N")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_model_options(p)
-    p.set_defaults(run=run_bench)
-    return p
-
-
-def _int_list(flag: str, text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"{flag} takes comma-separated positive integers, e.g. 1,32; got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"{flag} takes comma-separated positive integers, e.g. 1,32; got {text!r}")
-    return values
-
-
-def run_bench(args: argparse.Namespace) -> str:
-    from .cli import model_options_from_args
-
-    backends = tuple(part.strip() for part in args.backend.split(",") if part.strip())
-    unknown = [b for b in backends if b not in BACKENDS]
-    if unknown or not backends:
-        raise ValueError(f"unknown backend {(unknown or [args.backend])[0]!r}; available: {', '.join(BACKENDS)}")
-    batches = _int_list("--batch", args.batch)
-    if args.warmup < 0:
-        raise ValueError(f"--warmup must be 0 or more; got {args.warmup}")
-    if args.calibration_images < 1:
-        raise ValueError(f"--calibration-images must be a positive integer; got {args.calibration_images}")
-    source = load_source(args.model, model_options_from_args(args))
-    calibration = None
-    if args.calibration:
-        folder = list_images(args.calibration)
-        order = np.random.default_rng(0).permutation(len(folder.paths))[:args.calibration_images]
-        calibration = load_images([folder.paths[i] for i in order], source.preprocessing)
-    report = run_benchmark(source, backends, batches, threads=args.threads, repeats=args.repeats,
-                           warmup=args.warmup, twin=args.twin, calibration=calibration)
-    return json.dumps(report.to_dict(), indent=2) if args.json else render_text(report)

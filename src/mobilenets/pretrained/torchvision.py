@@ -19,8 +19,16 @@ from typing import Any
 from ..config import ModelConfig
 from ..models import MobileNet
 from .imagenet import IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, preprocessing
-from .mapping import Slot, WeightMismatch, check_all_used, first_success, is_last_conv, load_slots, source_config, \
-    width_candidates
+from .slots import (
+    Slot,
+    WeightMismatch,
+    check_all_used,
+    first_success,
+    is_last_conv,
+    load_slots,
+    source_config,
+    width_candidates,
+)
 from .statedict import fetcher, file_stem, read_state_dict, weight_keys
 
 MODELS = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
@@ -56,7 +64,12 @@ def torchvision_module_name(name: str, config: ModelConfig, slot: Slot) -> str:
     if slot.block == 0 or is_last_conv(config, slot):
         return f"features.{slot.block}.{unit}"
     block = config.blocks[slot.block]
-    order = (["expand"] if block.has_expansion else []) + ["dw"] + (["se"] if block.se_channels else []) + ["project"]
+    order = (
+        (["expand"] if block.has_expansion else [])
+        + ["dw"]
+        + (["se"] if block.se_channels else [])
+        + ["project"]
+    )
     if name == "mobilenet_v2":
         base = f"features.{slot.block}.conv"
         if slot.part == "project":  # a bare conv then a bare BatchNorm, not a Conv2dNormActivation
@@ -99,12 +112,24 @@ def from_torchvision(source: Any, name: str | None = None, width_mult: float | N
     }
 
     def convert(width: float) -> MobileNet:
-        config = source_config(name, width_mult=width, num_classes=num_classes, resolution=224, padding="torch",
-                               bn_eps=bn_eps, bn_momentum=bn_momentum, dropout=0.2, extra=extra)
+        config = source_config(
+            name,
+            width_mult=width,
+            num_classes=num_classes,
+            resolution=224,
+            padding="torch",
+            bn_eps=bn_eps,
+            bn_momentum=bn_momentum,
+            dropout=0.2,
+            extra=extra,
+        )
         model = MobileNet(config)
         used: set[str] = set()
-        load_slots(model, fetcher(state, lambda slot: torchvision_module_name(name, config, slot), config, label, used),
-                   label)
+        load_slots(
+            model,
+            fetcher(state, lambda slot: torchvision_module_name(name, config, slot), config, label, used),
+            label,
+        )
         check_all_used(weight_keys(state), used, label, config)
         return model.eval()
 

@@ -10,12 +10,26 @@ import argparse
 import dataclasses
 import json
 import sys
-import typing
 import warnings
+from pathlib import Path
 
-from .cost import FORMATS, cost, render
-from .config import ModelOptions
-from .zoo import list_models, model_config
+from ..checkpoint import read_header
+from ..costs.analysis import FORMATS, cost, render
+from ..pretrained.weights import bundled_checkpoint
+from ..training.compare import compare_twins, format_compare
+from ..training.evaluate import evaluate_checkpoint, predict
+from ..training.train import Diverged, Interrupted, TrainConfig, train
+from ..zoo import list_models, model_config
+from .deploy import configure_bench_parser, configure_export_parser
+from .options import (
+    add_dataclass_options,
+    add_model_options,
+    flag_names,
+    model_options_from_args,
+    options_from_args,
+)
+from .output import render_top_k
+from .pretrained import configure_convert_parser, configure_predict_weights, run_predict_weights
 
 EXIT_IO = 1  # the machine refused: disk full, permissions, read-only file system, output in use
 EXIT_USAGE = 2  # bad input: argparse's own convention
@@ -27,53 +41,13 @@ class CLIError(Exception):
     """A user mistake: printed as one line on stderr, exit code 2."""
 
 
-def _option_type(owner: type, field: dataclasses.Field):
-    hint = typing.get_type_hints(owner)[field.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return args[0]
-
-
-def add_dataclass_options(parser: argparse.ArgumentParser, owner: type, title: str) -> None:
-    """One flag per field of the dataclass `owner` that carries a "flag" in its metadata.
-
-    Defaults are None ("not set"), so each function keeps its own defaults for what the user
-    did not say; `options_from_args` collects what was set.
-    """
-    group = parser.add_argument_group(title)
-    for field in dataclasses.fields(owner):
-        meta = field.metadata
-        if "flag" not in meta:
-            continue
-        kind = _option_type(owner, field)
-        if kind is bool:
-            action = argparse.BooleanOptionalAction if meta.get("negatable") else meta.get("action", "store_true")
-            group.add_argument(meta["flag"], dest=field.name, action=action, default=None,
-                               help=meta["help"].replace("%", "%%"))  # argparse formats help with %
-        else:
-            group.add_argument(meta["flag"], dest=field.name, type=kind, default=None, metavar=field.name.upper(),
-                               choices=meta.get("choices"),
-                               help=f"{meta['help']} (default: {field.default})".replace("%", "%%"))
-
-
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    add_dataclass_options(parser, ModelOptions, "model options")
-
-
-def options_from_args(args: argparse.Namespace, owner: type) -> dict:
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(owner)
-            if "flag" in f.metadata and getattr(args, f.name, None) is not None}
-
-
-def model_options_from_args(args: argparse.Namespace) -> dict:
-    """The model options the user set (unset flags keep each model's own defaults)."""
-    return options_from_args(args, ModelOptions)
-
-
 def run_list(args: argparse.Namespace) -> str:
     lines = []
     for name in list_models():
         report = cost(name)
-        lines.append(f"{name:<22} {report.mult_adds / 1e6:8.1f}M mult-adds {report.params / 1e6:6.2f}M params")
+        lines.append(
+            f"{name:<22} {report.mult_adds / 1e6:8.1f}M mult-adds {report.params / 1e6:6.2f}M params"
+        )
     return "\n".join(lines)
 
 
@@ -90,39 +64,46 @@ def run_config(args: argparse.Namespace) -> str:
     return json.dumps(model_config(args.model, **model_options_from_args(args)).to_dict(), indent=2)
 
 
-def _train_config(args: argparse.Namespace, **defaults) -> "TrainConfig":
-    from .train import TrainConfig
-
+def _train_config(args: argparse.Namespace, **defaults) -> TrainConfig:
     values = {**defaults, **options_from_args(args, TrainConfig)}
+    model_options = {**values.pop("model_options", {}), **model_options_from_args(args)}
     if getattr(args, "model", None):
         values["model"] = args.model
-    return TrainConfig(**values, model_options=model_options_from_args(args))
+    return TrainConfig(**values, model_options=model_options)
+
+
+def _resumed_run(args: argparse.Namespace) -> dict:
+    """With --resume, the options the command does not repeat are those of the run it continues
+    (so `--out DIR --resume` is enough, and a changed default never breaks an old run)."""
+    if not args.resume:
+        return {}
+    last = Path(args.out or TrainConfig.out) / "last.safetensors"
+    if not last.is_file():
+        return {}  # train() says what is missing
+    saved = read_header(last).get("train_config") or {}
+    names = {field.name for field in dataclasses.fields(TrainConfig)} - {"resume", "out"}
+    return {name: value for name, value in saved.items() if name in names}
 
 
 def run_train(args: argparse.Namespace) -> str:
-    from .train import train
-
-    if args.model not in list_models():
-        raise ValueError(f"unknown model {args.model!r}; available: {', '.join(list_models())}")
-    result = train(_train_config(args))
+    config = _train_config(args, **_resumed_run(args))
+    if config.model not in list_models():
+        raise ValueError(f"unknown model {config.model!r}; available: {', '.join(list_models())}")
+    result = train(config)
     if result["rank"] != 0:  # under torchrun rank 0 alone reports
         return ""
     if result["epochs_trained"] == 0:
         return f"nothing to do: {result['out']} already holds all {len(result['history'])} epochs"
     last = result["history"][-1]
     skipped = f"; skipped {result['skipped_images']} unreadable images" if result["skipped_images"] else ""
-    return (f"trained {args.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
-            f"(best {100 * result['best_val_top1']:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
-            f"checkpoints, metrics.csv/jsonl and curves.png in {result['out']}")
+    return (
+        f"trained {args.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
+        f"(best {100 * result['best_val_top1']:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
+        f"checkpoints, metrics.csv/jsonl and curves.png in {result['out']}"
+    )
 
 
 def run_eval(args: argparse.Namespace) -> str:
-    from pathlib import Path
-
-    from .evaluate import evaluate_checkpoint
-
-    from .interop.weights import bundled_checkpoint
-
     checkpoint = args.checkpoint
     if not Path(checkpoint).exists() and bundled_checkpoint(checkpoint) is not None:
         checkpoint = bundled_checkpoint(checkpoint)  # weights this project trained and ships, e.g. cifar10
@@ -134,51 +115,57 @@ def run_eval(args: argparse.Namespace) -> str:
     if args.json:
         return json.dumps(metrics, indent=2)
     width = max(len(n) for n in metrics["class_names"])
-    lines = [f"{metrics['images']} images ({args.split} split of {args.data})",
-             f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  loss {metrics['loss']:.4f}",
-             "per-class accuracy:"]
-    lines += [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in zip(metrics["class_names"], metrics["per_class"])]
+    lines = [
+        f"{metrics['images']} images ({args.split} split of {args.data})",
+        f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  loss {metrics['loss']:.4f}",
+        "per-class accuracy:",
+    ]
+    lines += [
+        f"  {name:<{width}}  {100 * acc:6.2f}%"
+        for name, acc in zip(metrics["class_names"], metrics["per_class"])
+    ]
     lines.append(f"confusion matrix: {png}")
     return "\n".join(lines)
 
 
 def run_predict(args: argparse.Namespace) -> str:
     if args.weights:
-        from .interop.cli import run_predict_weights
-
         return run_predict_weights(args, args.inputs)
     if len(args.inputs) < 2:
         raise ValueError("predict needs a checkpoint and at least one image (or --weights and images)")
-    from .evaluate import predict
-
     checkpoint, images = args.inputs[0], args.inputs[1:]
-    lines = []
-    for result in predict(checkpoint, images, args.top_k):
-        lines.append(result["image"])
-        lines += [f"  {100 * p:6.2f}%  {name}" for name, p in result["top"]]
-    return "\n".join(lines)
+    return render_top_k(predict(checkpoint, images, args.top_k))
 
 
 COMPARE_DEFAULTS = {"epochs": 5, "batch_size": 32, "lr": 0.1, "out": "runs/compare"}
 
 
 def run_compare(args: argparse.Namespace) -> str:
-    from .compare import format_compare, run_compare
-
     options = model_options_from_args(args)
     options.setdefault("width_mult", 0.5)
     recipe = _train_config(args, **COMPARE_DEFAULTS)
     recipe = dataclasses.replace(recipe, model_options=options)
-    return format_compare(run_compare(recipe))
+    return format_compare(compare_twins(recipe))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mobilenets", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="mobilenets",
+        description="MobileNets: models and their cost, training, published weights, deployment.",
+        epilog="`mobilenets COMMAND --help` describes each command's flags.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
-    sub.add_parser("list", help="the models in the registry with their cost at 224").set_defaults(run=run_list)
+    sub.add_parser("list", help="the models in the registry, with their cost at 224").set_defaults(
+        run=run_list
+    )
 
-    p = sub.add_parser("cost", help="per-layer params and mult-adds computed from the architecture")
+    p = sub.add_parser("config", help="a model's config as JSON")
+    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    add_model_options(p)
+    p.set_defaults(run=run_config)
+
+    p = sub.add_parser("cost", help="per-layer params and mult-adds of a model")
     p.add_argument("model", help=f"one of: {', '.join(list_models())}")
     p.add_argument("--by-type", action="store_true", help="breakdown by layer type (paper Table 2)")
     p.add_argument("--compare", metavar="MODEL", help="a second model, with the same options, side by side")
@@ -186,32 +173,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(run=run_cost)
 
-    p = sub.add_parser("config", help="print a model's config as JSON")
-    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
-    add_model_options(p)
-    p.set_defaults(run=run_config)
-
-    from .train import TrainConfig
-
-    p = sub.add_parser("train", help="train a model on an image folder, CIFAR-10 or the built-in digits")
-    p.add_argument("--model", default="mobilenet_v1", help=f"one of: {', '.join(list_models())}")
+    p = sub.add_parser("train", help="train on an image folder, CIFAR-10 or digits")
+    p.add_argument("--model", help=f"one of: {', '.join(list_models())} (default: mobilenet_v1, or with "
+                                   "--resume the run's own)")
     add_dataclass_options(p, TrainConfig, "training options")
     add_model_options(p)
     p.set_defaults(run=run_train)
 
-    p = sub.add_parser("eval", help="top-1/top-5, per-class accuracy and confusion matrix of a checkpoint")
+    p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint file, or weights this project ships (cifar10)")
     p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")
     p.add_argument("--split", default="val", choices=("val", "all"),
                    help="val: the checkpoint's own validation split; all: every image of --data")
-    p.add_argument("--confusion", metavar="PNG", help="where to write the confusion matrix (default: beside the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--confusion",
+        metavar="PNG",
+        help="where to write the confusion matrix (default: beside the checkpoint)",
+    )
+    p.add_argument(
+        *flag_names("--batch-size"), type=int, default=256, help="images per forward pass (default 256)"
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.add_argument("--skip-bad-images", action="store_true", help="warn about and skip unreadable images")
     p.set_defaults(run=run_eval)
-
-    from .interop.cli import configure_convert_parser, configure_predict_weights
 
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
@@ -220,20 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     configure_predict_weights(p)
     p.set_defaults(run=run_predict)
 
-    configure_convert_parser(sub)
-
-    from .bench import configure_bench_parser
-    from .export import configure_export_parser
-
-    configure_export_parser(sub)
-    configure_bench_parser(sub)
-
-    p = sub.add_parser("compare", help="train MobileNetV1 and its full-convolution twin alike; compare cost, "
-                                       "speed and accuracy (paper Table 4)")
+    p = sub.add_parser(
+        "compare",
+        help="MobileNetV1 against its full-conv twin (Table 4)",
+        description="Train MobileNetV1 and its full-convolution twin alike; compare cost, speed "
+        "and accuracy (paper Table 4).",
+    )
     add_dataclass_options(p, TrainConfig, "training options (compare defaults: " +
                           ", ".join(f"{k}={v}" for k, v in COMPARE_DEFAULTS.items()) + ", width 0.5)")
     add_model_options(p)
     p.set_defaults(run=run_compare)
+    configure_convert_parser(sub)
+    configure_export_parser(sub)
+    configure_bench_parser(sub)
     return parser
 
 
@@ -245,8 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning  # the user needs the message, not our source line
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .train import Diverged, Interrupted
-
     try:
         output = args.run(args)
     except (ValueError, FileNotFoundError, CLIError) as error:
@@ -268,6 +250,3 @@ def main(argv: list[str] | None = None) -> int:
         print(output)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -145,8 +145,14 @@ class DataBundle:
 
     @property
     def preprocessing(self) -> dict:
-        return {"size": self.image_size, "mean": list(self.mean), "std": list(self.std),
-                "resize": self.image_size if isinstance(self.train, MemoryImages) else round(self.image_size / 0.875)}
+        return {
+            "size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": self.image_size
+            if isinstance(self.train, MemoryImages)
+            else round(self.image_size / 0.875),
+        }
 
 
 def held_out_split(count: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,26 +172,34 @@ def scan_image_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
     resolved_root = root.resolve()
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if resolved_root.is_relative_to(class_dir.resolve()):  # a link to the data folder or above it
-            raise DataError(f"class folder {class_dir} links to {class_dir.resolve()}, which holds the data "
-                            f"folder itself: every image would be a second time in class {class_dir.name!r}; "
-                            f"remove the link")
-        files = sorted(str(f) for f in class_dir.rglob("*")
-                       if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() and not f.name.startswith("."))
+            raise DataError(
+                f"class folder {class_dir} links to {class_dir.resolve()}, which holds the data "
+                f"folder itself: every image would be a second time in class {class_dir.name!r}; "
+                f"remove the link"
+            )
+        files = sorted(
+            str(f)
+            for f in class_dir.rglob("*")
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() and not f.name.startswith(".")
+        )
         if not files:
             continue
         labels += [len(class_names)] * len(files)
         class_names.append(class_dir.name)
         paths += files
     if not paths:
-        raise DataError(f"no images found in {root}: expected class subfolders holding "
-                        f"{'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} files")
+        raise DataError(
+            f"no images found in {root}: expected class subfolders holding "
+            f"{'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} files"
+        )
     if len(class_names) < 2:
         raise DataError(f"{root} has a single class ({class_names[0]}); classification needs at least 2")
     return class_names, paths, labels
 
 
-def _decode_all(paths: Sequence[str], max_side: int, skip_bad_images: bool,
-                workers: int) -> tuple[torch.Tensor, list[int]]:
+def _decode_all(
+    paths: Sequence[str], max_side: int, skip_bad_images: bool, workers: int
+) -> tuple[torch.Tensor, list[int]]:
     """Decode every file (in worker processes for large trees), any larger than max_side shrunk to
     fit it; returns images and kept indices."""
     decoded = _map_files(_decode_small, [(p, max_side) for p in paths], workers)
@@ -197,8 +211,9 @@ def _decode_all(paths: Sequence[str], max_side: int, skip_bad_images: bool,
             kept.append(index)
             arrays.append(result)
     if errors and not skip_bad_images:
-        raise DataError(f"{errors[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
-                        + f"; {SKIP_HINT}")
+        raise DataError(
+            f"{errors[0]}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "") + f"; {SKIP_HINT}"
+        )
     if errors:
         warnings.warn(f"skipped {len(errors)} unreadable image(s), e.g. {errors[0]}", stacklevel=3)
     shapes = {a.shape for a in arrays}
@@ -225,7 +240,9 @@ def readable_files(data: "FileImages", skip_bad_images: bool, workers: int) -> t
     reasons = _map_files(unreadable_reason, data.paths, workers)
     bad = [reason for reason in reasons if reason is not None]
     if bad and not skip_bad_images:
-        raise DataError(f"{bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "") + f"; {SKIP_HINT}")
+        raise DataError(
+            f"{bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "") + f"; {SKIP_HINT}"
+        )
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable image(s), e.g. {bad[0]}", stacklevel=3)
     good = torch.tensor([i for i, reason in enumerate(reasons) if reason is None], dtype=torch.int64)
@@ -244,7 +261,7 @@ def _header_side(path: str) -> int | None:
 def sampled_sides(paths: Sequence[str], sample: int = 1000) -> list[int]:
     """The longer sides, sorted, of up to `sample` files spread evenly over `paths`, read from their
     headers: decisions on them (their median) do not hang on one odd file, wherever it sorts."""
-    return sorted(side for side in map(_header_side, paths[::max(1, len(paths) // sample)]) if side)
+    return sorted(side for side in map(_header_side, paths[:: max(1, len(paths) // sample)]) if side)
 
 
 def _folder_images(root: Path, skip_bad_images: bool, workers: int, class_names: list[str] | None = None):
@@ -267,7 +284,7 @@ def _folder_images(root: Path, skip_bad_images: bool, workers: int, class_names:
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    sample = images[: 20000].float().div_(255)
+    sample = images[:20000].float().div_(255)
     return tuple(sample.mean((0, 2, 3)).tolist()), tuple(sample.std((0, 2, 3)).clamp(min=1e-3).tolist())
 
 
@@ -282,18 +299,32 @@ def load_digits(image_size: int | None, val_fraction: float, seed: int) -> DataB
     data = MemoryImages(images, labels)
     train_index, val_index = held_out_split(len(data), val_fraction, seed)
     mean, std = _channel_stats(images)
-    return DataBundle("digits", [str(d) for d in range(10)], data.subset(train_index), data.subset(val_index),
-                      image_size or 32, flip=False, mean=mean, std=std,
-                      split={"kind": "held_out", "val_fraction": val_fraction, "seed": seed})
+    return DataBundle(
+        "digits",
+        [str(d) for d in range(10)],
+        data.subset(train_index),
+        data.subset(val_index),
+        image_size or 32,
+        flip=False,
+        mean=mean,
+        std=std,
+        split={"kind": "held_out", "val_fraction": val_fraction, "seed": seed},
+    )
 
 
 class _CifarUnpickler(pickle.Unpickler):
     """The CIFAR-10 batches are pickles of dicts of NumPy arrays; allow exactly that and nothing
     else, so a malicious file cannot run code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) in self.ALLOWED:
@@ -325,8 +356,9 @@ def load_cifar10_batches(path: Path, image_size: int | None) -> DataBundle:
                         files[base] = archive.extractfile(member).read()
         except (tarfile.TarError, EOFError, OSError, zlib.error) as error:  # truncated download: EOFError
             reason = " ".join(str(error).split()) or type(error).__name__  # tarfile's can span lines
-            raise DataError(f"{path} is not a CIFAR-10 tarball, or not a complete one ({reason}); "
-                            f"download it again") from None
+            raise DataError(
+                f"{path} is not a CIFAR-10 tarball, or not a complete one ({reason}); download it again"
+            ) from None
     elif path.is_dir():
         folder = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
         files = {name: (folder / name).read_bytes() for name in wanted if (folder / name).is_file()}
@@ -340,34 +372,54 @@ def load_cifar10_batches(path: Path, image_size: int | None) -> DataBundle:
     train_images = torch.from_numpy(np.concatenate([b[0] for b in train]))
     train_labels = torch.from_numpy(np.concatenate([b[1] for b in train]))
     mean, std = _channel_stats(train_images)
-    return DataBundle("cifar10", list(CIFAR10_CLASSES), MemoryImages(train_images, train_labels),
-                      MemoryImages(torch.from_numpy(test_images), torch.from_numpy(test_labels)),
-                      image_size or 32, mean=mean, std=std, split={"kind": "source", "val": "test_batch"})
+    return DataBundle(
+        "cifar10",
+        list(CIFAR10_CLASSES),
+        MemoryImages(train_images, train_labels),
+        MemoryImages(torch.from_numpy(test_images), torch.from_numpy(test_labels)),
+        image_size or 32,
+        mean=mean,
+        std=std,
+        split={"kind": "source", "val": "test_batch"},
+    )
 
 
-def recorded_split(root: Path, names: list[str], val_files: list[str],
-                   recomputed_val: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def recorded_split(
+    root: Path, names: list[str], val_files: list[str], recomputed_val: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, val) indices with val = the recorded validation files still in `names`; warns, with
     counts, when the folder changed so that recomputing the split would mix in training images."""
     recorded = set(val_files)
     val = [i for i, name in enumerate(names) if name in recorded]
     if not val:
-        raise DataError(f"none of the {len(recorded)} validation images recorded in the checkpoint are in {root} "
-                        f"any more; evaluate with --split all on data the model did not train on")
+        raise DataError(
+            f"none of the {len(recorded)} validation images recorded in the checkpoint are in {root} "
+            f"any more; evaluate with --split all on data the model did not train on"
+        )
     recomputed = set(recomputed_val.tolist())
     if recomputed != set(val):
         were_training = sum(1 for i in recomputed if names[i] not in recorded)
-        warnings.warn(f"{root} changed since training ({len(names)} images now, {len(recorded) - len(val)} of the "
-                      f"{len(recorded)} validation images gone): evaluating on the {len(val)} recorded validation "
-                      f"images that remain (recomputing the split would have put {were_training} training images "
-                      f"among the {len(recomputed)} validation images)", stacklevel=3)
+        warnings.warn(
+            f"{root} changed since training ({len(names)} images now, {len(recorded) - len(val)} of the "
+            f"{len(recorded)} validation images gone): evaluating on the {len(val)} recorded validation "
+            f"images that remain (recomputing the split would have put {were_training} training images "
+            f"among the {len(recomputed)} validation images)",
+            stacklevel=3,
+        )
     in_val = set(val)
     train = [i for i in range(len(names)) if i not in in_val]
     return torch.tensor(train, dtype=torch.int64), torch.tensor(val, dtype=torch.int64)
 
 
-def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.1, seed: int = 0,
-              skip_bad_images: bool = False, workers: int = 2, val_files: list[str] | None = None) -> DataBundle:
+def load_data(
+    spec: str,
+    image_size: int | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    skip_bad_images: bool = False,
+    workers: int = 2,
+    val_files: list[str] | None = None,
+) -> DataBundle:
     """Open a data source by its spec: "digits", "cifar10:PATH" or an image folder PATH.
 
     val_files: for a folder without its own split, the validation files a checkpoint recorded
@@ -376,10 +428,12 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
     if spec == "digits":
         return load_digits(image_size, val_fraction, seed)
     if spec.startswith("cifar10:"):
-        return load_cifar10_batches(Path(spec[len("cifar10:"):]).expanduser(), image_size)
+        return load_cifar10_batches(Path(spec[len("cifar10:") :]).expanduser(), image_size)
     root = Path(spec).expanduser()
     if not root.exists():
-        raise DataError(f"data path {root} does not exist (expected an image folder, 'digits' or 'cifar10:PATH')")
+        raise DataError(
+            f"data path {root} does not exist (expected an image folder, 'digits' or 'cifar10:PATH')"
+        )
     split_dirs = [name for name in ("val", "test") if (root / name).is_dir()]
     if (root / "train").is_dir() and split_dirs:
         class_names, train, skipped, _ = _folder_images(root / "train", skip_bad_images, workers)
@@ -394,8 +448,12 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
             train_index, val_index = recorded_split(root, names, val_files, val_index)
         train, val = data.subset(train_index), data.subset(val_index)
         # The exact files: `eval` must find the same ones after the folder changes.
-        split = {"kind": "held_out", "val_fraction": val_fraction, "seed": seed,
-                 "val_files": [names[i] for i in val_index.tolist()]}
+        split = {
+            "kind": "held_out",
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "val_files": [names[i] for i in val_index.tolist()],
+        }
     if isinstance(val, FileImages) and not skip_bad_images:
         # Validation reads every file once per epoch: a bad one must fail now, not after an epoch
         # of training (with --skip-bad-images every file was already decoded once).
@@ -405,7 +463,9 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
         size = image_size or train.images.shape[-1]
     else:
         mean, std, size = T.IMAGENET_MEAN, T.IMAGENET_STD, image_size or 224
-    return DataBundle(root.name, class_names, train, val, size, mean=mean, std=std, split=split, skipped=skipped)
+    return DataBundle(
+        root.name, class_names, train, val, size, mean=mean, std=std, split=split, skipped=skipped
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,15 +474,23 @@ def load_data(spec: str, image_size: int | None = None, val_fraction: float = 0.
 def _generator(*keys: int) -> torch.Generator:
     seed = 0
     for key in keys:  # a simple, stable mix of the keys into one 63-bit seed
-        seed = (seed * 1_000_003 + int(key) + 1) % (2 ** 63 - 1)
+        seed = (seed * 1_000_003 + int(key) + 1) % (2**63 - 1)
     return torch.Generator().manual_seed(seed)
 
 
 class _ShardedOrder:
     """Each epoch's sample order, the same on every rank, cut into equal per-rank shards."""
 
-    def __init__(self, count: int, batch_size: int, shuffle: bool, seed: int, rank: int, world_size: int,
-                 drop_last: bool):
+    def __init__(
+        self,
+        count: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        rank: int,
+        world_size: int,
+        drop_last: bool,
+    ):
         self.count, self.batch_size, self.shuffle, self.seed = count, batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
 
@@ -434,18 +502,31 @@ class _ShardedOrder:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def batches(self, epoch: int) -> list[torch.Tensor]:
-        order = (torch.randperm(self.count, generator=_generator(self.seed, epoch)) if self.shuffle
-                 else torch.arange(self.count))
+        order = (
+            torch.randperm(self.count, generator=_generator(self.seed, epoch))
+            if self.shuffle
+            else torch.arange(self.count)
+        )
         if self.world_size > 1:  # equal shards so every rank runs the same number of steps
-            order = order[: self.per_rank() * self.world_size][self.rank::self.world_size]
-        return [order[i:i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
+            order = order[: self.per_rank() * self.world_size][self.rank :: self.world_size]
+        return [
+            order[i : i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)
+        ]
 
 
 class MemoryLoader:
     """Batches from decoded images: random crop with padding and flips done on whole batches."""
 
-    def __init__(self, data: MemoryImages, bundle: DataBundle, batch_size: int, train: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        data: MemoryImages,
+        bundle: DataBundle,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.data, self.bundle, self.train, self.seed = data, bundle, train, seed
         self.order = _ShardedOrder(len(data), batch_size, train, seed, rank, world_size, drop_last=train)
         self.padding = max(1, data.images.shape[-1] // 8)  # 4 px at 32, as the standard CIFAR recipe
@@ -496,8 +577,17 @@ class FileLoader:
     """Batches read from files by worker processes (random resized crop + flip for training,
     resize + center crop for evaluation)."""
 
-    def __init__(self, data: FileImages, bundle: DataBundle, batch_size: int, train: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, workers: int = 2):
+    def __init__(
+        self,
+        data: FileImages,
+        bundle: DataBundle,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 2,
+    ):
         self.dataset = _FileDataset(data, bundle, train, seed)
         self.bundle, self.workers = bundle, workers
         self.order = _ShardedOrder(len(data), batch_size, train, seed, rank, world_size, drop_last=train)
@@ -507,8 +597,13 @@ class FileLoader:
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         keyed = [[(int(i), epoch) for i in batch] for batch in self.order.batches(epoch)[start_step:]]
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=keyed, num_workers=self.workers,
-                                             persistent_workers=False, collate_fn=_collate_or_error)
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=keyed,
+            num_workers=self.workers,
+            persistent_workers=False,
+            collate_fn=_collate_or_error,
+        )
         for images, labels in loader:
             if images is None:
                 raise DataError(f"{labels}; {SKIP_HINT}")
@@ -523,8 +618,16 @@ def _collate_or_error(items: list[tuple[torch.Tensor | None, int | str]]):
     return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
-def make_loader(data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool, seed: int = 0,
-                rank: int = 0, world_size: int = 1, workers: int = 2) -> MemoryLoader | FileLoader:
+def make_loader(
+    data: MemoryImages | FileImages,
+    bundle: DataBundle,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 2,
+) -> MemoryLoader | FileLoader:
     if isinstance(data, MemoryImages):
         return MemoryLoader(data, bundle, batch_size, train, seed, rank, world_size)
     return FileLoader(data, bundle, batch_size, train, seed, rank, world_size, workers)
@@ -539,4 +642,6 @@ def preprocess_image(path: str | os.PathLike, preprocessing: dict) -> torch.Tens
         image = image.resize((size, size), Image.BILINEAR)  # small data: trained at full frame
     else:
         image = T.center_crop(T.resize(image, resize_to), size)
-    return T.normalize(T.to_uint8_tensor(image)[None], tuple(preprocessing["mean"]), tuple(preprocessing["std"]))
+    return T.normalize(
+        T.to_uint8_tensor(image)[None], tuple(preprocessing["mean"]), tuple(preprocessing["std"])
+    )

@@ -28,8 +28,15 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..models import MobileNet
-from .imagenet import IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, preprocessing
-from .mapping import Slot, WeightMismatch, check_all_used, is_last_conv, load_slots, source_config
+from .imagenet import (
+    IMAGENET_CLASSES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    preprocessing,
+)
+from .slots import Slot, WeightMismatch, check_all_used, is_last_conv, load_slots, source_config
 from .statedict import fetcher, file_stem, read_state_dict, weight_keys
 
 # Blocks per stage in timm's arch definitions, after the stem; V3's last stage is the 1×1 conv.
@@ -48,9 +55,13 @@ UNSUPPORTED = {
     "mobilenetv3_large_150d": "has more blocks per stage (depth multiplier 1.2) than the paper's MobileNetV3",
     "mobilenetv3_rw": "is timm's early re-implementation: no skip in its first block and no head bias",
 }
-NAME_PATTERN = re.compile(r"^(?P<tf>tf_)?(?P<family>mobilenetv1|mobilenetv2|mobilenetv3_large|mobilenetv3_small)"
-                          r"(?P<minimal>_minimal)?_(?P<width>\d{3})$")
-FILE_NAME_PATTERN = re.compile(r"^((?:tf_)?mobilenetv[123](?:_large|_small)?(?:_minimal)?_\d{3}[a-z]?)(?![0-9])")
+NAME_PATTERN = re.compile(
+    r"^(?P<tf>tf_)?(?P<family>mobilenetv1|mobilenetv2|mobilenetv3_large|mobilenetv3_small)"
+    r"(?P<minimal>_minimal)?_(?P<width>\d{3})$"
+)
+FILE_NAME_PATTERN = re.compile(
+    r"^((?:tf_)?mobilenetv[123](?:_large|_small)?(?:_minimal)?_\d{3}[a-z]?)(?![0-9])"
+)
 
 
 def parse_timm_name(timm_name: str) -> tuple[str, float, bool, bool]:
@@ -110,7 +121,9 @@ def timm_module_name(name: str, config: ModelConfig, slot: Slot) -> str:
 # Per published timm weights (the tag after the dot): evaluation preprocessing from timm's
 # pretrained configs. Anything else: ImageNet (or, for tf_ ports, Inception) mean/std at crop 0.875.
 TIMM_PREPROCESSING = {
-    "ra4_e3600_r224_in1k": dict(mean=INCEPTION_MEAN, std=INCEPTION_STD, crop_fraction=0.95, interpolation="bicubic"),
+    "ra4_e3600_r224_in1k": dict(
+        mean=INCEPTION_MEAN, std=INCEPTION_STD, crop_fraction=0.95, interpolation="bicubic"
+    ),
     "miil_in21k_ft_in1k": dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_fraction=0.875),
     "ra_in1k": dict(mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bicubic"),
     "lamb_in1k": dict(mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bicubic"),
@@ -131,9 +144,11 @@ def from_timm(source: Any, timm_name: str | None = None, name: str | None = None
         timm_name = f"{architecture}.{tag}" if architecture and tag else architecture
     timm_name = timm_name or timm_name_from_file(path)
     if timm_name is None:
-        raise ValueError(f"{label}: pass timm_name (e.g. 'mobilenetv3_large_100' or 'tf_mobilenetv3_large_100'); "
-                         f"a timm state dict does not say whether it is a TensorFlow port (padding 'same', "
-                         f"BN eps 1e-3) or trained in timm (padding 'torch', BN eps 1e-5)")
+        raise ValueError(
+            f"{label}: pass timm_name (e.g. 'mobilenetv3_large_100' or 'tf_mobilenetv3_large_100'); "
+            f"a timm state dict does not say whether it is a TensorFlow port (padding 'same', "
+            f"BN eps 1e-3) or trained in timm (padding 'torch', BN eps 1e-5)"
+        )
     family, width, minimal, tf_port = parse_timm_name(timm_name)
     if name is not None and name != family:
         raise WeightMismatch(f"timm model {timm_name!r} is a {family}, not {name}")
@@ -152,7 +167,9 @@ def from_timm(source: Any, timm_name: str | None = None, name: str | None = None
                            activation="relu6", minimalistic=minimal)
     model = MobileNet(config)
     used: set[str] = set()
-    load_slots(model, fetcher(state, lambda slot: timm_module_name(family, config, slot), config, label, used), label)
+    load_slots(
+        model, fetcher(state, lambda slot: timm_module_name(family, config, slot), config, label, used), label
+    )
     check_all_used(weight_keys(state), used, label, config)
     return model.eval()
 

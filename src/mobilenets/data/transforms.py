@@ -89,10 +89,14 @@ def random_crop_with_padding(batch: torch.Tensor, padding: int, generator: torch
     padded = F.pad(batch, (padding, padding, padding, padding))
     offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator).tolist()
     # a plain loop of slices: faster than one gather for the small batches this is used on
-    return torch.stack([padded[i, :, top:top + height, left:left + width] for i, (top, left) in enumerate(offsets)])
+    return torch.stack(
+        [padded[i, :, top : top + height, left : left + width] for i, (top, left) in enumerate(offsets)]
+    )
 
 
-def random_horizontal_flip(batch: torch.Tensor, generator: torch.Generator, probability: float = 0.5) -> torch.Tensor:
+def random_horizontal_flip(
+    batch: torch.Tensor, generator: torch.Generator, probability: float = 0.5
+) -> torch.Tensor:
     flip = torch.rand(batch.shape[0], generator=generator) < probability
     return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 

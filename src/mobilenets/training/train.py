@@ -28,19 +28,20 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, non_finite_tensors, read_header, save_checkpoint
-from .config import ModelOptions
-from .data import DataBundle, load_data, make_loader
+from ..checkpoint import load_checkpoint, non_finite_tensors, read_header, save_checkpoint
+from ..config import ModelOptions, flag_field
+from ..data import DataBundle, load_data, make_loader
+from ..factory import create_model
+from ..files import OutputError, OutputLock, check_writable_folder, remove_stale_temporaries
+from ..layers import DepthwiseConv2d
+from ..models import MobileNet
 from .evaluate import evaluate
-from .files import OutputError, OutputLock, check_writable_folder, remove_stale_temporaries
-from .layers import DepthwiseConv2d
-from .models import MobileNet, create_model
+from .plots import plot_curves
 
 OPTIMIZERS = ("sgd", "rmsprop")
 MAX_IMAGE_SIZE = 2048  # larger inputs are a typo that would try to allocate a batch of gigabytes
@@ -52,48 +53,57 @@ RESUME_CHANGES_SCHEDULE = ("lr", "epochs")
 SCHEDULES = ("cosine", "step")
 
 
-def _flag(default: Any, flag: str, help: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"flag": flag, "help": help, **extra})
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on besides the model options; saved in checkpoints."""
 
     model: str = "mobilenet_v1"
-    data: str = _flag("digits", "--data", "image folder PATH, 'digits' (built in) or 'cifar10:PATH'")
-    epochs: int = _flag(10, "--epochs", "training epochs")
-    batch_size: int = _flag(128, "--batch-size", "images per step (per process under torchrun)")
-    lr: float | None = _flag(None, "--lr", "peak learning rate (default 0.2·batch/128 for sgd, 0.008·batch/128 for rmsprop)")
-    optimizer: str = _flag("sgd", "--optimizer", "sgd (momentum 0.9, Nesterov) or rmsprop (the paper's)",
-                           choices=OPTIMIZERS)
-    schedule: str = _flag("cosine", "--schedule", "cosine to zero, or step (×0.1 at 50% and 75%)", choices=SCHEDULES)
-    warmup: float = _flag(0.0, "--warmup", "linear warm-up length in epochs")
-    label_smoothing: float = _flag(0.1, "--label-smoothing", "cross-entropy label smoothing")
-    weight_decay: float = _flag(5e-4, "--weight-decay", "L2 weight decay")
-    no_decay_on_depthwise_and_norm: bool = _flag(
-        False, "--no-decay-on-depthwise-and-norm",
-        "no weight decay on depthwise filters, norm layers and biases (MobileNet paper §4)")
-    amp: bool = _flag(False, "--amp", "bfloat16 autocast (CPU or GPU)")
-    # NHWC by default: measured faster for training on CPU at every width (docs/results.md) and
-    # the layout tensor cores want on a GPU.
-    channels_last: bool = _flag(True, "--channels-last", "NHWC memory layout (default; --no-channels-last for NCHW)",
-                                negatable=True)
-    seed: int = _flag(0, "--seed", "seed of initialisation, data order, augmentation and split")
-    out: str = _flag("runs/train", "--out", "output folder (checkpoints, metrics, plot)")
-    resume: bool = _flag(False, "--resume", "continue from OUT/last.safetensors")
-    image_size: int | None = _flag(None, "--image-size", "model input size (default: the images' own if ≤ 64 px, else 224)")
-    val_fraction: float = _flag(0.1, "--val-fraction", "held-out fraction when the data has no split of its own")
-    workers: int = _flag(2, "--workers", "data-loading worker processes for image trees on disk")
-    skip_bad_images: bool = _flag(False, "--skip-bad-images", "warn about and skip unreadable images")
-    progress: bool = _flag(True, "--no-progress", "hide the progress bar", action="store_false")
+    data: str = flag_field("digits", "--data", "image folder PATH, 'digits' (built in) or 'cifar10:PATH'")
+    epochs: int = flag_field(10, "--epochs", "training epochs")
+    batch_size: int = flag_field(128, "--batch-size", "images per step (per process under torchrun)")
+    lr: float | None = flag_field(
+        None, "--lr", "peak learning rate (default 0.2·batch/128 for sgd, 0.008·batch/128 for rmsprop)"
+    )
+    optimizer: str = flag_field(
+        "sgd", "--optimizer", "sgd (momentum 0.9, Nesterov) or rmsprop (the paper's)", choices=OPTIMIZERS
+    )
+    schedule: str = flag_field(
+        "cosine", "--schedule", "cosine to zero, or step (×0.1 at 50% and 75%)", choices=SCHEDULES
+    )
+    warmup: float = flag_field(0.0, "--warmup", "linear warm-up length in epochs")
+    label_smoothing: float = flag_field(0.1, "--label-smoothing", "cross-entropy label smoothing")
+    weight_decay: float = flag_field(5e-4, "--weight-decay", "L2 weight decay")
+    no_decay_on_depthwise_and_norm: bool = flag_field(
+        False,
+        "--no-decay-on-depthwise-and-norm",
+        "no weight decay on depthwise filters, norm layers and biases (MobileNet paper §4)",
+    )
+    amp: bool = flag_field(False, "--amp", "bfloat16 autocast (CPU or GPU)")
+    # NHWC by default: measured faster for training on CPU (docs/results.md) and the layout tensor
+    # cores want on a GPU.
+    channels_last: bool = flag_field(
+        True, "--channels-last", "NHWC memory layout (default; --no-channels-last for NCHW)", negatable=True
+    )
+    seed: int = flag_field(0, "--seed", "seed of initialisation, data order, augmentation and split")
+    out: str = flag_field("runs/train", "--out", "output folder (checkpoints, metrics, plot)")
+    resume: bool = flag_field(False, "--resume", "continue from OUT/last.safetensors")
+    image_size: int | None = flag_field(
+        None, "--image-size", "model input size (default: the images' own if ≤ 64 px, else 224)"
+    )
+    val_fraction: float = flag_field(
+        0.1, "--val-fraction", "held-out fraction when the data has no split of its own"
+    )
+    workers: int = flag_field(2, "--workers", "data-loading worker processes for image trees on disk")
+    skip_bad_images: bool = flag_field(False, "--skip-bad-images", "warn about and skip unreadable images")
+    progress: bool = flag_field(True, "--no-progress", "hide the progress bar", action="store_false")
     model_options: dict = field(default_factory=dict)  # ModelOptions fields the user set
 
     def __post_init__(self) -> None:
         for name in ("lr", "weight_decay", "warmup", "label_smoothing", "val_fraction"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            ):
                 raise ValueError(f"{name} must be a finite number; got {value!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
@@ -111,13 +121,18 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be ≥ 0; got {self.weight_decay}")
-        if self.image_size is not None and not (isinstance(self.image_size, int)
-                                                and 32 <= self.image_size <= MAX_IMAGE_SIZE):
-            raise ValueError(f"image_size must be an integer from 32 to {MAX_IMAGE_SIZE}; got {self.image_size!r}")
+        if self.image_size is not None and not (
+            isinstance(self.image_size, int) and 32 <= self.image_size <= MAX_IMAGE_SIZE
+        ):
+            raise ValueError(
+                f"image_size must be an integer from 32 to {MAX_IMAGE_SIZE}; got {self.image_size!r}"
+            )
         if self.model_options.get("features_only"):
-            raise ValueError("features_only (--features-only) builds a model without a classifier, which "
-                             "cannot be trained here; train a classifier, then use create_model(..., "
-                             "features_only=True, weights=CHECKPOINT)")
+            raise ValueError(
+                "features_only (--features-only) builds a model without a classifier, which "
+                "cannot be trained here; train a classifier, then use create_model(..., "
+                "features_only=True, weights=CHECKPOINT)"
+            )
         ModelOptions.from_kwargs(self.model_options)  # validates names and values early
 
     @property
@@ -149,11 +164,15 @@ def build_model(config: TrainConfig, bundle: DataBundle) -> MobileNet:
     options = dict(config.model_options)
     classes = len(bundle.class_names)
     if options.get("num_classes", classes) != classes:
-        raise ValueError(f"num_classes (--num-classes) is {options['num_classes']} but {config.data} has "
-                         f"{classes} classes; leave it unset (it follows the data)")
+        raise ValueError(
+            f"num_classes (--num-classes) is {options['num_classes']} but {config.data} has "
+            f"{classes} classes; leave it unset (it follows the data)"
+        )
     if options.get("resolution", bundle.image_size) != bundle.image_size:
-        raise ValueError(f"resolution (--resolution) {options['resolution']} differs from the training input size "
-                         f"{bundle.image_size}; set --image-size instead (the recorded resolution follows it)")
+        raise ValueError(
+            f"resolution (--resolution) {options['resolution']} differs from the training input size "
+            f"{bundle.image_size}; set --image-size instead (the recorded resolution follows it)"
+        )
     options.setdefault("resolution", bundle.image_size)
     options["num_classes"] = len(bundle.class_names)
     # CIFAR-style stem for small inputs: keep the first layer at full resolution so a 32 px
@@ -173,8 +192,10 @@ def parameter_groups(model: nn.Module, weight_decay: float, exclude_depthwise_an
         if name.endswith(".bias"):
             no_decay.add(id(param))
     params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if id(p) not in no_decay], "weight_decay": weight_decay},
-            {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if id(p) not in no_decay], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
+    ]
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -205,8 +226,10 @@ def _optimizer_to_checkpoint(optimizer: torch.optim.Optimizer) -> tuple[dict, di
 def _optimizer_from_checkpoint(document: dict, tensors: dict[str, torch.Tensor]) -> dict:
     state = {}
     for index, entry in document["state"].items():
-        state[int(index)] = {key: tensors[f"optimizer.{index}.{key}"] if value == "__tensor__" else value
-                             for key, value in entry.items()}
+        state[int(index)] = {
+            key: tensors[f"optimizer.{index}.{key}"] if value == "__tensor__" else value
+            for key, value in entry.items()
+        }
     return {"state": state, "param_groups": document["param_groups"]}
 
 
@@ -216,14 +239,33 @@ def provenance() -> dict:
     source = Path(__file__).resolve().parent
     commit, dirty = None, None
     try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--", "."],
-                                    capture_output=True, text=True, timeout=10, check=True).stdout.strip())
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(source), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            or None
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(source), "status", "--porcelain", "--", "."],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):  # not a git checkout (an installed wheel) or no git
         pass
-    return {"command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "git_commit": commit,
-            "git_dirty": dirty, "torch": torch.__version__}
+    return {
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "torch": torch.__version__,
+    }
 
 
 def _distributed() -> tuple[int, int]:
@@ -250,28 +292,6 @@ def write_metrics(out: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-
-
-def plot_curves(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axis.plot(epochs, [r["train_loss"] for r in history], label="train")
-    loss_axis.plot(epochs, [r["val_loss"] for r in history], label="validation")
-    loss_axis.set(xlabel="epoch", ylabel="loss", title="Loss")
-    acc_axis.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
-    acc_axis.plot(epochs, [100 * r["val_top1"] for r in history], label="validation top-1")
-    acc_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
-    for axis in (loss_axis, acc_axis):
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,20 +331,32 @@ def check_resume_config(saved: dict | None, config: TrainConfig, last_path: Path
     flags = {f.name: f.metadata.get("flag", f.name) for f in dataclasses.fields(TrainConfig)}
     for name in current:
         if name in saved and name not in RESUME_MAY_CHANGE and saved[name] != current[name]:
-            raise ValueError(f"--resume: {last_path} was trained with {flags[name]} {saved[name]!r}, this command "
-                             f"has {current[name]!r}; repeat the run's options (only "
-                             f"{', '.join(flags[n] for n in RESUME_MAY_CHANGE if n in flags)} may change) "
-                             f"or choose another --out")
-    changed = [f"{flags[n]} {saved[n]!r} → {current[n]!r}" for n in RESUME_CHANGES_SCHEDULE
-               if n in saved and saved[n] != current[n]]
+            raise ValueError(
+                f"--resume: {last_path} was trained with {flags[name]} {saved[name]!r}, this command "
+                f"has {current[name]!r}; repeat the run's options (only "
+                f"{', '.join(flags[n] for n in RESUME_MAY_CHANGE if n in flags)} may change) "
+                f"or choose another --out"
+            )
+    changed = [
+        f"{flags[n]} {saved[n]!r} → {current[n]!r}"
+        for n in RESUME_CHANGES_SCHEDULE
+        if n in saved and saved[n] != current[n]
+    ]
     if changed:
-        warnings.warn(f"--resume with {', '.join(changed)}: the run continues with the new schedule and is no "
-                      f"longer bit-identical to an uninterrupted one", stacklevel=3)
+        warnings.warn(
+            f"--resume with {', '.join(changed)}: the run continues with the new schedule and is no "
+            f"longer bit-identical to an uninterrupted one",
+            stacklevel=3,
+        )
 
 
 def _diverged_message(what: str, epoch: int, step: int, last_path: Path) -> str:
-    kept = (f"{last_path} and best.safetensors keep the last finite state; continue with --resume and a "
-            f"smaller --lr" if last_path.is_file() else "nothing was saved; start again with a smaller --lr")
+    kept = (
+        f"{last_path} and best.safetensors keep the last finite state; continue with --resume and a "
+        f"smaller --lr"
+        if last_path.is_file()
+        else "nothing was saved; start again with a smaller --lr"
+    )
     return f"training diverged: {what} at epoch {epoch + 1}, step {step + 1}; {kept}"
 
 
@@ -341,7 +373,9 @@ def train(config: TrainConfig) -> dict:
         remove_stale_temporaries(out)  # of writes a killed run left; no one else writes here now
         last_path = out / "last.safetensors"
         if not config.resume and last_path.exists():
-            raise ValueError(f"{last_path} exists: pass --resume to continue that run, or choose another --out")
+            raise ValueError(
+                f"{last_path} exists: pass --resume to continue that run, or choose another --out"
+            )
         if config.resume and last_path.is_file():  # before minutes of data loading
             check_resume_config(read_header(last_path).get("train_config"), config, last_path)
         return _train(config, rank, world_size)
@@ -351,19 +385,28 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
     device = _device()
     out = Path(config.out)
     torch.manual_seed(config.seed)
-    bundle = load_data(config.data, config.image_size, config.val_fraction, config.seed,
-                       config.skip_bad_images, config.workers)
+    bundle = load_data(
+        config.data,
+        config.image_size,
+        config.val_fraction,
+        config.seed,
+        config.skip_bad_images,
+        config.workers,
+    )
     model = build_model(config, bundle).to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(config, model)
-    train_loader = make_loader(bundle.train, bundle, config.batch_size, True, config.seed, rank, world_size,
-                               config.workers)
+    train_loader = make_loader(
+        bundle.train, bundle, config.batch_size, True, config.seed, rank, world_size, config.workers
+    )
     val_loader = make_loader(bundle.val, bundle, max(config.batch_size, 256), False, workers=config.workers)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(bundle.train)} training images"
-                         + (f" per process ({world_size} processes)" if world_size > 1 else ""))
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the {len(bundle.train)} training images"
+            + (f" per process ({world_size} processes)" if world_size > 1 else "")
+        )
 
     epoch, start_step, history, best = 0, 0, [], -1.0
     pending_validation = None  # an epoch trained but not validated (Ctrl-C during its validation)
@@ -383,23 +426,48 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
 
     network = model
     if world_size > 1:
-        network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        network = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     run_provenance = provenance()
 
-    def save(path: Path, next_epoch: int, next_step: int, pending: dict | None = None,
-             rng_state: torch.Tensor | None = None) -> None:
+    def save(
+        path: Path,
+        next_epoch: int,
+        next_step: int,
+        pending: dict | None = None,
+        rng_state: torch.Tensor | None = None,
+    ) -> None:
         optimizer_doc, optimizer_tensors = _optimizer_to_checkpoint(optimizer)
         try:
-            save_checkpoint(path, model, class_names=bundle.class_names, preprocessing=bundle.preprocessing, metadata={
-                "epoch": next_epoch, "step": next_step, "train_config": dataclasses.asdict(config),
-                "split": bundle.split, "optimizer": optimizer_doc, "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
-                "history": history, "best_val_top1": best, "pending_validation": pending,
-                "provenance": run_provenance,
-            }, tensors={**optimizer_tensors, "rng.torch": torch.get_rng_state() if rng_state is None else rng_state})
+            save_checkpoint(
+                path,
+                model,
+                class_names=bundle.class_names,
+                preprocessing=bundle.preprocessing,
+                metadata={
+                    "epoch": next_epoch,
+                    "step": next_step,
+                    "train_config": dataclasses.asdict(config),
+                    "split": bundle.split,
+                    "optimizer": optimizer_doc,
+                    "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
+                    "history": history,
+                    "best_val_top1": best,
+                    "pending_validation": pending,
+                    "provenance": run_provenance,
+                },
+                tensors={
+                    **optimizer_tensors,
+                    "rng.torch": torch.get_rng_state() if rng_state is None else rng_state,
+                },
+            )
         except OSError as error:  # disk full, permissions changed, disk gone: the old file is untouched
-            raise OutputError(f"cannot write {path} ({error.strerror or error}); the checkpoints already in "
-                              f"{out} are intact: free space or fix the folder, then continue with --resume") from None
+            raise OutputError(
+                f"cannot write {path} ({error.strerror or error}); the checkpoints already in "
+                f"{out} are intact: free space or fix the folder, then continue with --resume"
+            ) from None
 
     def finish_epoch(trained: dict) -> None:
         """Validate the epoch just trained (`epoch` counts it), record it, write `best` and `last`."""
@@ -411,11 +479,19 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
             metrics = evaluate(model, val_loader, len(bundle.class_names), device, memory_format, config.amp)
         except KeyboardInterrupt:
             save(last_path, epoch, 0, pending=trained, rng_state=rng_state)
-            raise Interrupted(f"interrupted while validating epoch {epoch}; its training is saved in {last_path}; "
-                              f"continue with --resume (which validates it first)") from None
-        row = {"epoch": epoch, "train_loss": trained["train_loss"], "train_acc": trained["train_acc"],
-               "val_loss": metrics["loss"], "val_top1": metrics["top1"], "val_top5": metrics["top5"],
-               **{key: trained[key] for key in ("lr", "epoch_seconds", "images_per_second")}}
+            raise Interrupted(
+                f"interrupted while validating epoch {epoch}; its training is saved in {last_path}; "
+                f"continue with --resume (which validates it first)"
+            ) from None
+        row = {
+            "epoch": epoch,
+            "train_loss": trained["train_loss"],
+            "train_acc": trained["train_acc"],
+            "val_loss": metrics["loss"],
+            "val_top1": metrics["top1"],
+            "val_top5": metrics["top5"],
+            **{key: trained[key] for key in ("lr", "epoch_seconds", "images_per_second")},
+        }
         history.append(row)
         improved = metrics["top1"] > best
         best = max(best, metrics["top1"])
@@ -426,10 +502,17 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
                 save(last_path, epoch, 0)
                 write_metrics(out, history)
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted after epoch {epoch}; saved {last_path}; continue with --resume") from None
-        print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-              f"val loss {row['val_loss']:.4f} top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
-              f"{row['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
+            raise Interrupted(
+                f"interrupted after epoch {epoch}; saved {last_path}; continue with --resume"
+            ) from None
+        print(
+            f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} "
+            f"acc {100 * row['train_acc']:.2f}% | val loss {row['val_loss']:.4f} "
+            f"top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
+            f"{row['images_per_second']:.0f} img/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -450,11 +533,19 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
         if show_progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       file=sys.stderr, dynamic_ncols=True, leave=True)
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=start_step,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+            )
         next_step = start_step  # the first step whose update is not yet in the weights
         try:
-            for step, (images, labels) in enumerate(train_loader.batches(epoch, start_step), start=start_step):
+            for step, (images, labels) in enumerate(
+                train_loader.batches(epoch, start_step), start=start_step
+            ):
                 lr = config.lr_at(epoch * steps_per_epoch + step, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -482,8 +573,13 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
                 correct += (logits.argmax(1) == labels).sum().item()
                 if bar is not None:
                     elapsed = time.perf_counter() - started
-                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%",
-                                    img_s=f"{seen * world_size / elapsed:.0f}", lr=f"{lr:.3g}", refresh=False)
+                    bar.set_postfix(
+                        loss=f"{loss_sum / seen:.3f}",
+                        acc=f"{100 * correct / seen:.1f}%",
+                        img_s=f"{seen * world_size / elapsed:.0f}",
+                        lr=f"{lr:.3g}",
+                        refresh=False,
+                    )
                     bar.update(1)
         except KeyboardInterrupt:
             if bar is not None:
@@ -492,30 +588,47 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
                 # A step in flight is either fully applied or not at all; resume at the first one
                 # that is not. (This partial epoch's running train metrics start afresh.)
                 save(last_path, epoch, next_step)
-            raise Interrupted(f"interrupted in epoch {epoch + 1}; saved {last_path}; continue with --resume") from None
+            raise Interrupted(
+                f"interrupted in epoch {epoch + 1}; saved {last_path}; continue with --resume"
+            ) from None
         if bar is not None:
             bar.close()
         train_seconds = time.perf_counter() - started
         bad_weights = non_finite_tensors(model.state_dict())
         if bad_weights:  # a finite last loss can still leave an overflowed weight behind
-            raise Diverged(_diverged_message(f"{bad_weights[0]} holds NaN or infinite values", epoch,
-                                             steps_per_epoch - 1, last_path))
+            raise Diverged(
+                _diverged_message(
+                    f"{bad_weights[0]} holds NaN or infinite values", epoch, steps_per_epoch - 1, last_path
+                )
+            )
         totals = torch.tensor([seen, loss_sum, correct], dtype=torch.float64)
         if world_size > 1:
             torch.distributed.all_reduce(totals)
         epoch += 1
         start_step = 0
         if rank == 0:
-            finish_epoch({"train_loss": totals[1].item() / max(1, totals[0].item()),
-                          "train_acc": totals[2].item() / max(1, totals[0].item()),
-                          "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": train_seconds,
-                          "images_per_second": totals[0].item() / train_seconds})
+            finish_epoch(
+                {
+                    "train_loss": totals[1].item() / max(1, totals[0].item()),
+                    "train_acc": totals[2].item() / max(1, totals[0].item()),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "epoch_seconds": train_seconds,
+                    "images_per_second": totals[0].item() / train_seconds,
+                }
+            )
         if world_size > 1:
             torch.distributed.barrier()
     if rank == 0 and history:
         plot_curves(history, out / "curves.png")
     if world_size > 1:
         torch.distributed.destroy_process_group()
-    return {"history": history, "best_val_top1": best, "out": str(out), "model": model, "rank": rank,
-            "epochs_trained": epoch - first_epoch,
-            "class_names": bundle.class_names, "skipped_images": bundle.skipped}
+    return {
+        "history": history,
+        "best_val_top1": best,
+        "out": str(out),
+        "model": model,
+        "rank": rank,
+        "epochs_trained": epoch - first_epoch,
+        "class_names": bundle.class_names,
+        "skipped_images": bundle.skipped,
+    }

@@ -19,7 +19,6 @@ int8: static post-training quantization with ONNX Runtime's tools, QDQ format. S
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import io
@@ -35,11 +34,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import check_finite, load_checkpoint
-from .fuse import fuse_bn
-from .data import IMAGE_EXTENSIONS
-from .models import MobileNet, create_model, list_models
-from .transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..checkpoint import check_finite, load_checkpoint
+from ..data import IMAGE_EXTENSIONS, preprocess_image
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..factory import create_model
+from ..fuse import fuse_bn
+from ..models import MobileNet
+from ..zoo import list_models
 
 FORMATS = ("onnx",)
 MIN_OPSET = 18
@@ -76,7 +77,9 @@ def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> 
         flags = ", ".join(sorted(model_options))
         raise ValueError(f"model options ({flags}) apply to zoo model names, not to the checkpoint {spec}")
     if not Path(spec).is_file():
-        raise FileNotFoundError(f"no checkpoint at {spec} (and it is not a zoo model: {', '.join(list_models())})")
+        raise FileNotFoundError(
+            f"no checkpoint at {spec} (and it is not a zoo model: {', '.join(list_models())})"
+        )
     checkpoint = load_checkpoint(spec)
     model = checkpoint.model.eval()
     check_finite(model, f"cannot export {spec}")
@@ -129,8 +132,6 @@ def list_images(folder: str | os.PathLike) -> ImageFolder:
 def load_images(paths: list[Path], preprocessing: dict) -> np.ndarray:
     """Each file through the checkpoint's evaluation pipeline (`data.preprocess_image`, the same
     one `eval` and `predict` use), as an N×3×size×size float32 array."""
-    from .data import preprocess_image
-
     return np.concatenate([preprocess_image(path, preprocessing).numpy() for path in paths]) if paths else \
         np.empty((0, 3, int(preprocessing["size"]), int(preprocessing["size"])), dtype=np.float32)
 
@@ -166,8 +167,10 @@ def _quiet_exporter():
 
 def check_opset(opset: int) -> None:
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ValueError(f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (the dynamo exporter emits "
-                         f"opset {MIN_OPSET} at the lowest); got {opset!r}")
+        raise ValueError(
+            f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (the dynamo exporter emits "
+            f"opset {MIN_OPSET} at the lowest); got {opset!r}"
+        )
 
 
 def export_onnx(model: MobileNet, path: str | os.PathLike, *, resolution: int | None = None,
@@ -375,11 +378,17 @@ def quantize_int8(float_path: str | os.PathLike, output: str | os.PathLike, cali
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    choices = {"quant_format": ("qdq", "qoperator"), "activations": ("uint8", "int8"),
-               "calibration": ("minmax", "entropy", "percentile"), "keep_float": ("none", "first_conv", "depthwise")}
+    choices = {
+        "quant_format": ("qdq", "qoperator"),
+        "activations": ("uint8", "int8"),
+        "calibration": ("minmax", "entropy", "percentile"),
+        "keep_float": ("none", "first_conv", "depthwise"),
+    }
     for name, allowed in choices.items():
         if getattr(setting, name) not in allowed:
-            raise ValueError(f"Int8Setting.{name} must be one of {', '.join(allowed)}; got {getattr(setting, name)!r}")
+            raise ValueError(
+                f"Int8Setting.{name} must be one of {', '.join(allowed)}; got {getattr(setting, name)!r}"
+            )
     if len(calibration) == 0:
         raise ValueError("int8 quantization needs at least one calibration image")
     output = Path(output)
@@ -429,7 +438,9 @@ def compare_predictions(float_logits: np.ndarray, quantized_logits: np.ndarray,
     return agreement
 
 
-def labels_for_model(folder: ImageFolder, class_names: list[str] | None, num_classes: int) -> np.ndarray | None:
+def labels_for_model(
+    folder: ImageFolder, class_names: list[str] | None, num_classes: int
+) -> np.ndarray | None:
     """The folder's labels as the model's class indices, or None when they cannot be matched.
 
     Folder classes are matched by name when the checkpoint names its classes, else by sorted order
@@ -447,131 +458,3 @@ def labels_for_model(folder: ImageFolder, class_names: list[str] | None, num_cla
     else:
         return None
     return np.asarray([mapping[label] for label in folder.labels])
-
-
-# --------------------------------------------------------------------------------------------
-# Command line: `mobilenets export`
-# --------------------------------------------------------------------------------------------
-def configure_export_parser(subparsers) -> argparse.ArgumentParser:
-    from .cli import add_model_options
-
-    p = subparsers.add_parser("export", help="fold BN and export to ONNX (float32, float16 or int8), validated")
-    p.add_argument("model", metavar="CHECKPOINT", help=f"a checkpoint file, or a zoo model name "
-                   f"({', '.join(list_models())}) with random weights")
-    p.add_argument("--format", default="onnx", help="output format; supported: onnx (default)")
-    p.add_argument("--output", "-o", help="the .onnx file to write (default: next to the checkpoint, "
-                   "or ./NAME.onnx for a zoo model)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} "
-                   f"(default {DEFAULT_OPSET})")
-    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: fixed at 1)")
-    p.add_argument("--fp16", action="store_true", help="float16 weights and activations (float32 inputs/outputs)")
-    p.add_argument("--int8", action="store_true", help="also write an int8 model (static quantization, QDQ)")
-    p.add_argument("--calibration", metavar="DATA", help="image folder (class-per-folder or flat) for --int8")
-    p.add_argument("--calibration-images", type=int, default=512, metavar="N",
-                   help="images drawn from DATA to calibrate on (default 512)")
-    p.add_argument("--int8-setting", default="default", metavar="NAME",
-                   help=f"one of: {', '.join(INT8_SETTINGS)} (default: default, see docs/deployment.md)")
-    p.add_argument("--eval", metavar="DATA", help="labelled image folder for the int8 agreement and accuracy "
-                   "(default: other images of --calibration)")
-    p.add_argument("--eval-images", type=int, default=1000, metavar="N",
-                   help="images used to compare int8 with float (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="which images are drawn; weights of zoo models")
-    add_model_options(p)
-    p.set_defaults(run=run_export)
-    return p
-
-
-def _output_path(args: argparse.Namespace, source: ModelSource) -> Path:
-    if args.output:
-        return Path(args.output)
-    if source.from_checkpoint:
-        return Path(source.label).with_suffix(".onnx")
-    return Path(f"{source.label}.onnx")
-
-
-def _check_export_args(args: argparse.Namespace) -> None:
-    if args.format not in FORMATS:
-        raise ValueError(f"unsupported --format {args.format!r}; supported: {', '.join(FORMATS)}")
-    check_opset(args.opset)
-    if args.int8 and args.fp16:
-        raise ValueError("--int8 and --fp16 are alternatives; choose one")
-    if args.int8 and not args.calibration:
-        raise ValueError("--int8 needs --calibration DATA, a folder of images like the ones the model will see")
-    if not args.int8 and (args.calibration or args.eval):
-        raise ValueError("--calibration and --eval apply with --int8 only")
-    if args.int8_setting not in INT8_SETTINGS:
-        raise ValueError(f"unknown --int8-setting {args.int8_setting!r}; available: {', '.join(INT8_SETTINGS)}")
-    for flag, value in (("--calibration-images", args.calibration_images), ("--eval-images", args.eval_images)):
-        if value < 1:
-            raise ValueError(f"{flag} must be a positive integer; got {value}")
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def run_export(args: argparse.Namespace) -> str:
-    from .cli import model_options_from_args
-
-    _check_export_args(args)
-    # Everything the user named must exist before minutes of export and calibration start.
-    calibration_folder = list_images(args.calibration) if args.int8 else None
-    eval_folder = list_images(args.eval) if args.int8 and args.eval else calibration_folder
-    source = load_source(args.model, model_options_from_args(args), seed=args.seed)
-    model, size = source.model, int(source.preprocessing["size"])
-    output = _output_path(args, source)
-    if output.suffix != ".onnx":
-        raise ValueError(f"--output must end in .onnx; got {output}")
-
-    export_onnx(model, output, resolution=size, opset=args.opset, dynamic_batch=args.dynamic_batch or args.int8,
-                fp16=args.fp16)
-    summary = summarize_graph(output)
-    rng = np.random.default_rng(args.seed)
-    probe = rng.standard_normal((1 if summary.batch_dim == 1 else 4, model.config.in_channels, size, size),
-                                dtype=np.float32)
-    parity = compare_with_torch(output, model, probe)
-    ops = ", ".join(f"{op} {count}" for op, count in summary.op_counts.items())
-    lines = [
-        f"wrote {output} ({'float16' if args.fp16 else 'float32'}, opset {summary.opset}, "
-        f"batch {summary.batch_dim}, input {model.config.in_channels}×{size}×{size}, "
-        f"{os.path.getsize(output) / 1e6:.1f} MB)",
-        f"graph: {sum(summary.op_counts.values())} nodes ({ops}); "
-        f"{summary.depthwise_convs} depthwise convolutions, each one grouped Conv; BatchNorm folded",
-        "onnx.checker: ok",
-        f"ONNX Runtime vs PyTorch on {len(probe)} random inputs: max abs diff {parity.max_abs_diff:.3g} "
-        f"({parity.relative:.2g} of the largest output), top-1 agreement {_percent(parity.top1_agreement)}",
-    ]
-    if args.int8:
-        lines += _export_int8(args, source, output, calibration_folder, eval_folder)
-    return "\n".join(lines)
-
-
-def _export_int8(args: argparse.Namespace, source: ModelSource, float_path: Path,
-                 calibration_folder: ImageFolder, eval_folder: ImageFolder) -> list[str]:
-    setting = INT8_SETTINGS[args.int8_setting]
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(calibration_folder.paths))
-    calibration_paths = [calibration_folder.paths[i] for i in order[:args.calibration_images]]
-    if eval_folder is calibration_folder:  # the images not used to calibrate
-        eval_indices = order[args.calibration_images:args.calibration_images + args.eval_images]
-    else:
-        eval_indices = rng.permutation(len(eval_folder.paths))[:args.eval_images]
-    int8_path = float_path.with_name(float_path.stem + ".int8.onnx")
-    quantize_int8(float_path, int8_path, load_images(calibration_paths, source.preprocessing), setting)
-    lines = [f"wrote {int8_path} (int8: {setting.describe()}; calibrated on {len(calibration_paths)} images "
-             f"from {calibration_folder.root}, {os.path.getsize(int8_path) / 1e6:.1f} MB)"]
-    if len(eval_indices) == 0:
-        return lines + ["int8 vs float: no images left to compare on (pass --eval DATA)"]
-    images = load_images([eval_folder.paths[i] for i in eval_indices], source.preprocessing)
-    labels = labels_for_model(eval_folder, source.class_names, source.model.config.num_classes)
-    result = compare_predictions(run_session(ort_session(float_path), images),
-                                 run_session(ort_session(int8_path), images),
-                                 None if labels is None else labels[eval_indices])
-    lines.append(f"int8 vs float on {result.images} images from {eval_folder.root}: "
-                 f"top-1 agreement {_percent(result.top1_agreement)}")
-    if result.float_accuracy is not None:
-        lines.append(f"accuracy: float {_percent(result.float_accuracy)}, int8 {_percent(result.quantized_accuracy)} "
-                     f"({100 * (result.quantized_accuracy - result.float_accuracy):+.2f} points)")
-    else:
-        lines.append("accuracy: n/a (the images are unlabelled or their classes do not match the model's)")
-    return lines

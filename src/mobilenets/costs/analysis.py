@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .layers import keras_padding
-from .zoo import model_config
+from ..config import LayerSpec, ModelConfig, iter_layers
+from ..layers import resolve_padding
+from ..zoo import model_config
 
 
 @dataclass(frozen=True)
@@ -46,13 +46,14 @@ class LayerCost:
 
 def conv_output_size(size: int, kernel_size: int, stride: int, dilation: int, padding: str,
                      depthwise: bool = False) -> int:
-    if padding == "keras" and depthwise and stride > 1:  # Keras's fixed ZeroPadding + "valid"
-        pad = sum(keras_padding(kernel_size, stride, dilation, depthwise=True)[:2])
-        return (size + pad - dilation * (kernel_size - 1) - 1) // stride + 1
-    if padding in ("same", "keras"):
+    padding = resolve_padding(padding, kernel_size, stride, dilation, depthwise)
+    if padding == "same":
         return math.ceil(size / stride)
-    pad = dilation * (kernel_size - 1) // 2  # "torch": symmetric
-    return (size + 2 * pad - dilation * (kernel_size - 1) - 1) // stride + 1
+    if isinstance(padding, tuple):  # Keras's fixed ZeroPadding before a "valid" convolution
+        total = sum(padding[:2])
+    else:  # "torch": symmetric
+        total = 2 * (dilation * (kernel_size - 1) // 2)
+    return (size + total - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
 def _resolution_pair(resolution: int | tuple[int, int]) -> tuple[int, int]:
@@ -62,66 +63,48 @@ def _resolution_pair(resolution: int | tuple[int, int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def _layer_type(layer: LayerSpec) -> tuple[str, tuple[int, ...]]:
+    """The paper's layer type (Table 1) and filter shape."""
+    k, in_channels, out_channels = layer.kernel_size, layer.in_channels, layer.out_channels
+    if layer.op == "depthwise":
+        multiplier = (out_channels // in_channels,) if out_channels != in_channels else ()
+        return f"Conv DW {k}×{k}", (k, k, in_channels) + multiplier
+    if layer.op == "se":
+        return "SE 1×1", (1, 1, in_channels, out_channels)
+    if layer.op == "linear":
+        return "FC", (in_channels, out_channels)
+    return f"Conv {k}×{k}", (k, k, in_channels, out_channels)
+
+
 def layer_costs(config: ModelConfig, resolution: int | tuple[int, int] | None = None) -> list[LayerCost]:
     """Every conv and FC layer of the model `config` describes, at `resolution` (default: the
-    config's), in forward order."""
+    config's), in forward order: a fold over `iter_layers` that carries the feature map's size."""
     height, width = _resolution_pair(resolution or config.resolution)
-    has_norm = config.norm == "batchnorm"
     rows: list[LayerCost] = []
-
-    def conv(name, kind, in_ch, out_ch, kernel, stride, dilation=1, groups=1, bias=False, norm=has_norm):
-        nonlocal height, width
-        out_h = conv_output_size(height, kernel, stride, dilation, config.padding, kind == "dw")
-        out_w = conv_output_size(width, kernel, stride, dilation, config.padding, kind == "dw")
-        per_output = (in_ch // groups) * kernel * kernel
-        if kind == "dw":
-            type_, shape = f"Conv DW {kernel}×{kernel}", (kernel, kernel, in_ch) + ((out_ch // in_ch,) if out_ch != in_ch else ())
-        elif kind == "se":
-            type_, shape = "SE 1×1", (1, 1, in_ch, out_ch)
+    for layer in iter_layers(config):
+        type_, shape = _layer_type(layer)
+        if layer.op in ("se", "linear"):  # on the pooled 1×1 map; the body's size carries on unchanged
+            in_size = out_size = (1, 1)
         else:
-            type_, shape = f"Conv {kernel}×{kernel}", (kernel, kernel, in_ch, out_ch)
-        rows.append(LayerCost(name, type_, stride, shape, (height, width, in_ch), (out_h, out_w, out_ch),
-                              weights=out_ch * per_output, bias=out_ch if bias else 0,
-                              norm_params=2 * out_ch if norm else 0, mult_adds=out_h * out_w * out_ch * per_output))
-        height, width = out_h, out_w
-
-    no_norm_bias = not has_norm  # layers carry a bias only when there is no norm to shift them
-    for index, block in enumerate(config.blocks):
-        prefix = f"features.{index}"
-        k, s, d = block.kernel_size, block.stride, block.dilation
-        if block.kind == "conv":
-            conv(f"{prefix}.conv", "conv", block.in_channels, block.out_channels, k, s, d, bias=no_norm_bias)
-        elif block.kind == "separable":
-            mid = block.in_channels * block.depth_multiplier
-            conv(f"{prefix}.dw.conv", "dw", block.in_channels, mid, k, s, d, groups=block.in_channels,
-                 bias=no_norm_bias)
-            conv(f"{prefix}.pw.conv", "pw", mid, block.out_channels, 1, 1, bias=no_norm_bias)
-        else:
-            mid = block.expanded_channels
-            if block.has_expansion:
-                conv(f"{prefix}.expand.conv", "pw", block.in_channels, mid, 1, 1, bias=no_norm_bias)
-            conv(f"{prefix}.dw.conv", "dw", mid, mid, k, s, d, groups=mid, bias=no_norm_bias)
-            if block.se_channels:
-                saved = height, width
-                height = width = 1  # SE works on the pooled 1×1 map
-                conv(f"{prefix}.se.reduce", "se", mid, block.se_channels, 1, 1, bias=True, norm=False)
-                conv(f"{prefix}.se.expand", "se", block.se_channels, mid, 1, 1, bias=True, norm=False)
-                height, width = saved
-            conv(f"{prefix}.project.conv", "pw", mid, block.out_channels, 1, 1, bias=no_norm_bias)
-
-    head = config.head
-    if head is not None:
-        channels = head.in_channels
-
-        def fc(name, in_features, out_features):
-            rows.append(LayerCost(name, "FC", 1, (in_features, out_features), (1, 1, in_features),
-                                  (1, 1, out_features), weights=in_features * out_features, bias=out_features,
-                                  norm_params=0, mult_adds=in_features * out_features))
-
-        if head.hidden_channels:
-            fc("head.hidden", channels, head.hidden_channels)
-            channels = head.hidden_channels
-        fc("head.fc", channels, head.num_classes)
+            in_size = height, width
+            height, width = (
+                conv_output_size(
+                    size,
+                    layer.kernel_size,
+                    layer.stride,
+                    layer.dilation,
+                    layer.padding,
+                    layer.op == "depthwise",
+                )
+                for size in in_size
+            )
+            out_size = height, width
+        per_output = (layer.in_channels // layer.groups) * layer.kernel_size ** 2
+        rows.append(LayerCost(layer.path, type_, layer.stride, shape, (*in_size, layer.in_channels),
+                              (*out_size, layer.out_channels), weights=layer.out_channels * per_output,
+                              bias=layer.out_channels if layer.bias else 0,
+                              norm_params=2 * layer.out_channels if layer.norm else 0,
+                              mult_adds=out_size[0] * out_size[1] * layer.out_channels * per_output))
     return rows
 
 
@@ -243,7 +226,9 @@ def cost(model, resolution: int | tuple[int, int] | None = None, **options) -> C
             raise TypeError("model options apply to zoo names only; pass a name or set them in the config")
         config = model if isinstance(model, ModelConfig) else getattr(model, "config", None)
         if not isinstance(config, ModelConfig):
-            raise TypeError(f"cost() takes a model name, a ModelConfig or a MobileNet; got {type(model).__name__}")
+            raise TypeError(
+                f"cost() takes a model name, a ModelConfig or a MobileNet; got {type(model).__name__}"
+            )
     rows = layer_costs(config, resolution)
     separable = []
     by_name = {r.name: r for r in rows}
@@ -258,7 +243,9 @@ def cost(model, resolution: int | tuple[int, int] | None = None, **options) -> C
     return CostReport(config.name, _resolution_pair(resolution or config.resolution), rows, separable)
 
 
-def hook_costs(model: nn.Module, resolution: int | tuple[int, int] = 224, in_channels: int = 3) -> dict[str, dict]:
+def hook_costs(
+    model: nn.Module, resolution: int | tuple[int, int] = 224, in_channels: int = 3
+) -> dict[str, dict]:
     """Mult-adds and params of every Conv2d and Linear measured on a forward pass with hooks.
 
     Independent of `layer_costs`: it reads shapes from the tensors that really flow.
@@ -274,7 +261,9 @@ def hook_costs(model: nn.Module, resolution: int | tuple[int, int] = 224, in_cha
                 "mult_adds": output[0].numel() * per_output,
                 "params": sum(p.numel() for p in module.parameters(recurse=False)),
                 # H×W×C like the analytic rows; a Linear's output is a 1×1 map
-                "output_shape": (*output.shape[2:], output.shape[1]) if output.dim() == 4 else (1, 1, output.shape[1]),
+                "output_shape": (*output.shape[2:], output.shape[1])
+                if output.dim() == 4
+                else (1, 1, output.shape[1]),
             }
         return record
 
@@ -324,16 +313,28 @@ def _render_rows(header: list[str], rows: list[list], fmt: str) -> str:
                for i in range(len(header))]
 
     def line(values):
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)
+        ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in cells])
 
 
 def render_layers(report: CostReport, fmt: str = "table") -> str:
     header = ["layer", "type", "stride", "filter", "input", "output", "params", "mult-adds"]
-    rows = [[r.name, r.type, r.stride, _shape(r.filter_shape), _shape(r.input_shape), _shape(r.output_shape),
-             f"{r.params:,}" if fmt != "csv" else r.params, f"{r.mult_adds:,}" if fmt != "csv" else r.mult_adds]
-            for r in report.rows]
+    rows = [
+        [
+            r.name,
+            r.type,
+            r.stride,
+            _shape(r.filter_shape),
+            _shape(r.input_shape),
+            _shape(r.output_shape),
+            f"{r.params:,}" if fmt != "csv" else r.params,
+            f"{r.mult_adds:,}" if fmt != "csv" else r.mult_adds,
+        ]
+        for r in report.rows
+    ]
     return _render_rows(header, rows, fmt)
 
 

@@ -9,14 +9,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint
-from .data import MemoryImages, load_data, make_loader, preprocess_image
-from .files import check_writable_file
+from ..checkpoint import load_checkpoint
+from ..data import MemoryImages, load_data, make_loader, preprocess_image
+from ..files import check_writable_file
+from .plots import plot_confusion
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, num_classes: int, device: torch.device | str = "cpu",
-             memory_format: torch.memory_format = torch.contiguous_format, amp: bool = False) -> dict:
+def evaluate(
+    model: nn.Module,
+    loader,
+    num_classes: int,
+    device: torch.device | str = "cpu",
+    memory_format: torch.memory_format = torch.contiguous_format,
+    amp: bool = False,
+) -> dict:
     """Loss, top-1, top-5, per-class accuracy and the confusion matrix over one pass of `loader`."""
     was_training = model.training
     model.eval()
@@ -31,8 +38,9 @@ def evaluate(model: nn.Module, loader, num_classes: int, device: torch.device | 
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
             k = min(5, num_classes)
             top5_hits += (logits.topk(k, 1).indices == labels[:, None]).any(1).sum().item()
-            confusion += torch.bincount(labels * num_classes + logits.argmax(1),
-                                        minlength=num_classes * num_classes).view(num_classes, num_classes)
+            confusion += torch.bincount(
+                labels * num_classes + logits.argmax(1), minlength=num_classes * num_classes
+            ).view(num_classes, num_classes)
             count += labels.numel()
     finally:
         model.train(was_training)
@@ -40,37 +48,25 @@ def evaluate(model: nn.Module, loader, num_classes: int, device: torch.device | 
         raise ValueError("evaluation data is empty")
     per_class_total = confusion.sum(1)
     per_class = (confusion.diag().double() / per_class_total.clamp(min=1)).tolist()
-    return {"loss": loss_sum / count, "top1": confusion.diag().sum().item() / count, "top5": top5_hits / count,
-            "per_class": per_class, "confusion": confusion.tolist(), "images": count}
+    return {
+        "loss": loss_sum / count,
+        "top1": confusion.diag().sum().item() / count,
+        "top5": top5_hits / count,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "images": count,
+    }
 
 
-def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str | os.PathLike) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = torch.tensor(confusion, dtype=torch.float64)
-    normalized = matrix / matrix.sum(1, keepdim=True).clamp(min=1)
-    size = max(4.0, 0.5 * len(class_names) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
-    axis.imshow(normalized.numpy(), cmap="Blues", vmin=0, vmax=1)
-    axis.set_xticks(range(len(class_names)), class_names, rotation=90)
-    axis.set_yticks(range(len(class_names)), class_names)
-    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row-normalized)")
-    if len(class_names) <= 20:
-        for i in range(len(class_names)):
-            for j in range(len(class_names)):
-                axis.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
-                          color="white" if normalized[i, j] > 0.5 else "black")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def evaluate_checkpoint(checkpoint_path: str | os.PathLike, data: str, split: str = "val", batch_size: int = 256,
-                        workers: int = 2, confusion_png: str | os.PathLike | None = None,
-                        skip_bad_images: bool = False) -> dict:
+def evaluate_checkpoint(
+    checkpoint_path: str | os.PathLike,
+    data: str,
+    split: str = "val",
+    batch_size: int = 256,
+    workers: int = 2,
+    confusion_png: str | os.PathLike | None = None,
+    skip_bad_images: bool = False,
+) -> dict:
     """Evaluate a checkpoint on a data source.
 
     split "val": the validation split the checkpoint was trained with (same seed and fraction);
@@ -87,9 +83,15 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, data: str, split: st
         check_writable_file(confusion_png, "confusion matrix file")
     recorded = checkpoint.metadata.get("split", {})
     seed = recorded.get("seed", 0)
-    bundle = load_data(data, checkpoint.preprocessing["size"] if checkpoint.preprocessing else None,
-                       recorded.get("val_fraction", 0.1), seed, skip_bad_images=skip_bad_images, workers=workers,
-                       val_files=recorded.get("val_files") if split == "val" else None)
+    bundle = load_data(
+        data,
+        checkpoint.preprocessing["size"] if checkpoint.preprocessing else None,
+        recorded.get("val_fraction", 0.1),
+        seed,
+        skip_bad_images=skip_bad_images,
+        workers=workers,
+        val_files=recorded.get("val_files") if split == "val" else None,
+    )
     if checkpoint.class_names is not None and bundle.class_names != checkpoint.class_names:
         raise ValueError(f"{data} has classes {bundle.class_names}, the checkpoint {checkpoint.class_names}")
     if checkpoint.preprocessing:  # evaluate exactly as trained
@@ -108,7 +110,9 @@ def evaluate_checkpoint(checkpoint_path: str | os.PathLike, data: str, split: st
 
 def _concatenate(first, second):
     if isinstance(first, MemoryImages):
-        return MemoryImages(torch.cat([first.images, second.images]), torch.cat([first.labels, second.labels]))
+        return MemoryImages(
+            torch.cat([first.images, second.images]), torch.cat([first.labels, second.labels])
+        )
     return type(first)(first.paths + second.paths, torch.cat([first.labels, second.labels]))
 
 
@@ -129,7 +133,9 @@ def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 
             raise FileNotFoundError(f"no image at {path}")
         probabilities = model(preprocess_image(path, checkpoint.preprocessing)).softmax(1)[0]
         values, indices = probabilities.topk(k)
-        results.append({"image": str(path), "top": [(names[i], v) for v, i in zip(values.tolist(), indices.tolist())]})
+        results.append(
+            {"image": str(path), "top": [(names[i], v) for v, i in zip(values.tolist(), indices.tolist())]}
+        )
     return results
 
 

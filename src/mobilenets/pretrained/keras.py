@@ -36,7 +36,7 @@ import torch
 from ..config import ModelConfig
 from ..models import MobileNet
 from .imagenet import IMAGENET_CLASSES, INCEPTION_MEAN, INCEPTION_STD, preprocessing
-from .mapping import (
+from .slots import (
     SLOT_TENSORS,
     Slot,
     SourceTensor,
@@ -64,7 +64,12 @@ PUBLISHED_WIDTHS = {
     "mobilenet_v3_small": (0.75, 1.0),
 }
 BN_EPS = 1e-3  # Keras BatchNormalization default, and what V2/V3 set explicitly
-BN_MOMENTUM = {"mobilenet_v1": 0.01, "mobilenet_v2": 0.001, "mobilenet_v3_large": 0.001, "mobilenet_v3_small": 0.001}
+BN_MOMENTUM = {
+    "mobilenet_v1": 0.01,
+    "mobilenet_v2": 0.001,
+    "mobilenet_v3_large": 0.001,
+    "mobilenet_v3_small": 0.001,
+}
 DROPOUT = {"mobilenet_v1": 1e-3, "mobilenet_v2": 0.0, "mobilenet_v3_large": 0.2, "mobilenet_v3_small": 0.2}
 # The Keras weights of each kind of slot, in the order Keras stores them.
 KERAS_WEIGHTS = {
@@ -92,8 +97,14 @@ class KerasWeights:
             return []
         inner = self.config.get("config", self.config)
         layers = inner.get("layers", []) if isinstance(inner, dict) else []
-        return [{"class_name": layer.get("class_name"), "name": layer.get("name") or layer["config"].get("name"),
-                 "config": layer.get("config", {})} for layer in layers]
+        return [
+            {
+                "class_name": layer.get("class_name"),
+                "name": layer.get("name") or layer["config"].get("name"),
+                "config": layer.get("config", {}),
+            }
+            for layer in layers
+        ]
 
 
 def read_keras(source: Any) -> KerasWeights:
@@ -108,8 +119,10 @@ def read_keras(source: Any) -> KerasWeights:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             if "model.weights.h5" not in names:
-                raise ValueError(f"{path} is a zip archive but not a .keras model (no model.weights.h5; "
-                                 f"it holds {', '.join(names[:5])})")
+                raise ValueError(
+                    f"{path} is a zip archive but not a .keras model (no model.weights.h5; "
+                    f"it holds {', '.join(names[:5])})"
+                )
             config = json.loads(archive.read("config.json")) if "config.json" in names else None
             data = archive.read("model.weights.h5")
         with _open_h5(io.BytesIO(data), path) as handle:
@@ -124,8 +137,10 @@ def read_keras(source: Any) -> KerasWeights:
             return KerasWeights(label, _read_legacy_layers(handle["model_weights"]), config, str(path))
         if "layers" in handle:  # Keras 3 .weights.h5
             return KerasWeights(label, _read_keras3_layers(handle), None, str(path))
-    raise ValueError(f"{path} is an HDF5 file but not a Keras model or weights file "
-                     f"(no layer_names, model_weights or layers in it)")
+    raise ValueError(
+        f"{path} is an HDF5 file but not a Keras model or weights file "
+        f"(no layer_names, model_weights or layers in it)"
+    )
 
 
 def _open_h5(file: Any, path: Path):
@@ -152,8 +167,10 @@ def _read_legacy_layers(group) -> dict[str, list[np.ndarray]]:
             layer = group[name]
             layers[name] = [np.asarray(layer[_text(w)]) for w in layer.attrs.get("weight_names", [])]
         except KeyError:  # h5py's message is about HDF5 internals, not the file's inconsistency
-            raise ValueError(f"{group.file.filename}: layer {name!r} (or one of its weights) is listed in "
-                             f"layer_names but missing from the file; the file is damaged or incomplete") from None
+            raise ValueError(
+                f"{group.file.filename}: layer {name!r} (or one of its weights) is listed in "
+                f"layer_names but missing from the file; the file is damaged or incomplete"
+            ) from None
     return layers
 
 
@@ -206,16 +223,19 @@ def detect_family(weights: KerasWeights) -> str | None:
 
 def _classifier_layer(weights: KerasWeights, family: str) -> str | None:
     candidates = {"mobilenet_v1": ("conv_preds",), "mobilenet_v2": ("predictions", "Logits")}.get(
-        family, ("logits", "Logits"))
+        family, ("logits", "Logits")
+    )
     return next((n for n in candidates if weights.layers.get(n)), None)
 
 
 def _width_estimate(weights: KerasWeights, family: str) -> float | None:
     # The last bottleneck/pointwise layer: int(1024·α) for V1; make_divisible(c·α) for V2/V3.
-    last, paper = {"mobilenet_v1": (("conv_pw_13",), 1024),
-                   "mobilenet_v2": (("block_16_project",), 320),
-                   "mobilenet_v3_large": (("expanded_conv_14_project", "expanded_conv_14/project"), 160),
-                   "mobilenet_v3_small": (("expanded_conv_10_project", "expanded_conv_10/project"), 96)}[family]
+    last, paper = {
+        "mobilenet_v1": (("conv_pw_13",), 1024),
+        "mobilenet_v2": (("block_16_project",), 320),
+        "mobilenet_v3_large": (("expanded_conv_14_project", "expanded_conv_14/project"), 160),
+        "mobilenet_v3_small": (("expanded_conv_10_project", "expanded_conv_10/project"), 96),
+    }[family]
     kernel = next((weights.layers[n][0] for n in last if weights.layers.get(n)), None)
     return None if kernel is None else kernel.shape[-1] / paper
 
@@ -245,9 +265,15 @@ def _padding_for(family: str, input_size: tuple | None) -> tuple[str, str]:
     if family == "mobilenet_v1":
         return "keras", "Keras MobileNet pads strided depthwise layers bottom/right only, at every input size"
     if input_size is not None and None in input_size:
-        return "keras", "built without a fixed input size, so Keras fixed its depthwise padding for even sizes"
-    return "same", ("built for a fixed input size, where Keras's padding equals TensorFlow 'same'" if input_size
-                    else "weights only; TensorFlow 'same', which the weights were trained with")
+        return (
+            "keras",
+            "built without a fixed input size, so Keras fixed its depthwise padding for even sizes",
+        )
+    return "same", (
+        "built for a fixed input size, where Keras's padding equals TensorFlow 'same'"
+        if input_size
+        else "weights only; TensorFlow 'same', which the weights were trained with"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,11 +305,21 @@ def keras_layer_names(family: str, config: ModelConfig, slot: Slot) -> tuple[str
     if is_last_conv(config, slot):
         return ("conv_1_bn", "Conv_1/BatchNorm") if norm else ("conv_1", "Conv_1")
     block_id = slot.block - 1
-    new, old = ("expanded_conv_", "expanded_conv/") if block_id == 0 else \
-        (f"expanded_conv_{block_id}_", f"expanded_conv_{block_id}/")
-    layer = {"expand": "expand", "dw": "depthwise", "project": "project",
-             "se_reduce": "squeeze_excite_conv", "se_expand": "squeeze_excite_conv_1"}[slot.part]
-    old_layer = {"se_reduce": "squeeze_excite/Conv", "se_expand": "squeeze_excite/Conv_1"}.get(slot.part, layer)
+    new, old = (
+        ("expanded_conv_", "expanded_conv/")
+        if block_id == 0
+        else (f"expanded_conv_{block_id}_", f"expanded_conv_{block_id}/")
+    )
+    layer = {
+        "expand": "expand",
+        "dw": "depthwise",
+        "project": "project",
+        "se_reduce": "squeeze_excite_conv",
+        "se_expand": "squeeze_excite_conv_1",
+    }[slot.part]
+    old_layer = {"se_reduce": "squeeze_excite/Conv", "se_expand": "squeeze_excite/Conv_1"}.get(
+        slot.part, layer
+    )
     if norm:
         return (f"{new}{layer}_bn", f"{old}{old_layer}/BatchNorm")
     return (f"{new}{layer}", f"{old}{old_layer}")
@@ -317,18 +353,26 @@ def _fetcher(weights: KerasWeights, family: str, config: ModelConfig, used: set[
         candidates = keras_layer_names(family, config, slot)
         name = next((n for n in candidates if n in weights.layers), None)
         if name is None:
-            raise WeightMismatch(f"{weights.source} has no layer {candidates[0]!r} for {slot.path} of "
-                                 f"{describe(config)}; {_layer_summary(weights)}")
+            raise WeightMismatch(
+                f"{weights.source} has no layer {candidates[0]!r} for {slot.path} of "
+                f"{describe(config)}; {_layer_summary(weights)}"
+            )
         arrays = weights.layers[name]
         expected = KERAS_WEIGHTS[slot.kind]
         if len(arrays) != len(expected):
-            raise WeightMismatch(f"{weights.source}: layer {name!r} holds {len(arrays)} weights but {slot.path} of "
-                                 f"{describe(config)} needs {len(expected)} ({', '.join(expected)})")
+            raise WeightMismatch(
+                f"{weights.source}: layer {name!r} holds {len(arrays)} weights but {slot.path} of "
+                f"{describe(config)} needs {len(expected)} ({', '.join(expected)})"
+            )
         used.add(name)
-        return {tensor_name: SourceTensor(f"{name}/{expected[ours[tensor_name]]}",
-                                          _to_ours(slot.kind, ours[tensor_name], arrays[ours[tensor_name]]),
-                                          tuple(arrays[ours[tensor_name]].shape))
-                for tensor_name in SLOT_TENSORS[slot.kind]}
+        return {
+            tensor_name: SourceTensor(
+                f"{name}/{expected[ours[tensor_name]]}",
+                _to_ours(slot.kind, ours[tensor_name], arrays[ours[tensor_name]]),
+                tuple(arrays[ours[tensor_name]].shape),
+            )
+            for tensor_name in SLOT_TENSORS[slot.kind]
+        }
 
     return fetch
 
@@ -345,8 +389,10 @@ def _layer_summary(weights: KerasWeights) -> str:
 # --------------------------------------------------------------------------------------------
 # Keras publishes weights-only MobileNet/V2 files per input size, the size only in the file name
 # (keras/src/applications/mobilenet*.py): mobilenet_1_0_128_tf.h5, ..._kernels_1.0_128_no_top.h5.
-PUBLISHED_NAME_SIZE = re.compile(r"^(?:mobilenet_\d_\d+_(\d+)_tf|mobilenet_v2_weights_tf_dim_ordering_tf_kernels_"
-                                 r"[\d.]+_(\d+))(?:_no_top)?\.h5$")
+PUBLISHED_NAME_SIZE = re.compile(
+    r"^(?:mobilenet_\d_\d+_(\d+)_tf|mobilenet_v2_weights_tf_dim_ordering_tf_kernels_"
+    r"[\d.]+_(\d+))(?:_no_top)?\.h5$"
+)
 
 
 def _published_resolution(path: str | None) -> int | None:
@@ -354,9 +400,14 @@ def _published_resolution(path: str | None) -> int | None:
     return int(found.group(1) or found.group(2)) if found else None
 
 
-def from_keras(source: Any, name: str | None = None, width_mult: float | None = None,
-               depth_multiplier: int | None = None, minimalistic: bool | None = None,
-               resolution: int | None = None) -> MobileNet:
+def from_keras(
+    source: Any,
+    name: str | None = None,
+    width_mult: float | None = None,
+    depth_multiplier: int | None = None,
+    minimalistic: bool | None = None,
+    resolution: int | None = None,
+) -> MobileNet:
     """A Keras applications MobileNet (a keras.Model or a .keras/.h5 file) as our `MobileNet`, in
     eval mode, computing the same outputs (see the module docstring for the conventions kept).
 
@@ -370,8 +421,10 @@ def from_keras(source: Any, name: str | None = None, width_mult: float | None = 
     family = detect_family(weights)
     name = name or family
     if name is None:
-        raise WeightMismatch(f"{weights.source} is not a Keras MobileNet, MobileNetV2 or MobileNetV3 (no layer "
-                             f"conv_dw_1, block_1_expand or expanded_conv_1_expand); {_layer_summary(weights)}")
+        raise WeightMismatch(
+            f"{weights.source} is not a Keras MobileNet, MobileNetV2 or MobileNetV3 (no layer "
+            f"conv_dw_1, block_1_expand or expanded_conv_1_expand); {_layer_summary(weights)}"
+        )
     if name not in KERAS_CLASSES:
         raise ValueError(f"Keras applications have no {name}; they have {', '.join(KERAS_CLASSES)}")
     if name != "mobilenet_v1" and depth_multiplier not in (None, 1):
@@ -400,26 +453,44 @@ def from_keras(source: Any, name: str | None = None, width_mult: float | None = 
         mean, std = (-offset * std_value,) * 3, (std_value,) * 3
         note = f"the Keras model's own Rescaling(scale={scale:g}, offset={offset:g}) on 0..255 RGB"
     extra = {
-        "source": {"library": "keras", "model": KERAS_CLASSES[name], "file": weights.path,
-                   "input_size": list(input_size) if input_size else None, "padding": padding_why,
-                   "built_in_preprocessing": rescaling is not None},
+        "source": {
+            "library": "keras",
+            "model": KERAS_CLASSES[name],
+            "file": weights.path,
+            "input_size": list(input_size) if input_size else None,
+            "padding": padding_why,
+            "built_in_preprocessing": rescaling is not None,
+        },
         "preprocessing": preprocessing(resolution, mean, std, note=note),
         "class_names": "imagenet-1k" if num_classes == IMAGENET_CLASSES else None,
     }
 
     def convert(width: float) -> MobileNet:
-        config = source_config(name, width_mult=width, num_classes=num_classes, resolution=resolution,
-                               padding=padding, bn_eps=BN_EPS, bn_momentum=BN_MOMENTUM[name], dropout=DROPOUT[name],
-                               extra=extra, activation="relu6", depth_multiplier=depth_multiplier or 1,
-                               minimalistic=bool(minimalistic))
+        config = source_config(
+            name,
+            width_mult=width,
+            num_classes=num_classes,
+            resolution=resolution,
+            padding=padding,
+            bn_eps=BN_EPS,
+            bn_momentum=BN_MOMENTUM[name],
+            dropout=DROPOUT[name],
+            extra=extra,
+            activation="relu6",
+            depth_multiplier=depth_multiplier or 1,
+            minimalistic=bool(minimalistic),
+        )
         model = MobileNet(config)
         used: set[str] = set()
         load_slots(model, _fetcher(weights, name, config, used), weights.source)
         check_all_used([n for n, arrays in weights.layers.items() if arrays], used, weights.source, config)
         return model.eval()
 
-    widths = [width_mult] if width_mult is not None else \
-        width_candidates(_width_estimate(weights, name), PUBLISHED_WIDTHS[name])
+    widths = (
+        [width_mult]
+        if width_mult is not None
+        else width_candidates(_width_estimate(weights, name), PUBLISHED_WIDTHS[name])
+    )
     return first_success([lambda w=w: convert(w) for w in widths])
 
 

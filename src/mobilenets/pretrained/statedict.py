@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .mapping import SLOT_TENSORS, Slot, SourceTensor, WeightMismatch, describe
+from .slots import SLOT_TENSORS, Slot, SourceTensor, WeightMismatch, describe
 
 # Keys a training checkpoint may wrap its state dict in (timm's train script, Lightning, ...).
 WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema")
@@ -70,8 +70,10 @@ def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor],
         # torch's message is long; the line naming the refused object is the useful one
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         what = found.group(1) if found else "objects other than tensors"
-        raise ValueError(f"{path} is not a plain state dict: it holds {what}, which loading with "
-                         f"weights_only=True refuses to unpickle (by design: unpickling can run code)") from None
+        raise ValueError(
+            f"{path} is not a plain state dict: it holds {what}, which loading with "
+            f"weights_only=True refuses to unpickle (by design: unpickling can run code)"
+        ) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise ValueError(f"{path} is not a PyTorch weights file ({error})") from None
     if not isinstance(loaded, Mapping):
@@ -88,7 +90,9 @@ def _unwrap(state: dict, label: str) -> dict[str, torch.Tensor]:
         state = {k[len("module."):]: v for k, v in state.items()}
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise ValueError(f"{label} is not a state dict: {not_tensors[0]!r} is a {type(state[not_tensors[0]]).__name__}")
+        raise ValueError(
+            f"{label} is not a state dict: {not_tensors[0]!r} is a {type(state[not_tensors[0]]).__name__}"
+        )
     return state
 
 
@@ -108,8 +112,10 @@ def fetcher(state: dict[str, torch.Tensor], module_name: Callable[[Slot], str], 
         for tensor_name in SLOT_TENSORS[slot.kind]:
             key = f"{prefix}.{tensor_name}"
             if key not in state:
-                raise WeightMismatch(f"{source} has no {key!r} for {slot.path}.{tensor_name} of {describe(config)}; "
-                                     f"{_key_summary(state)}")
+                raise WeightMismatch(
+                    f"{source} has no {key!r} for {slot.path}.{tensor_name} of {describe(config)}; "
+                    f"{_key_summary(state)}"
+                )
             value = state[key]
             if slot.kind == "linear" and value.dim() == 4 and value.shape[2:] == (1, 1):
                 value = value.flatten(1)

@@ -31,10 +31,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import METADATA_KEY, load_checkpoint, read_metadata
 from ..config import HeadConfig
 from ..models import MobileNet
+from ..zoo import model_config
 from .imagenet import with_size
-from .mapping import describe
+from .keras import from_keras
+from .slots import describe
+from .statedict import read_state_dict, sniff_format
+from .timm import from_timm
+from .torchvision import detect_model, from_torchvision
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications"
 TORCHVISION_BASE = "https://download.pytorch.org/models"
@@ -52,7 +58,9 @@ class PublishedWeights:
     width_mult: float
     source: str  # "keras" | "torchvision" | "timm" | "mobilenets" (trained here, a file in the package)
     url: str  # for "mobilenets": "package:FILE", FILE in mobilenets/published/
-    resolution: int | None = None  # Keras V1/V2 publish one file per input size; None: trained at 224, any size
+    resolution: int | None = (
+        None  # Keras V1/V2 publish one file per input size; None: trained at 224, any size
+    )
     minimalistic: bool = False
     include_top: bool = True
     sha256: str | None = None  # full hex digest, or its first digits as publishers put them in file names
@@ -73,15 +81,33 @@ def _keras_entries() -> list[PublishedWeights]:
         for rows in (128, 160, 192, 224):
             for top in (True, False):
                 file = f"mobilenet_{text}_{rows}_tf{'' if top else '_no_top'}.h5"
-                entries.append(PublishedWeights("keras-imagenet", "mobilenet_v1", alpha, "keras",
-                                                f"{KERAS_BASE}/mobilenet/{file}", resolution=rows, include_top=top))
+                entries.append(
+                    PublishedWeights(
+                        "keras-imagenet",
+                        "mobilenet_v1",
+                        alpha,
+                        "keras",
+                        f"{KERAS_BASE}/mobilenet/{file}",
+                        resolution=rows,
+                        include_top=top,
+                    )
+                )
     for alpha in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
         for rows in (96, 128, 160, 192, 224):
             for top in (True, False):
                 suffix = "" if top else "_no_top"
                 file = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}{suffix}.h5"
-                entries.append(PublishedWeights("keras-imagenet", "mobilenet_v2", alpha, "keras",
-                                                f"{KERAS_BASE}/mobilenet_v2/{file}", resolution=rows, include_top=top))
+                entries.append(
+                    PublishedWeights(
+                        "keras-imagenet",
+                        "mobilenet_v2",
+                        alpha,
+                        "keras",
+                        f"{KERAS_BASE}/mobilenet_v2/{file}",
+                        resolution=rows,
+                        include_top=top,
+                    )
+                )
     # keras/src/applications/mobilenet_v3.py WEIGHTS_HASHES: (with top, without top), MD5.
     v3_md5 = {
         ("large", 0.75, False): ("765b44a33ad4005b3ac83185abf1d0eb", "40af19a13ebea4e2ee0c676887f69a2e"),
@@ -95,63 +121,189 @@ def _keras_entries() -> list[PublishedWeights]:
         stem = f"{size}{'_minimalistic' if minimal else ''}_224_{alpha}_float"
         for top, md5 in ((True, md5_top), (False, md5_no_top)):
             file = f"weights_mobilenet_v3_{stem}{'' if top else '_no_top_v2'}.h5"
-            entries.append(PublishedWeights("keras-imagenet", f"mobilenet_v3_{size}", alpha, "keras",
-                                            f"{KERAS_BASE}/mobilenet_v3/{file}", minimalistic=minimal,
-                                            include_top=top, md5=md5))
+            entries.append(
+                PublishedWeights(
+                    "keras-imagenet",
+                    f"mobilenet_v3_{size}",
+                    alpha,
+                    "keras",
+                    f"{KERAS_BASE}/mobilenet_v3/{file}",
+                    minimalistic=minimal,
+                    include_top=top,
+                    md5=md5,
+                )
+            )
     return entries
 
 
 def _torchvision_entries() -> list[PublishedWeights]:
     # torchvision's MobileNet_V2_Weights / MobileNet_V3_*_Weights; the file name ends in the first
     # 8 hex digits of the SHA-256 (torch.hub's check_hash convention).
-    files = [("torchvision-imagenet-v1", "mobilenet_v2", "mobilenet_v2-b0353104.pth"),
-             ("torchvision-imagenet-v2", "mobilenet_v2", "mobilenet_v2-7ebf99e0.pth"),
-             ("torchvision-imagenet-v1", "mobilenet_v3_large", "mobilenet_v3_large-8738ca79.pth"),
-             ("torchvision-imagenet-v2", "mobilenet_v3_large", "mobilenet_v3_large-5c1a4163.pth"),
-             ("torchvision-imagenet-v1", "mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth")]
-    return [PublishedWeights(key, model, 1.0, "torchvision", f"{TORCHVISION_BASE}/{file}",
-                             sha256=file.rsplit("-", 1)[1].split(".")[0]) for key, model, file in files]
+    files = [
+        ("torchvision-imagenet-v1", "mobilenet_v2", "mobilenet_v2-b0353104.pth"),
+        ("torchvision-imagenet-v2", "mobilenet_v2", "mobilenet_v2-7ebf99e0.pth"),
+        ("torchvision-imagenet-v1", "mobilenet_v3_large", "mobilenet_v3_large-8738ca79.pth"),
+        ("torchvision-imagenet-v2", "mobilenet_v3_large", "mobilenet_v3_large-5c1a4163.pth"),
+        ("torchvision-imagenet-v1", "mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth"),
+    ]
+    return [
+        PublishedWeights(
+            key,
+            model,
+            1.0,
+            "torchvision",
+            f"{TORCHVISION_BASE}/{file}",
+            sha256=file.rsplit("-", 1)[1].split(".")[0],
+        )
+        for key, model, file in files
+    ]
 
 
 def _timm_entries() -> list[PublishedWeights]:
     # timm's pretrained configs (timm/models/efficientnet.py, mobilenetv3.py). GitHub release files
     # carry the SHA-256 prefix in their names; the Hugging Face-only ones have no published hash.
     released = [  # (key, model, width, minimalistic, timm name with tag, file)
-        ("timm-imagenet", "mobilenet_v2", 0.5, False, "mobilenetv2_050.lamb_in1k", "mobilenetv2_050-3d30d450.pth"),
-        ("timm-imagenet", "mobilenet_v2", 1.0, False, "mobilenetv2_100.ra_in1k", "mobilenetv2_100_ra-b33bc2c4.pth"),
-        ("timm-imagenet", "mobilenet_v2", 1.4, False, "mobilenetv2_140.ra_in1k", "mobilenetv2_140_ra-21a4e913.pth"),
-        ("timm-imagenet", "mobilenet_v3_large", 1.0, False, "mobilenetv3_large_100.ra_in1k",
-         "mobilenetv3_large_100_ra-f55367f5.pth"),
-        ("timm-in21k-imagenet", "mobilenet_v3_large", 1.0, False, "mobilenetv3_large_100.miil_in21k_ft_in1k",
-         "mobilenetv3_large_100_1k_miil_78_0-66471c13.pth"),
-        ("timm-imagenet", "mobilenet_v3_small", 0.5, False, "mobilenetv3_small_050.lamb_in1k",
-         "mobilenetv3_small_050_lambc-4b7bbe87.pth"),
-        ("timm-imagenet", "mobilenet_v3_small", 0.75, False, "mobilenetv3_small_075.lamb_in1k",
-         "mobilenetv3_small_075_lambc-384766db.pth"),
-        ("timm-imagenet", "mobilenet_v3_small", 1.0, False, "mobilenetv3_small_100.lamb_in1k",
-         "mobilenetv3_small_100_lamb-266a294c.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_large", 0.75, False, "tf_mobilenetv3_large_075.in1k",
-         "tf_mobilenetv3_large_075-150ee8b0.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_large", 1.0, False, "tf_mobilenetv3_large_100.in1k",
-         "tf_mobilenetv3_large_100-427764d5.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_large", 1.0, True, "tf_mobilenetv3_large_minimal_100.in1k",
-         "tf_mobilenetv3_large_minimal_100-8596ae28.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_small", 0.75, False, "tf_mobilenetv3_small_075.in1k",
-         "tf_mobilenetv3_small_075-da427f52.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_small", 1.0, False, "tf_mobilenetv3_small_100.in1k",
-         "tf_mobilenetv3_small_100-37f49e2b.pth"),
-        ("timm-tf-imagenet", "mobilenet_v3_small", 1.0, True, "tf_mobilenetv3_small_minimal_100.in1k",
-         "tf_mobilenetv3_small_minimal_100-922a7843.pth"),
+        (
+            "timm-imagenet",
+            "mobilenet_v2",
+            0.5,
+            False,
+            "mobilenetv2_050.lamb_in1k",
+            "mobilenetv2_050-3d30d450.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v2",
+            1.0,
+            False,
+            "mobilenetv2_100.ra_in1k",
+            "mobilenetv2_100_ra-b33bc2c4.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v2",
+            1.4,
+            False,
+            "mobilenetv2_140.ra_in1k",
+            "mobilenetv2_140_ra-21a4e913.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v3_large",
+            1.0,
+            False,
+            "mobilenetv3_large_100.ra_in1k",
+            "mobilenetv3_large_100_ra-f55367f5.pth",
+        ),
+        (
+            "timm-in21k-imagenet",
+            "mobilenet_v3_large",
+            1.0,
+            False,
+            "mobilenetv3_large_100.miil_in21k_ft_in1k",
+            "mobilenetv3_large_100_1k_miil_78_0-66471c13.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v3_small",
+            0.5,
+            False,
+            "mobilenetv3_small_050.lamb_in1k",
+            "mobilenetv3_small_050_lambc-4b7bbe87.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v3_small",
+            0.75,
+            False,
+            "mobilenetv3_small_075.lamb_in1k",
+            "mobilenetv3_small_075_lambc-384766db.pth",
+        ),
+        (
+            "timm-imagenet",
+            "mobilenet_v3_small",
+            1.0,
+            False,
+            "mobilenetv3_small_100.lamb_in1k",
+            "mobilenetv3_small_100_lamb-266a294c.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_large",
+            0.75,
+            False,
+            "tf_mobilenetv3_large_075.in1k",
+            "tf_mobilenetv3_large_075-150ee8b0.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_large",
+            1.0,
+            False,
+            "tf_mobilenetv3_large_100.in1k",
+            "tf_mobilenetv3_large_100-427764d5.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_large",
+            1.0,
+            True,
+            "tf_mobilenetv3_large_minimal_100.in1k",
+            "tf_mobilenetv3_large_minimal_100-8596ae28.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_small",
+            0.75,
+            False,
+            "tf_mobilenetv3_small_075.in1k",
+            "tf_mobilenetv3_small_075-da427f52.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_small",
+            1.0,
+            False,
+            "tf_mobilenetv3_small_100.in1k",
+            "tf_mobilenetv3_small_100-37f49e2b.pth",
+        ),
+        (
+            "timm-tf-imagenet",
+            "mobilenet_v3_small",
+            1.0,
+            True,
+            "tf_mobilenetv3_small_minimal_100.in1k",
+            "tf_mobilenetv3_small_minimal_100-922a7843.pth",
+        ),
     ]
-    entries = [PublishedWeights(key, model, width, "timm", f"{TIMM_RELEASES}/v0.1-weights/{file}"
-                                if "miil" not in file else f"{TIMM_RELEASES}/v0.1-tresnet/{file}",
-                                minimalistic=minimal, sha256=file.rsplit("-", 1)[1].split(".")[0], timm_name=name)
-               for key, model, width, minimal, name, file in released]
+    entries = [
+        PublishedWeights(
+            key,
+            model,
+            width,
+            "timm",
+            f"{TIMM_RELEASES}/v0.1-weights/{file}"
+            if "miil" not in file
+            else f"{TIMM_RELEASES}/v0.1-tresnet/{file}",
+            minimalistic=minimal,
+            sha256=file.rsplit("-", 1)[1].split(".")[0],
+            timm_name=name,
+        )
+        for key, model, width, minimal, name, file in released
+    ]
     for width in (1.0, 1.25):  # MobileNetV1 weights are on the Hugging Face hub only
         name = f"mobilenetv1_{round(width * 100)}.ra4_e3600_r224_in1k"
-        entries.append(PublishedWeights("timm-imagenet", "mobilenet_v1", width, "timm",
-                                        f"{HUGGING_FACE}/timm/{name}/resolve/main/model.safetensors",
-                                        timm_name=name, filename=f"timm-{name}.safetensors"))
+        entries.append(
+            PublishedWeights(
+                "timm-imagenet",
+                "mobilenet_v1",
+                width,
+                "timm",
+                f"{HUGGING_FACE}/timm/{name}/resolve/main/model.safetensors",
+                timm_name=name,
+                filename=f"timm-{name}.safetensors",
+            )
+        )
     return entries
 
 
@@ -170,13 +322,22 @@ def _bundled_entries() -> list[PublishedWeights]:
     index = _package_file("index.json")
     if not index.is_file():
         return []
-    return [PublishedWeights(entry["key"], entry["model"], entry["width_mult"], "mobilenets",
-                             PACKAGE_SCHEME + entry["file"], sha256=entry["sha256"])
-            for entry in json.loads(index.read_text())]
+    return [
+        PublishedWeights(
+            entry["key"],
+            entry["model"],
+            entry["width_mult"],
+            "mobilenets",
+            PACKAGE_SCHEME + entry["file"],
+            sha256=entry["sha256"],
+        )
+        for entry in json.loads(index.read_text())
+    ]
 
 
-PUBLISHED: tuple[PublishedWeights, ...] = tuple(_keras_entries() + _torchvision_entries() + _timm_entries()
-                                                + _bundled_entries())
+PUBLISHED: tuple[PublishedWeights, ...] = tuple(
+    _keras_entries() + _torchvision_entries() + _timm_entries() + _bundled_entries()
+)
 WEIGHT_KEYS = tuple(dict.fromkeys(entry.key for entry in PUBLISHED))
 
 
@@ -185,11 +346,19 @@ def list_weights(name: str | None = None, key: str | None = None) -> list[Publis
     return [e for e in PUBLISHED if (name is None or e.model == name) and (key is None or e.key == key)]
 
 
-def find_weights(name: str, key: str, width_mult: float | None = None, resolution: int | None = None,
-                 minimalistic: bool = False, include_top: bool = True) -> PublishedWeights:
+def find_weights(
+    name: str,
+    key: str,
+    width_mult: float | None = None,
+    resolution: int | None = None,
+    minimalistic: bool = False,
+    include_top: bool = True,
+) -> PublishedWeights:
     """The published file for these options, or a ValueError listing what is published."""
     if key not in WEIGHT_KEYS:
-        raise ValueError(f"unknown weights {key!r}; published: {', '.join(WEIGHT_KEYS)} (or pass a file path or URL)")
+        raise ValueError(
+            f"unknown weights {key!r}; published: {', '.join(WEIGHT_KEYS)} (or pass a file path or URL)"
+        )
     candidates = list_weights(name, key)
     if not candidates:
         models = sorted({e.model for e in list_weights(key=key)})
@@ -197,13 +366,20 @@ def find_weights(name: str, key: str, width_mult: float | None = None, resolutio
     if width_mult is None:  # the one width published, else the papers' 1.0
         widths = {e.width_mult for e in candidates}
         width_mult = widths.pop() if len(widths) == 1 else 1.0
-    matching = [e for e in candidates if abs(e.width_mult - width_mult) < 1e-9 and e.minimalistic == minimalistic]
+    matching = [
+        e for e in candidates if abs(e.width_mult - width_mult) < 1e-9 and e.minimalistic == minimalistic
+    ]
     if matching and matching[0].resolution is not None:  # Keras V1/V2: one file per input size
         matching = [e for e in matching if e.resolution == (resolution or 224)]
     if not matching:
-        wanted = f"width_mult={width_mult:g}" + (f", resolution={resolution}" if resolution else "") + \
-            (", minimalistic" if minimalistic else "")
-        raise ValueError(f"no {key} weights for {name} with {wanted}; published: {_published_options(candidates)}")
+        wanted = (
+            f"width_mult={width_mult:g}"
+            + (f", resolution={resolution}" if resolution else "")
+            + (", minimalistic" if minimalistic else "")
+        )
+        raise ValueError(
+            f"no {key} weights for {name} with {wanted}; published: {_published_options(candidates)}"
+        )
     # A feature extractor prefers the smaller file without the classifier where there is one.
     return min(matching, key=lambda e: e.include_top != include_top)
 
@@ -277,22 +453,27 @@ def file_digests(path: Path) -> tuple[str, str]:
     return digests.sha256.hexdigest(), digests.md5.hexdigest()
 
 
-def _check_hashes(sha256: str, md5: str, expected_sha256: str | None, expected_md5: str | None,
-                  what: str, fix: str) -> None:
+def _check_hashes(
+    sha256: str, md5: str, expected_sha256: str | None, expected_md5: str | None, what: str, fix: str
+) -> None:
     if expected_sha256 and not sha256.startswith(expected_sha256.lower()):
-        raise HashMismatch(f"{what} has SHA-256 {sha256}, but the published one is {expected_sha256}"
-                           f"{'...' if len(expected_sha256) < 64 else ''}; {fix}")
+        raise HashMismatch(
+            f"{what} has SHA-256 {sha256}, but the published one is {expected_sha256}"
+            f"{'...' if len(expected_sha256) < 64 else ''}; {fix}"
+        )
     if expected_md5 and md5 != expected_md5.lower():
         raise HashMismatch(f"{what} has MD5 {md5}, but the published one is {expected_md5}; {fix}")
 
 
 def bundled_file(entry: PublishedWeights) -> Path:
     """The checkpoint file of a "mobilenets" entry, inside the installed package, hash-checked."""
-    path = _package_file(entry.url[len(PACKAGE_SCHEME):])
+    path = _package_file(entry.url[len(PACKAGE_SCHEME) :])
     if not path.is_file():  # a damaged install, not a user mistake
         raise WeightsUnavailable(f"the package file {path} is missing; reinstall mobilenets")
     digest, md5_digest = file_digests(path)
-    _check_hashes(digest, md5_digest, entry.sha256, entry.md5, f"the package file {path}", "reinstall mobilenets")
+    _check_hashes(
+        digest, md5_digest, entry.sha256, entry.md5, f"the package file {path}", "reinstall mobilenets"
+    )
     return path
 
 
@@ -309,28 +490,44 @@ def bundled_checkpoint(key: str) -> Path | None:
     return bundled_file(entries[0]) if entries else None
 
 
-def fetch(url: str, filename: str | None = None, sha256: str | None = None, md5: str | None = None,
-          progress: bool = True) -> tuple[Path, str]:
+def fetch(
+    url: str,
+    filename: str | None = None,
+    sha256: str | None = None,
+    md5: str | None = None,
+    progress: bool = True,
+) -> tuple[Path, str]:
     """The cached file for `url` (downloaded on first use) and its SHA-256, checked against the
     published hashes given. Raises WeightsUnavailable (offline, interrupted) or HashMismatch."""
     destination = cache_dir() / (filename or url_cache_name(url))
     if destination.is_file():
         digest, md5_digest = file_digests(destination)
-        _check_hashes(digest, md5_digest, sha256, md5, f"the cached {destination}",
-                      f"delete it to download {url} again, or replace it with that file")
+        _check_hashes(
+            digest,
+            md5_digest,
+            sha256,
+            md5,
+            f"the cached {destination}",
+            f"delete it to download {url} again, or replace it with that file",
+        )
         return destination, digest
     digest = _download(url, destination, sha256, md5, progress)
     if not sha256 and not md5:
-        print(f"downloaded {url}: SHA-256 {digest} (no published hash to check it against; "
-              f"it is recorded in the model's config)", file=sys.stderr)
+        print(
+            f"downloaded {url}: SHA-256 {digest} (no published hash to check it against; "
+            f"it is recorded in the model's config)",
+            file=sys.stderr,
+        )
     return destination, digest
 
 
 def _download(url: str, destination: Path, sha256: str | None, md5: str | None, progress: bool) -> str:
     from tqdm import tqdm
 
-    place = (f"download it yourself and place it at {destination} "
-             f"(the folder is $MOBILENETS_CACHE, now {destination.parent})")
+    place = (
+        f"download it yourself and place it at {destination} "
+        f"(the folder is $MOBILENETS_CACHE, now {destination.parent})"
+    )
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
     try:
@@ -338,8 +535,9 @@ def _download(url: str, destination: Path, sha256: str | None, md5: str | None, 
         received = 0
         with os.fdopen(fd, "wb") as out:
             try:
-                response = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "mobilenets"}),
-                                                  timeout=60)
+                response = urllib.request.urlopen(
+                    urllib.request.Request(url, headers={"User-Agent": "mobilenets"}), timeout=60
+                )
             except (urllib.error.URLError, OSError, ValueError) as error:
                 reason = getattr(error, "reason", error)
                 raise WeightsUnavailable(f"cannot download {url} ({reason}); {place}") from None
@@ -347,8 +545,14 @@ def _download(url: str, destination: Path, sha256: str | None, md5: str | None, 
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
                 # disable=None: tqdm draws only on a terminal
-                with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name,
-                          disable=None if progress else True, file=sys.stderr) as bar:
+                with tqdm(
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc=destination.name,
+                    disable=None if progress else True,
+                    file=sys.stderr,
+                ) as bar:
                     try:
                         while chunk := response.read(CHUNK):
                             out.write(chunk)
@@ -356,15 +560,24 @@ def _download(url: str, destination: Path, sha256: str | None, md5: str | None, 
                             received += len(chunk)
                             bar.update(len(chunk))
                     except (OSError, ValueError, EOFError) as error:  # connection reset, IncompleteRead, ...
-                        raise WeightsUnavailable(f"download of {url} failed after {received} bytes ({error!r}); "
-                                                 f"{place}") from None
+                        raise WeightsUnavailable(
+                            f"download of {url} failed after {received} bytes ({error!r}); {place}"
+                        ) from None
             if total is not None and received != total:
-                raise WeightsUnavailable(f"download of {url} stopped after {received} of {total} bytes; {place}")
+                raise WeightsUnavailable(
+                    f"download of {url} stopped after {received} of {total} bytes; {place}"
+                )
             out.flush()
             os.fsync(out.fileno())
         digest = digests.sha256.hexdigest()
-        _check_hashes(digest, digests.md5.hexdigest(), sha256, md5, f"the file downloaded from {url}",
-                      f"it was not kept; if the publisher changed it, {place} and pass its path instead")
+        _check_hashes(
+            digest,
+            digests.md5.hexdigest(),
+            sha256,
+            md5,
+            f"the file downloaded from {url}",
+            f"it was not kept; if the publisher changed it, {place} and pass its path instead",
+        )
         os.replace(temporary, destination)
         return digest
     except BaseException:
@@ -376,24 +589,26 @@ def _download(url: str, destination: Path, sha256: str | None, md5: str | None, 
 # --------------------------------------------------------------------------------------------
 # Loading any weights file, and create_model(weights=...)
 # --------------------------------------------------------------------------------------------
-def load_weights_file(path: str | os.PathLike, name: str | None = None, timm_name: str | None = None,
-                      width_mult: float | None = None, resolution: int | None = None) -> MobileNet:
+def load_weights_file(
+    path: str | os.PathLike,
+    name: str | None = None,
+    timm_name: str | None = None,
+    width_mult: float | None = None,
+    resolution: int | None = None,
+) -> MobileNet:
     """Our model from any supported weights file, its kind read from its content: a Keras
     .h5/.keras, our own checkpoint, or a torchvision/timm state dict (.pth, .pt, .safetensors)."""
-    from ..checkpoint import METADATA_KEY, load_checkpoint
-    from .keras import from_keras
-    from .statedict import read_state_dict, sniff_format
-    from .timm import from_timm
-    from .torchvision import detect_model, from_torchvision
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
     kind = sniff_format(path)  # from the bytes: a converted file may have any name
-    if kind == "hdf5" or (kind == "zip" and _is_keras_archive(path)) or \
-            (kind == "unknown" and path.suffix in (".h5", ".hdf5", ".keras")):  # for Keras's own message
+    if (
+        kind == "hdf5"
+        or (kind == "zip" and _is_keras_archive(path))
+        or (kind == "unknown" and path.suffix in (".h5", ".hdf5", ".keras"))
+    ):  # for Keras's own message
         return from_keras(path, name=name, width_mult=width_mult, resolution=resolution)
-    if kind == "safetensors" and _safetensors_metadata(path).get(METADATA_KEY):
+    if kind == "safetensors" and read_metadata(path).get(METADATA_KEY):
         model = load_checkpoint(path).model.eval()
         if name is not None and model.config.name != name:
             raise ValueError(f"{path} holds a {model.config.name}, not {name}")
@@ -403,8 +618,10 @@ def load_weights_file(path: str | os.PathLike, name: str | None = None, timm_nam
         return from_timm(path, timm_name=timm_name, name=name)
     if detect_model(state) is not None:
         return from_torchvision(path, name=name, width_mult=width_mult)
-    raise ValueError(f"{path} is neither a Keras, torchvision, timm nor mobilenets checkpoint of a MobileNet "
-                     f"(its keys begin {', '.join(list(state)[:3])})")
+    raise ValueError(
+        f"{path} is neither a Keras, torchvision, timm nor mobilenets checkpoint of a MobileNet "
+        f"(its keys begin {', '.join(list(state)[:3])})"
+    )
 
 
 def _is_keras_archive(path: Path) -> bool:
@@ -416,16 +633,6 @@ def _is_keras_archive(path: Path) -> bool:
             return any(name.endswith("model.weights.h5") for name in archive.namelist())
     except zipfile.BadZipFile:
         return False
-
-
-def _safetensors_metadata(path: Path) -> dict:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return handle.metadata() or {}
-    except Exception as error:  # safetensors raises its own error types for corrupt files
-        raise ValueError(f"{path} is not a safetensors file ({error})") from None
 
 
 # Options that select which published file to use, those that adapt the loaded model, and those
@@ -443,33 +650,44 @@ def pretrained_model(name: str, weights: str, options: dict) -> MobileNet:
     the model (num_classes: a new, randomly initialised classifier when it differs; features_only;
     dropout); padding, activation, bn_eps, in_channels and stem_stride are the weights' own.
     """
-    from ..zoo import model_config
-
     model_config(name, **options)  # unknown model, unknown or invalid options: the usual messages
     if weights in WEIGHT_KEYS:
         if options.get("depth_multiplier", 1) != 1:
             raise ValueError(f"{weights} weights have depth_multiplier 1; got {options['depth_multiplier']}")
-        entry = find_weights(name, weights, options.get("width_mult"), options.get("resolution"),
-                             options.get("minimalistic", False), include_top=not options.get("features_only", False))
+        entry = find_weights(
+            name,
+            weights,
+            options.get("width_mult"),
+            options.get("resolution"),
+            options.get("minimalistic", False),
+            include_top=not options.get("features_only", False),
+        )
         if entry.source == "mobilenets":
             path = bundled_file(entry)
             digest = file_digests(path)[0]
         else:
             path, digest = fetch(entry.url, entry.cache_name, entry.sha256, entry.md5)
         model = _convert_entry(entry, path)
-        provenance = {"weights": weights, "url": entry.url, "sha256": digest,
-                      "hash_checked": bool(entry.sha256 or entry.md5)}
+        provenance = {
+            "weights": weights,
+            "url": entry.url,
+            "sha256": digest,
+            "hash_checked": bool(entry.sha256 or entry.md5),
+        }
     else:
         if is_url(weights):
             path, digest = fetch(weights)
         else:
             path = Path(weights)
             if not path.is_file():
-                raise FileNotFoundError(f"weights must be one of {', '.join(WEIGHT_KEYS)}, a file or a URL; "
-                                        f"there is no file {weights!r}")
+                raise FileNotFoundError(
+                    f"weights must be one of {', '.join(WEIGHT_KEYS)}, a file or a URL; "
+                    f"there is no file {weights!r}"
+                )
             digest = file_digests(path)[0]
-        model = load_weights_file(path, name=name, width_mult=options.get("width_mult"),
-                                  resolution=options.get("resolution"))
+        model = load_weights_file(
+            path, name=name, width_mult=options.get("width_mult"), resolution=options.get("resolution")
+        )
         provenance = {"weights": str(weights), "sha256": digest}
     if model.config.name != name:
         raise ValueError(f"{weights} holds a {model.config.name}, not {name}")
@@ -480,26 +698,41 @@ def adapt_model(model: MobileNet, options: dict, provenance: dict, label: str) -
     """`model` with the options the user set: checked against what the weights fix, then the
     classifier replaced or removed and the nominal resolution set as asked."""
     config = model.config
-    actual = {"padding": config.padding, "bn_eps": config.bn_eps, "in_channels": config.in_channels,
-              "stem_stride": config.blocks[0].stride, "activation": config.blocks[1].activation,
-              "width_mult": config.width_mult, "minimalistic": bool(config.extra.get("minimalistic", False)),
-              "depth_multiplier": config.blocks[1].depth_multiplier}
+    actual = {
+        "padding": config.padding,
+        "bn_eps": config.bn_eps,
+        "in_channels": config.in_channels,
+        "stem_stride": config.blocks[0].stride,
+        "activation": config.blocks[1].activation,
+        "width_mult": config.width_mult,
+        "minimalistic": bool(config.extra.get("minimalistic", False)),
+        "depth_multiplier": config.blocks[1].depth_multiplier,
+    }
     for option in FIXED_BY_WEIGHTS + SELECTING:
         if option in options and option in actual and options[option] != actual[option]:
             if option == "width_mult" and abs(options[option] - actual[option]) < 1e-9:
                 continue
-            raise ValueError(f"{option}={options[option]!r} does not fit the weights {label}, which are "
-                             f"{describe(config)} with {option}={actual[option]!r}; leave {option} unset")
+            raise ValueError(
+                f"{option}={options[option]!r} does not fit the weights {label}, which are "
+                f"{describe(config)} with {option}={actual[option]!r}; leave {option} unset"
+            )
     extra = {**config.extra, "weights": provenance}
     head = config.head
     if options.get("features_only"):
         head = None
     elif head is not None and ("num_classes" in options or "dropout" in options):
-        head = HeadConfig(head.in_channels, options.get("num_classes", head.num_classes), head.hidden_channels,
-                          head.hidden_activation, options.get("dropout", head.dropout))
+        head = HeadConfig(
+            head.in_channels,
+            options.get("num_classes", head.num_classes),
+            head.hidden_channels,
+            head.hidden_activation,
+            options.get("dropout", head.dropout),
+        )
     elif head is None and not options.get("features_only"):
-        raise ValueError(f"the weights {label} have no classifier (a Keras include_top=False file); "
-                         f"pass features_only=True")
+        raise ValueError(
+            f"the weights {label} have no classifier (a Keras include_top=False file); "
+            f"pass features_only=True"
+        )
     if head is None or head.num_classes != config.num_classes:
         extra["class_names"] = None
     resolution = options.get("resolution", config.resolution)
@@ -516,29 +749,46 @@ def adapt_model(model: MobileNet, options: dict, provenance: dict, label: str) -
 
 
 def _convert_entry(entry: PublishedWeights, path: Path) -> MobileNet:
-    from .keras import from_keras
-    from .timm import from_timm
-    from .torchvision import from_torchvision
-
     if entry.source == "mobilenets":
-        from ..checkpoint import load_checkpoint
-
         checkpoint = load_checkpoint(path)
         config = checkpoint.model.config
         # What predict needs to prepare images and name classes, where converted models keep it.
         recipe = {**checkpoint.preprocessing, "resize": checkpoint.preprocessing["size"]}
-        extra = {**config.extra, "class_names": checkpoint.class_names, "preprocessing": recipe,
-                 "source": "mobilenets"}
+        extra = {
+            **config.extra,
+            "class_names": checkpoint.class_names,
+            "preprocessing": recipe,
+            "source": "mobilenets",
+        }
         model = MobileNet(config.replace(extra=extra))
         model.load_state_dict(checkpoint.model.state_dict())
         return model.eval()
     if entry.source == "keras":
-        return from_keras(path, name=entry.model, width_mult=entry.width_mult, minimalistic=entry.minimalistic,
-                          resolution=entry.resolution or 224)
+        return from_keras(
+            path,
+            name=entry.model,
+            width_mult=entry.width_mult,
+            minimalistic=entry.minimalistic,
+            resolution=entry.resolution or 224,
+        )
     if entry.source == "torchvision":
         return from_torchvision(path, name=entry.model, width_mult=entry.width_mult)
     return from_timm(path, timm_name=entry.timm_name, name=entry.model)
 
 
-__all__ = ["bundled_checkpoint", "default_model", "HashMismatch", "PUBLISHED", "PublishedWeights", "WEIGHT_KEYS", "WeightsUnavailable", "adapt_model",
-           "cache_dir", "fetch", "find_weights", "list_weights", "load_weights_file", "pretrained_model"]
+__all__ = [
+    "HashMismatch",
+    "PUBLISHED",
+    "PublishedWeights",
+    "WEIGHT_KEYS",
+    "WeightsUnavailable",
+    "adapt_model",
+    "bundled_checkpoint",
+    "cache_dir",
+    "default_model",
+    "fetch",
+    "find_weights",
+    "list_weights",
+    "load_weights_file",
+    "pretrained_model",
+]

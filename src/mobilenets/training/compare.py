@@ -16,34 +16,49 @@ from pathlib import Path
 
 import torch
 
-from .cost import cost
-from .timing import inference_runner, median_ratio, time_interleaved, training_step_runner
+from ..costs.analysis import cost
+from ..deploy.timing import inference_runner, median_ratio, time_interleaved, training_step_runner
 from .train import TrainConfig, train
 
 SEPARABLE, STANDARD = "mobilenet_v1", "conv_mobilenet_v1"
 
 
-def measure_speed(models: dict[str, torch.nn.Module], recipe: TrainConfig, image_size: int,
-                  repeats: int = 10) -> dict[str, dict[str, float]]:
+def measure_speed(
+    models: dict[str, torch.nn.Module], recipe: TrainConfig, image_size: int, repeats: int = 10
+) -> dict[str, dict[str, float]]:
     """Median seconds per training step (the recipe's batch, layout and precision) and per
     batch-1 forward pass of each model, the models alternating in short timed windows, and the
     median per-round ratio of each model's time to the first one's."""
-    train_runners = {name: training_step_runner(copy.deepcopy(model), recipe.batch_size, image_size,
-                                                channels_last=recipe.channels_last, amp=recipe.amp, seed=recipe.seed)
-                     for name, model in models.items()}
+    train_runners = {
+        name: training_step_runner(
+            copy.deepcopy(model),
+            recipe.batch_size,
+            image_size,
+            channels_last=recipe.channels_last,
+            amp=recipe.amp,
+            seed=recipe.seed,
+        )
+        for name, model in models.items()
+    }
     step_times = time_interleaved(train_runners, warmup=2, repeats=repeats, min_window_s=0.2)
-    infer_runners = {name: inference_runner(copy.deepcopy(model), 1, image_size, seed=recipe.seed)
-                     for name, model in models.items()}
+    infer_runners = {
+        name: inference_runner(copy.deepcopy(model), 1, image_size, seed=recipe.seed)
+        for name, model in models.items()
+    }
     latencies = time_interleaved(infer_runners, warmup=3, repeats=2 * repeats, min_window_s=0.05)
     first = next(iter(models))
-    return {name: {"train_step_s": statistics.median(step_times[name]),
-                   "latency_s": statistics.median(latencies[name]),
-                   "train_step_ratio": median_ratio(step_times, name, first),
-                   "latency_ratio": median_ratio(latencies, name, first)}
-            for name in models}
+    return {
+        name: {
+            "train_step_s": statistics.median(step_times[name]),
+            "latency_s": statistics.median(latencies[name]),
+            "train_step_ratio": median_ratio(step_times, name, first),
+            "latency_ratio": median_ratio(latencies, name, first),
+        }
+        for name in models
+    }
 
 
-def run_compare(recipe: TrainConfig) -> dict:
+def compare_twins(recipe: TrainConfig) -> dict:
     """Train both models with `recipe` (its `model` is ignored), then measure and tabulate."""
     results = {}
     for name in (SEPARABLE, STANDARD):
@@ -70,36 +85,71 @@ def format_compare(results: dict) -> str:
     train_ratio = speed_std["train_step_ratio"]  # standard's step time over separable's, per round
     latency_ratio = speed_std["latency_ratio"]
     rows = [
-        ("parameters", f"{sep['cost'].params:,}", f"{std['cost'].params:,}", std["cost"].params / sep["cost"].params),
-        ("mult-adds per image", f"{sep['cost'].mult_adds:,}", f"{std['cost'].mult_adds:,}",
-         std["cost"].mult_adds / sep["cost"].mult_adds),
-        ("CPU latency, batch 1 (ms)", f"{1e3 * speed_sep['latency_s']:.2f}", f"{1e3 * speed_std['latency_s']:.2f}",
-         latency_ratio),
-        (f"training step, batch {batch} (ms)", f"{1e3 * speed_sep['train_step_s']:.1f}",
-         f"{1e3 * speed_std['train_step_s']:.1f}", train_ratio),
-        ("training throughput (img/s)", f"{batch / speed_sep['train_step_s']:.0f}",
-         f"{batch / speed_std['train_step_s']:.0f}", None),
+        (
+            "parameters",
+            f"{sep['cost'].params:,}",
+            f"{std['cost'].params:,}",
+            std["cost"].params / sep["cost"].params,
+        ),
+        (
+            "mult-adds per image",
+            f"{sep['cost'].mult_adds:,}",
+            f"{std['cost'].mult_adds:,}",
+            std["cost"].mult_adds / sep["cost"].mult_adds,
+        ),
+        (
+            "CPU latency, batch 1 (ms)",
+            f"{1e3 * speed_sep['latency_s']:.2f}",
+            f"{1e3 * speed_std['latency_s']:.2f}",
+            latency_ratio,
+        ),
+        (
+            f"training step, batch {batch} (ms)",
+            f"{1e3 * speed_sep['train_step_s']:.1f}",
+            f"{1e3 * speed_std['train_step_s']:.1f}",
+            train_ratio,
+        ),
+        (
+            "training throughput (img/s)",
+            f"{batch / speed_sep['train_step_s']:.0f}",
+            f"{batch / speed_std['train_step_s']:.0f}",
+            None,
+        ),
         ("training wall time (s)", f"{sep['train_seconds']:.1f}", f"{std['train_seconds']:.1f}", None),
-        ("validation top-1 (final)", f"{100 * last_sep['val_top1']:.2f}%", f"{100 * last_std['val_top1']:.2f}%", None),
-        ("validation top-1 (best)", f"{100 * sep['best_val_top1']:.2f}%", f"{100 * std['best_val_top1']:.2f}%", None),
+        (
+            "validation top-1 (final)",
+            f"{100 * last_sep['val_top1']:.2f}%",
+            f"{100 * last_std['val_top1']:.2f}%",
+            None,
+        ),
+        (
+            "validation top-1 (best)",
+            f"{100 * sep['best_val_top1']:.2f}%",
+            f"{100 * std['best_val_top1']:.2f}%",
+            None,
+        ),
     ]
     header = ("", "MobileNet (separable)", "Conv MobileNet (standard)", "standard / separable")
     table = [header] + [(label, a, b, f"{ratio:.2f}×" if ratio else "") for label, a, b, ratio in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in table]
+    lines = [
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in table
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     formula = [c.formula for c in sep["cost"].separable]
     gap = 100 * (last_std["val_top1"] - last_sep["val_top1"])
     lines += [
         "",
-        f"theory: each separable layer costs 1/N + 1/D_K² = {min(formula):.4f}…{max(formula):.4f} of the standard "
+        f"theory: each separable layer costs 1/N + 1/D_K² = {min(formula):.4f}…{max(formula):.4f} of the "
+        "standard "
         f"convolution it replaces ({1 / max(formula):.2f}…{1 / min(formula):.2f}× fewer mult-adds); "
         f"the whole network {std['cost'].mult_adds / sep['cost'].mult_adds:.2f}× fewer.",
         f"measured: inference {latency_ratio:.2f}× faster, training {train_ratio:.2f}× faster, accuracy "
         f"{gap:+.2f} points for the standard convolutions (the paper's ImageNet gap: +1.1).",
         "speed: both models timed in alternating windows in this process after training (median of per-round "
-        f"ratios, {torch.get_num_threads()} threads); the wall times ran one after the other and are not compared.",
+        f"ratios, {torch.get_num_threads()} threads); the wall times ran one after the other and are not "
+        "compared.",
         f"data: {sep['data']} ({len(sep['class_names'])} classes), {len(sep['history'])} epochs each; "
         f"logs and checkpoints under {Path(sep['out']).parent}",
     ]

@@ -10,12 +10,13 @@ silently loaded into the wrong place.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, iter_layers
+from ..zoo import model_config
 
 # What a slot holds, and the names of its tensors in our modules.
 SLOT_TENSORS = {
@@ -46,34 +47,13 @@ class Slot:
 
 def model_slots(config: ModelConfig) -> list[Slot]:
     """Every weight-carrying layer, in forward order (so the first mismatch reported is the first
-    layer that does not fit)."""
-    return list(_iter_slots(config))
-
-
-def _iter_slots(config: ModelConfig) -> Iterator[Slot]:
-    def conv_norm(index: int, path: str, part: str, conv_kind: str = "conv") -> Iterator[Slot]:
-        yield Slot(f"{path}.conv", conv_kind, index, part)
-        yield Slot(f"{path}.norm", "norm", index, part)
-
-    for index, block in enumerate(config.blocks):
-        prefix = f"features.{index}"
-        if block.kind == "conv":
-            yield from conv_norm(index, prefix, "conv")
-        elif block.kind == "separable":
-            yield from conv_norm(index, f"{prefix}.dw", "dw", "depthwise")
-            yield from conv_norm(index, f"{prefix}.pw", "pw")
-        else:
-            if block.has_expansion:
-                yield from conv_norm(index, f"{prefix}.expand", "expand")
-            yield from conv_norm(index, f"{prefix}.dw", "dw", "depthwise")
-            if block.se_channels:
-                yield Slot(f"{prefix}.se.reduce", "se", index, "se_reduce")
-                yield Slot(f"{prefix}.se.expand", "se", index, "se_expand")
-            yield from conv_norm(index, f"{prefix}.project", "project")
-    if config.head is not None:
-        if config.head.hidden_channels:
-            yield Slot("head.hidden", "linear", None, "hidden")
-        yield Slot("head.fc", "linear", None, "fc")
+    layer that does not fit): each layer of `iter_layers`, and the norm layer after it."""
+    slots = []
+    for layer in iter_layers(config):
+        slots.append(Slot(layer.path, layer.op, layer.block, layer.part))
+        if layer.norm:
+            slots.append(Slot(layer.norm_path, "norm", layer.block, layer.part))
+    return slots
 
 
 def is_last_conv(config: ModelConfig, slot: Slot) -> bool:
@@ -119,8 +99,10 @@ def load_slots(model: nn.Module, fetch: Fetch, source: str) -> None:
                 ours = tuple(target.shape)
                 as_ours = "" if tuple(given.source_shape) == tuple(given.value.shape) else \
                     f" ({tuple(given.value.shape)} in PyTorch layout)"
-                raise WeightMismatch(f"{source}: {given.name} has shape {tuple(given.source_shape)}{as_ours} but "
-                                     f"{slot.path}.{tensor_name} of {describe(config)} has shape {ours}")
+                raise WeightMismatch(
+                    f"{source}: {given.name} has shape {tuple(given.source_shape)}{as_ours} but "
+                    f"{slot.path}.{tensor_name} of {describe(config)} has shape {ours}"
+                )
             plan.append((target, given))
     for target, given in plan:
         target.copy_(given.value.to(target.dtype))
@@ -171,17 +153,29 @@ def width_candidates(estimate: float | None, published: tuple[float, ...]) -> li
     return candidates + [w for w in published if w not in candidates]
 
 
-def source_config(name: str, *, width_mult: float, num_classes: int | None, resolution: int, padding: str,
-                  bn_eps: float, bn_momentum: float, dropout: float, extra: dict, activation: str | None = None,
-                  depth_multiplier: int = 1, minimalistic: bool = False) -> ModelConfig:
+def source_config(
+    name: str,
+    *,
+    width_mult: float,
+    num_classes: int | None,
+    resolution: int,
+    padding: str,
+    bn_eps: float,
+    bn_momentum: float,
+    dropout: float,
+    extra: dict,
+    activation: str | None = None,
+    depth_multiplier: int = 1,
+    minimalistic: bool = False,
+) -> ModelConfig:
     """The config of a converted model: our architecture with the source's conventions (padding,
     BatchNorm epsilon and momentum, activation) and its provenance in `extra`.
 
     num_classes None builds the feature extractor (the source had no classifier).
     """
-    from ..zoo import model_config
-
-    options = dict(width_mult=width_mult, resolution=resolution, padding=padding, bn_eps=bn_eps, dropout=dropout)
+    options = dict(
+        width_mult=width_mult, resolution=resolution, padding=padding, bn_eps=bn_eps, dropout=dropout
+    )
     if name.startswith("mobilenet_v1"):
         options.update(activation=activation, depth_multiplier=depth_multiplier)
     if minimalistic:

@@ -12,10 +12,10 @@ PATH | URL)`, `list_weights()`. Prediction: `predict_imagenet(model, image_paths
 See docs/interop.md.
 """
 
-from .cli import convert, save_converted
+from .convert import convert, save_converted
 from .imagenet import imagenet_class_names, predict_imagenet, preprocess_image
 from .keras import from_keras
-from .mapping import WeightMismatch
+from .slots import WeightMismatch
 from .timm import from_timm
 from .torchvision import from_torchvision
 from .weights import (

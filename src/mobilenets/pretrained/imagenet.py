@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .. import transforms as T
+from ..data import open_image
+from ..data import transforms as T
 
 IMAGENET_CLASSES = 1000
 IMAGENET_MEAN = T.IMAGENET_MEAN  # torchvision and timm (most weights)
@@ -66,8 +67,6 @@ def with_size(recipe: dict, size: int) -> dict:
 def preprocess_image(path: str | os.PathLike, recipe: dict) -> torch.Tensor:
     """One image file → a normalized 1×3×S×S batch: shorter side to `resize`, central S×S crop, then
     (x - mean) / std on 0..1 RGB, as the source evaluated its weights."""
-    from ..data import open_image
-
     if not Path(path).is_file():
         raise FileNotFoundError(f"no image at {path}")
     image = open_image(path)

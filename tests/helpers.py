@@ -1,21 +1,25 @@
-"""Shared by the interop parity tests: random models with real BatchNorm statistics, the parity
-check, and a one-thread fixture."""
+"""Plain helpers shared by several test modules (fixtures live in conftest.py): models with the
+BatchNorm statistics and weights of a trained network, and the output parity check."""
 
-import pytest
 import torch
 from torch import nn
 
 TOLERANCE = 1e-4  # max abs difference of float32 outputs of order 1
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    # On a small shared machine OpenMP's second thread spins waiting for a busy core: one thread
-    # runs these forward passes up to 100× faster there. Restored for the rest of the suite.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def with_trained_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Fresh BatchNorms are identities (mean 0, var 1, γ 1, β 0), which would make folding trivial;
+    give every one the kind of statistics a trained network has. In eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+                module.running_var.copy_(0.2 + 2 * torch.rand(n, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(0.4 * torch.rand(n, generator=generator) - 0.2)
+    return model.eval()
 
 
 def randomized(model: nn.Module, seed: int = 0) -> nn.Module:

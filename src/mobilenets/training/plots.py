@@ -1,0 +1,60 @@
+"""The training curves and the confusion matrix as PNG files (matplotlib, imported on first use)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, on machines without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str | os.PathLike) -> None:
+    plt = _pyplot()
+    matrix = torch.tensor(confusion, dtype=torch.float64)
+    normalized = matrix / matrix.sum(1, keepdim=True).clamp(min=1)
+    size = max(4.0, 0.5 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(normalized.numpy(), cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(class_names)), class_names, rotation=90)
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row-normalized)")
+    if len(class_names) <= 20:
+        for i in range(len(class_names)):
+            for j in range(len(class_names)):
+                axis.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
+                          color="white" if normalized[i, j] > 0.5 else "black")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axis.plot(epochs, [r["train_loss"] for r in history], label="train")
+    loss_axis.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    loss_axis.set(xlabel="epoch", ylabel="loss", title="Loss")
+    acc_axis.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
+    acc_axis.plot(epochs, [100 * r["val_top1"] for r in history], label="validation top-1")
+    acc_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for axis in (loss_axis, acc_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
