@@ -43,10 +43,11 @@ import torch
 
 from .config import ModelConfig
 from .cost import cost
-from .export import (INT8_DEFAULT, ModelSource, export_onnx, list_images, load_images, load_source, ort_session,
-                     quantize_int8)
+from .export import (INT8_DEFAULT, ModelSource, default_preprocessing, export_onnx, list_images, load_images,
+                     load_source, ort_session, quantize_int8)
 from .fuse import fuse_bn
 from .models import MobileNet
+from .reference_models import create_reference_model, is_reference_model, reference_cost
 from .timing import Runner, time_interleaved
 
 BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", "onnxruntime", "onnxruntime-int8")
@@ -297,7 +298,7 @@ def run_benchmark(source: ModelSource, backends: tuple[str, ...] = DEFAULT_BACKE
                 "load_average_before": load_before, "load_average_after": _load_average()}
     model_rows = []
     for net, role in models:
-        report = cost(net.config, resolution=size)
+        report = reference_cost(net) if is_reference_model(net.config.name) else cost(net.config, resolution=size)
         model_rows.append({"name": net.config.name, "role": role, "mult_adds": report.mult_adds,
                            "params": report.params})
     return BenchReport(machine_description(), settings, model_rows, list(results.values()))
@@ -355,7 +356,8 @@ def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser("bench", help="CPU latency per backend, side by side, against the full-conv twin")
     p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
-                   help="a zoo model name (random weights) or a checkpoint file")
+                   help="a zoo model name or a reference model (vgg16, googlenet, alexnet, squeezenet, resnet50), "
+                        "random weights; or a checkpoint file")
     p.add_argument("--backend", default=",".join(DEFAULT_BACKENDS),
                    help=f"comma-separated, from: {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})")
     p.add_argument("--batch", default="1", help="comma-separated batch sizes (default: 1)")
@@ -395,7 +397,11 @@ def run_bench(args: argparse.Namespace) -> str:
         raise ValueError(f"--warmup must be 0 or more; got {args.warmup}")
     if args.calibration_images < 1:
         raise ValueError(f"--calibration-images must be a positive integer; got {args.calibration_images}")
-    source = load_source(args.model, model_options_from_args(args))
+    if is_reference_model(args.model) and not model_options_from_args(args):  # VGG16, ResNet-50, ...
+        reference = create_reference_model(args.model)
+        source = ModelSource(reference, args.model, default_preprocessing(reference))
+    else:
+        source = load_source(args.model, model_options_from_args(args))
     calibration = None
     if args.calibration:
         folder = list_images(args.calibration)

@@ -13,8 +13,9 @@ import sys
 import typing
 import warnings
 
-from .cost import FORMATS, cost, render
+from .cost import FORMATS, cost
 from .config import ModelOptions
+from .reference_models import REFERENCE_MODELS, compare_costs, render_cost_comparison
 from .zoo import list_models, model_config
 
 EXIT_IO = 1  # the machine refused: disk full, permissions, read-only file system, output in use
@@ -79,11 +80,8 @@ def run_list(args: argparse.Namespace) -> str:
 
 def run_cost(args: argparse.Namespace) -> str:
     options = model_options_from_args(args)
-    reports = [cost(args.model, **options)]
-    if args.compare:
-        other = {k: v for k, v in options.items() if k not in ("depth_multiplier",)}
-        reports.append(cost(args.compare, **other))
-    return render(reports, args.format, by_type=args.by_type)
+    reports = compare_costs(args.model, args.compare, options)
+    return render_cost_comparison(reports, options, args.format, by_type=args.by_type)
 
 
 def run_config(args: argparse.Namespace) -> str:
@@ -177,9 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the models in the registry with their cost at 224").set_defaults(run=run_list)
 
     p = sub.add_parser("cost", help="per-layer params and mult-adds computed from the architecture")
-    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    p.add_argument("model", help=f"one of: {', '.join(list_models() + list(REFERENCE_MODELS))}")
     p.add_argument("--by-type", action="store_true", help="breakdown by layer type (paper Table 2)")
-    p.add_argument("--compare", metavar="MODEL", help="a second model, with the same options, side by side")
+    p.add_argument("--compare", metavar="MODEL[,MODEL]", help="models side by side: MobileNets get the same "
+                   f"options, reference models ({', '.join(REFERENCE_MODELS)}) their paper's input size")
     p.add_argument("--format", default="table", choices=FORMATS)
     add_model_options(p)
     p.set_defaults(run=run_cost)

@@ -275,6 +275,8 @@ def hook_costs(model: nn.Module, resolution: int | tuple[int, int] = 224, in_cha
                 "params": sum(p.numel() for p in module.parameters(recurse=False)),
                 # H×W×C like the analytic rows; a Linear's output is a 1×1 map
                 "output_shape": (*output.shape[2:], output.shape[1]) if output.dim() == 4 else (1, 1, output.shape[1]),
+                "input_shape": (*inputs[0].shape[2:], inputs[0].shape[1]) if inputs[0].dim() == 4
+                else (1, 1, inputs[0].shape[1]),
             }
         return record
 
