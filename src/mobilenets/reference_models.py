@@ -239,7 +239,8 @@ def create_reference_model(name: str, seed: int = 0) -> ReferenceModel:
     return REFERENCE_MODELS[name]().eval()
 
 
-def _layer_type(module: nn.Module) -> str:
+def layer_type(module: nn.Module) -> str:
+    """Cost-table type of a Conv2d or Linear: "Conv 3×3", "Conv DW 3×3", "Conv 5×5 /2 groups", "FC"."""
     if isinstance(module, nn.Linear):
         return "FC"
     k = module.kernel_size[0]
@@ -276,7 +277,7 @@ def reference_cost(model: ReferenceModel | str) -> CostReport:
             k = module.kernel_size[0]
             stride = module.stride[0]
             filter_shape = (k, k, module.in_channels // module.groups, module.out_channels)
-        rows.append(LayerCost(name, _layer_type(module), stride, filter_shape, tuple(entry["input_shape"]),
+        rows.append(LayerCost(name, layer_type(module), stride, filter_shape, tuple(entry["input_shape"]),
                               tuple(entry["output_shape"]), weights=module.weight.numel(), bias=bias,
                               norm_params=norm_after.get(name, 0), mult_adds=entry["mult_adds"]))
     return CostReport(model.config.name, (resolution, resolution), rows, [])
