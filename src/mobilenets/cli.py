@@ -220,12 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     configure_convert_parser(sub)
 
     from .bench import configure_bench_parser
+    from .choose import configure_choose_parser
     from .profile import configure_profile_parser
     from .export import configure_export_parser
 
     configure_export_parser(sub)
     configure_bench_parser(sub)
     configure_profile_parser(sub)
+    configure_choose_parser(sub)
 
     p = sub.add_parser("compare", help="train MobileNetV1 and its full-convolution twin alike; compare cost, "
                                        "speed and accuracy (paper Table 4)")
