@@ -15,17 +15,26 @@ def _candidate(label, top1, ms):
     return Candidate(label, "m", {"width_mult": 1.0}, top1, "s", 1, 1, [ms])
 
 
-@pytest.mark.parametrize("points", [
-    [("a", 60, 1.0), ("b", 70, 2.0), ("c", 65, 3.0), ("d", 75, 4.0), ("e", 74, 5.0)],
-    [("a", 70, 1.0), ("b", 60, 2.0), ("c", 70, 3.0)],
-    [("a", 50, 3.0), ("b", 60, 2.0), ("c", 70, 1.0)],
-])
+@pytest.mark.parametrize(
+    "points",
+    [
+        [("a", 60, 1.0), ("b", 70, 2.0), ("c", 65, 3.0), ("d", 75, 4.0), ("e", 74, 5.0)],
+        [("a", 70, 1.0), ("b", 60, 2.0), ("c", 70, 3.0)],
+        [("a", 50, 3.0), ("b", 60, 2.0), ("c", 70, 1.0)],
+    ],
+)
 def test_pareto_front_is_what_nothing_dominates(points):
     candidates = [_candidate(*p) for p in points]
     front = {c.label for c in pareto_front(candidates)}
-    dominated = {c.label for c in candidates for o in candidates
-                 if o is not c and o.top1 >= c.top1 and o.latency_ms <= c.latency_ms
-                 and (o.top1 > c.top1 or o.latency_ms < c.latency_ms)}
+    dominated = {
+        c.label
+        for c in candidates
+        for o in candidates
+        if o is not c
+        and o.top1 >= c.top1
+        and o.latency_ms <= c.latency_ms
+        and (o.top1 > c.top1 or o.latency_ms < c.latency_ms)
+    }
     assert front == {c.label for c in candidates} - dominated
 
 
@@ -36,9 +45,14 @@ def v3_choice():
 
 def test_measures_every_published_v3_and_chooses_the_most_accurate(v3_choice):
     labels = {c.label for c in v3_choice.candidates}
-    assert labels == {"mobilenet_v3_large 1 224", "mobilenet_v3_large 0.75 224", "mobilenet_v3_small 1 224",
-                      "mobilenet_v3_small 0.75 224", "mobilenet_v3_large 1 224 minimalistic",
-                      "mobilenet_v3_small 1 224 minimalistic"}
+    assert labels == {
+        "mobilenet_v3_large 1 224",
+        "mobilenet_v3_large 0.75 224",
+        "mobilenet_v3_small 1 224",
+        "mobilenet_v3_small 0.75 224",
+        "mobilenet_v3_large 1 224 minimalistic",
+        "mobilenet_v3_small 1 224 minimalistic",
+    }
     assert v3_choice.chosen.label == "mobilenet_v3_large 1 224" and v3_choice.chosen.top1 == 75.2
     assert all(len(c.times_ms) == 2 and c.latency_ms > 0 for c in v3_choice.candidates)
     latencies = [c.latency_ms for c in v3_choice.candidates]
@@ -70,26 +84,55 @@ def _run(capsys, *argv):
 def test_cli_with_popular_plot_and_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(choose_module, "POPULAR", ("resnet50",))  # VGG16 and GoogLeNet take minutes here
     png = tmp_path / "pareto.png"
-    code, out, _ = _run(capsys, "choose", "--budget-ms", "100000", "--families", "v3", "--with-popular",
-                        "--repeats", "1", "--threads", "1", "--png", str(png))
+    code, out, _ = _run(
+        capsys,
+        "choose",
+        "--budget-ms",
+        "100000",
+        "--families",
+        "v3",
+        "--with-popular",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--png",
+        str(png),
+    )
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
     assert "within 100000 ms the most accurate is resnet50: top-1 76.13%" in out
     assert "torchvision_resnet50" in out and "tf_slim_mobilenet_v2_v3" in out
     monkeypatch.chdir(tmp_path)
-    code, out, _ = _run(capsys, "choose", "--budget-ms", "100000", "--families", "V3", "--repeats", "1",
-                        "--threads", "1", "--measure-only", "--format", "json")
+    code, out, _ = _run(
+        capsys,
+        "choose",
+        "--budget-ms",
+        "100000",
+        "--families",
+        "V3",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--measure-only",
+        "--format",
+        "json",
+    )
     data = json.loads(out)
     assert code == 0 and data["chosen"] == "mobilenet_v3_large 1 224" and len(data["candidates"]) == 6
     assert not list(tmp_path.glob("choose-*.png"))  # --measure-only draws nothing
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--budget-ms", "0"], "--budget-ms must be a positive number"),
-    (["--budget-ms", "-5"], "--budget-ms must be a positive number"),
-    (["--budget-ms", "10", "--backend", "tflite"], "unknown backend 'tflite'"),
-    (["--budget-ms", "10", "--families", "v1,v4"], "unknown family 'v4'"),
-    (["--budget-ms", "10", "--batch", "0"], "--batch must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--budget-ms", "0"], "--budget-ms must be a positive number"),
+        (["--budget-ms", "-5"], "--budget-ms must be a positive number"),
+        (["--budget-ms", "10", "--backend", "tflite"], "unknown backend 'tflite'"),
+        (["--budget-ms", "10", "--families", "v1,v4"], "unknown family 'v4'"),
+        (["--budget-ms", "10", "--batch", "0"], "--batch must be a positive integer"),
+    ],
+)
 def test_cli_bad_options_are_one_line_exit_2(capsys, argv, message):
     code, out, err = _run(capsys, "choose", *argv)
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1

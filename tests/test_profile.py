@@ -23,8 +23,10 @@ def expected_bytes(layer, batch):
     return 4 * (batch * (h * w * c + oh * ow * oc) + layer.weights + layer.bias)
 
 
-@pytest.mark.parametrize("name, options", [("mobilenet_v1", SMALL), ("mobilenet_v2", SMALL),
-                                           ("mobilenet_v3_small", {"resolution": 96})])
+@pytest.mark.parametrize(
+    "name, options",
+    [("mobilenet_v1", SMALL), ("mobilenet_v2", SMALL), ("mobilenet_v3_small", {"resolution": 96})],
+)
 def test_every_layer_matches_the_cost_table(name, options):
     batch = 3
     report = profile([(name, options)], "torch", batch, threads=1, repeats=2, warmup=1)
@@ -34,8 +36,10 @@ def test_every_layer_matches_the_cost_table(name, options):
         assert rows[layer.name].mult_adds == layer.mult_adds * batch
         assert rows[layer.name].bytes == expected_bytes(layer, batch)
         assert rows[layer.name].type == layer.type
-    assert {"BatchNorm", "ReLU" if name == "mobilenet_v1" else "ReLU6" if name == "mobilenet_v2" else "Hardswish"} \
-        <= {row.type for row in rows.values()}
+    assert {
+        "BatchNorm",
+        "ReLU" if name == "mobilenet_v1" else "ReLU6" if name == "mobilenet_v2" else "Hardswish",
+    } <= {row.type for row in rows.values()}
     assert all(row.time_ms > 0 for row in rows.values())
 
 
@@ -48,12 +52,25 @@ def test_reference_model_rows_match_hook_costs():
 
 # CPU time for the torch backends: on a shared machine other programs' load stretches wall-clock runs
 # several times over (measured: 50 to 186 ms for one 28 ms forward pass), CPU time hardly.
-@pytest.mark.parametrize("backend, clock, train", [
-    ("torch", "cpu", False), ("torch", "cpu", True),
-    pytest.param("onnxruntime", "wall", False, marks=[pytest.mark.slow, SLOW])])
+@pytest.mark.parametrize(
+    "backend, clock, train",
+    [
+        ("torch", "cpu", False),
+        ("torch", "cpu", True),
+        pytest.param("onnxruntime", "wall", False, marks=[pytest.mark.slow, SLOW]),
+    ],
+)
 def test_layer_times_add_up_to_the_end_to_end_time(backend, clock, train):
-    report = profile([("mobilenet_v1", {"width_mult": 0.5, "resolution": 128})], backend, 8, train=train, threads=1,
-                     repeats=8, warmup=1, clock=clock)
+    report = profile(
+        [("mobilenet_v1", {"width_mult": 0.5, "resolution": 128})],
+        backend,
+        8,
+        train=train,
+        threads=1,
+        repeats=8,
+        warmup=1,
+        clock=clock,
+    )
     assert abs(1 - report.profiles[0].coverage) <= 0.15
 
 
@@ -72,9 +89,15 @@ def test_onnxruntime_nodes_are_named_after_the_layers():
 
 def test_onnxruntime_node_that_is_not_the_next_layer_is_refused():
     table = cost("mobilenet_v1", **SMALL)
-    wrong = {"name": "n_kernel_time", "dur": 5,
-             "args": {"op_name": "Conv", "input_type_shape": [{"float": [1, 3, 96, 96]}, {"float": [9, 3, 3, 3]}],
-                      "output_type_shape": [{"float": [1, 9, 48, 48]}]}}
+    wrong = {
+        "name": "n_kernel_time",
+        "dur": 5,
+        "args": {
+            "op_name": "Conv",
+            "input_type_shape": [{"float": [1, 3, 96, 96]}, {"float": [9, 3, 3, 3]}],
+            "output_type_shape": [{"float": [1, 9, 48, 48]}],
+        },
+    }
     with pytest.raises(RuntimeError, match="does not match the next layer of the cost table"):
         ort_rows([wrong], table, 1, 1)
 
@@ -83,8 +106,14 @@ def test_training_times_forward_and_backward_of_every_layer():
     report = profile([("mobilenet_v1", SMALL)], "torch", 4, train=True, threads=1, repeats=2, warmup=1)
     rows = {row.name: row for row in report.profiles[0].rows}
     for layer in cost("mobilenet_v1", **SMALL).rows:
-        assert len(rows[layer.name].backward_ms) == 2, layer.name  # the stem's too (its input needs no gradient)
-    assert rows["features.1.dw.norm"].backward_ms and rows["loss"].forward_ms and rows["optimizer step"].forward_ms
+        assert len(rows[layer.name].backward_ms) == 2, (
+            layer.name
+        )  # the stem's too (its input needs no gradient)
+    assert (
+        rows["features.1.dw.norm"].backward_ms
+        and rows["loss"].forward_ms
+        and rows["optimizer step"].forward_ms
+    )
 
 
 def test_channels_last_has_batchnorm_folded():
@@ -93,8 +122,9 @@ def test_channels_last_has_batchnorm_folded():
 
 
 def test_compare_with_the_twin_gives_per_block_theory():
-    report = profile([("mobilenet_v1", SMALL), ("conv_mobilenet_v1", SMALL)], "torch", 1, threads=1, repeats=1,
-                     warmup=0)
+    report = profile(
+        [("mobilenet_v1", SMALL), ("conv_mobilenet_v1", SMALL)], "torch", 1, threads=1, repeats=1, warmup=0
+    )
     separable, standard = cost("mobilenet_v1", **SMALL), cost("conv_mobilenet_v1", **SMALL)
     blocks = {row["block"]: row for row in report.block_speedups()}
     for index in (1, 6, 13):
@@ -116,18 +146,41 @@ def _run(capsys, *argv):
 
 
 def test_cli_formats_and_png(capsys, tmp_path):
-    common = ["profile", "mobilenet_v1", "--width", "0.25", "--resolution", "96", "--repeats", "1", "--warmup", "0",
-              "--threads", "1", "--compare", "conv_mobilenet_v1"]
+    common = [
+        "profile",
+        "mobilenet_v1",
+        "--width",
+        "0.25",
+        "--resolution",
+        "96",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--compare",
+        "conv_mobilenet_v1",
+    ]
     png = tmp_path / "roofline.png"
     code, out, _ = _run(capsys, *common, "--png", str(png))
     assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for text in ("ceilings: compute", "GMAC/s", "by layer type", "Conv DW 3×3", "per block", "features.13",
-                 "realized / theory"):
+    for text in (
+        "ceilings: compute",
+        "GMAC/s",
+        "by layer type",
+        "Conv DW 3×3",
+        "per block",
+        "features.13",
+        "realized / theory",
+    ):
         assert text in out
     code, out, _ = _run(capsys, *common, "--format", "json")
     data = json.loads(out)
     assert [p["model"] for p in data["profiles"]] == ["mobilenet_v1", "conv_mobilenet_v1"]
-    assert data["ceilings"]["gmacs"] > 0 and data["ceilings"]["gbs"] > 0 and len(data["block_speedups"]) == 15  # 14 blocks and the head
+    assert (
+        data["ceilings"]["gmacs"] > 0 and data["ceilings"]["gbs"] > 0 and len(data["block_speedups"]) == 15
+    )  # 14 blocks and the head
     code, out, _ = _run(capsys, *common, "--format", "csv")
     body = [line for line in out.splitlines() if not line.startswith("#")]
     rows = list(csv.reader(io.StringIO("\n".join(body))))
@@ -136,13 +189,16 @@ def test_cli_formats_and_png(capsys, tmp_path):
     assert "| layer | type |" in out and "## mobilenet_v1" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
-    (["--backend", "onnxruntime", "--train"], "--train profiles PyTorch's training step"),
-    (["--batch", "0"], "--batch must be a positive integer"),
-    (["--repeats", "0"], "--repeats must be a positive integer"),
-    (["--backend", "onnxruntime", "--clock", "cpu"], "--clock cpu applies to the torch backends"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
+        (["--backend", "onnxruntime", "--train"], "--train profiles PyTorch's training step"),
+        (["--batch", "0"], "--batch must be a positive integer"),
+        (["--repeats", "0"], "--repeats must be a positive integer"),
+        (["--backend", "onnxruntime", "--clock", "cpu"], "--clock cpu applies to the torch backends"),
+    ],
+)
 def test_cli_bad_options_are_one_line_exit_2(capsys, tmp_path, argv, message):
     png = tmp_path / "keep.png"
     png.write_bytes(b"old")

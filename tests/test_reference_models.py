@@ -9,14 +9,24 @@ import torch
 from mobilenets.accuracy import accuracy_data, published_configurations
 from mobilenets.cli import main
 from mobilenets.interop.weights import find_weights
-from mobilenets.reference_models import GOOGLENET_INCEPTIONS, REFERENCE_MODELS, create_reference_model, reference_cost
+from mobilenets.reference_models import (
+    GOOGLENET_INCEPTIONS,
+    REFERENCE_MODELS,
+    create_reference_model,
+    reference_cost,
+)
 
 # Parameter counts published by others for the same architectures (not derived from our code):
 # VGG16 and ResNet-50 (with BatchNorm γ/β): torchvision's vgg16 / resnet50; SqueezeNet 1.0:
 # torchvision's squeezenet1_0; AlexNet with its two groups and GoogLeNet without auxiliary heads:
 # Caffe's bvlc_alexnet / bvlc_googlenet deploy models.
-PUBLISHED_PARAMS = {"vgg16": 138_357_544, "resnet50": 25_557_032, "squeezenet": 1_248_424,
-                    "alexnet": 60_965_224, "googlenet": 6_998_552}
+PUBLISHED_PARAMS = {
+    "vgg16": 138_357_544,
+    "resnet50": 25_557_032,
+    "squeezenet": 1_248_424,
+    "alexnet": 60_965_224,
+    "googlenet": 6_998_552,
+}
 # Multiply-accumulates from the architecture papers or torchvision's metadata ("GFLOPS", which
 # torchvision counts as MACs): ResNet-50 4.09G, SqueezeNet 1.0 0.82G, VGG16 15.47G.
 PUBLISHED_GMACS = {"resnet50": 4.09, "squeezenet": 0.82, "vgg16": 15.47}
@@ -51,7 +61,16 @@ def test_alexnet_groups_make_the_papers_720M(reports):
 
 # GoogLeNet paper Table 1, "ops" column (millions) of the inception modules 3a … 5b; 5a (54M
 # printed, 51.1M by its own widths) is left out: the table is not consistent there.
-GOOGLENET_INCEPTION_OPS = {"3a": 128, "3b": 304, "4a": 73, "4b": 88, "4c": 100, "4d": 119, "4e": 170, "5b": 71}
+GOOGLENET_INCEPTION_OPS = {
+    "3a": 128,
+    "3b": 304,
+    "4a": 73,
+    "4b": 88,
+    "4c": 100,
+    "4d": 119,
+    "4e": 170,
+    "5b": 71,
+}
 
 
 def test_googlenet_inceptions_match_table_1(reports):
@@ -82,8 +101,9 @@ def test_every_accuracy_row_cites_a_source_and_has_published_weights():
     configurations = published_configurations()
     assert len(configurations) == 16 + 22 + 6
     for row in configurations:  # each is a configuration Keras publishes ImageNet weights for
-        entry = find_weights(row["model"], "keras-imagenet", row["width_mult"], row["resolution"],
-                             row["minimalistic"])
+        entry = find_weights(
+            row["model"], "keras-imagenet", row["width_mult"], row["resolution"], row["minimalistic"]
+        )
         assert entry.width_mult == row["width_mult"]
 
 
@@ -97,27 +117,47 @@ def test_cost_compare_reproduces_table_8(capsys):
     code, out, _ = _run(capsys, "cost", "mobilenet_v1", "--compare", "vgg16,googlenet")
     assert code == 0
     paper = out.split("ImageNet top-1")[1]
-    for name, top1, ours in (("mobilenet_v1", "70.6%", "568.7M"), ("vgg16", "71.5%", "15,470.3M"),
-                             ("googlenet", "69.8%", "1,582.7M")):
+    for name, top1, ours in (
+        ("mobilenet_v1", "70.6%", "568.7M"),
+        ("vgg16", "71.5%", "15,470.3M"),
+        ("googlenet", "69.8%", "1,582.7M"),
+    ):
         line = next(line for line in paper.splitlines() if line.startswith(name))
         assert top1 in line and ours in line and "Table 8" in line
     assert "arXiv:1704.04861" in out
 
 
 def test_cost_compare_reproduces_table_9_as_json(capsys):
-    code, out, _ = _run(capsys, "cost", "mobilenet_v1", "--width", "0.5", "--resolution", "160", "--compare",
-                        "squeezenet,alexnet", "--format", "json")
+    code, out, _ = _run(
+        capsys,
+        "cost",
+        "mobilenet_v1",
+        "--width",
+        "0.5",
+        "--resolution",
+        "160",
+        "--compare",
+        "squeezenet,alexnet",
+        "--format",
+        "json",
+    )
     assert code == 0
     entries = {e["model"]: e for e in json.loads(out)}
-    assert entries["mobilenet_v1"]["mult_adds"] == 76_524_800 and entries["mobilenet_v1"]["published"]["top1"] == 60.2
+    assert (
+        entries["mobilenet_v1"]["mult_adds"] == 76_524_800
+        and entries["mobilenet_v1"]["published"]["top1"] == 60.2
+    )
     assert entries["alexnet"]["resolution"] == [227, 227] and entries["alexnet"]["published"]["top1"] == 57.2
     assert entries["squeezenet"]["published"]["paper_mult_adds_millions"] == 1700
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["cost", "vgg16", "--width", "0.5"], "apply to MobileNets, not to the reference model vgg16"),
-    (["cost", "mobilenet_v1", "--compare", "vgg17"], "unknown model 'vgg17'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["cost", "vgg16", "--width", "0.5"], "apply to MobileNets, not to the reference model vgg16"),
+        (["cost", "mobilenet_v1", "--compare", "vgg17"], "unknown model 'vgg17'"),
+    ],
+)
 def test_cost_compare_bad_input_is_one_line_exit_2(capsys, argv, message):
     code, out, err = _run(capsys, *argv)
     assert code == 2 and out == ""
@@ -125,10 +165,24 @@ def test_cost_compare_bad_input_is_one_line_exit_2(capsys, argv, message):
 
 
 def test_bench_times_a_reference_model(capsys):
-    code, out, _ = _run(capsys, "bench", "--model", "squeezenet", "--backend", "torch", "--repeats", "1",
-                        "--warmup", "1", "--threads", "1", "--json")
+    code, out, _ = _run(
+        capsys,
+        "bench",
+        "--model",
+        "squeezenet",
+        "--backend",
+        "torch",
+        "--repeats",
+        "1",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert code == 0
     report = json.loads(out)
-    assert report["models"] == [{"name": "squeezenet", "role": "model", "mult_adds": 818_924_576,
-                                 "params": 1_248_424}]
+    assert report["models"] == [
+        {"name": "squeezenet", "role": "model", "mult_adds": 818_924_576, "params": 1_248_424}
+    ]
     assert report["results"][0]["median_ms"] > 0

@@ -21,7 +21,9 @@ def citation(source: str) -> str:
     return accuracy_data()["sources"][source]
 
 
-def paper_comparison(model: str, width_mult: float | None = None, resolution: int | None = None) -> dict | None:
+def paper_comparison(
+    model: str, width_mult: float | None = None, resolution: int | None = None
+) -> dict | None:
     """The row of the MobileNet paper's Table 8 or 9 (or the cited figure for ResNet-50) for
     `model`; MobileNets match on width and resolution too. None when the paper has no such row."""
     for row in accuracy_data()["paper_comparisons"]:
@@ -34,5 +36,8 @@ def paper_comparison(model: str, width_mult: float | None = None, resolution: in
 
 def published_configurations(families: tuple[str, ...] = ("v1", "v2", "v3")) -> list[dict]:
     """Every configuration with published ImageNet weights in the given families, with its top-1."""
-    return [row for row in accuracy_data()["published_weights"]
-            if row["model"].removeprefix("mobilenet_").split("_")[0] in families]
+    return [
+        row
+        for row in accuracy_data()["published_weights"]
+        if row["model"].removeprefix("mobilenet_").split("_")[0] in families
+    ]

@@ -298,7 +298,8 @@ def run_benchmark(source: ModelSource, backends: tuple[str, ...] = DEFAULT_BACKE
                 "load_average_before": load_before, "load_average_after": _load_average()}
     model_rows = []
     for net, role in models:
-        report = reference_cost(net) if is_reference_model(net.config.name) else cost(net.config, resolution=size)
+        is_reference = is_reference_model(net.config.name)
+        report = reference_cost(net) if is_reference else cost(net.config, resolution=size)
         model_rows.append({"name": net.config.name, "role": role, "mult_adds": report.mult_adds,
                            "params": report.params})
     return BenchReport(machine_description(), settings, model_rows, list(results.values()))
@@ -356,8 +357,8 @@ def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser("bench", help="CPU latency per backend, side by side, against the full-conv twin")
     p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
-                   help="a zoo model name or a reference model (vgg16, googlenet, alexnet, squeezenet, resnet50), "
-                        "random weights; or a checkpoint file")
+                   help="a zoo model name or a reference model (vgg16, googlenet, alexnet, squeezenet, "
+                        "resnet50), random weights; or a checkpoint file")
     p.add_argument("--backend", default=",".join(DEFAULT_BACKENDS),
                    help=f"comma-separated, from: {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})")
     p.add_argument("--batch", default="1", help="comma-separated batch sizes (default: 1)")

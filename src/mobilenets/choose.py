@@ -31,7 +31,7 @@ from .accuracy import citation, paper_comparison, published_configurations
 from .bench import BACKENDS, PreparedModel, _load_average, machine_description, make_runner
 from .cost import _render_rows, cost
 from .models import create_model
-from .profile import best
+from .profile import best, save_figure
 from .reference_models import create_reference_model, reference_cost
 from .timing import time_interleaved
 
@@ -62,17 +62,29 @@ class Candidate:
         return statistics.median(self.times_ms)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "model": self.model, "options": self.options, "top1": self.top1,
-                "source": self.source, "mult_adds": self.mult_adds, "params": self.params,
-                "latency_ms": self.latency_ms, "median_ms": self.median_ms, "times_ms": self.times_ms,
-                "reference": self.reference, "on_front": self.on_front}
+        return {
+            "label": self.label,
+            "model": self.model,
+            "options": self.options,
+            "top1": self.top1,
+            "source": self.source,
+            "mult_adds": self.mult_adds,
+            "params": self.params,
+            "latency_ms": self.latency_ms,
+            "median_ms": self.median_ms,
+            "times_ms": self.times_ms,
+            "reference": self.reference,
+            "on_front": self.on_front,
+        }
 
 
 def parse_families(text: str) -> tuple[str, ...]:
     families = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
-        raise ValueError(f"unknown family {(unknown or [text])[0]!r} in --families; choose from {','.join(FAMILIES)}")
+        raise ValueError(
+            f"unknown family {(unknown or [text])[0]!r} in --families; choose from {','.join(FAMILIES)}"
+        )
     return families
 
 
@@ -103,15 +115,27 @@ class Choice:
         return self.candidates[0]
 
     def to_dict(self) -> dict:
-        return {"machine": self.machine, "settings": self.settings,
-                "candidates": [c.to_dict() for c in self.candidates],
-                "chosen": None if self.chosen is None else self.chosen.label,
-                "sources": {key: citation(key) for key in sorted({c.source for c in self.candidates})}}
+        return {
+            "machine": self.machine,
+            "settings": self.settings,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "chosen": None if self.chosen is None else self.chosen.label,
+            "sources": {key: citation(key) for key in sorted({c.source for c in self.candidates})},
+        }
 
 
-def choose(budget_ms: float, backend: str = "torch", batch: int = 1, families: tuple[str, ...] = FAMILIES,
-           with_popular: bool = False, threads: int = 2, repeats: int = 5, warmup: int = 1,
-           progress: bool = True, seed: int = 0) -> Choice:
+def choose(
+    budget_ms: float,
+    backend: str = "torch",
+    batch: int = 1,
+    families: tuple[str, ...] = FAMILIES,
+    with_popular: bool = False,
+    threads: int = 2,
+    repeats: int = 5,
+    warmup: int = 1,
+    progress: bool = True,
+    seed: int = 0,
+) -> Choice:
     if not budget_ms > 0:
         raise ValueError(f"--budget-ms must be a positive number of milliseconds; got {budget_ms:g}")
     if backend not in BACKENDS:
@@ -122,9 +146,20 @@ def choose(budget_ms: float, backend: str = "torch", batch: int = 1, families: t
     from tqdm import tqdm
 
     rows = published_configurations(families)
-    specs = [(_label(row), row["model"], {"width_mult": row["width_mult"], "resolution": row["resolution"],
-                                           **({"minimalistic": True} if row["minimalistic"] else {})},
-              row["top1"], row["source"]) for row in rows]
+    specs = [
+        (
+            _label(row),
+            row["model"],
+            {
+                "width_mult": row["width_mult"],
+                "resolution": row["resolution"],
+                **({"minimalistic": True} if row["minimalistic"] else {}),
+            },
+            row["top1"],
+            row["source"],
+        )
+        for row in rows
+    ]
     if with_popular:
         for name in POPULAR:
             published = paper_comparison(name)
@@ -135,8 +170,9 @@ def choose(budget_ms: float, backend: str = "torch", batch: int = 1, families: t
     try:
         with tempfile.TemporaryDirectory(prefix="mobilenets-choose-") as workdir:
             runners, costs = {}, {}
-            for index, (label, name, options, _, _) in enumerate(tqdm(specs, desc="preparing", disable=not progress,
-                                                                      file=sys.stderr)):
+            for index, (label, name, options, _, _) in enumerate(
+                tqdm(specs, desc="preparing", disable=not progress, file=sys.stderr)
+            ):
                 torch.manual_seed(seed)
                 if options:
                     model = create_model(name, **options).eval()
@@ -146,25 +182,46 @@ def choose(budget_ms: float, backend: str = "torch", batch: int = 1, families: t
                     report = reference_cost(model)
                 costs[label] = report
                 size = model.config.resolution
-                images = torch.randn(batch, model.config.in_channels, size, size,
-                                     generator=torch.Generator().manual_seed(seed))
+                images = torch.randn(
+                    batch, model.config.in_channels, size, size, generator=torch.Generator().manual_seed(seed)
+                )
                 prepared = PreparedModel(model, size, Path(workdir) / str(index), None)
                 runners[label] = make_runner(backend, prepared, images, threads)
             times = _time_with_progress(runners, warmup, repeats, progress)
     finally:
         torch.set_num_threads(previous)
-    candidates = [Candidate(label, name, options, top1, source, costs[label].mult_adds, costs[label].params,
-                            [1e3 * t for t in times[label]], reference=not options)
-                  for label, name, options, top1, source in specs]
+    candidates = [
+        Candidate(
+            label,
+            name,
+            options,
+            top1,
+            source,
+            costs[label].mult_adds,
+            costs[label].params,
+            [1e3 * t for t in times[label]],
+            reference=not options,
+        )
+        for label, name, options, top1, source in specs
+    ]
     for candidate in pareto_front(candidates):
         candidate.on_front = True
     candidates.sort(key=lambda c: (c.latency_ms, -c.top1))
     within = [c for c in candidates if c.latency_ms <= budget_ms]
     chosen = max(within, key=lambda c: (c.top1, -c.latency_ms)) if within else None
-    settings = {"budget_ms": budget_ms, "backend": backend, "batch": batch, "families": list(families),
-                "with_popular": with_popular, "threads": threads, "repeats": repeats, "warmup": warmup,
-                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
-                "load_average_before": load_before, "load_average_after": _load_average()}
+    settings = {
+        "budget_ms": budget_ms,
+        "backend": backend,
+        "batch": batch,
+        "families": list(families),
+        "with_popular": with_popular,
+        "threads": threads,
+        "repeats": repeats,
+        "warmup": warmup,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
+        "load_average_before": load_before,
+        "load_average_after": _load_average(),
+    }
     return Choice(machine_description(), settings, candidates, chosen)
 
 
@@ -187,27 +244,54 @@ def render(choice: Choice, fmt: str = "table") -> str:
     if fmt == "json":
         return json.dumps(choice.to_dict(), indent=2)
     s, m = choice.settings, choice.machine
-    header = ["model", "ImageNet top-1", "mult-adds", "params", "ms (fastest)", "ms (median)", "Pareto",
-              "within budget"]
-    rows = [[c.label, f"{c.top1:g}%", f"{c.mult_adds / 1e6:,.0f}M", f"{c.params / 1e6:.2f}M", f"{c.latency_ms:.2f}",
-             f"{c.median_ms:.2f}", "front" if c.on_front else "", "yes" if c.latency_ms <= s["budget_ms"] else ""]
-            for c in choice.candidates]
+    header = [
+        "model",
+        "ImageNet top-1",
+        "mult-adds",
+        "params",
+        "ms (fastest)",
+        "ms (median)",
+        "Pareto",
+        "within budget",
+    ]
+    rows = [
+        [
+            c.label,
+            f"{c.top1:g}%",
+            f"{c.mult_adds / 1e6:,.0f}M",
+            f"{c.params / 1e6:.2f}M",
+            f"{c.latency_ms:.2f}",
+            f"{c.median_ms:.2f}",
+            "front" if c.on_front else "",
+            "yes" if c.latency_ms <= s["budget_ms"] else "",
+        ]
+        for c in choice.candidates
+    ]
     table = _render_rows(header, rows, fmt)
     if fmt == "csv":
         return table
-    lines = [f"{m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_features'])}); torch {m['torch']}, "
-             f"onnxruntime {m['onnxruntime']}",
-             f"backend {s['backend']}, batch {s['batch']}, {s['threads']} threads, fastest of {s['repeats']} "
-             f"interleaved rounds; load average {s['load_average_before']} → {s['load_average_after']}; "
-             f"OMP_WAIT_POLICY {s['omp_wait_policy']}", "", table, ""]
+    lines = [
+        f"{m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_features'])}); torch {m['torch']}, "
+        f"onnxruntime {m['onnxruntime']}",
+        f"backend {s['backend']}, batch {s['batch']}, {s['threads']} threads, fastest of {s['repeats']} "
+        f"interleaved rounds; load average {s['load_average_before']} → {s['load_average_after']}; "
+        f"OMP_WAIT_POLICY {s['omp_wait_policy']}",
+        "",
+        table,
+        "",
+    ]
     if choice.chosen is None:
         fastest = choice.fastest
-        lines.append(f"nothing meets {s['budget_ms']:g} ms: the fastest is {fastest.label} at "
-                     f"{fastest.latency_ms:.2f} ms (top-1 {fastest.top1:g}%)")
+        lines.append(
+            f"nothing meets {s['budget_ms']:g} ms: the fastest is {fastest.label} at "
+            f"{fastest.latency_ms:.2f} ms (top-1 {fastest.top1:g}%)"
+        )
     else:
         c = choice.chosen
-        lines.append(f"within {s['budget_ms']:g} ms the most accurate is {c.label}: top-1 {c.top1:g}%, "
-                     f"{c.latency_ms:.2f} ms, {c.mult_adds / 1e6:,.0f}M mult-adds, {c.params / 1e6:.2f}M params")
+        lines.append(
+            f"within {s['budget_ms']:g} ms the most accurate is {c.label}: top-1 {c.top1:g}%, "
+            f"{c.latency_ms:.2f} ms, {c.mult_adds / 1e6:,.0f}M mult-adds, {c.params / 1e6:.2f}M params"
+        )
     lines.append("top-1 sources:")
     lines += [f"  {key}: {citation(key)}" for key in sorted({c.source for c in choice.candidates})]
     return "\n".join(lines)
@@ -226,52 +310,79 @@ def plot(choice: Choice, path: str | os.PathLike) -> Path:
         family = "popular" if c.reference else c.model.replace("mobilenet_", "").replace("_", " ")
         families.setdefault(family, []).append(c)
     for index, (family, members) in enumerate(sorted(families.items())):
-        axes.scatter([c.latency_ms for c in members], [c.top1 for c in members], label=family,
-                     marker="s" if family == "popular" else "o", color=f"C{index}", s=24)
+        axes.scatter(
+            [c.latency_ms for c in members],
+            [c.top1 for c in members],
+            label=family,
+            marker="s" if family == "popular" else "o",
+            color=f"C{index}",
+            s=24,
+        )
         if family == "popular":
             for c in members:
-                axes.annotate(c.label, (c.latency_ms, c.top1), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                axes.annotate(
+                    c.label, (c.latency_ms, c.top1), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
     front = [c for c in choice.candidates if c.on_front]
-    axes.step([c.latency_ms for c in front], [c.top1 for c in front], where="post", color="black", linewidth=1,
-              label="Pareto front")
+    axes.step(
+        [c.latency_ms for c in front],
+        [c.top1 for c in front],
+        where="post",
+        color="black",
+        linewidth=1,
+        label="Pareto front",
+    )
     budget = choice.settings["budget_ms"]
     axes.axvline(budget, color="red", linestyle="--", linewidth=1, label=f"budget {budget:g} ms")
     if choice.chosen is not None:
-        axes.scatter([choice.chosen.latency_ms], [choice.chosen.top1], facecolors="none", edgecolors="red", s=120,
-                     label=f"chosen: {choice.chosen.label}")
+        axes.scatter(
+            [choice.chosen.latency_ms],
+            [choice.chosen.top1],
+            facecolors="none",
+            edgecolors="red",
+            s=120,
+            label=f"chosen: {choice.chosen.label}",
+        )
     axes.set_xscale("log")
-    axes.set_xlabel(f"latency on this machine, fastest of {choice.settings['repeats']} rounds "
-                    f"(ms, batch {choice.settings['batch']})")
+    axes.set_xlabel(
+        f"latency on this machine, fastest of {choice.settings['repeats']} rounds "
+        f"(ms, batch {choice.settings['batch']})"
+    )
     axes.set_ylabel("published ImageNet top-1 (%)")
-    axes.set_title(f"{choice.settings['backend']}, {choice.settings['threads']} threads: {choice.machine['cpu']}",
-                   fontsize=9)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7, loc="lower right")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    axes.set_title(
+        f"{choice.settings['backend']}, {choice.settings['threads']} threads: {choice.machine['cpu']}",
+        fontsize=9,
+    )
+    return save_figure(figure, axes, path)
 
 
 # --------------------------------------------------------------------------------------------
 # Command line: `mobilenets choose`
 # --------------------------------------------------------------------------------------------
 def configure_choose_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("choose", help="the most accurate published MobileNet within a latency budget, "
-                                             "measured on this machine")
+    p = subparsers.add_parser(
+        "choose",
+        help="the most accurate published MobileNet within a latency budget, measured on this machine",
+    )
     p.add_argument("--budget-ms", type=float, required=True, help="latency budget per batch, milliseconds")
-    p.add_argument("--backend", default="torch", help=f"one of: {', '.join(BACKENDS)} (default torch; the "
-                                                      "onnxruntime ones export every model first: minutes)")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        help=f"one of: {', '.join(BACKENDS)} (default torch; the "
+        "onnxruntime ones export every model first: minutes)",
+    )
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--families", default="v1,v2,v3", help="comma-separated from v1,v2,v3 (default all)")
     p.add_argument("--with-popular", action="store_true", help="add ResNet-50, GoogLeNet and VGG16")
     p.add_argument("--measure-only", action="store_true", help="measure and print; draw no plot")
     p.add_argument("--png", metavar="PATH", help="the plot (default: choose-BACKEND-batchN.png here)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds; the fastest is the latency "
-                                                          "(default 5)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="interleaved timed rounds; the fastest is the latency (default 5)",
+    )
     p.add_argument("--format", default="table", choices=FORMATS)
     p.set_defaults(run=run_choose)
     return p
@@ -279,8 +390,16 @@ def configure_choose_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_choose(args: argparse.Namespace) -> str:
     families = parse_families(args.families)
-    choice = choose(args.budget_ms, args.backend, args.batch, families, args.with_popular, args.threads,
-                    args.repeats, progress=sys.stderr.isatty())
+    choice = choose(
+        args.budget_ms,
+        args.backend,
+        args.batch,
+        families,
+        args.with_popular,
+        args.threads,
+        args.repeats,
+        progress=sys.stderr.isatty(),
+    )
     text = render(choice, args.format)
     if not args.measure_only:
         path = plot(choice, args.png or f"choose-{args.backend}-batch{args.batch}.png")

@@ -29,7 +29,6 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import tempfile
 import time
 import warnings
@@ -100,7 +99,9 @@ class LayerTime:
 
     @property
     def gmacs(self) -> float | None:  # achieved, forward
-        return self.mult_adds / self.forward_time_ms / 1e6 if self.mult_adds and self.forward_time_ms else None
+        return (
+            self.mult_adds / self.forward_time_ms / 1e6 if self.mult_adds and self.forward_time_ms else None
+        )
 
     @property
     def gbs(self) -> float | None:
@@ -139,7 +140,9 @@ class ModelProfile:
     def layers_run_ms(self) -> float:
         """The fastest hooked run's per-layer times added up. (The sum of every layer's own fastest
         time, `layers_ms`, is lower still: each layer picks its luckiest round.)"""
-        series = [row.forward_ms for row in self.rows] + [row.backward_ms for row in self.rows if row.backward_ms]
+        series = [row.forward_ms for row in self.rows] + [
+            row.backward_ms for row in self.rows if row.backward_ms
+        ]
         rounds = min(len(times) for times in series)
         return best([sum(times[i] for times in series) for i in range(rounds)])
 
@@ -157,8 +160,17 @@ class ModelProfile:
     def by_type(self) -> list[dict]:
         groups: dict[str, dict] = {}
         for row in self.rows:
-            entry = groups.setdefault(row.type, {"type": row.type, "layers": 0, "mult_adds": 0, "bytes": 0,
-                                                 "time_ms": 0.0, "forward_ms": 0.0})
+            entry = groups.setdefault(
+                row.type,
+                {
+                    "type": row.type,
+                    "layers": 0,
+                    "mult_adds": 0,
+                    "bytes": 0,
+                    "time_ms": 0.0,
+                    "forward_ms": 0.0,
+                },
+            )
             entry["layers"] += 1
             entry["mult_adds"] += row.mult_adds
             entry["bytes"] += row.bytes
@@ -179,15 +191,36 @@ class ModelProfile:
         return blocks
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "backend": self.backend, "batch": self.batch, "resolution": self.resolution,
-                "train": self.train, "layers_ms": self.layers_ms, "layers_run_ms": self.layers_run_ms,
-                "end_to_end_ms": self.total_ms,
-                "coverage": self.coverage, "mult_adds": self.mult_adds,
-                "rows": [{"name": r.name, "type": r.type, "block": r.block, "mult_adds": r.mult_adds,
-                          "params": r.params, "bytes": r.bytes, "intensity": r.intensity, "time_ms": r.time_ms,
-                          "forward_ms": r.forward_time_ms, "gmacs": r.gmacs, "gbs": r.gbs,
-                          "share": r.time_ms / self.layers_ms} for r in self.rows],
-                "by_type": self.by_type()}
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "batch": self.batch,
+            "resolution": self.resolution,
+            "train": self.train,
+            "layers_ms": self.layers_ms,
+            "layers_run_ms": self.layers_run_ms,
+            "end_to_end_ms": self.total_ms,
+            "coverage": self.coverage,
+            "mult_adds": self.mult_adds,
+            "rows": [
+                {
+                    "name": r.name,
+                    "type": r.type,
+                    "block": r.block,
+                    "mult_adds": r.mult_adds,
+                    "params": r.params,
+                    "bytes": r.bytes,
+                    "intensity": r.intensity,
+                    "time_ms": r.time_ms,
+                    "forward_ms": r.forward_time_ms,
+                    "gmacs": r.gmacs,
+                    "gbs": r.gbs,
+                    "share": r.time_ms / self.layers_ms,
+                }
+                for r in self.rows
+            ],
+            "by_type": self.by_type(),
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +244,7 @@ def measure_ceilings(threads: int, repeats: int = 30, clock=time.perf_counter) -
             copy_.append(clock() - start)
     finally:
         torch.set_num_threads(previous)
-    return Ceilings(gmacs=MATMUL_SIZE ** 3 / min(matmul) / 1e9, gbs=2 * COPY_BYTES / min(copy_) / 1e9)
+    return Ceilings(gmacs=MATMUL_SIZE**3 / min(matmul) / 1e9, gbs=2 * COPY_BYTES / min(copy_) / 1e9)
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,13 +254,17 @@ def build_model(name: str, options: dict, seed: int = 0) -> tuple[nn.Module, Cos
     """A zoo MobileNet (with `options`) or a reference model, with random weights, and its cost."""
     if is_reference_model(name):
         if options:
-            raise ValueError(f"model options ({', '.join(sorted(options))}) apply to MobileNets, not to the "
-                             f"reference model {name}; drop them")
+            raise ValueError(
+                f"model options ({', '.join(sorted(options))}) apply to MobileNets, not to the "
+                f"reference model {name}; drop them"
+            )
         model = create_reference_model(name, seed)
         return model, reference_cost(model)
     if name not in list_models():
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}, and the reference "
-                         f"models vgg16, googlenet, alexnet, squeezenet, resnet50")
+        raise ValueError(
+            f"unknown model {name!r}; available: {', '.join(list_models())}, and the reference "
+            f"models vgg16, googlenet, alexnet, squeezenet, resnet50"
+        )
     torch.manual_seed(seed)
     model = create_model(name, **options).eval()
     return model, cost(model.config)
@@ -257,7 +294,9 @@ class LayerTimer:
     """Hooks on every leaf module that time it (forward, and with `backward` its backward) and
     record its batch mult-adds and bytes the first time it runs."""
 
-    def __init__(self, model: nn.Module, types: dict[str, str], backward: bool = False, clock=time.perf_counter):
+    def __init__(
+        self, model: nn.Module, types: dict[str, str], backward: bool = False, clock=time.perf_counter
+    ):
         self.clock = clock
         self.rows: dict[str, LayerTime] = {}
         self.enabled = True
@@ -277,6 +316,7 @@ class LayerTimer:
         def hook(module, inputs):
             if self.enabled:
                 self._start[name] = self.clock()
+
         return hook
 
     def _post(self, name, module, known_type):
@@ -286,19 +326,31 @@ class LayerTimer:
             elapsed = 1e3 * (self.clock() - self._start[name])
             row = self.rows.get(name)
             if row is None:
-                mult_adds = output.numel() * module.weight[0].numel() if isinstance(module, (nn.Conv2d, nn.Linear)) \
+                mult_adds = (
+                    output.numel() * module.weight[0].numel()
+                    if isinstance(module, (nn.Conv2d, nn.Linear))
                     else 0
+                )
                 params = sum(p.numel() for p in module.parameters(recurse=False))
-                weights = _tensor_bytes(list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)))
-                row = self.rows[name] = LayerTime(name, known_type or _module_type(module), mult_adds, params,
-                                                  _tensor_bytes(inputs) + _tensor_bytes(output) + weights)
+                weights = _tensor_bytes(
+                    list(module.parameters(recurse=False)) + list(module.buffers(recurse=False))
+                )
+                row = self.rows[name] = LayerTime(
+                    name,
+                    known_type or _module_type(module),
+                    mult_adds,
+                    params,
+                    _tensor_bytes(inputs) + _tensor_bytes(output) + weights,
+                )
             row.forward_ms.append(elapsed)
+
         return hook
 
     def _backward_pre(self, name):
         def hook(module, grad_output):
             if self.enabled:
                 self._start[name] = self.clock()
+
         return hook
 
     def _backward_post(self, name):
@@ -309,6 +361,7 @@ class LayerTimer:
                 self._pending[name] = self._start[name]
                 return
             self.rows[name].backward_ms.append(1e3 * (self.clock() - self._start[name]))
+
         return hook
 
     def backward_done(self) -> None:
@@ -330,8 +383,10 @@ def _check_against_cost(rows: dict[str, LayerTime], report: CostReport, batch: i
             raise RuntimeError(f"profile: layer {layer.name} of the cost table never ran")
         expected = (layer.mult_adds * batch, layer_bytes(layer, batch))
         if (row.mult_adds, row.bytes) != expected:
-            raise RuntimeError(f"profile: {layer.name} measured {row.mult_adds} mult-adds / {row.bytes} bytes; "
-                               f"the cost table says {expected[0]} / {expected[1]}")
+            raise RuntimeError(
+                f"profile: {layer.name} measured {row.mult_adds} mult-adds / {row.bytes} bytes; "
+                f"the cost table says {expected[0]} / {expected[1]}"
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,8 +412,16 @@ def _inputs(model: nn.Module, batch: int, seed: int) -> tuple[torch.Tensor, torc
     return images, labels
 
 
-def _torch_target(name: str, model: nn.Module, report: CostReport, backend: str, batch: int, train: bool,
-                  seed: int, clock=time.perf_counter) -> Target:
+def _torch_target(
+    name: str,
+    model: nn.Module,
+    report: CostReport,
+    backend: str,
+    batch: int,
+    train: bool,
+    seed: int,
+    clock=time.perf_counter,
+) -> Target:
     images, labels = _inputs(model, batch, seed)
     channels_last = backend == "torch-channels-last"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -398,8 +461,10 @@ def _torch_target(name: str, model: nn.Module, report: CostReport, backend: str,
             module.inplace = False
     images = images.contiguous(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    extra = {"loss": LayerTime("loss", "Loss", 0, 0, 0), "optimizer step": LayerTime("optimizer step", "Optimizer",
-                                                                                      0, 0, 0)}
+    extra = {
+        "loss": LayerTime("loss", "Loss", 0, 0, 0),
+        "optimizer step": LayerTime("optimizer step", "Optimizer", 0, 0, 0),
+    }
 
     def step(timed: bool) -> None:
         logits = model(images)
@@ -437,8 +502,9 @@ def _torch_target(name: str, model: nn.Module, report: CostReport, backend: str,
     return Target(name, report, lambda: step(False), hooked, collect, timer.remove)
 
 
-def _ort_target(name: str, model: nn.Module, report: CostReport, batch: int, threads: int, seed: int,
-                workdir: Path) -> Target:
+def _ort_target(
+    name: str, model: nn.Module, report: CostReport, batch: int, threads: int, seed: int, workdir: Path
+) -> Target:
     import onnxruntime as ort
 
     from .export import ort_session
@@ -462,7 +528,9 @@ def _ort_target(name: str, model: nn.Module, report: CostReport, batch: int, thr
 
     def collect():
         with open(profiled.end_profiling()) as handle:
-            events = [e for e in json.load(handle) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+            events = [
+                e for e in json.load(handle) if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+            ]
         return ort_rows(events, report, batch, state["calls"])
 
     return Target(name, report, lambda: plain.run(None, feed), hooked, collect)
@@ -487,12 +555,25 @@ def ort_rows(events: list[dict], report: CostReport, batch: int, calls: int) -> 
         times = node["times"][-calls:]
         if op in ORT_MATMUL_OPS:
             layer = next(layers, None)
-            shapes = [next(iter(s.values())) for s in args.get("input_type_shape", []) + args.get("output_type_shape", [])]
+            shapes = [
+                next(iter(s.values()))
+                for s in args.get("input_type_shape", []) + args.get("output_type_shape", [])
+            ]
             if layer is None or not _same_layer(layer, shapes):
-                raise RuntimeError(f"profile: ONNX Runtime node {node_name} ({op}, shapes {shapes}) does not "
-                                   f"match the next layer of the cost table ({layer and layer.name})")
-            rows.append(LayerTime(layer.name, layer.type, layer.mult_adds * batch, layer.params,
-                                  layer_bytes(layer, batch), times))
+                raise RuntimeError(
+                    f"profile: ONNX Runtime node {node_name} ({op}, shapes {shapes}) does not "
+                    f"match the next layer of the cost table ({layer and layer.name})"
+                )
+            rows.append(
+                LayerTime(
+                    layer.name,
+                    layer.type,
+                    layer.mult_adds * batch,
+                    layer.params,
+                    layer_bytes(layer, batch),
+                    times,
+                )
+            )
         else:
             size = sum(int(args.get(key, 0)) for key in ("activation_size", "parameter_size", "output_size"))
             rows.append(LayerTime(node_name, op, 0, 0, size, times))
@@ -532,20 +613,40 @@ class ProfileReport:
             other = second.get(block)
             if other is None or not entry["mult_adds"] or not entry["time_ms"]:
                 continue
-            rows.append({"block": block, "mult_adds": entry["mult_adds"], "other_mult_adds": other["mult_adds"],
-                         "time_ms": entry["time_ms"], "other_time_ms": other["time_ms"],
-                         "theoretical": other["mult_adds"] / entry["mult_adds"],
-                         "realized": other["time_ms"] / entry["time_ms"]})
+            rows.append(
+                {
+                    "block": block,
+                    "mult_adds": entry["mult_adds"],
+                    "other_mult_adds": other["mult_adds"],
+                    "time_ms": entry["time_ms"],
+                    "other_time_ms": other["time_ms"],
+                    "theoretical": other["mult_adds"] / entry["mult_adds"],
+                    "realized": other["time_ms"] / entry["time_ms"],
+                }
+            )
         return rows
 
     def to_dict(self) -> dict:
-        return {"machine": self.machine, "settings": self.settings,
-                "ceilings": {"gmacs": self.ceilings.gmacs, "gbs": self.ceilings.gbs},
-                "profiles": [p.to_dict() for p in self.profiles], "block_speedups": self.block_speedups()}
+        return {
+            "machine": self.machine,
+            "settings": self.settings,
+            "ceilings": {"gmacs": self.ceilings.gmacs, "gbs": self.ceilings.gbs},
+            "profiles": [p.to_dict() for p in self.profiles],
+            "block_speedups": self.block_speedups(),
+        }
 
 
-def profile(models: list[tuple[str, dict]], backend: str = "torch", batch: int = 1, train: bool = False,
-            threads: int = 2, repeats: int = 10, warmup: int = 2, seed: int = 0, clock: str = "wall") -> ProfileReport:
+def profile(
+    models: list[tuple[str, dict]],
+    backend: str = "torch",
+    batch: int = 1,
+    train: bool = False,
+    threads: int = 2,
+    repeats: int = 10,
+    warmup: int = 2,
+    seed: int = 0,
+    clock: str = "wall",
+) -> ProfileReport:
     """Profile each (name, options) model on `backend`, all interleaved round by round.
 
     clock "wall" measures latency; "cpu" measures this process's CPU time (all its threads), which
@@ -558,7 +659,9 @@ def profile(models: list[tuple[str, dict]], backend: str = "torch", batch: int =
     if clock == "cpu" and backend == "onnxruntime":
         raise ValueError("--clock cpu applies to the torch backends; ONNX Runtime reports wall time per node")
     if train and backend == "onnxruntime":
-        raise ValueError("--train profiles PyTorch's training step; use --backend torch or torch-channels-last")
+        raise ValueError(
+            "--train profiles PyTorch's training step; use --backend torch or torch-channels-last"
+        )
     for label, value in (("--batch", batch), ("--threads", threads), ("--repeats", repeats)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive integer; got {value!r}")
@@ -574,7 +677,9 @@ def profile(models: list[tuple[str, dict]], backend: str = "torch", batch: int =
                 if backend == "onnxruntime":
                     targets.append(_ort_target(name, model, report, batch, threads, seed, Path(workdir)))
                 else:
-                    targets.append(_torch_target(name, model, report, backend, batch, train, seed, CLOCKS[clock]))
+                    targets.append(
+                        _torch_target(name, model, report, backend, batch, train, seed, CLOCKS[clock])
+                    )
             runners = {}
             for index, target in enumerate(targets):
                 runners[(index, "plain")] = target.plain
@@ -593,15 +698,32 @@ def profile(models: list[tuple[str, dict]], backend: str = "torch", batch: int =
                     row.backward_ms = row.backward_ms[-repeats:]
                 if target.close:
                     target.close()
-                profiles.append(ModelProfile(target.name, backend, batch, target.report.resolution[0], train, rows,
-                                             [1e3 * t for t in times[(index, "plain")]]))
+                profiles.append(
+                    ModelProfile(
+                        target.name,
+                        backend,
+                        batch,
+                        target.report.resolution[0],
+                        train,
+                        rows,
+                        [1e3 * t for t in times[(index, "plain")]],
+                    )
+                )
     finally:
         torch.set_num_threads(previous)
-    settings = {"backend": backend, "batch": batch, "train": train, "threads": threads, "repeats": repeats,
-                "clock": clock,
-                "warmup": warmup, "dtype": "float32",
-                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
-                "load_average_before": load_before, "load_average_after": _load_average()}
+    settings = {
+        "backend": backend,
+        "batch": batch,
+        "train": train,
+        "threads": threads,
+        "repeats": repeats,
+        "clock": clock,
+        "warmup": warmup,
+        "dtype": "float32",
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
+        "load_average_before": load_before,
+        "load_average_after": _load_average(),
+    }
     return ProfileReport(machine_description(), settings, ceilings, profiles)
 
 
@@ -613,53 +735,98 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 
 def render_layers(profile_: ModelProfile, fmt: str) -> str:
-    header = ["layer", "type", "mult-adds (M)", "params", "MB moved", "MAC/byte", "ms", "GMAC/s", "GB/s", "share"]
+    header = [
+        "layer",
+        "type",
+        "mult-adds (M)",
+        "params",
+        "MB moved",
+        "MAC/byte",
+        "ms",
+        "GMAC/s",
+        "GB/s",
+        "share",
+    ]
     if profile_.train:
         header[6:7] = ["fwd ms", "fwd+bwd ms"]
     rows = []
     for r in profile_.rows:
         times = [_num(r.forward_time_ms, 3), _num(r.time_ms, 3)] if profile_.train else [_num(r.time_ms, 3)]
-        rows.append([r.name, r.type, _num(r.mult_adds / 1e6), f"{r.params:,}", _num(r.bytes / 1e6, 3),
-                     _num(r.intensity), *times, _num(r.gmacs, 1), _num(r.gbs, 1),
-                     f"{100 * r.time_ms / profile_.layers_ms:.1f}%"])
+        rows.append(
+            [
+                r.name,
+                r.type,
+                _num(r.mult_adds / 1e6),
+                f"{r.params:,}",
+                _num(r.bytes / 1e6, 3),
+                _num(r.intensity),
+                *times,
+                _num(r.gmacs, 1),
+                _num(r.gbs, 1),
+                f"{100 * r.time_ms / profile_.layers_ms:.1f}%",
+            ]
+        )
     return _render_rows(header, rows, fmt)
 
 
 def render_types(profile_: ModelProfile, fmt: str) -> str:
     header = ["type", "layers", "mult-adds", "ms", "time", "GMAC/s"]
-    rows = [[e["type"], e["layers"], f"{e['mult_adds_percent']:.1f}%", _num(e["time_ms"], 3),
-             f"{e['time_percent']:.1f}%", _num(e["gmacs"], 1)] for e in profile_.by_type()]
+    rows = [
+        [
+            e["type"],
+            e["layers"],
+            f"{e['mult_adds_percent']:.1f}%",
+            _num(e["time_ms"], 3),
+            f"{e['time_percent']:.1f}%",
+            _num(e["gmacs"], 1),
+        ]
+        for e in profile_.by_type()
+    ]
     return _render_rows(header, rows, fmt)
 
 
 def render_blocks(report: ProfileReport, fmt: str) -> str:
     first, second = report.profiles[0].model, report.profiles[1].model
     header = ["block", f"{first} ms", f"{second} ms", "mult-adds ratio", "time ratio", "realized / theory"]
-    rows = [[b["block"], _num(b["time_ms"], 3), _num(b["other_time_ms"], 3), f"{b['theoretical']:.2f}×",
-             f"{b['realized']:.2f}×", f"{100 * b['realized'] / b['theoretical']:.0f}%"]
-            for b in report.block_speedups()]
+    rows = [
+        [
+            b["block"],
+            _num(b["time_ms"], 3),
+            _num(b["other_time_ms"], 3),
+            f"{b['theoretical']:.2f}×",
+            f"{b['realized']:.2f}×",
+            f"{100 * b['realized'] / b['theoretical']:.0f}%",
+        ]
+        for b in report.block_speedups()
+    ]
     return _render_rows(header, rows, fmt)
 
 
 def summary_lines(report: ProfileReport) -> list[str]:
     s, m, c = report.settings, report.machine, report.ceilings
     mode = "training step (forward, backward, SGD)" if s["train"] else "inference"
-    lines = [f"{m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_features'])}); torch {m['torch']}, "
-             f"onnxruntime {m['onnxruntime']}",
-             f"backend {s['backend']}, batch {s['batch']}, {mode}, {s['threads']} threads, {s['clock']} clock, fastest of "
-             f"{s['repeats']} interleaved rounds; load average {s['load_average_before']} → "
-             f"{s['load_average_after']}; OMP_WAIT_POLICY {s['omp_wait_policy']}",
-             f"ceilings: compute {c.gmacs:.1f} GMAC/s ({MATMUL_SIZE}² float32 matmul), bandwidth {c.gbs:.1f} GB/s "
-             f"({COPY_BYTES >> 20} MB copy); ridge point {c.gmacs / c.gbs:.1f} MAC/byte"]
+    lines = [
+        f"{m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_features'])}); torch {m['torch']}, "
+        f"onnxruntime {m['onnxruntime']}",
+        f"backend {s['backend']}, batch {s['batch']}, {mode}, {s['threads']} threads, {s['clock']} clock, "
+        f"fastest of {s['repeats']} interleaved rounds; load average {s['load_average_before']} → "
+        f"{s['load_average_after']}; OMP_WAIT_POLICY {s['omp_wait_policy']}",
+        f"ceilings: compute {c.gmacs:.1f} GMAC/s ({MATMUL_SIZE}² float32 matmul), bandwidth {c.gbs:.1f} GB/s "
+        f"({COPY_BYTES >> 20} MB copy); ridge point {c.gmacs / c.gbs:.1f} MAC/byte",
+    ]
     for p in report.profiles:
         verdict = "within 15%" if abs(1 - p.coverage) <= 0.15 else "NOT within 15%"
-        lines.append(f"{p.model}: end to end {p.total_ms:.3f} ms; the layers of a run add up to "
-                     f"{p.layers_run_ms:.3f} ms, {100 * p.coverage:.0f}% of it ({verdict}); each layer's fastest "
-                     f"time summed: {p.layers_ms:.3f} ms")
+        lines.append(
+            f"{p.model}: end to end {p.total_ms:.3f} ms; the layers of a run add up to "
+            f"{p.layers_run_ms:.3f} ms, {100 * p.coverage:.0f}% of it ({verdict}); each layer's fastest "
+            f"time summed: {p.layers_ms:.3f} ms"
+        )
     if len(report.profiles) == 2:
         a, b = report.profiles
-        lines.append(f"{b.model} / {a.model}: {b.mult_adds / a.mult_adds:.2f}× the mult-adds, "
-                     f"{b.total_ms / a.total_ms:.2f}× the time end to end")
+        lines.append(
+            f"{b.model} / {a.model}: {b.mult_adds / a.mult_adds:.2f}× the mult-adds, "
+            f"{b.total_ms / a.total_ms:.2f}× the time end to end"
+        )
     return lines
 
 
@@ -699,8 +866,13 @@ def plot_roofline(report: ProfileReport, path: str | os.PathLike) -> Path:
     low = min([i for i, _ in points] + [0.1]) / 2
     high = max([i for i, _ in points] + [c.gmacs / c.gbs]) * 2
     xs = np.geomspace(low, high, 200)
-    axes.plot(xs, [c.bound(x) for x in xs], color="black", linewidth=1.5,
-              label=f"roofline: {c.gbs:.1f} GB/s, {c.gmacs:.1f} GMAC/s")
+    axes.plot(
+        xs,
+        [c.bound(x) for x in xs],
+        color="black",
+        linewidth=1.5,
+        label=f"roofline: {c.gbs:.1f} GB/s, {c.gmacs:.1f} GMAC/s",
+    )
     markers = ("o", "^", "s")
     colors = {}
     for index, p in enumerate(report.profiles):
@@ -718,8 +890,17 @@ def plot_roofline(report: ProfileReport, path: str | os.PathLike) -> Path:
     axes.set_xlabel("arithmetic intensity (mult-adds per byte moved)")
     axes.set_ylabel("achieved GMAC/s")
     s = report.settings
-    axes.set_title(f"{', '.join(p.model for p in report.profiles)}: {s['backend']}, batch {s['batch']}, "
-                   f"{s['threads']} threads")
+    axes.set_title(
+        f"{', '.join(p.model for p in report.profiles)}: {s['backend']}, batch {s['batch']}, "
+        f"{s['threads']} threads"
+    )
+    return save_figure(figure, axes, path)
+
+
+def save_figure(figure, axes, path: str | os.PathLike) -> Path:
+    """Grid, legend, and the PNG at `path` (its folder created)."""
+    import matplotlib.pyplot as plt
+
     axes.legend(fontsize=7, loc="lower right")
     axes.grid(True, which="both", alpha=0.3)
     path = Path(path)
@@ -737,17 +918,33 @@ def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
     from .cli import add_model_options
 
     p = subparsers.add_parser("profile", help="per-layer time, mult-adds, bytes and roofline on this machine")
-    p.add_argument("model", help="a zoo model or a reference model (vgg16, googlenet, alexnet, squeezenet, resnet50)")
-    p.add_argument("--backend", default="torch", help=f"one of: {', '.join(PROFILE_BACKENDS)} (default torch)")
+    p.add_argument(
+        "model", help="a zoo model or a reference model (vgg16, googlenet, alexnet, squeezenet, resnet50)"
+    )
+    p.add_argument(
+        "--backend", default="torch", help=f"one of: {', '.join(PROFILE_BACKENDS)} (default torch)"
+    )
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--train", action="store_true", help="profile forward + backward + SGD step (torch backends)")
-    p.add_argument("--compare", metavar="MODEL", help="a second model side by side (e.g. conv_mobilenet_v1, "
-                                                      "which gets the same model options), with per-block speedups")
+    p.add_argument(
+        "--train", action="store_true", help="profile forward + backward + SGD step (torch backends)"
+    )
+    p.add_argument(
+        "--compare",
+        metavar="MODEL",
+        help="a second model side by side (e.g. conv_mobilenet_v1, "
+        "which gets the same model options), with per-block speedups",
+    )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--clock", default="wall", choices=tuple(CLOCKS),
-                   help="wall: latency; cpu: this process's CPU time, unaffected by other programs' load "
-                        "(with --threads 1, the latency of an idle machine); torch backends only")
-    p.add_argument("--repeats", type=int, default=10, help="interleaved timed rounds; the fastest is kept (default 10)")
+    p.add_argument(
+        "--clock",
+        default="wall",
+        choices=tuple(CLOCKS),
+        help="wall: latency; cpu: this process's CPU time, unaffected by other programs' load "
+        "(with --threads 1, the latency of an idle machine); torch backends only",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=10, help="interleaved timed rounds; the fastest is kept (default 10)"
+    )
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--format", default="table", choices=FORMATS)
     p.add_argument("--png", metavar="PATH", help="write the roofline plot here")
@@ -766,8 +963,16 @@ def run_profile(args: argparse.Namespace) -> str:
     if args.compare:
         shared = {k: v for k, v in options.items() if k != "depth_multiplier"}
         models.append((args.compare, {} if is_reference_model(args.compare) else shared))
-    report = profile(models, args.backend, args.batch, args.train, args.threads, args.repeats, args.warmup,
-                     clock=args.clock)
+    report = profile(
+        models,
+        args.backend,
+        args.batch,
+        args.train,
+        args.threads,
+        args.repeats,
+        args.warmup,
+        clock=args.clock,
+    )
     text = render(report, args.format)
     if args.png:
         path = plot_roofline(report, args.png)

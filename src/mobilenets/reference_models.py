@@ -44,8 +44,13 @@ class ReferenceConfig:
     blocks: tuple = ()
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "resolution": self.resolution, "in_channels": self.in_channels,
-                "num_classes": self.num_classes, "reference_model": True}
+        return {
+            "name": self.name,
+            "resolution": self.resolution,
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+            "reference_model": True,
+        }
 
 
 class ReferenceModel(nn.Module):
@@ -59,17 +64,27 @@ class ReferenceModel(nn.Module):
         return self.head(self.features(x))
 
 
-def _conv_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-               groups: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups),
-            nn.ReLU(inplace=True)]
+def _conv_relu(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, groups: int = 1
+) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups),
+        nn.ReLU(inplace=True),
+    ]
 
 
 def _mlp_head(in_features: int, hidden: int, num_classes: int) -> nn.Sequential:
     """VGG's and AlexNet's classifier: two hidden FC layers with ReLU and dropout 0.5."""
-    return nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(in_features, hidden), nn.ReLU(inplace=True),
-                         nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
-                         nn.Linear(hidden, num_classes))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Dropout(0.5),
+        nn.Linear(in_features, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, num_classes),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,21 +101,31 @@ def vgg16(num_classes: int = 1000) -> ReferenceModel:
             layers += _conv_relu(channels, width, 3, padding=1)
             channels = width
         layers.append(nn.MaxPool2d(2, 2))
-    return ReferenceModel(ReferenceConfig("vgg16", 224, num_classes=num_classes), nn.Sequential(*layers),
-                          _mlp_head(512 * 7 * 7, 4096, num_classes))
+    return ReferenceModel(
+        ReferenceConfig("vgg16", 224, num_classes=num_classes),
+        nn.Sequential(*layers),
+        _mlp_head(512 * 7 * 7, 4096, num_classes),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # GoogLeNet — Table 1 of Szegedy et al.: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj
 # --------------------------------------------------------------------------------------------
 class Inception(nn.Module):
-    def __init__(self, in_channels: int, ch1: int, ch3_reduce: int, ch3: int, ch5_reduce: int, ch5: int,
-                 pool_proj: int):
+    def __init__(
+        self, in_channels: int, ch1: int, ch3_reduce: int, ch3: int, ch5_reduce: int, ch5: int, pool_proj: int
+    ):
         super().__init__()
         self.branch1 = nn.Sequential(*_conv_relu(in_channels, ch1, 1))
-        self.branch3 = nn.Sequential(*_conv_relu(in_channels, ch3_reduce, 1), *_conv_relu(ch3_reduce, ch3, 3, padding=1))
-        self.branch5 = nn.Sequential(*_conv_relu(in_channels, ch5_reduce, 1), *_conv_relu(ch5_reduce, ch5, 5, padding=2))
-        self.branch_pool = nn.Sequential(nn.MaxPool2d(3, 1, padding=1), *_conv_relu(in_channels, pool_proj, 1))
+        self.branch3 = nn.Sequential(
+            *_conv_relu(in_channels, ch3_reduce, 1), *_conv_relu(ch3_reduce, ch3, 3, padding=1)
+        )
+        self.branch5 = nn.Sequential(
+            *_conv_relu(in_channels, ch5_reduce, 1), *_conv_relu(ch5_reduce, ch5, 5, padding=2)
+        )
+        self.branch_pool = nn.Sequential(
+            nn.MaxPool2d(3, 1, padding=1), *_conv_relu(in_channels, pool_proj, 1)
+        )
         self.out_channels = ch1 + ch3 + ch5 + pool_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,18 +133,30 @@ class Inception(nn.Module):
 
 
 GOOGLENET_INCEPTIONS = (  # name, the six widths of Table 1; "pool" marks a 3×3/2 max-pool before it
-    ("3a", (64, 96, 128, 16, 32, 32)), ("3b", (128, 128, 192, 32, 96, 64)), ("pool", None),
-    ("4a", (192, 96, 208, 16, 48, 64)), ("4b", (160, 112, 224, 24, 64, 64)), ("4c", (128, 128, 256, 24, 64, 64)),
-    ("4d", (112, 144, 288, 32, 64, 64)), ("4e", (256, 160, 320, 32, 128, 128)), ("pool", None),
-    ("5a", (256, 160, 320, 32, 128, 128)), ("5b", (384, 192, 384, 48, 128, 128)),
+    ("3a", (64, 96, 128, 16, 32, 32)),
+    ("3b", (128, 128, 192, 32, 96, 64)),
+    ("pool", None),
+    ("4a", (192, 96, 208, 16, 48, 64)),
+    ("4b", (160, 112, 224, 24, 64, 64)),
+    ("4c", (128, 128, 256, 24, 64, 64)),
+    ("4d", (112, 144, 288, 32, 64, 64)),
+    ("4e", (256, 160, 320, 32, 128, 128)),
+    ("pool", None),
+    ("5a", (256, 160, 320, 32, 128, 128)),
+    ("5b", (384, 192, 384, 48, 128, 128)),
 )
 
 
 def googlenet(num_classes: int = 1000) -> ReferenceModel:
     layers: list[nn.Module] = [
-        *_conv_relu(3, 64, 7, 2, 3), nn.MaxPool2d(3, 2, ceil_mode=True), nn.LocalResponseNorm(5),
-        *_conv_relu(64, 64, 1), *_conv_relu(64, 192, 3, padding=1), nn.LocalResponseNorm(5),
-        nn.MaxPool2d(3, 2, ceil_mode=True)]
+        *_conv_relu(3, 64, 7, 2, 3),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.LocalResponseNorm(5),
+        *_conv_relu(64, 64, 1),
+        *_conv_relu(64, 192, 3, padding=1),
+        nn.LocalResponseNorm(5),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+    ]
     channels = 192
     for name, widths in GOOGLENET_INCEPTIONS:
         if widths is None:
@@ -128,8 +165,12 @@ def googlenet(num_classes: int = 1000) -> ReferenceModel:
         block = Inception(channels, *widths)
         layers.append(block)
         channels = block.out_channels
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.4), nn.Linear(channels, num_classes))
-    return ReferenceModel(ReferenceConfig("googlenet", 224, num_classes=num_classes), nn.Sequential(*layers), head)
+    head = nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.4), nn.Linear(channels, num_classes)
+    )
+    return ReferenceModel(
+        ReferenceConfig("googlenet", 224, num_classes=num_classes), nn.Sequential(*layers), head
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,14 +181,22 @@ ALEXNET_GROUPS = 2
 
 def alexnet(num_classes: int = 1000) -> ReferenceModel:
     layers = [
-        *_conv_relu(3, 96, 11, 4), nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0), nn.MaxPool2d(3, 2),
-        *_conv_relu(96, 256, 5, padding=2, groups=ALEXNET_GROUPS), nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0),
+        *_conv_relu(3, 96, 11, 4),
+        nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0),
+        nn.MaxPool2d(3, 2),
+        *_conv_relu(96, 256, 5, padding=2, groups=ALEXNET_GROUPS),
+        nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0),
         nn.MaxPool2d(3, 2),
         *_conv_relu(256, 384, 3, padding=1),
         *_conv_relu(384, 384, 3, padding=1, groups=ALEXNET_GROUPS),
-        *_conv_relu(384, 256, 3, padding=1, groups=ALEXNET_GROUPS), nn.MaxPool2d(3, 2)]
-    return ReferenceModel(ReferenceConfig("alexnet", 227, num_classes=num_classes), nn.Sequential(*layers),
-                          _mlp_head(256 * 6 * 6, 4096, num_classes))
+        *_conv_relu(384, 256, 3, padding=1, groups=ALEXNET_GROUPS),
+        nn.MaxPool2d(3, 2),
+    ]
+    return ReferenceModel(
+        ReferenceConfig("alexnet", 227, num_classes=num_classes),
+        nn.Sequential(*layers),
+        _mlp_head(256 * 6 * 6, 4096, num_classes),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,16 +214,32 @@ class Fire(nn.Module):
         return torch.cat([self.expand1(x), self.expand3(x)], 1)
 
 
-SQUEEZENET_FIRES = ((96, 16, 64), (128, 16, 64), (128, 32, 128), "pool", (256, 32, 128), (256, 48, 192),
-                    (384, 48, 192), (384, 64, 256), "pool", (512, 64, 256))  # in, squeeze, expand (each)
+SQUEEZENET_FIRES = (
+    (96, 16, 64),
+    (128, 16, 64),
+    (128, 32, 128),
+    "pool",
+    (256, 32, 128),
+    (256, 48, 192),
+    (384, 48, 192),
+    (384, 64, 256),
+    "pool",
+    (512, 64, 256),
+)  # in, squeeze, expand (each)
 
 
 def squeezenet(num_classes: int = 1000) -> ReferenceModel:
     layers: list[nn.Module] = [*_conv_relu(3, 96, 7, 2), nn.MaxPool2d(3, 2, ceil_mode=True)]
     for fire in SQUEEZENET_FIRES:
-        layers.append(nn.MaxPool2d(3, 2, ceil_mode=True) if fire == "pool" else Fire(fire[0], fire[1], fire[2], fire[2]))
-    head = nn.Sequential(nn.Dropout(0.5), *_conv_relu(512, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    return ReferenceModel(ReferenceConfig("squeezenet", 224, num_classes=num_classes), nn.Sequential(*layers), head)
+        layers.append(
+            nn.MaxPool2d(3, 2, ceil_mode=True) if fire == "pool" else Fire(fire[0], fire[1], fire[2], fire[2])
+        )
+    head = nn.Sequential(
+        nn.Dropout(0.5), *_conv_relu(512, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+    return ReferenceModel(
+        ReferenceConfig("squeezenet", 224, num_classes=num_classes), nn.Sequential(*layers), head
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,8 +260,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or in_channels != out_channels:
-            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                            nn.BatchNorm2d(out_channels))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -209,22 +275,33 @@ RESNET50_STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # width, 
 
 
 def resnet50(num_classes: int = 1000) -> ReferenceModel:
-    layers: list[nn.Module] = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                               nn.MaxPool2d(3, 2, 1)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1),
+    ]
     channels = 64
     for width, blocks, stride in RESNET50_STAGES:
         for i in range(blocks):
             layers.append(Bottleneck(channels, width, stride if i == 0 else 1))
             channels = width * Bottleneck.expansion
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
-    return ReferenceModel(ReferenceConfig("resnet50", 224, num_classes=num_classes), nn.Sequential(*layers), head)
+    return ReferenceModel(
+        ReferenceConfig("resnet50", 224, num_classes=num_classes), nn.Sequential(*layers), head
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Registry and costs
 # --------------------------------------------------------------------------------------------
-REFERENCE_MODELS = {"vgg16": vgg16, "googlenet": googlenet, "alexnet": alexnet, "squeezenet": squeezenet,
-                    "resnet50": resnet50}
+REFERENCE_MODELS = {
+    "vgg16": vgg16,
+    "googlenet": googlenet,
+    "alexnet": alexnet,
+    "squeezenet": squeezenet,
+    "resnet50": resnet50,
+}
 
 
 def is_reference_model(name: str) -> bool:
@@ -277,9 +354,20 @@ def reference_cost(model: ReferenceModel | str) -> CostReport:
             k = module.kernel_size[0]
             stride = module.stride[0]
             filter_shape = (k, k, module.in_channels // module.groups, module.out_channels)
-        rows.append(LayerCost(name, layer_type(module), stride, filter_shape, tuple(entry["input_shape"]),
-                              tuple(entry["output_shape"]), weights=module.weight.numel(), bias=bias,
-                              norm_params=norm_after.get(name, 0), mult_adds=entry["mult_adds"]))
+        rows.append(
+            LayerCost(
+                name,
+                layer_type(module),
+                stride,
+                filter_shape,
+                tuple(entry["input_shape"]),
+                tuple(entry["output_shape"]),
+                weights=module.weight.numel(),
+                bias=bias,
+                norm_params=norm_after.get(name, 0),
+                mult_adds=entry["mult_adds"],
+            )
+        )
     return CostReport(model.config.name, (resolution, resolution), rows, [])
 
 
@@ -298,8 +386,10 @@ def compare_costs(model: str, compare: str | None, options: dict) -> list[CostRe
     """`model` with `options`, then each comma-separated name of `compare`: zoo models get the same
     options (except depth_multiplier), reference models their own paper resolution."""
     if is_reference_model(model) and options:
-        raise ValueError(f"model options ({', '.join(sorted(options))}) apply to MobileNets, not to the "
-                         f"reference model {model}; drop them")
+        raise ValueError(
+            f"model options ({', '.join(sorted(options))}) apply to MobileNets, not to the "
+            f"reference model {model}; drop them"
+        )
     others = [part.strip() for part in (compare or "").split(",") if part.strip()]
     shared = {k: v for k, v in options.items() if k != "depth_multiplier"}
     return [model_cost(model, options)] + [model_cost(name, shared) for name in others]
@@ -324,10 +414,18 @@ def render_paper_comparison(reports: list[CostReport], options: dict, fmt: str =
         def paper(key: str) -> str:
             return "" if row is None or row[key] is None else f"{row[key]:g}M"
 
-        rows.append([report.model, f"{report.resolution[0]}×{report.resolution[1]}",
-                     "" if row is None else f"{row['top1']:.2f}".rstrip("0").rstrip(".") + "%",
-                     f"{report.mult_adds / 1e6:,.1f}M", paper("paper_mult_adds_millions"),
-                     f"{report.params / 1e6:,.2f}M", paper("paper_params_millions"), source])
+        rows.append(
+            [
+                report.model,
+                f"{report.resolution[0]}×{report.resolution[1]}",
+                "" if row is None else f"{row['top1']:.2f}".rstrip("0").rstrip(".") + "%",
+                f"{report.mult_adds / 1e6:,.1f}M",
+                paper("paper_mult_adds_millions"),
+                f"{report.params / 1e6:,.2f}M",
+                paper("paper_params_millions"),
+                source,
+            ]
+        )
     header = ["model", "input", "ImageNet top-1", "mult-adds", "paper", "params", "paper", "source"]
     text = _render_rows(header, rows, fmt)
     if fmt != "csv":
@@ -335,8 +433,9 @@ def render_paper_comparison(reports: list[CostReport], options: dict, fmt: str =
     return text
 
 
-def render_cost_comparison(reports: list[CostReport], options: dict, fmt: str = "table",
-                           by_type: bool = False) -> str:
+def render_cost_comparison(
+    reports: list[CostReport], options: dict, fmt: str = "table", by_type: bool = False
+) -> str:
     """The `mobilenets cost` output, with the paper-comparison table after it when a reference
     model is involved (in JSON: each report gains `published`)."""
     text = render(reports, fmt, by_type=by_type)

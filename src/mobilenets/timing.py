@@ -23,7 +23,8 @@ from torch import nn
 Runner = Callable[[], object]
 
 
-def time_interleaved(runners: dict[str, Runner], warmup: int = 3, repeats: int = 10, min_window_s: float = 0.0,
+def time_interleaved(runners: dict[str, Runner], warmup: int = 3, repeats: int = 10,
+                     min_window_s: float = 0.0,
                      clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds per call of every runner: `warmup` untimed calls each, then `repeats` rounds in
     which every runner is timed once, over as many calls as it takes to fill `min_window_s`."""
