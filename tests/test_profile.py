@@ -134,6 +134,12 @@ def test_compare_with_the_twin_gives_per_block_theory():
         assert blocks[f"features.{index}"]["realized"] > 0
 
 
+def test_compare_with_a_popular_model_has_no_block_pairs():
+    report = profile([("mobilenet_v1", SMALL), ("squeezenet", {})], "torch", 1, threads=1, repeats=1, warmup=0)
+    assert report.block_speedups() == []
+    assert report.profiles[1].mult_adds == 818_924_576
+
+
 def test_roofline_bound():
     ceilings = Ceilings(gmacs=40.0, gbs=10.0)
     assert ceilings.bound(0.5) == 5.0 and ceilings.bound(4.0) == 40.0 and ceilings.bound(100) == 40.0

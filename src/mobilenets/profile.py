@@ -608,6 +608,8 @@ class ProfileReport:
         if len(self.profiles) < 2:
             return []
         first, second = self.profiles[0].by_block(), self.profiles[1].by_block()
+        if set(first) != set(second):  # different architectures (e.g. against ResNet-50): no block pairs
+            return []
         rows = []
         for block, entry in first.items():
             other = second.get(block)
