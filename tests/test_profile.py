@@ -139,7 +139,8 @@ def test_compare_with_the_twin_gives_per_block_theory():
 
 
 def test_compare_with_a_popular_model_has_no_block_pairs():
-    report = profile([("mobilenet_v1", SMALL), ("squeezenet", {})], "torch", 1, threads=1, repeats=1, warmup=0)
+    models = [("mobilenet_v1", SMALL), ("squeezenet", {})]
+    report = profile(models, "torch", 1, threads=1, repeats=1, warmup=0)
     assert report.block_speedups() == []
     assert report.profiles[1].mult_adds == 818_924_576
 
