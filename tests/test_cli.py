@@ -133,6 +133,8 @@ def test_help_lists_the_commands_in_order_with_one_line_each(capsys):
         "convert",
         "export",
         "bench",
+        "profile",
+        "choose",
     ]
     assert all(
         len(line.split()) > 1 for line in out.splitlines() if line.startswith("    ")

@@ -14,13 +14,15 @@ import warnings
 from pathlib import Path
 
 from ..checkpoint import read_header
-from ..costs.analysis import FORMATS, cost, render
+from ..costs.analysis import FORMATS, cost
+from ..costs.reference import REFERENCE_MODELS, compare_costs, render_cost_comparison
 from ..pretrained.weights import bundled_checkpoint
 from ..training.compare import compare_twins, format_compare
 from ..training.evaluate import evaluate_checkpoint, predict
 from ..training.train import Diverged, Interrupted, TrainConfig, train
 from ..zoo import list_models, model_config
 from .deploy import configure_bench_parser, configure_export_parser
+from .explain import configure_choose_parser, configure_profile_parser
 from .options import (
     add_dataclass_options,
     add_model_options,
@@ -53,11 +55,8 @@ def run_list(args: argparse.Namespace) -> str:
 
 def run_cost(args: argparse.Namespace) -> str:
     options = model_options_from_args(args)
-    reports = [cost(args.model, **options)]
-    if args.compare:
-        other = {k: v for k, v in options.items() if k not in ("depth_multiplier",)}
-        reports.append(cost(args.compare, **other))
-    return render(reports, args.format, by_type=args.by_type)
+    reports = compare_costs(args.model, args.compare, options)
+    return render_cost_comparison(reports, options, args.format, by_type=args.by_type)
 
 
 def run_config(args: argparse.Namespace) -> str:
@@ -166,9 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_config)
 
     p = sub.add_parser("cost", help="per-layer params and mult-adds of a model")
-    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    p.add_argument("model", help=f"one of: {', '.join(list_models() + list(REFERENCE_MODELS))}")
     p.add_argument("--by-type", action="store_true", help="breakdown by layer type (paper Table 2)")
-    p.add_argument("--compare", metavar="MODEL", help="a second model, with the same options, side by side")
+    p.add_argument("--compare", metavar="MODEL[,MODEL]", help="models side by side: MobileNets get the same "
+                   f"options, reference models ({', '.join(REFERENCE_MODELS)}) their paper's input size")
     p.add_argument("--format", default="table", choices=FORMATS)
     add_model_options(p)
     p.set_defaults(run=run_cost)
@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     configure_convert_parser(sub)
     configure_export_parser(sub)
     configure_bench_parser(sub)
+    configure_profile_parser(sub)
+    configure_choose_parser(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..costs.reference import create_reference_model, is_reference_model
 from ..deploy.bench import BACKENDS, DEFAULT_BACKENDS, render_text, run_benchmark
 from ..deploy.export import (
     DEFAULT_OPSET,
@@ -21,6 +22,7 @@ from ..deploy.export import (
     check_opset,
     compare_predictions,
     compare_with_torch,
+    default_preprocessing,
     export_onnx,
     labels_for_model,
     list_images,
@@ -188,7 +190,8 @@ def _export_int8(args: argparse.Namespace, source: ModelSource, float_path: Path
 def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="CPU latency per backend, beside the full-conv twin")
     p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
-                   help="a zoo model name (random weights) or a checkpoint file")
+                   help="a zoo model name or a reference model (vgg16, googlenet, alexnet, squeezenet, "
+                        "resnet50), random weights; or a checkpoint file")
     p.add_argument(
         "--backend",
         default=",".join(DEFAULT_BACKENDS),
@@ -234,7 +237,11 @@ def run_bench(args: argparse.Namespace) -> str:
         raise ValueError(f"--warmup must be 0 or more; got {args.warmup}")
     if args.calibration_images < 1:
         raise ValueError(f"--calibration-images must be a positive integer; got {args.calibration_images}")
-    source = load_source(args.model, model_options_from_args(args))
+    if is_reference_model(args.model) and not model_options_from_args(args):  # VGG16, ResNet-50, ...
+        reference = create_reference_model(args.model)
+        source = ModelSource(reference, args.model, default_preprocessing(reference))
+    else:
+        source = load_source(args.model, model_options_from_args(args))
     calibration = None
     if args.calibration:
         folder = list_images(args.calibration)

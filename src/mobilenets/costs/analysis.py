@@ -264,6 +264,9 @@ def hook_costs(
                 "output_shape": (*output.shape[2:], output.shape[1])
                 if output.dim() == 4
                 else (1, 1, output.shape[1]),
+                "input_shape": (*inputs[0].shape[2:], inputs[0].shape[1])
+                if inputs[0].dim() == 4
+                else (1, 1, inputs[0].shape[1]),
             }
         return record
 

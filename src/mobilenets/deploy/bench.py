@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..costs.analysis import cost
+from ..costs.reference import is_reference_model, reference_cost
 from ..fuse import fuse_bn
 from ..models import MobileNet
 from ..zoo import full_conv_twin
@@ -307,7 +308,8 @@ def run_benchmark(
     }
     model_rows = []
     for net, role in models:
-        report = cost(net.config, resolution=size)
+        is_reference = is_reference_model(net.config.name)
+        report = reference_cost(net) if is_reference else cost(net.config, resolution=size)
         model_rows.append({"name": net.config.name, "role": role, "mult_adds": report.mult_adds,
                            "params": report.params})
     return BenchReport(machine_description(), settings, model_rows, list(results.values()))

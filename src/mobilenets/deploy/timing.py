@@ -24,7 +24,8 @@ Runner = Callable[[], object]
 
 
 def time_interleaved(runners: dict[str, Runner], warmup: int = 3, repeats: int = 10,
-                     min_window_s: float = 0.0) -> dict[str, list[float]]:
+                     min_window_s: float = 0.0,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds per call of every runner: `warmup` untimed calls each, then `repeats` rounds in
     which every runner is timed once, over as many calls as it takes to fill `min_window_s`."""
     for runner in runners.values():
@@ -34,11 +35,11 @@ def time_interleaved(runners: dict[str, Runner], warmup: int = 3, repeats: int =
     for _ in range(repeats):
         for key, runner in runners.items():
             calls = 0
-            start = time.perf_counter()
+            start = clock()
             while True:
                 runner()
                 calls += 1
-                elapsed = time.perf_counter() - start
+                elapsed = clock() - start
                 if elapsed >= min_window_s:
                     break
             times[key].append(elapsed / calls)
