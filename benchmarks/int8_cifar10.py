@@ -24,10 +24,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mobilenets.bench import machine_description  # noqa: E402
 from mobilenets.checkpoint import load_checkpoint  # noqa: E402
 from mobilenets.data import load_data, make_loader  # noqa: E402
-from mobilenets.export import (  # noqa: E402
+from mobilenets.deploy.bench import machine_description  # noqa: E402
+from mobilenets.deploy.export import (  # noqa: E402
     INT8_SETTINGS,
     compare_predictions,
     export_onnx,
@@ -35,7 +35,7 @@ from mobilenets.export import (  # noqa: E402
     quantize_int8,
     run_session,
 )
-from mobilenets.interop.weights import bundled_checkpoint  # noqa: E402
+from mobilenets.pretrained.weights import bundled_checkpoint  # noqa: E402
 
 
 def as_arrays(loader) -> tuple[np.ndarray, np.ndarray]:
