@@ -103,9 +103,11 @@ def run_train(args: argparse.Namespace) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> str:
-    checkpoint = args.checkpoint
-    if not Path(checkpoint).exists() and bundled_checkpoint(checkpoint) is not None:
-        checkpoint = bundled_checkpoint(checkpoint)  # weights this project trained and ships, e.g. cifar10
+    # A file path, or the key of weights this project trained and ships (e.g. cifar10); the
+    # package file is hash-checked once.
+    shipped = None if Path(args.checkpoint).exists() else bundled_checkpoint(args.checkpoint)
+    checkpoint = shipped or args.checkpoint
+    if shipped is not None:
         png = args.confusion or f"{args.checkpoint}_confusion.png"
     else:
         png = args.confusion or str(Path(checkpoint).with_suffix("")) + "_confusion.png"
