@@ -189,6 +189,25 @@ def test_the_int8_model_is_qdq_with_activations_folded(digits_int8):
     default = INT8_SETTINGS["default"]
     assert default.per_channel and default.quant_format == "qdq" and default.activations == "uint8"
     assert default.keep_float == "none" and default.calibration == "minmax"
+    assert default.reduce_range == "first_conv"
+
+
+def test_the_default_reduces_the_first_convolutions_weights_to_7_bits(digits_int8):
+    """Only the first Conv's weights stay within ±63 (7 bits); the others use the full ±127."""
+    import onnx
+    from onnx import numpy_helper
+
+    _, _, int8_path = digits_int8
+    graph = onnx.load(str(int8_path)).graph
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    dequantized_by = {n.output[0]: n for n in graph.node if n.op_type == "DequantizeLinear"}
+    ranges = []
+    for conv in (n for n in graph.node if n.op_type == "Conv"):
+        weight = initializers[dequantized_by[conv.input[1]].input[0]]
+        assert weight.dtype == np.int8
+        ranges.append(int(np.abs(weight.astype(np.int32)).max()))
+    assert ranges[0] <= 64, ranges
+    assert max(ranges[1:]) == 127, ranges
 
 
 def test_quantize_int8_rejects_bad_settings_and_no_images(digits_int8, tmp_path):
