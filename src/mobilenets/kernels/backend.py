@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..layers import ConvNormAct, DepthwiseSeparableConv2d, same_padding
+from .reference import compute_dtype
 
 TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 if TRITON_INSTALLED:
@@ -109,22 +110,24 @@ def has_fixed_norm(unit: ConvNormAct) -> bool:
     return isinstance(norm, nn.Identity) or not (norm.training or norm.running_mean is None)
 
 
-def folded_affine(unit: ConvNormAct) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def folded_affine(unit: ConvNormAct, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(scale, shift) with norm(conv(x)) = conv_without_bias(x)·scale + shift per channel, for a unit
-    with `has_fixed_norm`. Either may be None (no scale: 1, no shift: 0)."""
+    with `has_fixed_norm`, in the kernels' compute type for inputs of `dtype`. Either may be None (no
+    scale: 1, no shift: 0)."""
     norm, bias = unit.norm, unit.conv.bias
+    dtype = compute_dtype(dtype)
     if isinstance(norm, nn.Identity):
         return None, bias
     # Not under no_grad: a convolution bias keeps its gradient through the shift. The scale carries
     # one only if BN's weight is trained, and then the callers do not fold.
-    scale = torch.rsqrt(norm.running_var.float() + norm.eps)
+    scale = torch.rsqrt(norm.running_var.to(dtype) + norm.eps)
     if norm.weight is not None:
-        scale = scale * norm.weight.float()
-    shift = -norm.running_mean.float() * scale
+        scale = scale * norm.weight.to(dtype)
+    shift = -norm.running_mean.to(dtype) * scale
     if bias is not None:
-        shift = shift + bias.float() * scale
+        shift = shift + bias.to(dtype) * scale
     if norm.bias is not None:
-        shift = shift + norm.bias.float()
+        shift = shift + norm.bias.to(dtype)
     return scale, shift
 
 
@@ -141,11 +144,12 @@ class TritonConvNormAct(ConvNormAct):
         foldable = has_fixed_norm(self) and not _trains(self.norm)
         if foldable and not torch.is_grad_enabled():
             taps, scale, shift = _cached(self, x.dtype,
-                                         lambda: (taps_by_channel(conv.weight), *folded_affine(self)))
+                                         lambda: (taps_by_channel(conv.weight, compute_dtype(x.dtype)),
+                                                 *folded_affine(self, x.dtype)))
             return depthwise_forward(x, taps, scale, shift, conv.kernel_size[0], *geometry, activation,
                                      store_pre=False)[0]
         if foldable:  # gradients wanted, BN (if any) frozen: its scale is a constant, a bias still trains
-            return depthwise_conv2d(x, conv.weight, *folded_affine(self), *geometry, activation)
+            return depthwise_conv2d(x, conv.weight, *folded_affine(self, x.dtype), *geometry, activation)
         return self.act(self.norm(depthwise_conv2d(x, conv.weight, None, conv.bias, *geometry, "none")))
 
 
@@ -168,7 +172,8 @@ class TritonDepthwiseSeparableConv2d(DepthwiseSeparableConv2d):
             return None
         conv = self.dw.conv
         operands = _cached(self, x.dtype, lambda: prepare_separable(
-            conv.weight, *folded_affine(self.dw), self.pw.conv.weight, *folded_affine(self.pw), x.dtype))
+            conv.weight, *folded_affine(self.dw, x.dtype), self.pw.conv.weight,
+            *folded_affine(self.pw, x.dtype), x.dtype))
         padding = explicit_padding(conv, x.shape[-2], x.shape[-1])
         dw_activation = activation_name(self.dw.act)
         return operands, conv.stride[0], padding, conv.dilation[0], dw_activation, pw_activation
