@@ -449,6 +449,27 @@ def test_switching_back_restores_classes_and_keeps_state():
         use_backend(model, "cuda")
 
 
+
+def test_create_model_selects_the_backend(monkeypatch):
+    options = dict(width_mult=0.25, resolution=32, num_classes=10)
+    torch.manual_seed(0)
+    fast = create_model("mobilenet_v1", backend="triton", **options)
+    torch.manual_seed(0)
+    reference = create_model("mobilenet_v1", **options)
+    assert backend_of(fast) == "triton" and backend_of(reference) == "torch"
+    assert sum(isinstance(m, backend.TritonDepthwiseSeparableConv2d) for m in fast.modules()) == 13
+    expected = reference.state_dict()
+    assert all(torch.equal(t, expected[k]) for k, t in fast.state_dict().items())
+    # Shipped weights too (the model comes back in eval mode, on the kernels).
+    trained = create_model("mobilenet_v1", weights="cifar10", backend="triton")
+    assert backend_of(trained) == "triton" and not trained.training
+    # A wrong name is refused before any weights are looked for.
+    with pytest.raises(ValueError, match="backend must be one of 'torch', 'triton'; got 'cuda'"):
+        create_model("mobilenet_v1", weights="https://example.invalid/none.safetensors", backend="cuda")
+    monkeypatch.setattr(backend, "TRITON_INSTALLED", False)
+    with pytest.warns(RuntimeWarning, match="needs triton.*keeps running on PyTorch"):
+        assert backend_of(create_model("mobilenet_v1", backend="triton", **options)) == "torch"
+
 def test_unavailable_kernels_fall_back_with_one_warning_or_raise_when_strict(monkeypatch):
     monkeypatch.setattr(backend, "TRITON_INSTALLED", False)
     model = create_model("mobilenet_v1", width_mult=0.25, resolution=32, num_classes=10)

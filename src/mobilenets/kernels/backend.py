@@ -44,6 +44,12 @@ _CACHE = "_kernel_operands"
 _ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Identity: "none"}
 
 
+def check_backend(backend: str) -> None:
+    """Raise ValueError, naming the choices, unless `backend` is one of BACKENDS."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+
+
 def unavailable_reason() -> str | None:
     """Why the Triton kernels cannot run in this process, or None when they can."""
     if not TRITON_INSTALLED:
@@ -189,8 +195,7 @@ def use_backend(model: nn.Module, backend: str, strict: bool = False) -> nn.Modu
     When the kernels cannot run here (triton missing, or neither a GPU nor the interpreter), "triton"
     warns in one line and leaves the model on PyTorch; with strict=True it raises instead.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+    check_backend(backend)
     if backend == "triton":
         reason = unavailable_reason()
         if reason is not None:
