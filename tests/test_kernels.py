@@ -422,6 +422,25 @@ def test_inverted_residual_block_with_se_and_hardswish(train, kernel_calls):
     assert_same_gradients(fast, reference, tolerance=1e-3)
 
 
+
+@pytest.mark.parametrize("in_channels, out_channels, expanded, kernel_size, stride, padding, activation", [
+    (8, 8, 20, 3, 1, "torch", "relu6"),  # V2: expansion, residual; 20 channels, a partial GEMM block
+    (8, 12, 8, 5, 2, "same", "hardswish"),  # V3 without SE: no expansion, TensorFlow padding, stride 2
+])
+def test_inverted_residual_inference_fuses_depthwise_and_projection(in_channels, out_channels, expanded,
+                                                                    kernel_size, stride, padding,
+                                                                    activation, kernel_calls):
+    block = with_running_statistics(InvertedResidual(in_channels, out_channels, expanded, kernel_size, stride,
+                                                     padding, activation=activation))
+    reference, fast = twins(block, train=False)
+    assert type(fast) is backend.TritonInvertedResidual
+    x = torch.randn(2, in_channels, 9, 7).to(DEVICE).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected, actual = reference(x), fast(x)
+    assert kernel_calls == {"depthwise_conv2d": 0, "depthwise_forward": 0, "separable_forward": 1}
+    assert actual.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(actual, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4)
+
 def test_eval_mode_with_gradients_keeps_batchnorm_parameters_trainable(kernel_calls):
     # Eval-mode BN whose γ, β still train (fine-tuning): nothing may be folded into a constant.
     block = with_running_statistics(DepthwiseSeparableConv2d(6, 10, stride=2, activation="relu6"))
@@ -443,8 +462,8 @@ def test_switching_back_restores_classes_and_keeps_state():
     assert len(swapped) == sum(isinstance(m, InvertedResidual) for m in model.modules())
     assert list(model.state_dict()) == keys
     assert use_backend(model, "torch") is model and backend_of(model) == "torch"
-    assert all(type(m) in (ConvNormAct, DepthwiseSeparableConv2d) for m in model.modules()
-               if isinstance(m, (ConvNormAct, DepthwiseSeparableConv2d)))
+    layer_classes = (ConvNormAct, DepthwiseSeparableConv2d, InvertedResidual)
+    assert all(type(m) in layer_classes for m in model.modules() if isinstance(m, layer_classes))
     with pytest.raises(ValueError, match="backend must be one of 'torch', 'triton'; got 'cuda'"):
         use_backend(model, "cuda")
 
@@ -510,7 +529,8 @@ def test_prepared_inference_operands_follow_weight_updates(kernel_calls):
                 net.dw.conv.weight.mul_(-2.0)
                 net.dw.norm.running_mean.add_(0.5)
             torch.testing.assert_close(fast(x), reference(x), atol=1e-5, rtol=1e-4)
-    assert kernel_calls == {"depthwise_conv2d": 0, "depthwise_forward": 2, "separable_forward": 2}
+    # Both fused: the separable block, and the inverted residual's depthwise → projection.
+    assert kernel_calls == {"depthwise_conv2d": 0, "depthwise_forward": 0, "separable_forward": 4}
 
 
 def test_tuning_choice_per_mode(monkeypatch):
