@@ -281,8 +281,12 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x if self.expand is None else self.expand(x)
-        out = self.dw(out)
+        out = self.depthwise_and_project(out)
+        return out + x if self.use_residual else out
+
+    def depthwise_and_project(self, x: torch.Tensor) -> torch.Tensor:
+        """depthwise → [SE] → projection of the expanded x: what the Triton backend fuses (kernels/)."""
+        out = self.dw(x)
         if self.se is not None:
             out = self.se(out)
-        out = self.project(out)
-        return out + x if self.use_residual else out
+        return self.project(out)

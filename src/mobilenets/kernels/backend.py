@@ -2,14 +2,16 @@
 Triton kernels, or back on PyTorch's.
 
 `use_backend(model, "triton")` re-classes, in place, every ConvNormAct whose convolution is a
-depthwise one and every DepthwiseSeparableConv2d as a subclass whose forward calls the kernels. The
+depthwise one, every DepthwiseSeparableConv2d and every InvertedResidual as a subclass whose forward
+calls the kernels. The
 modules keep their parameters, buffers and names, so state dicts, checkpoints, optimizers and
 `use_backend(model, "torch")` (which restores the original classes) are unaffected.
 
 What each swapped module runs:
 - inference (eval BatchNorm or none, no gradient needed): a DepthwiseSeparableConv2d is one fused
-  kernel (depthwise → BN → act → pointwise GEMM → BN → act); a lone depthwise unit (in V2/V3's
-  inverted residuals) is the depthwise kernel with BN folded into its epilogue with the activation;
+  kernel (depthwise → BN → act → pointwise GEMM → BN → act), and so is the depthwise → projection of
+  a V2/V3 inverted residual without squeeze-excite (its expansion stays PyTorch's); a depthwise unit
+  followed by SE is the depthwise kernel with BN folded into its epilogue with the activation;
 - training: the depthwise kernel (forward and both gradients), then PyTorch's BatchNorm (batch
   statistics have to be known before anything after them can run) and activation. Without a
   BatchNorm, bias and activation stay fused in the kernel, gradients included.
@@ -30,7 +32,8 @@ import warnings
 import torch
 from torch import nn
 
-from ..layers import ConvNormAct, DepthwiseSeparableConv2d, same_padding
+from ..layers import ConvNormAct, DepthwiseSeparableConv2d, InvertedResidual, same_padding
+from .reference import compute_dtype
 
 TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 if TRITON_INSTALLED:
@@ -41,6 +44,12 @@ if TRITON_INSTALLED:
 BACKENDS = ("torch", "triton")
 _CACHE = "_kernel_operands"
 _ACTIVATIONS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Identity: "none"}
+
+
+def check_backend(backend: str) -> None:
+    """Raise ValueError, naming the choices, unless `backend` is one of BACKENDS."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
 
 
 def unavailable_reason() -> str | None:
@@ -109,22 +118,24 @@ def has_fixed_norm(unit: ConvNormAct) -> bool:
     return isinstance(norm, nn.Identity) or not (norm.training or norm.running_mean is None)
 
 
-def folded_affine(unit: ConvNormAct) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def folded_affine(unit: ConvNormAct, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(scale, shift) with norm(conv(x)) = conv_without_bias(x)·scale + shift per channel, for a unit
-    with `has_fixed_norm`. Either may be None (no scale: 1, no shift: 0)."""
+    with `has_fixed_norm`, in the kernels' compute type for inputs of `dtype`. Either may be None (no
+    scale: 1, no shift: 0)."""
     norm, bias = unit.norm, unit.conv.bias
+    dtype = compute_dtype(dtype)
     if isinstance(norm, nn.Identity):
         return None, bias
     # Not under no_grad: a convolution bias keeps its gradient through the shift. The scale carries
     # one only if BN's weight is trained, and then the callers do not fold.
-    scale = torch.rsqrt(norm.running_var.float() + norm.eps)
+    scale = torch.rsqrt(norm.running_var.to(dtype) + norm.eps)
     if norm.weight is not None:
-        scale = scale * norm.weight.float()
-    shift = -norm.running_mean.float() * scale
+        scale = scale * norm.weight.to(dtype)
+    shift = -norm.running_mean.to(dtype) * scale
     if bias is not None:
-        shift = shift + bias.float() * scale
+        shift = shift + bias.to(dtype) * scale
     if norm.bias is not None:
-        shift = shift + norm.bias.float()
+        shift = shift + norm.bias.to(dtype)
     return scale, shift
 
 
@@ -141,12 +152,28 @@ class TritonConvNormAct(ConvNormAct):
         foldable = has_fixed_norm(self) and not _trains(self.norm)
         if foldable and not torch.is_grad_enabled():
             taps, scale, shift = _cached(self, x.dtype,
-                                         lambda: (taps_by_channel(conv.weight), *folded_affine(self)))
+                                         lambda: (taps_by_channel(conv.weight, compute_dtype(x.dtype)),
+                                                 *folded_affine(self, x.dtype)))
             return depthwise_forward(x, taps, scale, shift, conv.kernel_size[0], *geometry, activation,
                                      store_pre=False)[0]
         if foldable:  # gradients wanted, BN (if any) frozen: its scale is a constant, a bias still trains
-            return depthwise_conv2d(x, conv.weight, *folded_affine(self), *geometry, activation)
+            return depthwise_conv2d(x, conv.weight, *folded_affine(self, x.dtype), *geometry, activation)
         return self.act(self.norm(depthwise_conv2d(x, conv.weight, None, conv.bias, *geometry, "none")))
+
+
+def fused_arguments(owner: nn.Module, dw: nn.Module, pw: ConvNormAct, x: torch.Tensor) -> tuple | None:
+    """separable_forward's arguments after x for the depthwise unit `dw` then the 1×1 unit `pw` of
+    `owner` (which caches the prepared operands), or None when this call cannot be fused."""
+    if not isinstance(dw, TritonConvNormAct) or not can_run_on(x) or _trains(owner):
+        return None
+    pw_activation = activation_name(pw.act)
+    if pw_activation is None or not (has_fixed_norm(dw) and has_fixed_norm(pw)):
+        return None
+    conv = dw.conv
+    operands = _cached(owner, x.dtype, lambda: prepare_separable(
+        conv.weight, *folded_affine(dw, x.dtype), pw.conv.weight, *folded_affine(pw, x.dtype), x.dtype))
+    padding = explicit_padding(conv, x.shape[-2], x.shape[-1])
+    return operands, conv.stride[0], padding, conv.dilation[0], activation_name(dw.act), pw_activation
 
 
 class TritonDepthwiseSeparableConv2d(DepthwiseSeparableConv2d):
@@ -154,28 +181,27 @@ class TritonDepthwiseSeparableConv2d(DepthwiseSeparableConv2d):
     never goes to memory); otherwise its depthwise unit runs on the depthwise kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self._fused_arguments(x)
+        fused = fused_arguments(self, self.dw, self.pw, x)
         if fused is None:
             return self.pw(self.dw(x))
         return separable_forward(x, *fused)
 
-    def _fused_arguments(self, x: torch.Tensor) -> tuple | None:
-        """separable_forward's arguments after x, or None when this call cannot be fused."""
-        if not isinstance(self.dw, TritonConvNormAct) or not can_run_on(x) or _trains(self):
-            return None
-        pw_activation = activation_name(self.pw.act)
-        if pw_activation is None or not (has_fixed_norm(self.dw) and has_fixed_norm(self.pw)):
-            return None
-        conv = self.dw.conv
-        operands = _cached(self, x.dtype, lambda: prepare_separable(
-            conv.weight, *folded_affine(self.dw), self.pw.conv.weight, *folded_affine(self.pw), x.dtype))
-        padding = explicit_padding(conv, x.shape[-2], x.shape[-1])
-        dw_activation = activation_name(self.dw.act)
-        return operands, conv.stride[0], padding, conv.dilation[0], dw_activation, pw_activation
+
+class TritonInvertedResidual(InvertedResidual):
+    """A V2/V3 inverted residual whose depthwise → projection runs, for inference and without SE, as
+    the fused separable kernel (the expanded depthwise output never goes to memory); the expansion
+    stays PyTorch's 1×1 convolution. Otherwise its depthwise unit runs on the depthwise kernel."""
+
+    def depthwise_and_project(self, x: torch.Tensor) -> torch.Tensor:
+        fused = None if self.se is not None else fused_arguments(self, self.dw, self.project, x)
+        if fused is None:
+            return super().depthwise_and_project(x)
+        return separable_forward(x, *fused)
 
 
 # Each Triton class and the PyTorch class it stands in for.
-_SWAPS = {TritonConvNormAct: ConvNormAct, TritonDepthwiseSeparableConv2d: DepthwiseSeparableConv2d}
+_SWAPS = {TritonConvNormAct: ConvNormAct, TritonDepthwiseSeparableConv2d: DepthwiseSeparableConv2d,
+          TritonInvertedResidual: InvertedResidual}
 
 
 def use_backend(model: nn.Module, backend: str, strict: bool = False) -> nn.Module:
@@ -184,8 +210,7 @@ def use_backend(model: nn.Module, backend: str, strict: bool = False) -> nn.Modu
     When the kernels cannot run here (triton missing, or neither a GPU nor the interpreter), "triton"
     warns in one line and leaves the model on PyTorch; with strict=True it raises instead.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+    check_backend(backend)
     if backend == "triton":
         reason = unavailable_reason()
         if reason is not None:
@@ -200,6 +225,8 @@ def use_backend(model: nn.Module, backend: str, strict: bool = False) -> nn.Modu
             module.__dict__.pop(_CACHE, None)
         elif backend == "triton" and type(module) is DepthwiseSeparableConv2d:
             module.__class__ = TritonDepthwiseSeparableConv2d
+        elif backend == "triton" and type(module) is InvertedResidual:
+            module.__class__ = TritonInvertedResidual
         elif backend == "triton" and type(module) is ConvNormAct and is_depthwise_unit(module):
             module.__class__ = TritonConvNormAct
     return model

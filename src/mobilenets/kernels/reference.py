@@ -15,6 +15,12 @@ import torch.nn.functional as F
 ACTIVATION_CODES = {"none": 0, "relu": 1, "relu6": 2, "hardswish": 3}
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The type the depthwise kernels compute in for tensors of `dtype`: float32 (bf16, fp16 and fp32
+    storage), or float64 for float64 tensors."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def activation_code(name: str) -> int:
     if name not in ACTIVATION_CODES:
         raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATION_CODES))}; got {name!r}")

@@ -111,12 +111,12 @@ def program_tile(N, ROWS, COLS, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr)
 
 
 @triton.jit
-def load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation):
-    """x under tap (kh, kw) for every pixel of a tile as float32, zero in the padding. x_tile points
+def load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation, like):
+    """x under tap (kh, kw) for every pixel of a tile in like's type, zero in the padding. x_tile points
     at tap (0, 0) (rows ih0, columns iw0); each tap adds a scalar, which keeps per-tap work small."""
     ih = ih0 + kh * dilation
     iw = iw0 + kw * dilation
     ok = p_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
     tap_offset = kh * dilation * sxh + kw * dilation * sxw
     xv = tl.load(x_tile + tap_offset, mask=ok[:, None] & c_ok[None, :], other=0.0)
-    return xv.to(tl.float32)
+    return xv.to(like.dtype)

@@ -3,7 +3,9 @@ activation, input gradient, weight (and bias) gradient, and the autograd Functio
 
 Built for channels_last (NHWC) tensors, where a pixel's channels are contiguous, so a tile of
 [pixels × channels] is read with coalesced loads; other layouts work through their strides. The
-arithmetic is float32 whatever the storage type (bf16, fp16, fp32). Tested against
+arithmetic is float32 for bf16, fp16 and fp32 storage, and float64 for float64 tensors (the type of
+the prepared taps, `reference.compute_dtype`), so gradients can be checked in float64, where a
+network's rounding noise cannot hide a kernel's error. Tested against
 `reference.depthwise_conv2d_reference`.
 """
 
@@ -13,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .reference import activation_code
+from .reference import activation_code, compute_dtype
 from .triton_common import (
     activate,
     activation_grad,
@@ -41,10 +43,10 @@ def _depthwise_fwd_kernel(x_ptr, w_ptr, scale_ptr, shift_ptr, y_ptr, pre_ptr,
     ih0 = oh * stride - pad_top
     iw0 = ow * stride - pad_left
     x_tile = x_ptr + (n * sxn + ih0 * sxh + iw0 * sxw)[:, None] + (c * sxc)[None, :]
-    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=w_ptr.dtype.element_ty)
     for kh in tl.static_range(K):
         for kw in tl.static_range(K):
-            xv = load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation)
+            xv = load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation, acc)
             wv = tl.load(w_ptr + (kh * K + kw) * C + c, mask=c_ok, other=0.0)
             acc += xv * wv[None, :]
     if HAS_SCALE:
@@ -70,7 +72,7 @@ def _depthwise_bwd_input_kernel(g_ptr, saved_ptr, w_ptr, scale_ptr, dx_ptr,
     # dx[ih, iw] gathers g[oh, ow]·w[kh, kw] over the taps with oh·stride - pad + kh·dilation = ih.
     # `saved` (the output or pre-activation, see activation_grad) has g's strides.
     n, ih, iw, p_ok, c, c_ok = program_tile(N, H, W, C, BLOCK_P, BLOCK_C)
-    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=w_ptr.dtype.element_ty)
     for kh in tl.static_range(K):
         th = ih + pad_top - kh * dilation
         oh = th // stride
@@ -81,9 +83,9 @@ def _depthwise_bwd_input_kernel(g_ptr, saved_ptr, w_ptr, scale_ptr, dx_ptr,
             ok = row_ok & (tw >= 0) & (tw % stride == 0) & (ow < OW)
             offsets = (n * sgn + oh * sgh + ow * sgw)[:, None] + c[None, :] * sgc
             mask = ok[:, None] & c_ok[None, :]
-            g = tl.load(g_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(g_ptr + offsets, mask=mask, other=0.0).to(acc.dtype)
             if ACT != 0:
-                g = activation_grad(g, tl.load(saved_ptr + offsets, mask=mask, other=0.0).to(tl.float32), ACT)
+                g = activation_grad(g, tl.load(saved_ptr + offsets, mask=mask, other=0.0).to(acc.dtype), ACT)
             wv = tl.load(w_ptr + (kh * K + kw) * C + c, mask=c_ok, other=0.0)
             acc += g * wv[None, :]
     if HAS_SCALE:
@@ -106,7 +108,7 @@ def _depthwise_bwd_weight_kernel(g_ptr, saved_ptr, x_ptr, partial_ptr,
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = c < C
     tap = tl.arange(0, TAPS)
-    acc = tl.zeros((TAPS, BLOCK_C), dtype=tl.float32)
+    acc = tl.zeros((TAPS, BLOCK_C), dtype=partial_ptr.dtype.element_ty)
     start = split * pixels_per_split
     end = tl.minimum(start + pixels_per_split, N * OH * OW)
     for p0 in range(start, end, BLOCK_P):
@@ -115,16 +117,16 @@ def _depthwise_bwd_weight_kernel(g_ptr, saved_ptr, x_ptr, partial_ptr,
         n, oh, ow = pixel_coords(p, OH, OW)
         offsets = (n * sgn + oh * sgh + ow * sgw)[:, None] + c[None, :] * sgc
         mask = p_ok[:, None] & c_ok[None, :]
-        g = tl.load(g_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        g = tl.load(g_ptr + offsets, mask=mask, other=0.0).to(acc.dtype)
         if ACT != 0:
-            g = activation_grad(g, tl.load(saved_ptr + offsets, mask=mask, other=0.0).to(tl.float32), ACT)
+            g = activation_grad(g, tl.load(saved_ptr + offsets, mask=mask, other=0.0).to(acc.dtype), ACT)
         acc = tl.where(tap[:, None] == K * K, acc + tl.sum(g, axis=0)[None, :], acc)
         ih0 = oh * stride - pad_top
         iw0 = ow * stride - pad_left
         x_tile = x_ptr + (n * sxn + ih0 * sxh + iw0 * sxw)[:, None] + (c * sxc)[None, :]
         for kh in tl.static_range(K):
             for kw in tl.static_range(K):
-                xv = load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation)
+                xv = load_tap(x_tile, ih0, iw0, p_ok, c_ok, kh, kw, H, W, sxh, sxw, dilation, g)
                 acc = tl.where(tap[:, None] == kh * K + kw, acc + tl.sum(g * xv, axis=0)[None, :], acc)
     offsets = (split * TAPS + tap)[:, None] * C + c[None, :]
     tl.store(partial_ptr + offsets, acc, mask=(tap[:, None] <= K * K) & c_ok[None, :])
@@ -141,9 +143,10 @@ _bwd_input, _BWD_INPUT_META = tuned(_depthwise_bwd_input_kernel, _GPU_CONFIGS, _
 _bwd_weight, _BWD_WEIGHT_META = tuned(_depthwise_bwd_weight_kernel, _GPU_CONFIGS, _KEY, _INTERPRETER_BLOCKS)
 
 
-def taps_by_channel(weight: torch.Tensor) -> torch.Tensor:
-    """(C, 1, K, K) weight as float32 (K·K, C): each tap's channels contiguous, as the kernels read."""
-    return weight.detach().reshape(weight.shape[0], -1).t().contiguous().float()
+def taps_by_channel(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(C, 1, K, K) weight as (K·K, C) in `dtype`, each tap's channels contiguous, as the kernels read.
+    The depthwise kernels compute in this type: pass `compute_dtype` of the input's."""
+    return weight.detach().reshape(weight.shape[0], -1).t().contiguous().to(dtype)
 
 
 def _split_count(pixels: int, channel_blocks: int) -> int:
@@ -152,7 +155,7 @@ def _split_count(pixels: int, channel_blocks: int) -> int:
 
 
 def _optional(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    return like if t is None else t.detach().float().contiguous()
+    return like if t is None else t.detach().to(like.dtype).contiguous()
 
 
 def depthwise_forward(x, taps, scale, shift, kernel_size, stride, padding, dilation, activation, store_pre):
@@ -195,7 +198,7 @@ def depthwise_backward_weight(grad, saved, x, kernel_size, stride, padding, dila
     splits = _split_count(pixels, triton.cdiv(C, 64))
     pixels_per_split = triton.cdiv(pixels, splits)
     rows = triton.next_power_of_2(taps + 1)
-    partial = torch.empty((splits, rows, C), dtype=torch.float32, device=x.device)
+    partial = torch.empty((splits, rows, C), dtype=compute_dtype(x.dtype), device=x.device)
     grid = lambda meta: (splits, triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
     _bwd_weight[grid](grad, grad if saved is None else saved, x, partial,
                       N, C, H, W, OH, OW, *grad.stride(), *x.stride(), stride, dilation, top, left,
@@ -218,7 +221,7 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
             raise ValueError("the depthwise kernel's scale is a constant (a folded BatchNorm) and gets no "
                              "gradient; pass scale.detach(), or train with the BatchNorm unfolded")
         kernel_size = weight.shape[-1]
-        taps = taps_by_channel(weight)
+        taps = taps_by_channel(weight, compute_dtype(x.dtype))
         needs_grad = any(ctx.needs_input_grad[i] for i in (0, 1, 3))
         y, pre = depthwise_forward(x, taps, scale, shift, kernel_size, stride, padding, dilation, activation,
                                    store_pre=needs_grad and activation == "hardswish")
@@ -237,14 +240,15 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
         grad_y = grad_y.contiguous(memory_format=memory_format(x))
         grad_x = grad_weight = grad_shift = None
         if ctx.needs_input_grad[0]:
-            grad_x = depthwise_backward_input(grad_y, saved, taps_by_channel(weight), scale, x.shape, x,
-                                              kernel_size, stride, padding, dilation, activation)
+            taps = taps_by_channel(weight, compute_dtype(x.dtype))
+            grad_x = depthwise_backward_input(grad_y, saved, taps, scale, x.shape, x, kernel_size, stride,
+                                              padding, dilation, activation)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
             tap_sums, shift_sums = depthwise_backward_weight(grad_y, saved, x, kernel_size, stride, padding,
                                                              dilation, activation)
             if ctx.needs_input_grad[1]:
                 if scale is not None:
-                    tap_sums = tap_sums * scale.float()
+                    tap_sums = tap_sums * scale.to(tap_sums.dtype)
                 grad_weight = tap_sums.t().reshape(weight.shape).to(weight.dtype)
             if shift_dtype is not None and ctx.needs_input_grad[3]:
                 grad_shift = shift_sums.to(shift_dtype)

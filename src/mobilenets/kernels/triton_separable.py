@@ -55,7 +55,7 @@ def _separable_fwd_kernel(x_ptr, dw_w_ptr, dw_scale_ptr, dw_shift_ptr, pw_w_ptr,
         hidden = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)
         for kh in tl.static_range(K):
             for kw in tl.static_range(K):
-                xv = load_tap(x_tile, ih0, iw0, p_ok, ci_ok, kh, kw, H, W, sxh, sxw, dilation)
+                xv = load_tap(x_tile, ih0, iw0, p_ok, ci_ok, kh, kw, H, W, sxh, sxw, dilation, hidden)
                 hidden += xv * tl.load(dw_w_ptr + (kh * K + kw) * C + ci, mask=ci_ok, other=0.0)[None, :]
         # Channels past C come out as activation(0) = 0 and meet zero weight rows: they add nothing.
         hidden = hidden * tl.load(dw_scale_ptr + ci, mask=ci_ok, other=0.0)[None, :]
@@ -108,7 +108,8 @@ def prepare_separable(dw_weight: torch.Tensor, dw_scale: torch.Tensor | None, dw
     channels, out_channels, device = dw_weight.shape[0], pw_weight.shape[0], dw_weight.device
     gemm_dtype = torch.float32 if INTERPRET or dtype == torch.float32 else dtype
     pw = pw_weight.detach().reshape(out_channels, channels).t().contiguous().to(gemm_dtype)
-    return SeparableOperands(taps_by_channel(dw_weight), _per_channel(dw_scale, channels, 1.0, device),
+    return SeparableOperands(taps_by_channel(dw_weight, torch.float32),
+                             _per_channel(dw_scale, channels, 1.0, device),
                              _per_channel(dw_shift, channels, 0.0, device), pw,
                              _per_channel(pw_scale, out_channels, 1.0, device),
                              _per_channel(pw_shift, out_channels, 0.0, device))
