@@ -53,6 +53,14 @@ def preprocessing(size: int, mean: tuple[float, ...], std: tuple[float, ...],
     return result
 
 
+def converted_extra(source: dict, recipe: dict, num_classes: int | None) -> dict:
+    """What a converted model records beside its architecture (`ModelConfig.extra`): where it came
+    from, how its source prepared images, and its class names (ImageNet's, as a list, for a
+    1000-class classifier; None otherwise)."""
+    names = imagenet_class_names() if num_classes == IMAGENET_CLASSES else None
+    return {"source": source, "preprocessing": recipe, "class_names": names}
+
+
 def with_size(recipe: dict, size: int) -> dict:
     """The same recipe at another input size (the crop fraction kept)."""
     crop_fraction = recipe["size"] / recipe["resize"]
@@ -71,11 +79,14 @@ def predict_imagenet(model: nn.Module, images: list[str | os.PathLike], top_k: i
     source prepared its evaluation images (`data.predict_top_k`).
 
     Returns [{"image": path, "top": [(name, probability), ...]}, ...], the format of
-    `evaluate.predict`. Class names default to ImageNet's for a 1000-class model.
+    `evaluate.predict`. Class names default to those the model records (`config.extra`: converted
+    and published weights), else ImageNet's for a 1000-class model, else the class indices.
     """
     if model.config.head is None:
         raise ValueError("this model has no classifier (features_only); it cannot predict classes")
     num_classes = model.config.num_classes
+    if class_names is None:
+        class_names = model.config.extra.get("class_names")
     if class_names is None:
         class_names = imagenet_class_names() if num_classes == IMAGENET_CLASSES else \
             [str(i) for i in range(num_classes)]
