@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from mobilenets import ConvNormAct, create_model
-from mobilenets.fuse import fold_batchnorm, is_fused
+from mobilenets.fuse import fuse_bn_into, is_fused
 
 from helpers import randomize_batchnorm
 
@@ -38,18 +38,18 @@ def test_inplace_returns_the_same_model_in_eval_mode():
     assert isinstance(first.norm, nn.Identity) and first.conv.bias is not None
 
 
-def test_fold_batchnorm_keeps_an_existing_conv_bias():
+def test_fuse_bn_into_keeps_an_existing_conv_bias():
     torch.manual_seed(2)
     unit = ConvNormAct(nn.Conv2d(4, 6, 3, padding=1, bias=True), activation="none")
     randomize_batchnorm(unit)
     x = torch.randn(2, 4, 9, 9)
     with torch.no_grad():
         expected = unit(x)
-        fold_batchnorm(unit.conv, unit.norm)
+        fuse_bn_into(unit.conv, unit.norm)
         unit.norm = nn.Identity()
         assert relative_error(unit(x), expected) <= 1e-6
 
 
-def test_fold_batchnorm_rejects_a_mismatched_norm():
+def test_fuse_bn_into_rejects_a_mismatched_norm():
     with pytest.raises(ValueError, match="BatchNorm has 5 channels but the convolution writes 6"):
-        fold_batchnorm(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(5))
+        fuse_bn_into(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(5))
