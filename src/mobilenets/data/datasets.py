@@ -425,25 +425,26 @@ class _ShardedOrder:
         ]
 
 
-class MemoryLoader:
-    """Batches from decoded images: random crop with padding and flips done on whole batches."""
+class _Loader:
+    """Batches of `data` in the order of (seed, epoch), this rank's share; training drops the last
+    partial batch (and shuffles and augments), evaluation keeps every image in order."""
 
-    def __init__(
-        self,
-        data: MemoryImages,
-        bundle: DataBundle,
-        batch_size: int,
-        train: bool,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
+    def __init__(self, data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
         self.data, self.bundle, self.train, self.seed = data, bundle, train, seed
         self.order = _ShardedOrder(len(data), batch_size, train, seed, rank, world_size, drop_last=train)
-        self.padding = max(1, data.images.shape[-1] // 8)  # 4 px at 32, as the standard CIFAR recipe
 
     def __len__(self) -> int:
         return len(self.order)
+
+
+class MemoryLoader(_Loader):
+    """Batches from decoded images: random crop with padding and flips done on whole batches."""
+
+    def __init__(self, data: MemoryImages, bundle: DataBundle, batch_size: int, train: bool,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        super().__init__(data, bundle, batch_size, train, seed, rank, world_size)
+        self.padding = max(1, data.images.shape[-1] // 8)  # 4 px at 32, as the standard CIFAR recipe
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for step, index in enumerate(self.order.batches(epoch)):
@@ -485,27 +486,15 @@ class _FileDataset(torch.utils.data.Dataset):
         return transforms.to_uint8_tensor(image), int(self.data.labels[index])
 
 
-class FileLoader:
+class FileLoader(_Loader):
     """Batches read from files by worker processes (random resized crop + flip for training,
     resize + center crop for evaluation)."""
 
-    def __init__(
-        self,
-        data: FileImages,
-        bundle: DataBundle,
-        batch_size: int,
-        train: bool,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        workers: int = 2,
-    ):
+    def __init__(self, data: FileImages, bundle: DataBundle, batch_size: int, train: bool,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 2):
+        super().__init__(data, bundle, batch_size, train, seed, rank, world_size)
         self.dataset = _FileDataset(data, bundle, train, seed)
-        self.bundle, self.workers = bundle, workers
-        self.order = _ShardedOrder(len(data), batch_size, train, seed, rank, world_size, drop_last=train)
-
-    def __len__(self) -> int:
-        return len(self.order)
+        self.workers = workers
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         keyed = [[(int(i), epoch) for i in batch] for batch in self.order.batches(epoch)[start_step:]]
@@ -530,16 +519,10 @@ def _collate_or_error(items: list[tuple[torch.Tensor | None, int | str]]):
     return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
-def make_loader(
-    data: MemoryImages | FileImages,
-    bundle: DataBundle,
-    batch_size: int,
-    train: bool,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    workers: int = 2,
-) -> MemoryLoader | FileLoader:
+def make_loader(data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool,
+                seed: int = 0, rank: int = 0, world_size: int = 1,
+                workers: int = 2) -> MemoryLoader | FileLoader:
+    """The loader for `data`: in memory (batch augmentation on tensors) or from files (worker processes)."""
     if isinstance(data, MemoryImages):
         return MemoryLoader(data, bundle, batch_size, train, seed, rank, world_size)
     return FileLoader(data, bundle, batch_size, train, seed, rank, world_size, workers)
