@@ -49,7 +49,7 @@ def bare_epoch(config: TrainConfig, bundle, memory_format, amp: bool) -> float:
 def trainer_epoch(config: TrainConfig) -> float:
     with tempfile.TemporaryDirectory() as out:
         result = train(TrainConfig(**{**config.__dict__, "out": out}))
-    return result["history"][0]["images_per_second"]
+    return result.history[0]["images_per_second"]
 
 
 def main() -> None:

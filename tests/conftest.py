@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,3 +25,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def keras_v1_file(tmp_path_factory):
+    """A MobileNet(alpha=0.25) as Keras would give it, in the legacy .h5 layout, with random
+    BatchNorm parameters so that its predictions are not all alike."""
+    keras = pytest.importorskip("keras")
+    model = keras.applications.MobileNet(
+        weights=None, alpha=0.25, input_shape=(128, 128, 3), classifier_activation=None
+    )
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
+                    rng.normal(0, 0.5, beta.shape).astype(np.float32),
+                    mean,
+                    var,
+                ]
+            )
+    path = tmp_path_factory.mktemp("keras") / "v1.h5"
+    model.save(path)
+    return path

@@ -5,11 +5,15 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
-from mobilenets import ModelConfig
-from mobilenets.checkpoint import load_checkpoint, read_header
+from mobilenets import ModelConfig, create_model, model_config
+from mobilenets.checkpoint import load_checkpoint, read_header, save_checkpoint
 from mobilenets.cli import main
+from mobilenets.models import MobileNet
+from mobilenets.pretrained import imagenet_class_names
 
 # Written by `mobilenets train --data digits --epochs 1 --batch-size 512 --lr 0.05 --width 0.125
 # --image-size 32 --no-progress --workers 0` at commit f754fd0; outputs recorded then.
@@ -61,3 +65,33 @@ def test_an_old_run_resumes(tmp_path):
     header = read_header(tmp_path / "last.safetensors")
     assert header["epoch"] == 2
     assert header["history"][0] == old_history[0] and len(header["history"]) == 2
+
+
+def test_a_converted_checkpoint_in_the_old_format_loads(tmp_path):
+    """Before `minimalistic` was a ModelConfig field and class names a list, `save_converted` wrote
+    {"minimalistic": true, "class_names": "imagenet-1k"} into the config's extra (the header's own
+    class_names held the list). Such files load with the field set and the names themselves."""
+    torch.manual_seed(0)
+    model = MobileNet(model_config("mobilenet_v3_small", width_mult=0.5, minimalistic=True)).eval()
+    recipe = {"size": 224, "resize": 256, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear"}
+    path = save_checkpoint(tmp_path / "new.safetensors", model, class_names=imagenet_class_names(),
+                           preprocessing=recipe, metadata={"converted_from": {"library": "keras"}})
+    header = read_header(path)
+    assert header["config"]["minimalistic"] is True
+    del header["config"]["minimalistic"]
+    header["config"]["extra"] = {"source": {"library": "keras"}, "preprocessing": recipe,
+                                 "class_names": "imagenet-1k", "minimalistic": True}
+    old = tmp_path / "old.safetensors"
+    save_file(load_file(str(path)), str(old), metadata={"mobilenets": json.dumps(header)})
+
+    loaded = load_checkpoint(old).model.eval()
+    assert loaded.config.minimalistic and "minimalistic" not in loaded.config.extra
+    assert loaded.config.extra["class_names"] == imagenet_class_names()
+    assert loaded.config.replace(extra={}) == model.config
+    x = fixture_input()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    # As published weights: the options they fix are checked against the recorded field.
+    assert create_model("mobilenet_v3_small", weights=str(old), minimalistic=True).config.minimalistic
+    with pytest.raises(ValueError, match="minimalistic=False does not fit"):
+        create_model("mobilenet_v3_small", weights=str(old), minimalistic=False)

@@ -12,7 +12,7 @@ from mobilenets import MobileNet, ModelConfig, cost, fuse_bn, hook_costs, list_m
 from mobilenets.config import iter_layers
 from mobilenets.fuse import is_fused
 
-from helpers import with_trained_statistics
+from helpers import randomize_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -159,7 +159,7 @@ def test_analytic_cost_equals_the_hooks_on_the_model(name, options):
 
 @pytest.mark.parametrize("name, options", CASES)
 def test_fuse_bn_computes_what_the_model_computes(name, options):
-    model = with_trained_statistics(build(name, options))
+    model = randomize_batchnorm(build(name, options))
     fused = fuse_bn(model)
     assert is_fused(fused) and not is_fused(model)  # a copy: the original keeps its BatchNorms
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())

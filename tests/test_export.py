@@ -25,7 +25,7 @@ from mobilenets.deploy.export import (
     summarize_graph,
 )
 
-from helpers import with_trained_statistics
+from helpers import randomize_batchnorm
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
 
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def realistic(model: nn.Module, seed: int = 0) -> nn.Module:
     """Trained-like BatchNorm statistics and a classifier whose logits are O(1), so that an absolute
     tolerance on the logits means something (fresh models output ~1e-9)."""
-    with_trained_statistics(model, seed)
+    randomize_batchnorm(model, seed)
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, nn.Linear):

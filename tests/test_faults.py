@@ -459,7 +459,7 @@ def test_exif_orientation_is_applied(tmp_path):
 def torchvision_file(tmp_path):
     import torch
 
-    from test_interop_torchvision import TorchvisionV2
+    from helpers import TorchvisionV2
 
     path = tmp_path / "tv.pth"
     torch.save(TorchvisionV2(num_classes=10, width_mult=0.5).state_dict(), path)
@@ -735,9 +735,6 @@ def test_keras_file_listing_a_missing_layer(tmp_path, capsys):
         )
     assert main(["convert", "--from", "keras", str(path), str(tmp_path / "out.safetensors")]) == 2
     one_error_line(capsys, "conv1_bn", "missing from the file")
-
-
-from test_interop_weights import keras_v1_file  # noqa: E402,F401 (a fixture)
 
 
 def test_keras_weights_only_file_records_the_size_in_its_published_name(request, tmp_path):

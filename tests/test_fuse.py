@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from mobilenets import ConvNormAct, create_model
-from mobilenets.fuse import fold_batchnorm, is_fused
+from mobilenets.fuse import fuse_bn_into, is_fused
 
-from helpers import with_trained_statistics
+from helpers import randomize_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -18,7 +18,7 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 def test_folding_with_tf_same_padding_features_only_and_channels_last():
     torch.manual_seed(1)
-    model = with_trained_statistics(create_model("mobilenet_v3_small", padding="same", features_only=True))
+    model = randomize_batchnorm(create_model("mobilenet_v3_small", padding="same", features_only=True))
     fused = model.fuse_bn()  # the MobileNet method
     x = torch.randn(1, 3, 75, 75)  # odd size: the stride-2 layers pad asymmetrically at run time
     with torch.no_grad():
@@ -31,25 +31,25 @@ def test_folding_with_tf_same_padding_features_only_and_channels_last():
 
 
 def test_inplace_returns_the_same_model_in_eval_mode():
-    model = with_trained_statistics(create_model("mobilenet_v1", width_mult=0.25)).train()
+    model = randomize_batchnorm(create_model("mobilenet_v1", width_mult=0.25)).train()
     assert model.fuse_bn(inplace=True) is model
     assert not model.training and is_fused(model)
     first = model.features[0]
     assert isinstance(first.norm, nn.Identity) and first.conv.bias is not None
 
 
-def test_fold_batchnorm_keeps_an_existing_conv_bias():
+def test_fuse_bn_into_keeps_an_existing_conv_bias():
     torch.manual_seed(2)
     unit = ConvNormAct(nn.Conv2d(4, 6, 3, padding=1, bias=True), activation="none")
-    with_trained_statistics(unit)
+    randomize_batchnorm(unit)
     x = torch.randn(2, 4, 9, 9)
     with torch.no_grad():
         expected = unit(x)
-        fold_batchnorm(unit.conv, unit.norm)
+        fuse_bn_into(unit.conv, unit.norm)
         unit.norm = nn.Identity()
         assert relative_error(unit(x), expected) <= 1e-6
 
 
-def test_fold_batchnorm_rejects_a_mismatched_norm():
+def test_fuse_bn_into_rejects_a_mismatched_norm():
     with pytest.raises(ValueError, match="BatchNorm has 5 channels but the convolution writes 6"):
-        fold_batchnorm(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(5))
+        fuse_bn_into(nn.Conv2d(4, 6, 1), nn.BatchNorm2d(5))

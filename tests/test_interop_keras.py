@@ -166,7 +166,7 @@ def test_mobilenet_v3_logits_match_keras_with_its_preprocessing_layer(tmp_path, 
     )
     reference.save(tmp_path / "v3.keras")
     model = from_keras(tmp_path / "v3.keras")
-    assert model.config.width_mult == alpha and bool(model.config.extra.get("minimalistic")) == minimalistic
+    assert model.config.width_mult == alpha and model.config.minimalistic == minimalistic
     recipe = model.config.extra["preprocessing"]
     assert recipe["mean"] == pytest.approx([0.5] * 3) and recipe["std"] == pytest.approx([0.5] * 3)
     assert model.config.extra["source"]["built_in_preprocessing"]

@@ -16,7 +16,7 @@ from torch import nn
 from mobilenets.pretrained import WeightMismatch, from_torchvision
 from mobilenets.pretrained.torchvision import detect_model
 
-from helpers import assert_parity, randomized
+from helpers import TorchvisionV2, assert_parity, conv_norm_act, make_divisible, randomized
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,51 +24,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # --------------------------------------------------------------------------------------------
 # torchvision's layout, transcribed (only what the state dict and the forward pass depend on)
 # --------------------------------------------------------------------------------------------
-def make_divisible(v, divisor=8):
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
-
-
-def conv_norm_act(cin, cout, kernel=3, stride=1, groups=1, act=nn.ReLU6, norm=nn.BatchNorm2d):
-    layers = [nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False), norm(cout)]
-    return nn.Sequential(*layers, *([act(inplace=True)] if act else []))
-
-
-class V2Block(nn.Module):
-    def __init__(self, inp, oup, stride, expand_ratio):
-        super().__init__()
-        hidden = int(round(inp * expand_ratio))
-        self.use_res_connect = stride == 1 and inp == oup
-        layers = [conv_norm_act(inp, hidden, 1)] if expand_ratio != 1 else []
-        layers += [conv_norm_act(hidden, hidden, stride=stride, groups=hidden),
-                   nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
-        self.conv = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
-
-
-class TorchvisionV2(nn.Module):
-    def __init__(self, num_classes=1000, width_mult=1.0):
-        super().__init__()
-        setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
-                   [6, 320, 1, 1]]
-        channels = make_divisible(32 * width_mult)
-        last = make_divisible(1280 * max(1.0, width_mult))
-        features = [conv_norm_act(3, channels, stride=2)]
-        for t, c, n, s in setting:
-            out = make_divisible(c * width_mult)
-            for i in range(n):
-                features.append(V2Block(channels, out, s if i == 0 else 1, t))
-                channels = out
-        features.append(conv_norm_act(channels, last, 1))
-        self.features = nn.Sequential(*features)
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, num_classes))
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
-
-
 class SqueezeExcitation(nn.Module):
     def __init__(self, channels):
         super().__init__()

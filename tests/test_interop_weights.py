@@ -196,31 +196,6 @@ def test_offline_says_which_file_to_place_where(server, cache):
 # --------------------------------------------------------------------------------------------
 # create_model(weights=...) with a published key, offline: the file is placed in the cache
 # --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def keras_v1_file(tmp_path_factory):
-    """A MobileNet(alpha=0.25) as Keras would give it, in the legacy .h5 layout, with random
-    BatchNorm parameters so that its predictions are not all alike."""
-    keras = pytest.importorskip("keras")
-    model = keras.applications.MobileNet(
-        weights=None, alpha=0.25, input_shape=(128, 128, 3), classifier_activation=None
-    )
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
-                    rng.normal(0, 0.5, beta.shape).astype(np.float32),
-                    mean,
-                    var,
-                ]
-            )
-    path = tmp_path_factory.mktemp("keras") / "v1.h5"
-    model.save(path)
-    return path
-
-
 def test_published_key_from_the_cache(keras_v1_file, cache):
     cache.mkdir()
     (cache / "mobilenet_2_5_128_tf.h5").write_bytes(keras_v1_file.read_bytes())

@@ -30,12 +30,7 @@ ACTIVATIONS = ["none", "relu", "relu6", "hardswish"]
 slow = pytest.mark.skipif(os.environ.get("MOBILENETS_FAST") == "1", reason="slow; MOBILENETS_FAST=1")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def explicit_padding(mode: str, height: int, width: int, kernel_size: int, stride: int,

@@ -14,6 +14,8 @@ from mobilenets import (
     same_padding,
 )
 
+from helpers import randomize_batchnorm
+
 
 def depthwise_reference(x, weight, bias, stride, pad, dilation, depth_multiplier):
     """One single-channel F.conv2d per (input channel, multiplier) pair; pad = (left, right, top, bottom)."""
@@ -120,12 +122,7 @@ def test_pointwise_is_channel_mixing_matmul():
 def test_separable_is_depthwise_then_pointwise(activation, norm):
     torch.manual_seed(5)
     block = DepthwiseSeparableConv2d(4, 8, 3, 2, "same", norm=norm, activation=activation).eval()
-    if norm == "batchnorm":  # non-trivial running statistics
-        for bn in (block.dw.norm, block.pw.norm):
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.5, 0.5)
+    randomize_batchnorm(block, seed=5)  # non-trivial running statistics
     act = {"relu": F.relu, "relu6": F.relu6, "none": lambda t: t}[activation]
 
     def norm_fn(t, bn):

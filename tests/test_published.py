@@ -80,6 +80,10 @@ def test_create_model_loads_shipped_weights_with_their_names_and_preprocessing(s
     assert weights.default_model("standin") == "mobilenet_v1"
     adapted = create_model("mobilenet_v1", weights="standin", num_classes=3)  # fine-tuning start
     assert adapted.config.num_classes == 3 and adapted.config.extra["class_names"] is None
+    # The V1 options the weights fix are read from the V1 blocks (relu: the stand-in's default).
+    assert create_model("mobilenet_v1", weights="standin", activation="relu").config == loaded.config
+    with pytest.raises(ValueError, match="activation='relu6' does not fit .* activation='relu'"):
+        create_model("mobilenet_v1", weights="standin", activation="relu6")
 
 
 def test_a_changed_package_file_is_refused(stand_in):

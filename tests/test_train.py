@@ -37,7 +37,7 @@ def trained(tmp_path_factory):
 
 def test_two_epochs_on_digits_learn(trained):
     out, result = trained
-    assert result["history"][-1]["val_top1"] > 0.6  # chance is 0.1
+    assert result.history[-1]["val_top1"] > 0.6  # chance is 0.1
     for name in ("last.safetensors", "best.safetensors", "metrics.csv", "metrics.jsonl", "curves.png",
                  "train_config.json"):
         assert (out / name).is_file(), name
@@ -71,14 +71,14 @@ def interrupt_after(monkeypatch, steps):
 def test_resume_is_bit_exact(tmp_path, monkeypatch, trained, stop_after):
     _, uninterrupted = trained
     cfg = config(tmp_path / "run", model_options={**TINY, "dropout": 0.2})
-    reference = train(config(tmp_path / "ref", model_options={**TINY, "dropout": 0.2}))["model"]
+    reference = train(config(tmp_path / "ref", model_options={**TINY, "dropout": 0.2})).model
     with monkeypatch.context() as patch:
         interrupt_after(patch, stop_after)
         with pytest.raises(Interrupted, match="continue with --resume"):
             train(cfg)
     saved = read_header(tmp_path / "run" / "last.safetensors")
     assert (saved["epoch"], saved["step"]) == divmod(stop_after, 50)
-    resumed = train(TrainConfig(**{**cfg.__dict__, "resume": True}))["model"]
+    resumed = train(TrainConfig(**{**cfg.__dict__, "resume": True})).model
     for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -152,7 +152,7 @@ def test_eval_and_predict_on_the_trained_checkpoint(trained, tmp_path, capsys):
     )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["images"] == 180 and metrics["top1"] == pytest.approx(
-        max(r["val_top1"] for r in result["history"])
+        max(r["val_top1"] for r in result.history)
     )
     assert len(metrics["per_class"]) == 10 and png.is_file()
     from sklearn.datasets import load_digits

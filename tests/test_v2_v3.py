@@ -21,14 +21,7 @@ from mobilenets import (
 )
 from mobilenets.layers import same_padding
 
-
-def randomize_batchnorm(module):
-    for bn in module.modules():
-        if isinstance(bn, torch.nn.BatchNorm2d):
-            bn.running_mean.uniform_(-0.5, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.5, 0.5)
+from helpers import randomize_batchnorm
 
 
 def bn_ref(x, bn):

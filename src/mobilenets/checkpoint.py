@@ -172,6 +172,10 @@ def _header_config(path: Path, header: dict) -> ModelConfig:
             f"{path}: the header lists {len(names) if isinstance(names, list) else names!r} class "
             f"names for a model with {config.num_classes} classes"
         )
+    if isinstance(config.extra.get("class_names"), str):
+        # Converted checkpoints written before class names were a list in the config named them
+        # "imagenet-1k" there; their header holds the names themselves.
+        config = config.replace(extra={**config.extra, "class_names": names})
     return config
 
 

@@ -136,7 +136,10 @@ class ModelConfig:
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1  # PyTorch convention (Keras momentum m ↔ 1 - m here)
     width_mult: float = 1.0  # recorded for reference; channel counts above already include it
-    extra: dict = field(default_factory=dict)  # provenance, e.g. {"source": "keras"}
+    minimalistic: bool = False  # MobileNetV3 "minimalistic" (Keras): recorded; the blocks above include it
+    # What is not architecture: "source" and "weights" (provenance), and for converted or published
+    # weights their "preprocessing" recipe and "class_names" (the list of names, or None).
+    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.blocks:
@@ -145,6 +148,8 @@ class ModelConfig:
         _check_positive_int("resolution", self.resolution)
         _check_choice("padding", self.padding, PADDINGS)
         _check_choice("norm", self.norm, NORMS)
+        if not isinstance(self.minimalistic, bool):
+            raise ValueError(f"minimalistic must be true or false; got {self.minimalistic!r}")
         if self.blocks[0].in_channels != self.in_channels:
             raise ValueError(
                 f"first block reads {self.blocks[0].in_channels} channels but in_channels is "
@@ -187,6 +192,11 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         data = dict(data)
+        if "minimalistic" in data.get("extra", {}) and "minimalistic" not in data:
+            # configs written before minimalistic was a field kept it in extra
+            extra = dict(data["extra"])
+            data["minimalistic"] = bool(extra.pop("minimalistic"))
+            data["extra"] = extra
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -1,4 +1,5 @@
-"""Fold every BatchNorm into the convolution before it, for inference.
+"""Fuse (fold) every BatchNorm into the convolution before it, for inference: `fuse_bn(model)`,
+one pair at a time with `fuse_bn_into(conv, norm)`.
 
 In eval mode a BatchNorm is a fixed per-channel affine map y = γ·(x - μ)/√(σ² + ε) + β, so
 conv → BN equals one convolution with weights W·s and bias (b - μ)·s + β, where s = γ/√(σ² + ε).
@@ -18,11 +19,11 @@ from torch import nn
 
 from .layers import ConvNormAct
 
-__all__ = ["fold_batchnorm", "fuse_bn", "is_fused"]
+__all__ = ["fuse_bn_into", "fuse_bn", "is_fused"]
 
 
 @torch.no_grad()
-def fold_batchnorm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
+def fuse_bn_into(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
     """Rewrite `conv` in place so that conv(x) equals norm(conv(x)) with `norm` in eval mode."""
     if not norm.track_running_stats or norm.running_mean is None:
         raise ValueError("can only fold a BatchNorm that tracks running statistics")
@@ -57,7 +58,7 @@ def fuse_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
     model.eval()
     for module in model.modules():
         if isinstance(module, ConvNormAct) and isinstance(module.norm, nn.BatchNorm2d):
-            fold_batchnorm(module.conv, module.norm)
+            fuse_bn_into(module.conv, module.norm)
             module.norm = nn.Identity()
     return model
 

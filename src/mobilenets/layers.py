@@ -174,19 +174,10 @@ class ConvNormAct(nn.Module):
         self.act = make_activation(activation)
 
     @classmethod
-    def standard(
-        cls,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        padding: Padding = "torch",
-        dilation: int = 1,
-        norm: str = "batchnorm",
-        activation: str = "relu",
-        bn_eps: float = 1e-5,
-        bn_momentum: float = 0.1,
-    ) -> "ConvNormAct":
+    def standard(cls, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 padding: Padding = "torch", dilation: int = 1, norm: str = "batchnorm",
+                 activation: str = "relu", bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> "ConvNormAct":
+        """A standard (full) convolution unit; its bias only where there is no norm to shift it."""
         conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=norm == "none")
         return cls(conv, norm, activation, bn_eps, bn_momentum)
 

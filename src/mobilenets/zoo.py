@@ -55,6 +55,21 @@ MOBILENET_V1_BODY = (
 MOBILENET_V1_SHALLOW_ROWS = range(7, 12)  # the five 14×14×512 separable rows (Table 5)
 
 
+def _zoo_config(name: str, blocks: list[BlockConfig], options: ModelOptions, *, dropout: float, bn_eps: float,
+                bn_momentum: float = 0.1, hidden_channels: int | None = None,
+                hidden_activation: str = "none") -> ModelConfig:
+    """A zoo model's config from its blocks: the classifier head on the last block (none with
+    features_only), and the options every model takes. dropout and bn_eps are the model's defaults,
+    which the options override."""
+    head = None if options.features_only else HeadConfig(
+        blocks[-1].out_channels, options.num_classes, hidden_channels, hidden_activation,
+        dropout if options.dropout is None else options.dropout)
+    return ModelConfig(name, tuple(blocks), head, in_channels=options.in_channels,
+                       resolution=options.resolution, padding=options.padding,
+                       bn_eps=options.bn_eps or bn_eps, bn_momentum=bn_momentum,
+                       width_mult=options.width_mult, minimalistic=options.minimalistic)
+
+
 def _v1_config(name: str, options: ModelOptions, body: tuple) -> ModelConfig:
     if options.minimalistic:
         raise ValueError(f"minimalistic applies to mobilenet_v3_large/small only, not {name}")
@@ -74,18 +89,7 @@ def _v1_config(name: str, options: ModelOptions, body: tuple) -> ModelConfig:
             blocks.append(BlockConfig("conv", channels, out_channels, 3, stride, activation=activation))
         channels = out_channels
     # The paper relies on little regularisation for small models (§4); default: no dropout.
-    head = None if options.features_only else HeadConfig(
-        channels, options.num_classes, dropout=0.0 if options.dropout is None else options.dropout)
-    return ModelConfig(
-        name,
-        tuple(blocks),
-        head,
-        in_channels=options.in_channels,
-        resolution=options.resolution,
-        padding=options.padding,
-        bn_eps=options.bn_eps or 1e-5,
-        width_mult=options.width_mult,
-    )
+    return _zoo_config(name, blocks, options, dropout=0.0, bn_eps=1e-5)
 
 
 def full_conv_twin(config: ModelConfig) -> ModelConfig | None:
@@ -160,11 +164,7 @@ def mobilenet_v2_config(options: ModelOptions) -> ModelConfig:
     # convolutional layer") and scales it above 1, as Keras and torchvision do.
     last = make_divisible(MOBILENET_V2_LAST * width) if width > 1.0 else MOBILENET_V2_LAST
     blocks.append(BlockConfig("conv", channels, last, 1, 1, activation="relu6"))
-    head = None if options.features_only else HeadConfig(
-        last, options.num_classes, dropout=0.2 if options.dropout is None else options.dropout)
-    return ModelConfig("mobilenet_v2", tuple(blocks), head, in_channels=options.in_channels,
-                       resolution=options.resolution, padding=options.padding, bn_eps=options.bn_eps or 1e-5,
-                       width_mult=width)
+    return _zoo_config("mobilenet_v2", blocks, options, dropout=0.2, bn_eps=1e-5)
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,22 +248,9 @@ def _v3_config(name: str, options: ModelOptions, body: tuple) -> ModelConfig:
     hidden = MOBILENET_V3_HEAD[name]
     if width > 1.0:  # as V2, the head is widened only for α > 1 (Keras convention)
         hidden = make_divisible(hidden * width)
-    head = None if options.features_only else HeadConfig(
-        last_conv, options.num_classes, hidden_channels=hidden, hidden_activation=nonlinearity("HS"),
-        dropout=0.2 if options.dropout is None else options.dropout)
     # torchvision and the TF reference use BN epsilon 1e-3 for V3.
-    return ModelConfig(
-        name,
-        tuple(blocks),
-        head,
-        in_channels=options.in_channels,
-        resolution=options.resolution,
-        padding=options.padding,
-        bn_eps=options.bn_eps or 1e-3,
-        bn_momentum=0.01,
-        width_mult=width,
-        extra={"minimalistic": True} if minimal else {},
-    )
+    return _zoo_config(name, blocks, options, dropout=0.2, bn_eps=1e-3, bn_momentum=0.01,
+                       hidden_channels=hidden, hidden_activation=nonlinearity("HS"))
 
 
 def mobilenet_v3_large_config(options: ModelOptions) -> ModelConfig:
@@ -295,6 +282,29 @@ CONFIG_BUILDERS: dict[str, Callable[[ModelOptions], ModelConfig]] = {
 
 def list_models() -> list[str]:
     return list(CONFIG_BUILDERS)
+
+
+V1_FAMILY = ("mobilenet_v1", "conv_mobilenet_v1", "shallow_mobilenet_v1")
+
+
+def recorded_options(config: ModelConfig) -> dict:
+    """The ModelOptions a config of a zoo model embodies, each read where the builders above put it:
+    the MobileNetV1 family's activation on every block and depth_multiplier on its separable blocks
+    (V2/V3 take neither option, so neither is reported for them)."""
+    options = {
+        "width_mult": config.width_mult,
+        "resolution": config.resolution,
+        "in_channels": config.in_channels,
+        "padding": config.padding,
+        "bn_eps": config.bn_eps,
+        "stem_stride": config.blocks[0].stride,
+        "minimalistic": config.minimalistic,
+    }
+    if config.name in V1_FAMILY:
+        separable = [block for block in config.blocks if block.kind == "separable"]
+        options["activation"] = config.blocks[0].activation
+        options["depth_multiplier"] = separable[0].depth_multiplier if separable else 1
+    return options
 
 
 def model_config(name: str, **options) -> ModelConfig:

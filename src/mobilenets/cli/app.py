@@ -89,16 +89,16 @@ def run_train(args: argparse.Namespace) -> str:
     if config.model not in list_models():
         raise ValueError(f"unknown model {config.model!r}; available: {', '.join(list_models())}")
     result = train(config)
-    if result["rank"] != 0:  # under torchrun rank 0 alone reports
+    if result.rank != 0:  # under torchrun rank 0 alone reports
         return ""
-    if result["epochs_trained"] == 0:
-        return f"nothing to do: {result['out']} already holds all {len(result['history'])} epochs"
-    last = result["history"][-1]
-    skipped = f"; skipped {result['skipped_images']} unreadable images" if result["skipped_images"] else ""
+    if result.epochs_trained == 0:
+        return f"nothing to do: {result.out} already holds all {len(result.history)} epochs"
+    last = result.history[-1]
+    skipped = f"; skipped {result.skipped_images} unreadable images" if result.skipped_images else ""
     return (
         f"trained {args.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
-        f"(best {100 * result['best_val_top1']:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
-        f"checkpoints, metrics.csv/jsonl and curves.png in {result['out']}"
+        f"(best {100 * result.best_val_top1:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
+        f"checkpoints, metrics.csv/jsonl and curves.png in {result.out}"
     )
 
 

@@ -109,7 +109,4 @@ def run_predict_weights(args: argparse.Namespace, images: list[str]) -> str:
     model = create_model(
         args.model or default_model(args.weights) or "mobilenet_v2", weights=args.weights, **options
     )
-    names = model.config.extra.get("class_names")  # e.g. CIFAR-10's, for weights this project trained
-    return render_top_k(
-        predict_imagenet(model, images, args.top_k, class_names=names if isinstance(names, list) else None)
-    )
+    return render_top_k(predict_imagenet(model, images, args.top_k))

@@ -26,69 +26,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from . import transforms as T
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-ORIENTATION_TAG = 0x0112  # EXIF Orientation
-SMALL_IMAGE_MAX = 64  # images up to this size are kept decoded in memory
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-class DataError(ValueError):
-    """Unusable data: the message names the path or file and what is wrong with it."""
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding
-# --------------------------------------------------------------------------------------------
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow image as 8-bit RGB: grayscale, palette, RGBA/LA (composited on white), CMYK,
-    and 16-bit or float images (scaled, not clipped)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        if image.mode != "F" and array.max(initial=0) > 255:  # 16-bit data: 0..65535 → 0..255
-            array = array / 257.0
-        image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), "L")
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB") if image.mode != "RGB" else image
-
+from . import transforms
+from .images import SMALL_IMAGE_MAX, DataError, open_image, scan_image_folder, unreadable_reason
 
 SKIP_HINT = "use --skip-bad-images to skip unreadable files"
-
-
-def open_image(path: str | os.PathLike, max_side: int | None = None) -> Image.Image:
-    """Decode one file fully to RGB, upright as its EXIF orientation says (phone photos), or raise
-    DataError naming the file: truncated, garbage, or a decompression bomb (Pillow's pixel limit).
-    With max_side, a larger image is shrunk to fit (JPEGs are decoded at a reduced scale)."""
-    try:
-        with Image.open(path) as image:
-            if max_side is not None and max(image.size) > max_side:
-                image.draft("RGB", (max_side, max_side))
-            image.load()  # decodes every byte: a truncated file fails here, unlike Image.verify()
-            if image.getexif().get(ORIENTATION_TAG, 1) != 1:
-                image = ImageOps.exif_transpose(image)
-            image = to_rgb(image)
-            if max_side is not None and max(image.size) > max_side:
-                image.thumbnail((max_side, max_side), Image.BILINEAR)
-            return image
-    except Exception as error:  # untrusted bytes: Pillow's decoders raise many kinds of error
-        raise DataError(f"cannot read image {path}: {error}") from None
-
-
-def unreadable_reason(path: str) -> str | None:
-    """None if `path` decodes, else DataError's message naming it."""
-    try:
-        open_image(path)
-    except DataError as error:
-        return str(error)
-    return None
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def _decode_small(args: tuple[str, int]) -> np.ndarray | str:
@@ -138,8 +82,8 @@ class DataBundle:
     val: MemoryImages | FileImages
     image_size: int  # the size the model sees
     flip: bool = True  # horizontal flips are label-preserving (not for digits)
-    mean: tuple[float, ...] = T.IMAGENET_MEAN
-    std: tuple[float, ...] = T.IMAGENET_STD
+    mean: tuple[float, ...] = transforms.IMAGENET_MEAN
+    std: tuple[float, ...] = transforms.IMAGENET_STD
     split: dict = field(default_factory=dict)  # how val was made, recorded in checkpoints
     skipped: int = 0  # unreadable files skipped with --skip-bad-images
 
@@ -162,39 +106,6 @@ def held_out_split(count: int, val_fraction: float, seed: int) -> tuple[torch.Te
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     val_count = max(1, round(count * val_fraction))
     return order[val_count:].sort().values, order[:val_count].sort().values
-
-
-def scan_image_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
-    """(class names, file paths, labels) of a class-per-folder tree."""
-    if not root.is_dir():
-        raise DataError(f"{root} is not a folder of class subfolders")
-    class_names, paths, labels = [], [], []
-    resolved_root = root.resolve()
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if resolved_root.is_relative_to(class_dir.resolve()):  # a link to the data folder or above it
-            raise DataError(
-                f"class folder {class_dir} links to {class_dir.resolve()}, which holds the data "
-                f"folder itself: every image would be a second time in class {class_dir.name!r}; "
-                f"remove the link"
-            )
-        files = sorted(
-            str(f)
-            for f in class_dir.rglob("*")
-            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() and not f.name.startswith(".")
-        )
-        if not files:
-            continue
-        labels += [len(class_names)] * len(files)
-        class_names.append(class_dir.name)
-        paths += files
-    if not paths:
-        raise DataError(
-            f"no images found in {root}: expected class subfolders holding "
-            f"{'/'.join(e[1:] for e in IMAGE_EXTENSIONS)} files"
-        )
-    if len(class_names) < 2:
-        raise DataError(f"{root} has a single class ({class_names[0]}); classification needs at least 2")
-    return class_names, paths, labels
 
 
 def _decode_all(
@@ -462,7 +373,7 @@ def load_data(
         mean, std = _channel_stats(train.images)
         size = image_size or train.images.shape[-1]
     else:
-        mean, std, size = T.IMAGENET_MEAN, T.IMAGENET_STD, image_size or 224
+        mean, std, size = transforms.IMAGENET_MEAN, transforms.IMAGENET_STD, image_size or 224
     return DataBundle(
         root.name, class_names, train, val, size, mean=mean, std=std, split=split, skipped=skipped
     )
@@ -514,25 +425,26 @@ class _ShardedOrder:
         ]
 
 
-class MemoryLoader:
-    """Batches from decoded images: random crop with padding and flips done on whole batches."""
+class _Loader:
+    """Batches of `data` in the order of (seed, epoch), this rank's share; training drops the last
+    partial batch (and shuffles and augments), evaluation keeps every image in order."""
 
-    def __init__(
-        self,
-        data: MemoryImages,
-        bundle: DataBundle,
-        batch_size: int,
-        train: bool,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
+    def __init__(self, data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
         self.data, self.bundle, self.train, self.seed = data, bundle, train, seed
         self.order = _ShardedOrder(len(data), batch_size, train, seed, rank, world_size, drop_last=train)
-        self.padding = max(1, data.images.shape[-1] // 8)  # 4 px at 32, as the standard CIFAR recipe
 
     def __len__(self) -> int:
         return len(self.order)
+
+
+class MemoryLoader(_Loader):
+    """Batches from decoded images: random crop with padding and flips done on whole batches."""
+
+    def __init__(self, data: MemoryImages, bundle: DataBundle, batch_size: int, train: bool,
+                 seed: int = 0, rank: int = 0, world_size: int = 1):
+        super().__init__(data, bundle, batch_size, train, seed, rank, world_size)
+        self.padding = max(1, data.images.shape[-1] // 8)  # 4 px at 32, as the standard CIFAR recipe
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for step, index in enumerate(self.order.batches(epoch)):
@@ -541,11 +453,11 @@ class MemoryLoader:
             images = self.data.images[index]
             if self.train:
                 generator = _generator(self.seed, epoch, step, 1)
-                images = T.random_crop_with_padding(images, self.padding, generator)
+                images = transforms.random_crop_with_padding(images, self.padding, generator)
                 if self.bundle.flip:
-                    images = T.random_horizontal_flip(images, generator)
-            x = T.normalize(images, self.bundle.mean, self.bundle.std)
-            yield T.resize_batch(x, self.bundle.image_size), self.data.labels[index]
+                    images = transforms.random_horizontal_flip(images, generator)
+            x = transforms.normalize(images, self.bundle.mean, self.bundle.std)
+            yield transforms.resize_batch(x, self.bundle.image_size), self.data.labels[index]
 
 
 class _FileDataset(torch.utils.data.Dataset):
@@ -565,35 +477,24 @@ class _FileDataset(torch.utils.data.Dataset):
         size = self.bundle.image_size
         if self.train:
             generator = _generator(self.seed, epoch, index, 2)
-            image = T.random_resized_crop(image, size, generator)
+            image = transforms.random_resized_crop(image, size, generator)
             if self.bundle.flip and torch.rand(1, generator=generator).item() < 0.5:
-                image = T.horizontal_flip(image)
+                image = transforms.horizontal_flip(image)
         else:
-            image = T.center_crop(T.resize(image, self.bundle.preprocessing["resize"]), size)
-        return T.to_uint8_tensor(image), int(self.data.labels[index])
+            image = transforms.resize(image, self.bundle.preprocessing["resize"])
+            image = transforms.center_crop(image, size)
+        return transforms.to_uint8_tensor(image), int(self.data.labels[index])
 
 
-class FileLoader:
+class FileLoader(_Loader):
     """Batches read from files by worker processes (random resized crop + flip for training,
     resize + center crop for evaluation)."""
 
-    def __init__(
-        self,
-        data: FileImages,
-        bundle: DataBundle,
-        batch_size: int,
-        train: bool,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        workers: int = 2,
-    ):
+    def __init__(self, data: FileImages, bundle: DataBundle, batch_size: int, train: bool,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 2):
+        super().__init__(data, bundle, batch_size, train, seed, rank, world_size)
         self.dataset = _FileDataset(data, bundle, train, seed)
-        self.bundle, self.workers = bundle, workers
-        self.order = _ShardedOrder(len(data), batch_size, train, seed, rank, world_size, drop_last=train)
-
-    def __len__(self) -> int:
-        return len(self.order)
+        self.workers = workers
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         keyed = [[(int(i), epoch) for i in batch] for batch in self.order.batches(epoch)[start_step:]]
@@ -607,7 +508,7 @@ class FileLoader:
         for images, labels in loader:
             if images is None:
                 raise DataError(f"{labels}; {SKIP_HINT}")
-            yield T.normalize(images, self.bundle.mean, self.bundle.std), labels
+            yield transforms.normalize(images, self.bundle.mean, self.bundle.std), labels
 
 
 def _collate_or_error(items: list[tuple[torch.Tensor | None, int | str]]):
@@ -618,30 +519,10 @@ def _collate_or_error(items: list[tuple[torch.Tensor | None, int | str]]):
     return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
-def make_loader(
-    data: MemoryImages | FileImages,
-    bundle: DataBundle,
-    batch_size: int,
-    train: bool,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    workers: int = 2,
-) -> MemoryLoader | FileLoader:
+def make_loader(data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool,
+                seed: int = 0, rank: int = 0, world_size: int = 1,
+                workers: int = 2) -> MemoryLoader | FileLoader:
+    """The loader for `data`: in memory (batch augmentation on tensors) or from files (worker processes)."""
     if isinstance(data, MemoryImages):
         return MemoryLoader(data, bundle, batch_size, train, seed, rank, world_size)
     return FileLoader(data, bundle, batch_size, train, seed, rank, world_size, workers)
-
-
-def preprocess_image(path: str | os.PathLike, preprocessing: dict) -> torch.Tensor:
-    """One image file → a normalized 1×3×S×S batch, as a checkpoint's evaluation pipeline does."""
-    image = open_image(path)
-    size = preprocessing["size"]
-    resize_to = preprocessing.get("resize", size)
-    if resize_to == size and max(image.size) <= SMALL_IMAGE_MAX:
-        image = image.resize((size, size), Image.BILINEAR)  # small data: trained at full frame
-    else:
-        image = T.center_crop(T.resize(image, resize_to), size)
-    return T.normalize(
-        T.to_uint8_tensor(image)[None], tuple(preprocessing["mean"]), tuple(preprocessing["std"])
-    )

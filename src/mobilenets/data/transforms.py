@@ -25,8 +25,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # --------------------------------------------------------------------------------------------
 # Per image (Pillow)
 # --------------------------------------------------------------------------------------------
-def resize(image: Image.Image, size: int) -> Image.Image:
-    """Scale so the shorter side is `size`, keeping the aspect ratio (bilinear, antialiased)."""
+def resize(image: Image.Image, size: int, resample: int = Image.BILINEAR) -> Image.Image:
+    """Scale so the shorter side is `size`, keeping the aspect ratio (antialiased; bilinear unless
+    `resample` says otherwise)."""
     width, height = image.size
     if min(width, height) == size:
         return image
@@ -34,7 +35,7 @@ def resize(image: Image.Image, size: int) -> Image.Image:
         new_size = (size, max(1, round(height * size / width)))
     else:
         new_size = (max(1, round(width * size / height)), size)
-    return image.resize(new_size, Image.BILINEAR)
+    return image.resize(new_size, resample)
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:

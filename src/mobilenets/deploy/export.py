@@ -35,7 +35,11 @@ import torch
 from torch import nn
 
 from ..checkpoint import check_finite, load_checkpoint
-from ..data import IMAGE_EXTENSIONS, preprocess_image
+from ..data import (
+    ImageFolder,
+    list_images,  # noqa: F401  (the scanner lives in data/; importable here for callers)
+    preprocess_image,
+)
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..factory import create_model
 from ..fuse import fuse_bn
@@ -96,39 +100,6 @@ def default_preprocessing(model: MobileNet) -> dict:
 # --------------------------------------------------------------------------------------------
 # Images (calibration and evaluation)
 # --------------------------------------------------------------------------------------------
-@dataclass
-class ImageFolder:
-    """The image files of a folder: class-per-subfolder (labelled) or flat (unlabelled)."""
-
-    root: Path
-    paths: list[Path]
-    labels: list[int] | None  # index into class_names; None for a flat folder
-    class_names: list[str] | None
-
-
-def list_images(folder: str | os.PathLike) -> ImageFolder:
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no image folder at {root}")
-
-    def images_in(directory: Path) -> list[Path]:
-        return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-    flat = images_in(root)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and images_in(p))
-    if flat or not classes:
-        if not flat:
-            raise ValueError(f"image folder {root} is empty: no {'/'.join(IMAGE_EXTENSIONS)} files in it "
-                             "or in class subfolders")
-        return ImageFolder(root, flat, None, None)
-    paths, labels = [], []
-    for index, name in enumerate(classes):
-        found = images_in(root / name)
-        paths += found
-        labels += [index] * len(found)
-    return ImageFolder(root, paths, labels, classes)
-
-
 def load_images(paths: list[Path], preprocessing: dict) -> np.ndarray:
     """Each file through the checkpoint's evaluation pipeline (`data.preprocess_image`, the same
     one `eval` and `predict` use), as an N×3×size×size float32 array."""

@@ -12,8 +12,9 @@ PATH | URL)`, `list_weights()`. Prediction: `predict_imagenet(model, image_paths
 See docs/interop.md.
 """
 
+from ..data import preprocess_image  # one pipeline for every model; kept importable from here
 from .convert import convert, save_converted
-from .imagenet import imagenet_class_names, predict_imagenet, preprocess_image
+from .imagenet import imagenet_class_names, predict_imagenet
 from .keras import from_keras
 from .slots import WeightMismatch
 from .timm import from_timm

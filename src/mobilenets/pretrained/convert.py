@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ..checkpoint import save_checkpoint
 from ..models import MobileNet
-from .imagenet import imagenet_class_names
 from .keras import from_keras
 from .slots import describe
 from .timm import from_timm
@@ -55,8 +54,8 @@ def save_converted(model: MobileNet, out: str | os.PathLike) -> Path:
     """Write a converted model in our checkpoint format, with ImageNet class names and the source's
     preprocessing, so `mobilenets predict/eval/export` can use it like a trained checkpoint."""
     extra = model.config.extra
-    class_names = imagenet_class_names() if extra.get("class_names") == "imagenet-1k" else None
-    return save_checkpoint(out, model, class_names=class_names, preprocessing=extra.get("preprocessing"),
+    return save_checkpoint(out, model, class_names=extra.get("class_names"),
+                           preprocessing=extra.get("preprocessing"),
                            metadata={"converted_from": extra.get("source")})
 
 

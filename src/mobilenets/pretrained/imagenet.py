@@ -12,22 +12,17 @@ from __future__ import annotations
 import functools
 import os
 from importlib import resources
-from pathlib import Path
 
-import torch
-from PIL import Image
 from torch import nn
 
-from ..data import open_image
-from ..data import transforms as T
+from ..data import predict_top_k
+from ..data.images import INTERPOLATIONS
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGENET_CLASSES = 1000
-IMAGENET_MEAN = T.IMAGENET_MEAN  # torchvision and timm (most weights)
-IMAGENET_STD = T.IMAGENET_STD
 INCEPTION_MEAN = (0.5, 0.5, 0.5)  # TensorFlow and Keras: x / 127.5 - 1, values in [-1, 1]
 INCEPTION_STD = (0.5, 0.5, 0.5)
 DEFAULT_CROP_FRACTION = 0.875  # evaluate on the central 87.5%: resize to 256, crop 224
-INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,24 +53,18 @@ def preprocessing(size: int, mean: tuple[float, ...], std: tuple[float, ...],
     return result
 
 
+def converted_extra(source: dict, recipe: dict, num_classes: int | None) -> dict:
+    """What a converted model records beside its architecture (`ModelConfig.extra`): where it came
+    from, how its source prepared images, and its class names (ImageNet's, as a list, for a
+    1000-class classifier; None otherwise)."""
+    names = imagenet_class_names() if num_classes == IMAGENET_CLASSES else None
+    return {"source": source, "preprocessing": recipe, "class_names": names}
+
+
 def with_size(recipe: dict, size: int) -> dict:
     """The same recipe at another input size (the crop fraction kept)."""
     crop_fraction = recipe["size"] / recipe["resize"]
     return {**recipe, "size": size, "resize": round(size / crop_fraction)}
-
-
-def preprocess_image(path: str | os.PathLike, recipe: dict) -> torch.Tensor:
-    """One image file → a normalized 1×3×S×S batch: shorter side to `resize`, central S×S crop, then
-    (x - mean) / std on 0..1 RGB, as the source evaluated its weights."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no image at {path}")
-    image = open_image(path)
-    filter_ = INTERPOLATIONS[recipe.get("interpolation", "bilinear")]
-    width, height = image.size
-    scale = recipe["resize"] / min(width, height)
-    image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), filter_)
-    image = T.center_crop(image, recipe["size"])
-    return T.normalize(T.to_uint8_tensor(image)[None], tuple(recipe["mean"]), tuple(recipe["std"]))
 
 
 def model_preprocessing(model: nn.Module) -> dict:
@@ -84,35 +73,23 @@ def model_preprocessing(model: nn.Module) -> dict:
     return config.extra.get("preprocessing") or preprocessing(config.resolution, IMAGENET_MEAN, IMAGENET_STD)
 
 
-@torch.no_grad()
 def predict_imagenet(model: nn.Module, images: list[str | os.PathLike], top_k: int = 5,
                      class_names: list[str] | None = None) -> list[dict]:
     """Top-k (class name, probability) for each image file, each image prepared as the model's
-    source prepared its evaluation images.
+    source prepared its evaluation images (`data.predict_top_k`).
 
     Returns [{"image": path, "top": [(name, probability), ...]}, ...], the format of
-    `evaluate.predict`. Class names default to ImageNet's for a 1000-class model.
+    `evaluate.predict`. Class names default to those the model records (`config.extra`: converted
+    and published weights), else ImageNet's for a 1000-class model, else the class indices.
     """
     if model.config.head is None:
         raise ValueError("this model has no classifier (features_only); it cannot predict classes")
-    if top_k < 1:
-        raise ValueError(f"top_k must be at least 1; got {top_k}")
     num_classes = model.config.num_classes
+    if class_names is None:
+        class_names = model.config.extra.get("class_names")
     if class_names is None:
         class_names = imagenet_class_names() if num_classes == IMAGENET_CLASSES else \
             [str(i) for i in range(num_classes)]
     if len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {num_classes} classes")
-    recipe = model_preprocessing(model)
-    was_training = model.training
-    model.eval()
-    results = []
-    try:
-        for path in images:
-            probabilities = model(preprocess_image(path, recipe)).softmax(1)[0]
-            values, indices = probabilities.topk(min(top_k, num_classes))
-            results.append({"image": str(path),
-                            "top": [(class_names[i], v) for v, i in zip(values.tolist(), indices.tolist())]})
-    finally:
-        model.train(was_training)
-    return results
+    return predict_top_k(model, images, model_preprocessing(model), class_names, top_k)

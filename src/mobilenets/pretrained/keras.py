@@ -35,7 +35,7 @@ import torch
 
 from ..config import ModelConfig
 from ..models import MobileNet
-from .imagenet import IMAGENET_CLASSES, INCEPTION_MEAN, INCEPTION_STD, preprocessing
+from .imagenet import INCEPTION_MEAN, INCEPTION_STD, converted_extra, preprocessing
 from .slots import (
     SLOT_TENSORS,
     Slot,
@@ -71,7 +71,7 @@ BN_MOMENTUM = {
     "mobilenet_v3_small": 0.001,
 }
 DROPOUT = {"mobilenet_v1": 1e-3, "mobilenet_v2": 0.0, "mobilenet_v3_large": 0.2, "mobilenet_v3_small": 0.2}
-# The Keras weights of each kind of slot, in the order Keras stores them.
+# The Keras weights of each slot op, in the order Keras stores them.
 KERAS_WEIGHTS = {
     "conv": ("kernel",),
     "depthwise": ("depthwise_kernel",),
@@ -280,7 +280,7 @@ def _padding_for(family: str, input_size: tuple | None) -> tuple[str, str]:
 # Naming: our slot → the Keras layer (Keras 3 name first, then tf.keras 2 aliases)
 # --------------------------------------------------------------------------------------------
 def keras_layer_names(family: str, config: ModelConfig, slot: Slot) -> tuple[str, ...]:
-    norm = slot.kind == "norm"
+    norm = slot.op == "norm"
     if family == "mobilenet_v1":
         if slot.part == "fc":
             return ("conv_preds",)
@@ -325,20 +325,20 @@ def keras_layer_names(family: str, config: ModelConfig, slot: Slot) -> tuple[str
     return (f"{new}{layer}", f"{old}{old_layer}")
 
 
-def _to_ours(kind: str, index: int, array: np.ndarray) -> torch.Tensor:
+def _to_ours(op: str, index: int, array: np.ndarray) -> torch.Tensor:
     """One Keras weight in PyTorch layout. Arrays of an unexpected rank are passed through as they
     are, so that the shape check reports them."""
     tensor = torch.from_numpy(np.array(array, dtype=np.float32))
-    if index > 0 or kind == "norm":
+    if index > 0 or op == "norm":
         return tensor  # biases and BatchNorm vectors need no change
-    if kind in ("conv", "se") and tensor.dim() == 4:  # (kh, kw, in, out) → (out, in, kh, kw)
+    if op in ("conv", "se") and tensor.dim() == 4:  # (kh, kw, in, out) → (out, in, kh, kw)
         return tensor.permute(3, 2, 0, 1).contiguous()
-    if kind == "depthwise" and tensor.dim() == 4:
+    if op == "depthwise" and tensor.dim() == 4:
         # (kh, kw, in, multiplier) → (in·multiplier, 1, kh, kw); Keras's output channel c·m + j is
         # PyTorch's grouped-convolution channel c·m + j too.
         kh, kw, channels, multiplier = tensor.shape
         return tensor.reshape(kh, kw, channels * multiplier).permute(2, 0, 1).unsqueeze(1).contiguous()
-    if kind == "linear":
+    if op == "linear":
         if tensor.dim() == 4 and tensor.shape[:2] == (1, 1):  # a 1×1 Conv2D used as the classifier
             tensor = tensor[0, 0]
         if tensor.dim() == 2:  # (in, out) → (out, in)
@@ -346,10 +346,10 @@ def _to_ours(kind: str, index: int, array: np.ndarray) -> torch.Tensor:
     return tensor
 
 
-def _fetcher(weights: KerasWeights, family: str, config: ModelConfig, used: set[str]):
+def _slot_reader(weights: KerasWeights, family: str, config: ModelConfig, used: set[str]):
     ours = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3}
 
-    def fetch(slot: Slot) -> dict[str, SourceTensor]:
+    def read_slot(slot: Slot) -> dict[str, SourceTensor]:
         candidates = keras_layer_names(family, config, slot)
         name = next((n for n in candidates if n in weights.layers), None)
         if name is None:
@@ -358,7 +358,7 @@ def _fetcher(weights: KerasWeights, family: str, config: ModelConfig, used: set[
                 f"{describe(config)}; {_layer_summary(weights)}"
             )
         arrays = weights.layers[name]
-        expected = KERAS_WEIGHTS[slot.kind]
+        expected = KERAS_WEIGHTS[slot.op]
         if len(arrays) != len(expected):
             raise WeightMismatch(
                 f"{weights.source}: layer {name!r} holds {len(arrays)} weights but {slot.path} of "
@@ -368,13 +368,13 @@ def _fetcher(weights: KerasWeights, family: str, config: ModelConfig, used: set[
         return {
             tensor_name: SourceTensor(
                 f"{name}/{expected[ours[tensor_name]]}",
-                _to_ours(slot.kind, ours[tensor_name], arrays[ours[tensor_name]]),
+                _to_ours(slot.op, ours[tensor_name], arrays[ours[tensor_name]]),
                 tuple(arrays[ours[tensor_name]].shape),
             )
-            for tensor_name in SLOT_TENSORS[slot.kind]
+            for tensor_name in SLOT_TENSORS[slot.op]
         }
 
-    return fetch
+    return read_slot
 
 
 def _layer_summary(weights: KerasWeights) -> str:
@@ -452,18 +452,15 @@ def from_keras(
         std_value = 1.0 / (255.0 * scale)
         mean, std = (-offset * std_value,) * 3, (std_value,) * 3
         note = f"the Keras model's own Rescaling(scale={scale:g}, offset={offset:g}) on 0..255 RGB"
-    extra = {
-        "source": {
-            "library": "keras",
-            "model": KERAS_CLASSES[name],
-            "file": weights.path,
-            "input_size": list(input_size) if input_size else None,
-            "padding": padding_why,
-            "built_in_preprocessing": rescaling is not None,
-        },
-        "preprocessing": preprocessing(resolution, mean, std, note=note),
-        "class_names": "imagenet-1k" if num_classes == IMAGENET_CLASSES else None,
+    source = {
+        "library": "keras",
+        "model": KERAS_CLASSES[name],
+        "file": weights.path,
+        "input_size": list(input_size) if input_size else None,
+        "padding": padding_why,
+        "built_in_preprocessing": rescaling is not None,
     }
+    extra = converted_extra(source, preprocessing(resolution, mean, std, note=note), num_classes)
 
     def convert(width: float) -> MobileNet:
         config = source_config(
@@ -482,7 +479,7 @@ def from_keras(
         )
         model = MobileNet(config)
         used: set[str] = set()
-        load_slots(model, _fetcher(weights, name, config, used), weights.source)
+        load_slots(model, _slot_reader(weights, name, config, used), weights.source)
         check_all_used([n for n, arrays in weights.layers.items() if arrays], used, weights.source, config)
         return model.eval()
 

@@ -33,14 +33,15 @@ class Slot:
     """One weight-carrying layer of our model.
 
     path:  module path in `MobileNet`, e.g. "features.3.dw.conv"
-    kind:  a key of SLOT_TENSORS
+    op:    the layer's op (`LayerSpec.op`: conv, depthwise, se, linear) or "norm"; a key of
+           SLOT_TENSORS (which tensors it holds)
     block: index in config.blocks, or None for the classifier head
     part:  which layer of the block: "conv", "dw", "pw", "expand", "se_reduce", "se_expand",
            "project", "hidden" or "fc"; the converters' naming tables are keyed by it.
     """
 
     path: str
-    kind: str
+    op: str
     block: int | None
     part: str
 
@@ -75,12 +76,12 @@ class SourceTensor:
     source_shape: tuple[int, ...]  # as stored in the source (for the error message)
 
 
-Fetch = Callable[[Slot], dict[str, SourceTensor]]
+SlotReader = Callable[[Slot], dict[str, SourceTensor]]  # slot → its tensors in the source
 
 
 @torch.no_grad()
-def load_slots(model: nn.Module, fetch: Fetch, source: str) -> None:
-    """Fill every slot of `model` with what `fetch(slot)` returns (tensor name → SourceTensor).
+def load_slots(model: nn.Module, read_slot: SlotReader, source: str) -> None:
+    """Fill every slot of `model` with what `read_slot(slot)` returns (tensor name → SourceTensor).
 
     All shapes are checked before anything is copied, so a failed conversion leaves `model` as it
     was. `source` names the source in messages ("keras file x.h5", "torchvision state dict", ...).
@@ -89,8 +90,8 @@ def load_slots(model: nn.Module, fetch: Fetch, source: str) -> None:
     plan: list[tuple[torch.Tensor, SourceTensor]] = []
     for slot in model_slots(config):
         module = model.get_submodule(slot.path)
-        tensors = fetch(slot)
-        for tensor_name in SLOT_TENSORS[slot.kind]:
+        tensors = read_slot(slot)
+        for tensor_name in SLOT_TENSORS[slot.op]:
             target = getattr(module, tensor_name)
             given = tensors.get(tensor_name)
             if given is None:
@@ -114,7 +115,7 @@ def describe(config: ModelConfig) -> str:
     separable = [b for b in config.blocks if b.kind == "separable"]
     if separable and separable[0].depth_multiplier != 1:
         details.append(f"depth_multiplier={separable[0].depth_multiplier}")
-    if config.extra.get("minimalistic"):
+    if config.minimalistic:
         details.append("minimalistic")
     if config.head is None:
         details.append("no classifier")

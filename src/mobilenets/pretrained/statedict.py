@@ -53,8 +53,8 @@ def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor],
     if not path.is_file():
         raise FileNotFoundError(f"no {library} weights file at {path}")
     label = f"{library} file {path}"
-    kind = sniff_format(path)
-    if kind == "safetensors":
+    file_format = sniff_format(path)
+    if file_format == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -62,7 +62,7 @@ def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor],
             return load_file(str(path), device="cpu"), label, str(path)
         except SafetensorError as error:
             raise ValueError(f"{path} is not a safetensors file ({error})") from None
-    if kind == "hdf5":
+    if file_format == "hdf5":
         raise ValueError(f"{path} is an HDF5 (Keras) file, not a PyTorch state dict; convert it from keras")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -100,16 +100,16 @@ def weight_keys(state: dict[str, torch.Tensor]) -> list[str]:
     return [k for k in state if not k.endswith(IGNORED_SUFFIXES)]
 
 
-def fetcher(state: dict[str, torch.Tensor], module_name: Callable[[Slot], str], config: ModelConfig,
+def slot_reader(state: dict[str, torch.Tensor], module_name: Callable[[Slot], str], config: ModelConfig,
             source: str, used: set[str]) -> Callable[[Slot], dict[str, SourceTensor]]:
-    """fetch(slot) for a PyTorch source whose module for `slot` is `module_name(slot)`; the tensors
+    """read_slot(slot) for a PyTorch source whose module for `slot` is `module_name(slot)`; the tensors
     keep their names (weight, bias, running_mean, running_var) and layout, except that a 1×1
     convolution may stand for our nn.Linear (timm's conv_head)."""
 
-    def fetch(slot: Slot) -> dict[str, SourceTensor]:
+    def read_slot(slot: Slot) -> dict[str, SourceTensor]:
         prefix = module_name(slot)
         tensors = {}
-        for tensor_name in SLOT_TENSORS[slot.kind]:
+        for tensor_name in SLOT_TENSORS[slot.op]:
             key = f"{prefix}.{tensor_name}"
             if key not in state:
                 raise WeightMismatch(
@@ -117,13 +117,13 @@ def fetcher(state: dict[str, torch.Tensor], module_name: Callable[[Slot], str], 
                     f"{_key_summary(state)}"
                 )
             value = state[key]
-            if slot.kind == "linear" and value.dim() == 4 and value.shape[2:] == (1, 1):
+            if slot.op == "linear" and value.dim() == 4 and value.shape[2:] == (1, 1):
                 value = value.flatten(1)
             tensors[tensor_name] = SourceTensor(key, value.float(), tuple(state[key].shape))
             used.add(key)
         return tensors
 
-    return fetch
+    return read_slot
 
 
 def _key_summary(state: dict) -> str:

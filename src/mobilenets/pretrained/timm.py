@@ -29,15 +29,15 @@ from typing import Any
 from ..config import ModelConfig
 from ..models import MobileNet
 from .imagenet import (
-    IMAGENET_CLASSES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     INCEPTION_MEAN,
     INCEPTION_STD,
+    converted_extra,
     preprocessing,
 )
 from .slots import Slot, WeightMismatch, check_all_used, is_last_conv, load_slots, source_config
-from .statedict import fetcher, file_stem, read_state_dict, weight_keys
+from .statedict import file_stem, read_state_dict, slot_reader, weight_keys
 
 # Blocks per stage in timm's arch definitions, after the stem; V3's last stage is the 1×1 conv.
 STAGES = {
@@ -99,7 +99,7 @@ def timm_module_name(name: str, config: ModelConfig, slot: Slot) -> str:
         return "classifier"
     if slot.part == "hidden":
         return "conv_head"  # V3: a 1×1 convolution with bias after pooling
-    norm = slot.kind == "norm"
+    norm = slot.op == "norm"
     if slot.block == 0:
         return "bn1" if norm else "conv_stem"
     if is_last_conv(config, slot) and name == "mobilenet_v2":
@@ -156,20 +156,17 @@ def from_timm(source: Any, timm_name: str | None = None, name: str | None = None
     recipe = TIMM_PREPROCESSING.get(tag or "", dict(mean=INCEPTION_MEAN if tf_port else IMAGENET_MEAN,
                                                      std=INCEPTION_STD if tf_port else IMAGENET_STD))
     num_classes = int(state["classifier.bias"].shape[0]) if "classifier.bias" in state else None
-    extra = {
-        "source": {"library": "timm", "model": timm_name, "file": path},
-        "preprocessing": preprocessing(224, **recipe),
-        "class_names": "imagenet-1k" if num_classes == IMAGENET_CLASSES else None,
-    }
+    extra = converted_extra(
+        {"library": "timm", "model": timm_name, "file": path}, preprocessing(224, **recipe), num_classes
+    )
     config = source_config(family, width_mult=width, num_classes=num_classes, resolution=224,
                            padding="same" if tf_port else "torch", bn_eps=1e-3 if tf_port else 1e-5,
                            bn_momentum=0.1, dropout=0.2 if family != "mobilenet_v1" else 0.0, extra=extra,
                            activation="relu6", minimalistic=minimal)
     model = MobileNet(config)
     used: set[str] = set()
-    load_slots(
-        model, fetcher(state, lambda slot: timm_module_name(family, config, slot), config, label, used), label
-    )
+    read_slot = slot_reader(state, lambda slot: timm_module_name(family, config, slot), config, label, used)
+    load_slots(model, read_slot, label)
     check_all_used(weight_keys(state), used, label, config)
     return model.eval()
 

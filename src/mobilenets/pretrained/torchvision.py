@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..models import MobileNet
-from .imagenet import IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, preprocessing
+from .imagenet import IMAGENET_MEAN, IMAGENET_STD, converted_extra, preprocessing
 from .slots import (
     Slot,
     WeightMismatch,
@@ -29,7 +29,7 @@ from .slots import (
     source_config,
     width_candidates,
 )
-from .statedict import fetcher, file_stem, read_state_dict, weight_keys
+from .statedict import file_stem, read_state_dict, slot_reader, weight_keys
 
 MODELS = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 BN = {"mobilenet_v2": (1e-5, 0.1), "mobilenet_v3_large": (1e-3, 0.01), "mobilenet_v3_small": (1e-3, 0.01)}
@@ -60,7 +60,7 @@ def torchvision_module_name(name: str, config: ModelConfig, slot: Slot) -> str:
         return "classifier.1" if name == "mobilenet_v2" else "classifier.3"
     if slot.part == "hidden":
         return "classifier.0"
-    unit = "1" if slot.kind == "norm" else "0"  # Conv2dNormActivation: conv .0, norm .1
+    unit = "1" if slot.op == "norm" else "0"  # Conv2dNormActivation: conv .0, norm .1
     if slot.block == 0 or is_last_conv(config, slot):
         return f"features.{slot.block}.{unit}"
     block = config.blocks[slot.block]
@@ -73,7 +73,7 @@ def torchvision_module_name(name: str, config: ModelConfig, slot: Slot) -> str:
     if name == "mobilenet_v2":
         base = f"features.{slot.block}.conv"
         if slot.part == "project":  # a bare conv then a bare BatchNorm, not a Conv2dNormActivation
-            position = order.index("project") + (1 if slot.kind == "norm" else 0)
+            position = order.index("project") + (1 if slot.op == "norm" else 0)
             return f"{base}.{position}"
         return f"{base}.{order.index(slot.part)}.{unit}"
     base = f"features.{slot.block}.block"
@@ -105,11 +105,11 @@ def from_torchvision(source: Any, name: str | None = None, width_mult: float | N
     classifier_bias = state.get("classifier.1.bias" if name == "mobilenet_v2" else "classifier.3.bias")
     num_classes = None if classifier_bias is None else int(classifier_bias.shape[0])
     bn_eps, bn_momentum = BN[name]
-    extra = {
-        "source": {"library": "torchvision", "model": name, "file": path},
-        "preprocessing": preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, crop_fraction=224 / resize),
-        "class_names": "imagenet-1k" if num_classes == IMAGENET_CLASSES else None,
-    }
+    extra = converted_extra(
+        {"library": "torchvision", "model": name, "file": path},
+        preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, crop_fraction=224 / resize),
+        num_classes,
+    )
 
     def convert(width: float) -> MobileNet:
         config = source_config(
@@ -127,7 +127,7 @@ def from_torchvision(source: Any, name: str | None = None, width_mult: float | N
         used: set[str] = set()
         load_slots(
             model,
-            fetcher(state, lambda slot: torchvision_module_name(name, config, slot), config, label, used),
+            slot_reader(state, lambda slot: torchvision_module_name(name, config, slot), config, label, used),
             label,
         )
         check_all_used(weight_keys(state), used, label, config)

@@ -34,7 +34,7 @@ from typing import Any
 from ..checkpoint import METADATA_KEY, load_checkpoint, read_metadata
 from ..config import HeadConfig
 from ..models import MobileNet
-from ..zoo import model_config
+from ..zoo import model_config, recorded_options
 from .imagenet import with_size
 from .keras import from_keras
 from .slots import describe
@@ -596,19 +596,19 @@ def load_weights_file(
     width_mult: float | None = None,
     resolution: int | None = None,
 ) -> MobileNet:
-    """Our model from any supported weights file, its kind read from its content: a Keras
+    """Our model from any supported weights file, its format read from its content: a Keras
     .h5/.keras, our own checkpoint, or a torchvision/timm state dict (.pth, .pt, .safetensors)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    kind = sniff_format(path)  # from the bytes: a converted file may have any name
+    file_format = sniff_format(path)  # from the bytes: a converted file may have any name
     if (
-        kind == "hdf5"
-        or (kind == "zip" and _is_keras_archive(path))
-        or (kind == "unknown" and path.suffix in (".h5", ".hdf5", ".keras"))
+        file_format == "hdf5"
+        or (file_format == "zip" and _is_keras_archive(path))
+        or (file_format == "unknown" and path.suffix in (".h5", ".hdf5", ".keras"))
     ):  # for Keras's own message
         return from_keras(path, name=name, width_mult=width_mult, resolution=resolution)
-    if kind == "safetensors" and read_metadata(path).get(METADATA_KEY):
+    if file_format == "safetensors" and read_metadata(path).get(METADATA_KEY):
         model = load_checkpoint(path).model.eval()
         if name is not None and model.config.name != name:
             raise ValueError(f"{path} holds a {model.config.name}, not {name}")
@@ -635,10 +635,10 @@ def _is_keras_archive(path: Path) -> bool:
         return False
 
 
-# Options that select which published file to use, those that adapt the loaded model, and those
-# fixed by the weights (the source's conventions): setting one of the last differently is an error.
+# Options that select which published file to use, and those fixed by the weights (the source's
+# conventions): setting one of either differently from what the weights are is an error. The rest
+# (num_classes, features_only, dropout) adapt the loaded model.
 SELECTING = ("width_mult", "resolution", "minimalistic", "depth_multiplier")
-ADAPTING = ("num_classes", "features_only", "dropout")
 FIXED_BY_WEIGHTS = ("padding", "activation", "bn_eps", "in_channels", "stem_stride")
 
 
@@ -698,17 +698,10 @@ def adapt_model(model: MobileNet, options: dict, provenance: dict, label: str) -
     """`model` with the options the user set: checked against what the weights fix, then the
     classifier replaced or removed and the nominal resolution set as asked."""
     config = model.config
-    actual = {
-        "padding": config.padding,
-        "bn_eps": config.bn_eps,
-        "in_channels": config.in_channels,
-        "stem_stride": config.blocks[0].stride,
-        "activation": config.blocks[1].activation,
-        "width_mult": config.width_mult,
-        "minimalistic": bool(config.extra.get("minimalistic", False)),
-        "depth_multiplier": config.blocks[1].depth_multiplier,
-    }
+    actual = recorded_options(config)
     for option in FIXED_BY_WEIGHTS + SELECTING:
+        if option == "resolution":  # any: the model is fully convolutional, the recipe is rescaled
+            continue
         if option in options and option in actual and options[option] != actual[option]:
             if option == "width_mult" and abs(options[option] - actual[option]) < 1e-9:
                 continue

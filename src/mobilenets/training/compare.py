@@ -11,14 +11,14 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from ..costs.analysis import cost
+from ..costs.analysis import CostReport, cost
 from ..deploy.timing import inference_runner, median_ratio, time_interleaved, training_step_runner
-from .train import TrainConfig, train
+from .train import TrainConfig, TrainResult, train
 
 SEPARABLE, STANDARD = "mobilenet_v1", "conv_mobilenet_v1"
 
@@ -58,44 +58,54 @@ def measure_speed(
     }
 
 
-def compare_twins(recipe: TrainConfig) -> dict:
+@dataclass
+class TwinRun:
+    """One model of the comparison: its training, its exact cost and its measured speed."""
+
+    trained: TrainResult
+    train_seconds: float  # wall time of its training run (informative: the runs are not interleaved)
+    cost: CostReport
+    speed: dict[str, float]  # measure_speed's entry for it
+    data: str  # the recipe's data source
+    batch_size: int  # the recipe's batch, at which training steps were timed
+
+
+def compare_twins(recipe: TrainConfig) -> dict[str, TwinRun]:
     """Train both models with `recipe` (its `model` is ignored), then measure and tabulate."""
-    results = {}
+    trained, seconds = {}, {}
     for name in (SEPARABLE, STANDARD):
         config = replace(recipe, model=name, out=str(Path(recipe.out) / name))
         started = time.perf_counter()
-        outcome = train(config)
-        outcome["train_seconds"] = time.perf_counter() - started
-        outcome["cost"] = cost(outcome["model"].config)
-        outcome["data"] = recipe.data
-        results[name] = outcome
-    image_size = results[SEPARABLE]["model"].config.resolution
-    speed = measure_speed({name: r["model"] for name, r in results.items()}, recipe, image_size)
-    for name in results:
-        results[name]["speed"] = speed[name]
-        results[name]["batch_size"] = recipe.batch_size
-    return results
+        trained[name] = train(config)
+        seconds[name] = time.perf_counter() - started
+    image_size = trained[SEPARABLE].model.config.resolution
+    speed = measure_speed({name: result.model for name, result in trained.items()}, recipe, image_size)
+    return {
+        name: TwinRun(result, seconds[name], cost(result.model.config), speed[name], recipe.data,
+                      recipe.batch_size)
+        for name, result in trained.items()
+    }
 
 
-def format_compare(results: dict) -> str:
+def format_compare(results: dict[str, TwinRun]) -> str:
     sep, std = results[SEPARABLE], results[STANDARD]
-    last_sep, last_std = sep["history"][-1], std["history"][-1]
-    speed_sep, speed_std = sep["speed"], std["speed"]
-    batch = sep["batch_size"]
+    last_sep, last_std = sep.trained.history[-1], std.trained.history[-1]
+    speed_sep, speed_std = sep.speed, std.speed
+    batch = sep.batch_size
     train_ratio = speed_std["train_step_ratio"]  # standard's step time over separable's, per round
     latency_ratio = speed_std["latency_ratio"]
     rows = [
         (
             "parameters",
-            f"{sep['cost'].params:,}",
-            f"{std['cost'].params:,}",
-            std["cost"].params / sep["cost"].params,
+            f"{sep.cost.params:,}",
+            f"{std.cost.params:,}",
+            std.cost.params / sep.cost.params,
         ),
         (
             "mult-adds per image",
-            f"{sep['cost'].mult_adds:,}",
-            f"{std['cost'].mult_adds:,}",
-            std["cost"].mult_adds / sep["cost"].mult_adds,
+            f"{sep.cost.mult_adds:,}",
+            f"{std.cost.mult_adds:,}",
+            std.cost.mult_adds / sep.cost.mult_adds,
         ),
         (
             "CPU latency, batch 1 (ms)",
@@ -115,7 +125,7 @@ def format_compare(results: dict) -> str:
             f"{batch / speed_std['train_step_s']:.0f}",
             None,
         ),
-        ("training wall time (s)", f"{sep['train_seconds']:.1f}", f"{std['train_seconds']:.1f}", None),
+        ("training wall time (s)", f"{sep.train_seconds:.1f}", f"{std.train_seconds:.1f}", None),
         (
             "validation top-1 (final)",
             f"{100 * last_sep['val_top1']:.2f}%",
@@ -124,8 +134,8 @@ def format_compare(results: dict) -> str:
         ),
         (
             "validation top-1 (best)",
-            f"{100 * sep['best_val_top1']:.2f}%",
-            f"{100 * std['best_val_top1']:.2f}%",
+            f"{100 * sep.trained.best_val_top1:.2f}%",
+            f"{100 * std.trained.best_val_top1:.2f}%",
             None,
         ),
     ]
@@ -137,20 +147,20 @@ def format_compare(results: dict) -> str:
         for row in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    formula = [c.formula for c in sep["cost"].separable]
+    formula = [c.formula for c in sep.cost.separable]
     gap = 100 * (last_std["val_top1"] - last_sep["val_top1"])
     lines += [
         "",
         f"theory: each separable layer costs 1/N + 1/D_K² = {min(formula):.4f}…{max(formula):.4f} of the "
         "standard "
         f"convolution it replaces ({1 / max(formula):.2f}…{1 / min(formula):.2f}× fewer mult-adds); "
-        f"the whole network {std['cost'].mult_adds / sep['cost'].mult_adds:.2f}× fewer.",
+        f"the whole network {std.cost.mult_adds / sep.cost.mult_adds:.2f}× fewer.",
         f"measured: inference {latency_ratio:.2f}× faster, training {train_ratio:.2f}× faster, accuracy "
         f"{gap:+.2f} points for the standard convolutions (the paper's ImageNet gap: +1.1).",
         "speed: both models timed in alternating windows in this process after training (median of per-round "
         f"ratios, {torch.get_num_threads()} threads); the wall times ran one after the other and are not "
         "compared.",
-        f"data: {sep['data']} ({len(sep['class_names'])} classes), {len(sep['history'])} epochs each; "
-        f"logs and checkpoints under {Path(sep['out']).parent}",
+        f"data: {sep.data} ({len(sep.trained.class_names)} classes), {len(sep.trained.history)} epochs each; "
+        f"logs and checkpoints under {Path(sep.trained.out).parent}",
     ]
     return "\n".join(lines)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_checkpoint
-from ..data import MemoryImages, load_data, make_loader, preprocess_image
+from ..data import MemoryImages, load_data, make_loader, predict_top_k
 from ..files import check_writable_file
 from .plots import plot_confusion
 
@@ -116,27 +115,15 @@ def _concatenate(first, second):
     return type(first)(first.paths + second.paths, torch.cat([first.labels, second.labels]))
 
 
-@torch.no_grad()
 def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 5) -> list[dict]:
-    """Top-k class names with probabilities for each image file."""
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k (--top-k) must be a positive integer; got {top_k!r}")
+    """Top-k class names with probabilities for each image file (`data.predict_top_k`), each image
+    prepared as the checkpoint was evaluated in training."""
     checkpoint = load_checkpoint(checkpoint_path)
-    model = checkpoint.model.eval()
     if not checkpoint.preprocessing:
         raise ValueError(f"{checkpoint_path} records no preprocessing; cannot prepare images for it")
+    model = checkpoint.model
     names = checkpoint.class_names or [str(i) for i in range(model.config.num_classes)]
-    k = min(top_k, len(names))
-    results = []
-    for path in images:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no image at {path}")
-        probabilities = model(preprocess_image(path, checkpoint.preprocessing)).softmax(1)[0]
-        values, indices = probabilities.topk(k)
-        results.append(
-            {"image": str(path), "top": [(names[i], v) for v, i in zip(values.tolist(), indices.tolist())]}
-        )
-    return results
+    return predict_top_k(model, images, checkpoint.preprocessing, names, top_k)
 
 
 __all__ = ["evaluate", "evaluate_checkpoint", "plot_confusion", "predict"]

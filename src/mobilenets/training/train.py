@@ -360,7 +360,21 @@ def _diverged_message(what: str, epoch: int, step: int, last_path: Path) -> str:
     return f"training diverged: {what} at epoch {epoch + 1}, step {step + 1}; {kept}"
 
 
-def train(config: TrainConfig) -> dict:
+@dataclass
+class TrainResult:
+    """What `train` returns. Under torchrun every rank returns one; only rank 0 keeps the history."""
+
+    history: list[dict]  # one row per epoch: train_loss, train_acc, val_loss, val_top1, val_top5, lr, ...
+    best_val_top1: float
+    out: str  # the output folder
+    model: nn.Module  # the model after the last epoch
+    rank: int
+    epochs_trained: int  # by this call (0 when --resume found every epoch done)
+    class_names: list[str]
+    skipped_images: int  # unreadable files skipped with --skip-bad-images
+
+
+def train(config: TrainConfig) -> TrainResult:
     """Train, evaluate every epoch, checkpoint `last` and `best`; returns the final metrics.
 
     Rank 0 first proves it can write --out and locks it for the whole run, before any data is read.
@@ -381,7 +395,7 @@ def train(config: TrainConfig) -> dict:
         return _train(config, rank, world_size)
 
 
-def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
+def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
     device = _device()
     out = Path(config.out)
     torch.manual_seed(config.seed)
@@ -622,13 +636,13 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> dict:
         plot_curves(history, out / "curves.png")
     if world_size > 1:
         torch.distributed.destroy_process_group()
-    return {
-        "history": history,
-        "best_val_top1": best,
-        "out": str(out),
-        "model": model,
-        "rank": rank,
-        "epochs_trained": epoch - first_epoch,
-        "class_names": bundle.class_names,
-        "skipped_images": bundle.skipped,
-    }
+    return TrainResult(
+        history=history,
+        best_val_top1=best,
+        out=str(out),
+        model=model,
+        rank=rank,
+        epochs_trained=epoch - first_epoch,
+        class_names=bundle.class_names,
+        skipped_images=bundle.skipped,
+    )
