@@ -301,12 +301,13 @@ ONNX_PRECISIONS = ("f32", "f16", "int8")
 
 def export_onnx_model(model: MobileNet, path: str | os.PathLike, *, precision: str = "f32",
                       calibration: np.ndarray | None = None, batch_size: int | None = 1,
-                      resolution: int | None = None) -> Path:
+                      resolution: int | None = None, opset: int = DEFAULT_OPSET) -> Path:
     """The ONNX file of one precision (the runtime registry's entry point; `export_onnx` and
     `quantize_int8` are the steps). batch_size None: any batch."""
     if precision not in ONNX_PRECISIONS:
         raise ValueError(f"ONNX precision must be one of {', '.join(ONNX_PRECISIONS)}; got {precision!r}")
-    options = dict(resolution=resolution, dynamic_batch=batch_size is None, batch_size=batch_size or 1)
+    options = dict(resolution=resolution, opset=opset, dynamic_batch=batch_size is None,
+                   batch_size=batch_size or 1)
     if precision != "int8":
         return export_onnx(model, path, fp16=precision == "f16", **options)
     if calibration is None:

@@ -164,9 +164,12 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def export_model(source: ModelSource, runtime: Runtime, path: str | os.PathLike, *, precision: str,
-                 calibration: np.ndarray | None = None, batch_size: int | None = None) -> Path:
+                 calibration: np.ndarray | None = None, batch_size: int | None = None,
+                 build: Callable[..., Path] | None = None) -> Path:
     """Export `source.model` for `runtime` at `path` with its sidecar; returns `path`.
 
+    build: what writes the file, when not `runtime.export` (same arguments), e.g. ONNX int8
+    quantizing a float file already written.
     The files are written in a temporary folder beside `path` and moved into place only when the
     export succeeded, so a failed export leaves any earlier file at `path` untouched. batch_size
     None: any batch where the runtime allows it, else 1.
@@ -181,7 +184,7 @@ def export_model(source: ModelSource, runtime: Runtime, path: str | os.PathLike,
     size = int(source.preprocessing["size"])
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
-        staged = runtime.export(source.model, Path(tmp) / path.name, precision=precision,
+        staged = (build or runtime.export)(source.model, Path(tmp) / path.name, precision=precision,
                                 calibration=calibration, batch_size=batch_size, resolution=size)
         info = {
             "format": SIDECAR_FORMAT,
