@@ -46,3 +46,13 @@ def assert_parity(reference: nn.Module, model: nn.Module, size: int = 96) -> flo
         difference = (reference(x) - model(x)).abs().max().item()
     assert difference <= TOLERANCE
     return difference
+
+
+def one_error_line(capsys, *fragments):
+    err = capsys.readouterr().err
+    # the per-epoch progress lines of a run that trained before failing are not part of the error
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("epoch ")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

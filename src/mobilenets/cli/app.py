@@ -182,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(run=run_train)
 
-    p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint")
-    p.add_argument("checkpoint", help="a checkpoint file, or weights this project ships (cifar10)")
+    p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint or an exported model")
+    p.add_argument("checkpoint", help="a checkpoint file, an exported model (.onnx, OpenVINO .xml; with the "
+                   "sidecar FILE.json export wrote), or weights this project ships (cifar10)")
     p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")
     p.add_argument("--split", default="val", choices=("val", "all"),
                    help="val: the checkpoint's own validation split; all: every image of --data")
@@ -202,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
-                   help="a checkpoint, then image files; with --weights, image files only")
+                   help="a checkpoint or an exported model (.onnx, .xml), then image files; with --weights, "
+                   "image files only")
     p.add_argument("--top-k", type=int, default=5)
     configure_predict_weights(p)
     p.set_defaults(run=run_predict)

@@ -84,11 +84,12 @@ def _embed_openvino(path: Path, text: str) -> None:
 RUNTIMES: dict[str, Runtime] = {
     runtime.format: runtime
     for runtime in (
-        Runtime("onnx", "ONNX Runtime", ".onnx", (), "export", ("onnx", "onnxruntime"),
+        Runtime("onnx", "ONNX Runtime", ".onnx", (), "export", ("onnx", "onnxscript", "onnxruntime"),
                 ONNX_PRECISIONS, True, export_onnx_model,
                 lambda path, threads, precision: OnnxRunner(path, threads), _embed_onnx),
-        Runtime("openvino", "OpenVINO", ".xml", (".bin",), "openvino", ("openvino", "nncf"),
-                OPENVINO_PRECISIONS, True, export_openvino, OpenVINORunner, _embed_openvino),
+        Runtime("openvino", "OpenVINO", ".xml", (".bin",), "openvino",
+                ("openvino", "nncf", "onnx", "onnxscript"), OPENVINO_PRECISIONS, True, export_openvino,
+                OpenVINORunner, _embed_openvino),
         # executorch (.pte) and tflite (.tflite) join here when deploy/executorch.py and
         # deploy/tflite.py land (branch `phone`): their export_<format>(..., int8=...) needs an adapter
         # taking `precision`, their runners take (path, threads).
@@ -215,10 +216,10 @@ class RunnerModule(nn.Module):
     """A runner as a module (torch tensors in and out), so `evaluate` runs an exported file the way
     it runs a checkpoint's model."""
 
-    def __init__(self, runner, num_classes: int):
+    def __init__(self, runner, config: ModelConfig):
         super().__init__()
         self.runner = runner
-        self.num_classes = num_classes
+        self.config = config  # as a MobileNet has it: num_classes, resolution, ...
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.runner.run(images.detach().cpu().contiguous().numpy()))
@@ -294,15 +295,15 @@ def load_exported(path: str | os.PathLike, threads: int | None = None) -> Export
     require(runtime)
     info = read_sidecar(path, runtime)
     try:
+        config = ModelConfig.from_dict(info["config"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{sidecar_path(path)} holds no valid model config ({error})") from None
+    try:
         runner = runtime.open(path, threads, info["precision"])
     except Exception as error:  # each runtime raises its own types for a file it cannot read
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         raise ValueError(f"{runtime.title} cannot load {path}: {first}") from None
-    try:
-        num_classes = ModelConfig.from_dict(info["config"]).num_classes
-    except (TypeError, ValueError, KeyError) as error:
-        raise ValueError(f"{sidecar_path(path)} holds no valid model config ({error})") from None
-    return ExportedModel(path, runtime, info, runner, RunnerModule(runner, num_classes))
+    return ExportedModel(path, runtime, info, runner, RunnerModule(runner, config))
 
 
 def bf16_unavailable_reason() -> str | None:

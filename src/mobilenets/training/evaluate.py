@@ -1,4 +1,6 @@
-"""Evaluation and prediction with trained checkpoints."""
+"""Evaluation and prediction with trained checkpoints, or with the files `mobilenets export` wrote
+(.onnx, OpenVINO .xml, ...: run by their runtime, with the preprocessing and validation split their
+sidecar recorded from the checkpoint)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..data import MemoryImages, load_data, make_loader, preprocess_image
+from ..deploy.runtimes import ExportedModel, load_exported, runtime_for_file
 from ..files import check_writable_file
 from .plots import plot_confusion
 
@@ -58,6 +61,12 @@ def evaluate(
     }
 
 
+def load_for_inference(path: str | os.PathLike) -> Checkpoint | ExportedModel:
+    """A checkpoint, or an exported file by its suffix: either has model, class_names,
+    preprocessing and metadata (the validation split)."""
+    return load_exported(path) if runtime_for_file(path) is not None else load_checkpoint(path)
+
+
 def evaluate_checkpoint(
     checkpoint_path: str | os.PathLike,
     data: str,
@@ -67,7 +76,7 @@ def evaluate_checkpoint(
     confusion_png: str | os.PathLike | None = None,
     skip_bad_images: bool = False,
 ) -> dict:
-    """Evaluate a checkpoint on a data source.
+    """Evaluate a checkpoint (or an exported file, see `load_for_inference`) on a data source.
 
     split "val": the validation split the checkpoint was trained with (same seed and fraction);
     split "all": every image of the source (e.g. a separate test folder).
@@ -78,7 +87,7 @@ def evaluate_checkpoint(
         raise ValueError(f"batch_size (--batch-size) must be a positive integer; got {batch_size!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers (--workers) must be 0 or more; got {workers!r}")
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = load_for_inference(checkpoint_path)
     if confusion_png is not None:  # before the evaluation, not after it
         check_writable_file(confusion_png, "confusion matrix file")
     recorded = checkpoint.metadata.get("split", {})
@@ -121,7 +130,7 @@ def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 
     """Top-k class names with probabilities for each image file."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k (--top-k) must be a positive integer; got {top_k!r}")
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = load_for_inference(checkpoint_path)
     model = checkpoint.model.eval()
     if not checkpoint.preprocessing:
         raise ValueError(f"{checkpoint_path} records no preprocessing; cannot prepare images for it")
@@ -139,4 +148,4 @@ def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 
     return results
 
 
-__all__ = ["evaluate", "evaluate_checkpoint", "plot_confusion", "predict"]
+__all__ = ["evaluate", "evaluate_checkpoint", "load_for_inference", "plot_confusion", "predict"]
