@@ -13,6 +13,7 @@ import torch
 
 from mobilenets import create_model
 from mobilenets.cli import main
+from mobilenets.config import ModelConfig
 from mobilenets.deploy.export import ModelSource, default_preprocessing, run_torch
 from mobilenets.deploy.gates import describe, load_gates, verdict
 from mobilenets.deploy.openvino import supports_bf16
@@ -28,7 +29,18 @@ from helpers import TOLERANCE, one_error_line, randomized
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FLOAT_PATHS = [(name, "f32") for name in RUNTIMES]
+# The phone runtimes' converters take minutes per export on a small machine; their own parity
+# tests are tests/test_executorch.py and tests/test_tflite.py, so here they run with the slow tests.
+SLOW_FORMATS = ("executorch", "tflite")
+
+
+def formats(*values) -> list:
+    """Every registered format (followed by `values`) as parameters, the slow ones marked slow."""
+    return [pytest.param(name, *values, marks=[pytest.mark.slow] if name in SLOW_FORMATS else [])
+            for name in RUNTIMES]
+
+
+FLOAT_PATHS = formats("f32")
 
 
 def source_of(name: str, **options) -> ModelSource:
@@ -52,7 +64,9 @@ def test_float32_paths_match_pytorch(format_name, precision, batch_size, v1_sour
     path = export_model(v1_source, runtime, tmp_path / f"m{runtime.suffix}", precision=precision,
                         batch_size=batch_size)
     exported = load_exported(path, threads=1)
-    assert exported.runner.input_shape == (batch_size, 3, 32, 32)
+    if runtime.dynamic_batch:  # the batch is fixed where asked, else any
+        assert exported.runner.input_shape == (batch_size, 3, 32, 32)
+    assert tuple(exported.runner.input_shape[1:]) == (3, 32, 32)
     images = np.random.default_rng(0).standard_normal((5, 3, 32, 32), dtype=np.float32)  # 5: pads at batch 2
     expected = run_torch(v1_source.model, images)
     actual = exported.runner.run(images)
@@ -66,7 +80,7 @@ def test_float32_paths_match_pytorch(format_name, precision, batch_size, v1_sour
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, options", [("mobilenet_v2", {"padding": "same"}), ("mobilenet_v3_small", {})])
-@pytest.mark.parametrize("format_name", list(RUNTIMES))
+@pytest.mark.parametrize("format_name", formats())
 def test_float32_paths_match_pytorch_for_v2_and_v3(name, options, format_name, tmp_path):
     source = source_of(name, **options)
     runtime = RUNTIMES[format_name]
@@ -82,7 +96,7 @@ def test_the_sidecar_records_what_eval_and_predict_need(v1_source, tmp_path):
     assert info["runtime"] == "openvino" and info["precision"] == "f32" and info["batch"] == 4
     assert info["input"] == [3, 32, 32] and info["class_names"][3] == "class3"
     assert info["preprocessing"] == v1_source.preprocessing
-    assert info["config"] == v1_source.model.config.to_dict()
+    assert ModelConfig.from_dict(info["config"]) == v1_source.model.config
     assert set(info["files"]) == {"m.xml", "m.bin"}
     # embedded in the IR too, where other OpenVINO tools can read it
     import openvino as ov
@@ -154,7 +168,7 @@ def eval_json(capsys, model: str, folder: Path) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("format_name", list(RUNTIMES))
+@pytest.mark.parametrize("format_name", formats())
 def test_eval_and_predict_of_an_exported_file_match_the_checkpoint(format_name, digits, tmp_path, capsys):
     checkpoint, folder = digits
     exported = tmp_path / f"digits{RUNTIMES[format_name].suffix}"
@@ -176,14 +190,31 @@ def test_eval_and_predict_of_an_exported_file_match_the_checkpoint(format_name, 
 # --------------------------------------------------------------------------------------------
 # Faults: one line, exit code 2, nothing lost
 # --------------------------------------------------------------------------------------------
+class ExportedFiles:
+    """One exported file per format of a tiny model, with its sidecar, written on first use;
+    `copy_to` gives a test its own copy to damage."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.source = source_of("mobilenet_v1")
+
+    def path(self, format_name: str) -> Path:
+        runtime = RUNTIMES[format_name]
+        path = self.folder / f"m{runtime.suffix}"
+        if not sidecar_path(path).is_file():
+            export_model(self.source, runtime, path, precision="f32")
+        return path
+
+    def copy_to(self, format_name: str, folder: Path) -> Path:
+        original = self.path(format_name)
+        for file in [*RUNTIMES[format_name].files(original), sidecar_path(original)]:
+            shutil.copy(file, folder / file.name)
+        return folder / original.name
+
+
 @pytest.fixture(scope="module")
-def exported_pair(tmp_path_factory):
-    """An .onnx and an OpenVINO .xml of a tiny model, with their sidecars; tests copy them."""
-    folder = tmp_path_factory.mktemp("exported")
-    source = source_of("mobilenet_v1")
-    for runtime in RUNTIMES.values():
-        export_model(source, runtime, folder / f"m{runtime.suffix}", precision="f32")
-    return folder
+def exported_files(tmp_path_factory):
+    return ExportedFiles(tmp_path_factory.mktemp("exported"))
 
 
 def images_for_predict(folder: Path) -> str:
@@ -219,12 +250,10 @@ DAMAGES = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
-@pytest.mark.parametrize("format_name", list(RUNTIMES))
+@pytest.mark.parametrize("format_name", formats())
 @pytest.mark.parametrize("command", ["eval", "predict"])
-def test_damaged_exported_files_are_one_line(command, format_name, damage, exported_pair, tmp_path, capsys):
-    for file in exported_pair.iterdir():
-        shutil.copy(file, tmp_path / file.name)
-    path = tmp_path / f"m{RUNTIMES[format_name].suffix}"
+def test_damaged_exported_files_are_one_line(command, format_name, damage, exported_files, tmp_path, capsys):
+    path = exported_files.copy_to(format_name, tmp_path)
     function, fragment = DAMAGES[damage]
     function(path)
     argv = (["eval", str(path), "--data", "digits"] if command == "eval"
@@ -234,21 +263,18 @@ def test_damaged_exported_files_are_one_line(command, format_name, damage, expor
     assert "Traceback" not in line
 
 
-def test_a_missing_bin_is_named(exported_pair, tmp_path, capsys):
-    for file in exported_pair.iterdir():
-        shutil.copy(file, tmp_path / file.name)
+def test_a_missing_bin_is_named(exported_files, tmp_path, capsys):
+    exported_files.copy_to("openvino", tmp_path)
     (tmp_path / "m.bin").unlink()
     assert main(["predict", str(tmp_path / "m.xml"), images_for_predict(tmp_path)]) == 2
     one_error_line(capsys, "m.bin is missing")
 
 
-def test_a_sidecar_written_for_other_bytes_is_caught_by_the_runtime(exported_pair, tmp_path, capsys):
+def test_a_sidecar_written_for_other_bytes_is_caught_by_the_runtime(exported_files, tmp_path, capsys):
     """Hashes match (someone rewrote the sidecar for a broken file): the runtime's own error, one line."""
     import hashlib
 
-    for file in exported_pair.iterdir():
-        shutil.copy(file, tmp_path / file.name)
-    path = tmp_path / "m.onnx"
+    path = exported_files.copy_to("onnx", tmp_path)
     damage_truncate(path)
     info = json.loads(sidecar_path(path).read_text())
     info["files"]["m.onnx"] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -257,16 +283,18 @@ def test_a_sidecar_written_for_other_bytes_is_caught_by_the_runtime(exported_pai
     one_error_line(capsys, "ONNX Runtime cannot load", str(path))
 
 
-@pytest.mark.parametrize("format_name, package", [("openvino", "openvino"), ("openvino", "nncf"),
-                                                  ("onnx", "onnxruntime")])
-def test_a_missing_package_names_the_pip_install(format_name, package, exported_pair, monkeypatch, capsys,
+@pytest.mark.parametrize("format_name, package", [
+    ("openvino", "openvino"), ("openvino", "nncf"), ("onnx", "onnxruntime"),
+    pytest.param("executorch", "executorch", marks=pytest.mark.slow),
+])
+def test_a_missing_package_names_the_pip_install(format_name, package, exported_files, monkeypatch, capsys,
                                                  tmp_path):
-    monkeypatch.setitem(sys.modules, package, None)  # import fails as if it were not installed
     extra = RUNTIMES[format_name].extra
+    path = exported_files.path(format_name)  # exported before the package goes missing
+    monkeypatch.setitem(sys.modules, package, None)  # import fails as if it were not installed
     assert main(["export", "mobilenet_v1", "--width", "0.25", "--format", format_name,
                  "--output", str(tmp_path / f"x{RUNTIMES[format_name].suffix}")]) == 2
     one_error_line(capsys, f"pip install 'mobilenets[{extra}]'", repr(package))
-    path = exported_pair / f"m{RUNTIMES[format_name].suffix}"
     assert main(["predict", str(path), images_for_predict(tmp_path)]) == 2
     one_error_line(capsys, f"pip install 'mobilenets[{extra}]'")
     assert not list(tmp_path.glob("x*"))

@@ -28,6 +28,8 @@ Backends (each the library's best path of its kind):
   openvino-bf16         OpenVINO CPU, bf16 inference precision: fails ("not measured") on a CPU that
                         would silently run it in float32 (no AVX-512 BF16 / AMX)
   openvino-int8         OpenVINO CPU, nncf int8, calibrated like onnxruntime-int8
+  executorch            ExecuTorch .pte, XNNPACK delegate, float32
+  executorch-int8       ExecuTorch .pte, XNNPACK PT2E int8, calibrated like onnxruntime-int8
 The runtime backends (runtimes.BACKENDS) run the file `export` writes for them, through the runner
 eval and predict use, with the same float32 NCHW batch.
 """

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from .executorch import ExecutorchRunner, export_executorch
 from .export import ONNX_PRECISIONS, ModelSource, OnnxRunner, export_onnx_model
 from .openvino import PRECISIONS as OPENVINO_PRECISIONS
 from .openvino import OpenVINORunner, cpu_capabilities, export_openvino
@@ -57,6 +58,14 @@ class Runtime:
 
 class MissingRuntime(ValueError):
     """The optional package a runtime needs is not installed (one line, exit code 2)."""
+
+
+def _with_precision(export: Callable[..., Path]) -> Callable[..., Path]:
+    """An export_<format>(..., int8=bool) called the registry's way, with `precision`."""
+    def adapted(model, path, *, precision: str, calibration, batch_size: int, resolution: int) -> Path:
+        return export(model, path, int8=precision == "int8", calibration=calibration, batch_size=batch_size,
+                      resolution=resolution)
+    return adapted
 
 
 def _embed_onnx(path: Path, text: str) -> None:
@@ -90,9 +99,12 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("openvino", "OpenVINO", ".xml", (".bin",), "openvino",
                 ("openvino", "nncf", "onnx", "onnxscript"), OPENVINO_PRECISIONS, True, export_openvino,
                 OpenVINORunner, _embed_openvino),
-        # executorch (.pte) and tflite (.tflite) join here when deploy/executorch.py and
-        # deploy/tflite.py land (branch `phone`): their export_<format>(..., int8=...) needs an adapter
-        # taking `precision`, their runners take (path, threads).
+        # Their files take any batch up to max(batch_size, a bound) (dynamic_batch False: the
+        # registry passes the batch the file is for, 1 by default).
+        Runtime("executorch", "ExecuTorch", ".pte", (), "executorch", ("executorch",), ("f32", "int8"),
+                False, _with_precision(export_executorch),
+                lambda path, threads, precision: ExecutorchRunner(path, threads)),
+        # tflite (.tflite) joins here when deploy/tflite.py lands (branch `phone`), like executorch.
     )
 }
 
@@ -103,6 +115,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "f32"),
     "openvino-bf16": ("openvino", "bf16"),
     "openvino-int8": ("openvino", "int8"),
+    "executorch": ("executorch", "f32"),
+    "executorch-int8": ("executorch", "int8"),
 }
 
 
