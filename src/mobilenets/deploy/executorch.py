@@ -60,6 +60,7 @@ class DeployableClassifier(nn.Module):
         self.hidden = fused.head.hidden
         self.hidden_act = fused.head.hidden_act
         self.fc = fused.head.fc
+        self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x).mean((2, 3), keepdim=True)
@@ -242,7 +243,7 @@ class ExecutorchRunner:
                              "export it again: mobilenets export CHECKPOINT --format executorch") from None
         if len(sizes) != 4:
             raise ValueError(f"{self.path} does not hold a `forward` method taking N×C×H×W images; "
-                             "export it with `mobilenets export CHECKPOINT --format executorch`")
+                             "export it with: mobilenets export CHECKPOINT --format executorch")
         self.method = method
         self.max_batch = sizes[0]
         self.dynamic = accepts_smaller_batches(method, sizes)
