@@ -62,19 +62,19 @@ def add_calibration_options(parser: argparse.ArgumentParser, help: str) -> None:
 # Command line: `mobilenets export`
 # --------------------------------------------------------------------------------------------
 def configure_export_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("export", help="fold BN, export for ONNX Runtime, OpenVINO, ExecuTorch "
-                              "(float, int8)")
+    p = subparsers.add_parser("export", help="fold BN, export for ONNX Runtime, OpenVINO, ExecuTorch, "
+                              "LiteRT (float, int8)")
     p.add_argument("model", metavar="CHECKPOINT", help=f"a checkpoint file, or a zoo model name "
                    f"({', '.join(list_models())}) with random weights")
     p.add_argument("--format", default="onnx", help=f"output format: {', '.join(RUNTIMES)} (default onnx)")
     precisions = "; ".join(f"{r.format}: {'|'.join(r.precisions)}" for r in RUNTIMES.values())
     p.add_argument("--precision", help=f"{precisions} (default f32; int8 needs --calibration)")
     p.add_argument("--output", "-o", help="the file to write (default: next to the checkpoint, or "
-                   "./NAME.SUFFIX for a zoo model: .onnx, .xml for OpenVINO, .pte); its sidecar "
+                   "./NAME.SUFFIX for a zoo model: .onnx, .xml for OpenVINO, .pte, .tflite); its sidecar "
                    "FILE.json goes beside it")
     p.add_argument(*flag_names("--batch-size"), dest="batch_size", type=int, metavar="N",
                    help="fix the file's batch size at N (default: onnx 1, openvino any; executorch: "
-                   "any up to max(N, 64), N default 1)")
+                   "any up to max(N, 64), N default 1; tflite: N, default 1)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} "
                    f"(default {DEFAULT_OPSET})")
     p.add_argument("--dynamic-batch", action="store_true", help="onnx: any batch size (default: fixed at 1)")

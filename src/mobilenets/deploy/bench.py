@@ -30,6 +30,8 @@ Backends (each the library's best path of its kind):
   openvino-int8         OpenVINO CPU, nncf int8, calibrated like onnxruntime-int8
   executorch            ExecuTorch .pte, XNNPACK delegate, float32
   executorch-int8       ExecuTorch .pte, XNNPACK PT2E int8, calibrated like onnxruntime-int8
+  tflite                LiteRT .tflite (litert-torch converter, ai-edge-litert interpreter), float32
+  tflite-int8           LiteRT .tflite, PT2E int8 (int8 input: the runner quantizes), calibrated alike
 The runtime backends (runtimes.BACKENDS) run the file `export` writes for them, through the runner
 eval and predict use, with the same float32 NCHW batch.
 """

@@ -33,6 +33,7 @@ from .executorch import ExecutorchRunner, export_executorch
 from .export import ONNX_PRECISIONS, ModelSource, OnnxRunner, export_onnx_model
 from .openvino import PRECISIONS as OPENVINO_PRECISIONS
 from .openvino import OpenVINORunner, cpu_capabilities, export_openvino
+from .tflite import TfliteRunner, export_tflite
 
 SIDECAR_FORMAT = "mobilenets.exported/1"
 METADATA_KEY = "mobilenets"
@@ -99,12 +100,14 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("openvino", "OpenVINO", ".xml", (".bin",), "openvino",
                 ("openvino", "nncf", "onnx", "onnxscript"), OPENVINO_PRECISIONS, True, export_openvino,
                 OpenVINORunner, _embed_openvino),
-        # Their files take any batch up to max(batch_size, a bound) (dynamic_batch False: the
-        # registry passes the batch the file is for, 1 by default).
+        # The phone formats are exported for one batch size (dynamic_batch False: 1 unless asked):
+        # ExecuTorch files take any batch up to max(batch_size, 64), LiteRT files exactly theirs.
         Runtime("executorch", "ExecuTorch", ".pte", (), "executorch", ("executorch",), ("f32", "int8"),
                 False, _with_precision(export_executorch),
                 lambda path, threads, precision: ExecutorchRunner(path, threads)),
-        # tflite (.tflite) joins here when deploy/tflite.py lands (branch `phone`), like executorch.
+        Runtime("tflite", "LiteRT", ".tflite", (), "tflite", ("litert_torch", "ai_edge_litert"),
+                ("f32", "int8"), False, _with_precision(export_tflite),
+                lambda path, threads, precision: TfliteRunner(path, threads)),
     )
 }
 
@@ -117,6 +120,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "openvino-int8": ("openvino", "int8"),
     "executorch": ("executorch", "f32"),
     "executorch-int8": ("executorch", "int8"),
+    "tflite": ("tflite", "f32"),
+    "tflite-int8": ("tflite", "int8"),
 }
 
 
