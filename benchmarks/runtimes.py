@@ -66,7 +66,8 @@ def measure_accuracy(args) -> dict:
     reference = run_torch(source.model, images, batch_size=500)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for backend, (format_name, precision) in BACKENDS.items():
+        for backend in args.backends:
+            format_name, precision = BACKENDS[backend]
             runtime = RUNTIMES[format_name]
             start = time.perf_counter()
             try:
@@ -101,12 +102,12 @@ def measure_accuracy(args) -> dict:
 
 def measure_latency(args) -> dict:
     source = load_source("mobilenet_v1")  # 1.0-224, random weights
-    report = run_benchmark(source, tuple(BACKENDS), args.batches, threads=args.threads, repeats=args.repeats,
+    report = run_benchmark(source, args.backends, args.batches, threads=args.threads, repeats=args.repeats,
                            warmup=args.warmup, twin=False)
     times = {(m.backend, m.batch): m.times_ms for m in report.results}
     errors = {(m.backend, m.batch): m.error for m in report.results if m.error}
     ratios = {}
-    for backend in BACKENDS:
+    for backend in args.backends:
         for batch in args.batches:
             key, base = (backend, batch), ("onnxruntime", batch)
             if key in errors or base in errors:
@@ -119,11 +120,13 @@ def measure_latency(args) -> dict:
     return {"settings": report.settings, "ratios": ratios}
 
 
-def markdown(accuracy: dict | None, latency: dict | None, batches: tuple[int, ...]) -> str:
+def markdown(accuracy: dict | None, latency: dict | None, batches: tuple[int, ...],
+             backends: tuple[str, ...]) -> str:
     columns = [f"latency vs ORT f32, batch {b}" for b in batches]
     lines = ["| path | " + " | ".join(columns) + " | top-1 agreement | accuracy change (points) | gate |",
              "|---|" + "---:|" * len(columns) + "---:|---:|---|"]
-    for backend, (_, precision) in BACKENDS.items():
+    for backend in backends:
+        precision = BACKENDS[backend][1]
         cells = []
         for batch in batches:
             entry = (latency or {}).get("ratios", {}).get(f"{backend}@{batch}")
@@ -152,12 +155,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="comma-separated subset of the runtime backends (default: all)")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--write-gates", action="store_true", help=f"write {GATES_FILE.name} for bench")
     parser.add_argument("--output", default=str(RESULTS / "runtimes.json"))
     args = parser.parse_args()
     args.batches = tuple(int(b) for b in args.batch_size.split(","))
+    args.backends = tuple(b for b in args.backends.split(",") if b)
+    unknown = [b for b in args.backends if b not in BACKENDS]
+    if unknown or "onnxruntime" not in args.backends:
+        parser.error(f"--backends takes {', '.join(BACKENDS)} and must include onnxruntime (the baseline)")
+    if args.write_gates and set(args.backends) != set(BACKENDS):
+        parser.error("--write-gates needs every backend measured (the gates file replaces the last one)")
     torch.set_num_threads(args.threads)
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -169,7 +180,7 @@ def main() -> None:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(accuracy, latency, args.batches)
+    table = markdown(accuracy, latency, args.batches, args.backends)
     output.with_suffix(".md").write_text(table + "\n")
     print(table)
     if args.write_gates and accuracy is not None:
