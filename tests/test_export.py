@@ -204,9 +204,9 @@ def test_the_cifar10_folder_reads_as_ten_labelled_classes():
     [
         (["missing.safetensors"], FileNotFoundError, "no checkpoint at missing.safetensors"),
         (
-            ["mobilenet_v1", "--format", "tflite"],
+            ["mobilenet_v1", "--format", "coreml"],
             ValueError,
-            "unsupported --format 'tflite'; supported: onnx",
+            "unsupported --format 'coreml'; supported: onnx, openvino, executorch, tflite",
         ),
         (["mobilenet_v1", "--opset", "11"], ValueError, "opset must be an integer from 18"),
         (["mobilenet_v1", "--int8"], ValueError, "--int8 needs --calibration DATA"),
