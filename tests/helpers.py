@@ -97,3 +97,13 @@ class TorchvisionV2(nn.Module):
 
     def forward(self, x):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def one_error_line(capsys, *fragments):
+    err = capsys.readouterr().err
+    # the per-epoch progress lines of a run that trained before failing are not part of the error
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("epoch ")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -45,7 +45,9 @@ def test_tiny_bench_json_is_well_formed():
     )
     assert torch.get_num_threads() == previous  # restored
     data = json.loads(out)
-    assert set(data) == {"machine", "settings", "models", "results", "speedups"}
+    assert set(data) == {"machine", "settings", "models", "results", "speedups", "accuracy_gates",
+                         "accuracy_gates_measured_on"}
+    assert data["accuracy_gates"] == {"onnxruntime": {"status": "reference"}}  # float32: not gated
     assert data["machine"]["cores"] >= 1 and "cpu" in data["machine"] and "onnxruntime" in data["machine"]
     assert data["settings"]["threads"] == 1 and data["settings"]["batches"] == [1, 2]
     assert [m["name"] for m in data["models"]] == ["mobilenet_v1", "conv_mobilenet_v1"]

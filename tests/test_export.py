@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from mobilenets import DepthwiseConv2d, create_model, list_models
-from mobilenets.checkpoint import save_checkpoint
 from mobilenets.cli.deploy import configure_export_parser
 from mobilenets.deploy.export import (
     INT8_SETTINGS,
@@ -113,47 +112,6 @@ def test_opsets_outside_the_supported_range_are_refused(opset, tmp_path):
 # --------------------------------------------------------------------------------------------
 # int8 on a small trained model (scikit-learn's 8×8 digits, upscaled: bundled, no network)
 # --------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """A MobileNetV1 (width 0.25, 32×32) trained for a few seconds on digits, its checkpoint, and a
-    class-per-folder image folder of held-out digits for calibration and evaluation."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    torch.set_num_threads(1)
-    data = load_digits()
-    pixels = (data.images / 16.0 * 255).astype(np.uint8)  # 8×8, 0..16 → 0..255
-    order = np.random.default_rng(0).permutation(len(pixels))
-    train, held_out = order[:1400], order[1400:]
-    images = torch.from_numpy(pixels).float().div(255)[:, None].repeat(1, 3, 1, 1)
-    images = nn.functional.interpolate(images, size=32, mode="bilinear", align_corners=False)
-    images = (images - 0.5) / 0.5
-    labels = torch.from_numpy(data.target)
-
-    torch.manual_seed(0)
-    model = create_model("mobilenet_v1", width_mult=0.25, resolution=32, num_classes=10)
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
-    model.train()
-    # 12 epochs (~95% on held-out digits, seconds): a model trained only to ~88% has so many near-ties
-    # that int8 agreement depended on the CPU's int8 kernels (94.6% on an AVX2-only EPYC, ≥ 95% on AVX-512).
-    for _ in range(12):
-        for batch in torch.from_numpy(train).split(64):
-            loss = nn.functional.cross_entropy(model(images[batch]), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    root = tmp_path_factory.mktemp("digits")
-    checkpoint = save_checkpoint(root / "digits.safetensors", model, class_names=[str(d) for d in range(10)],
-                                 preprocessing={"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3})
-    folder = root / "images"
-    for i in held_out:  # the same upscaling, through Pillow, as a user's folder would be read
-        (folder / str(data.target[i])).mkdir(parents=True, exist_ok=True)
-        image = Image.fromarray(pixels[i]).resize((32, 32), Image.BILINEAR).convert("RGB")
-        image.save(folder / str(data.target[i]) / f"{i}.png")
-    return checkpoint, folder
-
-
 @pytest.fixture(scope="module")
 def digits_int8(digits, tmp_path_factory):
     """`mobilenets export CHECKPOINT --int8 --calibration FOLDER`, run once for the tests below."""
@@ -265,9 +223,9 @@ def test_the_cifar10_folder_reads_as_ten_labelled_classes():
     [
         (["missing.safetensors"], FileNotFoundError, "no checkpoint at missing.safetensors"),
         (
-            ["mobilenet_v1", "--format", "tflite"],
+            ["mobilenet_v1", "--format", "coreml"],
             ValueError,
-            "unsupported --format 'tflite'; supported: onnx",
+            "unsupported --format 'coreml'; supported: onnx, openvino, executorch, tflite",
         ),
         (["mobilenet_v1", "--opset", "11"], ValueError, "opset must be an integer from 18"),
         (["mobilenet_v1", "--int8"], ValueError, "--int8 needs --calibration DATA"),

@@ -11,21 +11,13 @@ import pytest
 from mobilenets.checkpoint import load_checkpoint, read_header
 from mobilenets.cli import main
 
+from helpers import one_error_line
+
 TINY_TRAIN = ["--data", "digits", "--batch-size", "32", "--width", "0.25", "--no-progress"]
 
 
 def train_args(out, *extra, epochs=2, lr=0.1):
     return ["train", *TINY_TRAIN, "--epochs", str(epochs), "--lr", str(lr), "--out", str(out), *extra]
-
-
-def one_error_line(capsys, *fragments):
-    err = capsys.readouterr().err
-    # the per-epoch progress lines of a run that trained before failing are not part of the error
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("epoch ")]
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..checkpoint import read_header
 from ..costs.analysis import FORMATS, cost
 from ..costs.reference import REFERENCE_MODELS, compare_costs, render_cost_comparison
+from ..deploy.runtimes import RUNTIMES
 from ..pretrained.weights import bundled_checkpoint
 from ..training.compare import compare_twins, format_compare
 from ..training.evaluate import evaluate_checkpoint, predict
@@ -33,6 +34,7 @@ from .options import (
 from .output import render_top_k
 from .pretrained import configure_convert_parser, configure_predict_weights, run_predict_weights
 
+EXPORTED_SUFFIXES = ", ".join(runtime.suffix for runtime in RUNTIMES.values())
 EXIT_IO = 1  # the machine refused: disk full, permissions, read-only file system, output in use
 EXIT_USAGE = 2  # bad input: argparse's own convention
 EXIT_DIVERGED = 3  # training stopped at a non-finite loss; the checkpoints on disk are the last finite ones
@@ -182,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(run=run_train)
 
-    p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint")
-    p.add_argument("checkpoint", help="a checkpoint file, or weights this project ships (cifar10)")
+    p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint or an exported model")
+    p.add_argument("checkpoint", help=f"a checkpoint file, an exported model ({EXPORTED_SUFFIXES}, with the "
+                   "sidecar FILE.json export wrote), or weights this project ships (cifar10)")
     p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")
     p.add_argument("--split", default="val", choices=("val", "all"),
                    help="val: the checkpoint's own validation split; all: every image of --data")
@@ -202,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
-                   help="a checkpoint, then image files; with --weights, image files only")
+                   help=f"a checkpoint or an exported model ({EXPORTED_SUFFIXES}), then image files; with "
+                   "--weights, image files only")
     p.add_argument("--top-k", type=int, default=5)
     configure_predict_weights(p)
     p.set_defaults(run=run_predict)

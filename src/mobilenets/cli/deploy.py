@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,6 @@ from ..costs.reference import create_reference_model, is_reference_model
 from ..deploy.bench import BACKENDS, DEFAULT_BACKENDS, render_text, run_benchmark
 from ..deploy.export import (
     DEFAULT_OPSET,
-    FORMATS,
     INT8_SETTINGS,
     MAX_OPSET,
     MIN_OPSET,
@@ -23,7 +24,7 @@ from ..deploy.export import (
     compare_predictions,
     compare_with_torch,
     default_preprocessing,
-    export_onnx,
+    export_onnx_model,
     labels_for_model,
     list_images,
     load_images,
@@ -31,7 +32,19 @@ from ..deploy.export import (
     ort_session,
     quantize_int8,
     run_session,
+    run_torch,
     summarize_graph,
+)
+from ..deploy.runtimes import (
+    RUNTIMES,
+    Runtime,
+    bf16_unavailable_reason,
+    check_precision,
+    export_model,
+    load_exported,
+    require,
+    runtime_for_format,
+    sidecar_path,
 )
 from ..zoo import list_models
 from .options import add_model_options, flag_names, model_options_from_args
@@ -49,19 +62,27 @@ def add_calibration_options(parser: argparse.ArgumentParser, help: str) -> None:
 # Command line: `mobilenets export`
 # --------------------------------------------------------------------------------------------
 def configure_export_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("export", help="fold BN, export to ONNX (float32, float16, int8)")
+    p = subparsers.add_parser("export", help="fold BN, export for ONNX Runtime, OpenVINO, ExecuTorch, "
+                              "LiteRT (float, int8)")
     p.add_argument("model", metavar="CHECKPOINT", help=f"a checkpoint file, or a zoo model name "
                    f"({', '.join(list_models())}) with random weights")
-    p.add_argument("--format", default="onnx", help="output format; supported: onnx (default)")
-    p.add_argument("--output", "-o", help="the .onnx file to write (default: next to the checkpoint, "
-                   "or ./NAME.onnx for a zoo model)")
+    p.add_argument("--format", default="onnx", help=f"output format: {', '.join(RUNTIMES)} (default onnx)")
+    precisions = "; ".join(f"{r.format}: {'|'.join(r.precisions)}" for r in RUNTIMES.values())
+    p.add_argument("--precision", help=f"{precisions} (default f32; int8 needs --calibration)")
+    p.add_argument("--output", "-o", help="the file to write (default: next to the checkpoint, or "
+                   "./NAME.SUFFIX for a zoo model: .onnx, .xml for OpenVINO, .pte, .tflite); its sidecar "
+                   "FILE.json goes beside it")
+    p.add_argument(*flag_names("--batch-size"), dest="batch_size", type=int, metavar="N",
+                   help="fix the file's batch size at N (default: onnx 1, openvino any; executorch: "
+                   "any up to max(N, 64), N default 1; tflite: N, default 1)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} "
                    f"(default {DEFAULT_OPSET})")
-    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: fixed at 1)")
+    p.add_argument("--dynamic-batch", action="store_true", help="onnx: any batch size (default: fixed at 1)")
     p.add_argument(
-        "--fp16", action="store_true", help="float16 weights and activations (float32 inputs/outputs)"
+        "--fp16", action="store_true", help="onnx: --precision f16, float16 weights and activations "
+        "(float32 inputs/outputs)"
     )
-    p.add_argument("--int8", action="store_true", help="also write an int8 model (static quantization, QDQ)")
+    p.add_argument("--int8", action="store_true", help="--precision int8 (onnx: also writes the float model)")
     add_calibration_options(p, "image folder (class-per-folder or flat) for --int8")
     p.add_argument("--int8-setting", default="default", metavar="NAME",
                    help=f"one of: {', '.join(INT8_SETTINGS)} (default: default, see docs/deployment.md)")
@@ -75,85 +96,73 @@ def configure_export_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _output_path(args: argparse.Namespace, source: ModelSource) -> Path:
+def _precision(args: argparse.Namespace) -> str:
+    """--precision, or what --int8 / --fp16 (the older spellings) ask for."""
+    implied = [p for p, flag in (("int8", args.int8), ("f16", args.fp16)) if flag]
+    if len(implied) > 1:
+        raise ValueError("--int8 and --fp16 are alternatives; choose one")
+    if args.precision and implied and implied[0] != args.precision:
+        raise ValueError(f"--{'fp16' if args.fp16 else 'int8'} contradicts --precision {args.precision}")
+    return args.precision or (implied[0] if implied else "f32")
+
+
+def _output_path(args: argparse.Namespace, source: ModelSource, runtime: Runtime, precision: str) -> Path:
     if args.output:
         return Path(args.output)
-    if source.from_checkpoint:
-        return Path(source.label).with_suffix(".onnx")
-    return Path(f"{source.label}.onnx")
+    # ONNX: the float file keeps the plain name (its int8 sibling is NAME.int8.onnx)
+    tag = "" if precision == "f32" or runtime.format == "onnx" else f".{precision}"
+    stem = Path(source.label).with_suffix("") if source.from_checkpoint else Path(source.label)
+    return stem.with_name(stem.name + tag + runtime.suffix)
 
 
-def _check_export_args(args: argparse.Namespace) -> None:
-    if args.format not in FORMATS:
-        raise ValueError(f"unsupported --format {args.format!r}; supported: {', '.join(FORMATS)}")
+def _check_export_args(args: argparse.Namespace) -> tuple[Runtime, str]:
+    runtime = runtime_for_format(args.format)
+    precision = _precision(args)
+    check_precision(runtime, precision)
     check_opset(args.opset)
-    if args.int8 and args.fp16:
-        raise ValueError("--int8 and --fp16 are alternatives; choose one")
-    if args.int8 and not args.calibration:
+    if precision == "int8" and not args.calibration:
         raise ValueError(
             "--int8 needs --calibration DATA, a folder of images like the ones the model will see"
         )
-    if not args.int8 and (args.calibration or args.eval):
+    if precision != "int8" and (args.calibration or args.eval):
         raise ValueError("--calibration and --eval apply with --int8 only")
     if args.int8_setting not in INT8_SETTINGS:
         raise ValueError(
             f"unknown --int8-setting {args.int8_setting!r}; available: {', '.join(INT8_SETTINGS)}"
         )
+    if runtime.format != "onnx":
+        onnx_only = [flag for flag, used in (("--opset", args.opset != DEFAULT_OPSET),
+                                             ("--dynamic-batch", args.dynamic_batch),
+                                             ("--int8-setting", args.int8_setting != "default")) if used]
+        if onnx_only:
+            raise ValueError(f"{onnx_only[0]} applies to --format onnx only")
     for flag, value in (
         ("--calibration-images", args.calibration_images),
         ("--eval-images", args.eval_images),
+        ("--batch-size", 1 if args.batch_size is None else args.batch_size),
     ):
         if value < 1:
             raise ValueError(f"{flag} must be a positive integer; got {value}")
+    return runtime, precision
 
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def run_export(args: argparse.Namespace) -> str:
-    _check_export_args(args)
-    # Everything the user named must exist before minutes of export and calibration start.
-    calibration_folder = list_images(args.calibration) if args.int8 else None
-    eval_folder = list_images(args.eval) if args.int8 and args.eval else calibration_folder
-    source = load_source(args.model, model_options_from_args(args), seed=args.seed)
-    model, size = source.model, int(source.preprocessing["size"])
-    output = _output_path(args, source)
-    if output.suffix != ".onnx":
-        raise ValueError(f"--output must end in .onnx; got {output}")
+@dataclass
+class Int8Images:
+    """The images --int8 calibrates on, and the held-out ones its agreement is measured on."""
 
-    export_onnx(
-        model,
-        output,
-        resolution=size,
-        opset=args.opset,
-        dynamic_batch=args.dynamic_batch or args.int8,
-        fp16=args.fp16,
-    )
-    summary = summarize_graph(output)
-    rng = np.random.default_rng(args.seed)
-    probe = rng.standard_normal((1 if summary.batch_dim == 1 else 4, model.config.in_channels, size, size),
-                                dtype=np.float32)
-    parity = compare_with_torch(output, model, probe)
-    ops = ", ".join(f"{op} {count}" for op, count in summary.op_counts.items())
-    lines = [
-        f"wrote {output} ({'float16' if args.fp16 else 'float32'}, opset {summary.opset}, "
-        f"batch {summary.batch_dim}, input {model.config.in_channels}×{size}×{size}, "
-        f"{os.path.getsize(output) / 1e6:.1f} MB)",
-        f"graph: {sum(summary.op_counts.values())} nodes ({ops}); "
-        f"{summary.depthwise_convs} depthwise convolutions, each one grouped Conv; BatchNorm folded",
-        "onnx.checker: ok",
-        f"ONNX Runtime vs PyTorch on {len(probe)} random inputs: max abs diff {parity.max_abs_diff:.3g} "
-        f"({parity.relative:.2g} of the largest output), top-1 agreement {_percent(parity.top1_agreement)}",
-    ]
-    if args.int8:
-        lines += _export_int8(args, source, output, calibration_folder, eval_folder)
-    return "\n".join(lines)
+    calibration_folder: ImageFolder
+    calibration: np.ndarray
+    eval_folder: ImageFolder
+    eval_images: np.ndarray
+    eval_labels: np.ndarray | None
 
 
-def _export_int8(args: argparse.Namespace, source: ModelSource, float_path: Path,
-                 calibration_folder: ImageFolder, eval_folder: ImageFolder) -> list[str]:
-    setting = INT8_SETTINGS[args.int8_setting]
+def _int8_images(args: argparse.Namespace, source: ModelSource, calibration_folder: ImageFolder,
+                 eval_folder: ImageFolder) -> Int8Images:
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(calibration_folder.paths))
     calibration_paths = [calibration_folder.paths[i] for i in order[:args.calibration_images]]
@@ -161,19 +170,18 @@ def _export_int8(args: argparse.Namespace, source: ModelSource, float_path: Path
         eval_indices = order[args.calibration_images:args.calibration_images + args.eval_images]
     else:
         eval_indices = rng.permutation(len(eval_folder.paths))[:args.eval_images]
-    int8_path = float_path.with_name(float_path.stem + ".int8.onnx")
-    quantize_int8(float_path, int8_path, load_images(calibration_paths, source.preprocessing), setting)
-    lines = [f"wrote {int8_path} (int8: {setting.describe()}; calibrated on {len(calibration_paths)} images "
-             f"from {calibration_folder.root}, {os.path.getsize(int8_path) / 1e6:.1f} MB)"]
-    if len(eval_indices) == 0:
-        return lines + ["int8 vs float: no images left to compare on (pass --eval DATA)"]
-    images = load_images([eval_folder.paths[i] for i in eval_indices], source.preprocessing)
     labels = labels_for_model(eval_folder, source.class_names, source.model.config.num_classes)
-    result = compare_predictions(run_session(ort_session(float_path), images),
-                                 run_session(ort_session(int8_path), images),
-                                 None if labels is None else labels[eval_indices])
-    lines.append(f"int8 vs float on {result.images} images from {eval_folder.root}: "
-                 f"top-1 agreement {_percent(result.top1_agreement)}")
+    return Int8Images(calibration_folder, load_images(calibration_paths, source.preprocessing), eval_folder,
+                      load_images([eval_folder.paths[i] for i in eval_indices], source.preprocessing),
+                      None if labels is None else labels[eval_indices])
+
+
+def _agreement_lines(images: Int8Images, float_logits, int8_logits, reference: str) -> list[str]:
+    if len(images.eval_images) == 0:
+        return ["int8 vs float: no images left to compare on (pass --eval DATA)"]
+    result = compare_predictions(float_logits, int8_logits, images.eval_labels)
+    lines = [f"int8 vs float ({reference}) on {result.images} images from {images.eval_folder.root}: "
+             f"top-1 agreement {_percent(result.top1_agreement)}"]
     if result.float_accuracy is not None:
         lines.append(
             f"accuracy: float {_percent(result.float_accuracy)}, int8 {_percent(result.quantized_accuracy)} "
@@ -182,6 +190,87 @@ def _export_int8(args: argparse.Namespace, source: ModelSource, float_path: Path
     else:
         lines.append("accuracy: n/a (the images are unlabelled or their classes do not match the model's)")
     return lines
+
+
+def run_export(args: argparse.Namespace) -> str:
+    runtime, precision = _check_export_args(args)
+    require(runtime)
+    # Everything the user named must exist before minutes of export and calibration start.
+    calibration_folder = list_images(args.calibration) if precision == "int8" else None
+    eval_folder = list_images(args.eval) if precision == "int8" and args.eval else calibration_folder
+    source = load_source(args.model, model_options_from_args(args), seed=args.seed)
+    output = _output_path(args, source, runtime, precision)
+    if output.suffix != runtime.suffix:
+        raise ValueError(f"--output must end in {runtime.suffix} for --format {runtime.format}; got {output}")
+    images = _int8_images(args, source, calibration_folder, eval_folder) if calibration_folder else None
+    if runtime.format == "onnx":
+        return _export_onnx(args, source, output, precision, images)
+    export_model(source, runtime, output, precision=precision,
+                 calibration=None if images is None else images.calibration, batch_size=args.batch_size)
+    exported = load_exported(output)
+    model, (channels, size, _) = source.model, exported.info["input"]
+    probe = np.random.default_rng(args.seed).standard_normal((4, channels, size, size), dtype=np.float32)
+    expected, actual = run_torch(model, probe), exported.runner.run(probe)
+    megabytes = sum(os.path.getsize(f) for f in runtime.files(output)) / 1e6
+    lines = [
+        f"wrote {output} ({runtime.title}, {precision}, batch {args.batch_size or 'any'}, "
+        f"input {channels}×{size}×{size}, {megabytes:.1f} MB) and its sidecar {sidecar_path(output).name}",
+        f"{runtime.title} vs PyTorch on {len(probe)} random inputs: max abs diff "
+        f"{np.abs(actual - expected).max():.3g} (largest output {np.abs(expected).max():.3g}), "
+        f"top-1 agreement {_percent(float((actual.argmax(1) == expected.argmax(1)).mean()))}",
+    ]
+    in_effect = getattr(exported.runner, "precision_in_effect", precision)
+    if in_effect != precision:
+        lines.append(f"note: on this machine {runtime.title} runs this file in {in_effect}, not {precision} "
+                     f"({bf16_unavailable_reason() or 'the runtime chose so'}); the file keeps {precision} "
+                     "for machines that have it")
+    if images is not None:
+        lines.insert(1, f"int8: calibrated on {len(images.calibration)} images from "
+                        f"{images.calibration_folder.root}")
+        lines += _agreement_lines(images, run_torch(model, images.eval_images),
+                                  exported.runner.run(images.eval_images), "PyTorch float32")
+    return "\n".join(lines)
+
+
+def _export_onnx(args: argparse.Namespace, source: ModelSource, output: Path, precision: str,
+                 images: Int8Images | None) -> str:
+    model, size = source.model, int(source.preprocessing["size"])
+    dynamic = args.dynamic_batch or precision == "int8"
+    onnx = RUNTIMES["onnx"]
+    export_model(source, onnx, output, precision="f16" if precision == "f16" else "f32",
+                 batch_size=None if dynamic else args.batch_size or 1,
+                 build=partial(export_onnx_model, opset=args.opset))
+    summary = summarize_graph(output)
+    rng = np.random.default_rng(args.seed)
+    probe = rng.standard_normal((1 if summary.batch_dim == 1 else 4, model.config.in_channels, size, size),
+                                dtype=np.float32)
+    parity = compare_with_torch(output, model, probe)
+    ops = ", ".join(f"{op} {count}" for op, count in summary.op_counts.items())
+    lines = [
+        f"wrote {output} ({'float16' if precision == 'f16' else 'float32'}, opset {summary.opset}, "
+        f"batch {summary.batch_dim}, input {model.config.in_channels}×{size}×{size}, "
+        f"{os.path.getsize(output) / 1e6:.1f} MB) and its sidecar {sidecar_path(output).name}",
+        f"graph: {sum(summary.op_counts.values())} nodes ({ops}); "
+        f"{summary.depthwise_convs} depthwise convolutions, each one grouped Conv; BatchNorm folded",
+        "onnx.checker: ok",
+        f"ONNX Runtime vs PyTorch on {len(probe)} random inputs: max abs diff {parity.max_abs_diff:.3g} "
+        f"({parity.relative:.2g} of the largest output), top-1 agreement {_percent(parity.top1_agreement)}",
+    ]
+    if images is None:
+        return "\n".join(lines)
+    setting = INT8_SETTINGS[args.int8_setting]
+    int8_path = output.with_name(output.stem + ".int8.onnx")
+
+    def quantize(model, path, **_) -> Path:  # from the float file just written, not a second export
+        return quantize_int8(output, path, images.calibration, setting)
+
+    export_model(source, onnx, int8_path, precision="int8", calibration=images.calibration, batch_size=None,
+                 build=quantize)
+    lines.append(f"wrote {int8_path} (int8: {setting.describe()}; calibrated on {len(images.calibration)} "
+                 f"images from {images.calibration_folder.root}, {os.path.getsize(int8_path) / 1e6:.1f} MB)")
+    return "\n".join(lines + _agreement_lines(images, run_session(ort_session(output), images.eval_images),
+                                                run_session(ort_session(int8_path), images.eval_images),
+                                                "ONNX Runtime float32"))
 
 
 # --------------------------------------------------------------------------------------------

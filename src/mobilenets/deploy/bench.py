@@ -24,6 +24,16 @@ Backends (each the library's best path of its kind):
   onnxruntime           ONNX Runtime CPU, float32, all graph optimizations (NCHWc layout)
   onnxruntime-int8      ONNX Runtime CPU, int8 QDQ (export.INT8_DEFAULT), calibrated on --calibration
                         images or, for timing only, on random ones
+  openvino              OpenVINO CPU, float32 forced (INFERENCE_PRECISION_HINT f32), one stream
+  openvino-bf16         OpenVINO CPU, bf16 inference precision: fails ("not measured") on a CPU that
+                        would silently run it in float32 (no AVX-512 BF16 / AMX)
+  openvino-int8         OpenVINO CPU, nncf int8, calibrated like onnxruntime-int8
+  executorch            ExecuTorch .pte, XNNPACK delegate, float32
+  executorch-int8       ExecuTorch .pte, XNNPACK PT2E int8, calibrated like onnxruntime-int8
+  tflite                LiteRT .tflite (litert-torch converter, ai-edge-litert interpreter), float32
+  tflite-int8           LiteRT .tflite, PT2E int8 (int8 input: the runner quantizes), calibrated alike
+The runtime backends (runtimes.BACKENDS) run the file `export` writes for them, through the runner
+eval and predict use, with the same float32 NCHW batch.
 """
 
 from __future__ import annotations
@@ -44,10 +54,13 @@ from ..costs.reference import is_reference_model, reference_cost
 from ..fuse import fuse_bn
 from ..models import MobileNet
 from ..zoo import full_conv_twin
-from .export import INT8_DEFAULT, ModelSource, export_onnx, ort_session, quantize_int8
+from .export import INT8_DEFAULT, ModelSource, default_preprocessing, export_onnx, ort_session, quantize_int8
+from .gates import MAX_CHANGE_POINTS, MIN_AGREEMENT, describe, load_gates, verdict
+from .runtimes import BACKENDS as RUNTIME_BACKENDS
+from .runtimes import RUNTIMES, Runtime, export_model
 from .timing import Runner, time_interleaved
 
-BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", "onnxruntime", "onnxruntime-int8")
+BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", *RUNTIME_BACKENDS)
 DEFAULT_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
 # The instruction-set features that decide which kernels the backends can use.
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
@@ -81,9 +94,23 @@ def machine_description() -> dict:
         "torch": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "onnxruntime": onnxruntime.__version__,
+        **_optional_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+def _optional_versions() -> dict:
+    """Versions of the optional runtimes that are installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("openvino", "nncf", "executorch", "ai-edge-litert"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,18 +143,28 @@ class PreparedModel:
             "onnx", lambda: export_onnx(self.model, path, resolution=self.resolution, dynamic_batch=True)
         )
 
+    def calibration_images(self) -> np.ndarray:
+        if self.calibration is not None:
+            return self.calibration
+        size = self.resolution  # for timing only: the scales do not change the speed
+        return np.random.default_rng(0).standard_normal(
+            (SYNTHETIC_CALIBRATION_IMAGES, self.model.config.in_channels, size, size), dtype=np.float32)
+
     def onnx_int8(self) -> Path:
-        def build() -> Path:
-            calibration = self.calibration
-            if calibration is None:  # for timing only: the scales do not change the speed
-                size = self.resolution
-                calibration = np.random.default_rng(0).standard_normal(
-                    (SYNTHETIC_CALIBRATION_IMAGES, self.model.config.in_channels, size, size),
-                    dtype=np.float32,
-                )
-            path = self.workdir / f"{self.model.config.name}.int8.onnx"
-            return quantize_int8(self.onnx_float(), path, calibration, INT8_DEFAULT)
-        return self.get("int8", build)
+        path = self.workdir / f"{self.model.config.name}.int8.onnx"
+        return self.get("int8", lambda: quantize_int8(self.onnx_float(), path, self.calibration_images(),
+                                                      INT8_DEFAULT))
+
+    def exported(self, runtime: Runtime, precision: str, batch: int) -> Path:
+        """The file `export` writes for this runtime and precision (one per batch size where the
+        runtime's files fix their batch)."""
+        batch_size = None if runtime.dynamic_batch else batch
+        name = f"{self.model.config.name}.{precision}.{batch_size or 'any'}{runtime.suffix}"
+        source = ModelSource(self.model, self.model.config.name,
+                             {**default_preprocessing(self.model), "size": self.resolution})
+        calibration = self.calibration_images() if precision == "int8" else None
+        return self.get(name, lambda: export_model(source, runtime, self.workdir / name, precision=precision,
+                                                   calibration=calibration, batch_size=batch_size))
 
 
 def make_runner(backend: str, prepared: PreparedModel, batch: torch.Tensor, threads: int) -> Runner:
@@ -147,7 +184,20 @@ def make_runner(backend: str, prepared: PreparedModel, batch: torch.Tensor, thre
         path = prepared.onnx_float() if backend == "onnxruntime" else prepared.onnx_int8()
         session = ort_session(path, threads=threads, spinning=False)  # see ort_session and the module doc
         return lambda: session.run(None, {"input": batch.numpy()})[0]
+    if backend in RUNTIME_BACKENDS:
+        return _runtime_runner(backend, prepared, batch, threads)
     raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+
+
+def _runtime_runner(backend: str, prepared: PreparedModel, batch: torch.Tensor, threads: int) -> Runner:
+    format_name, precision = RUNTIME_BACKENDS[backend]
+    runtime = RUNTIMES[format_name]
+    runner = runtime.open(prepared.exported(runtime, precision, len(batch)), threads, precision)
+    in_effect = getattr(runner, "precision_in_effect", precision)
+    if in_effect != precision:  # never report float32 figures under a bf16 name
+        raise RuntimeError(f"not measured: {runtime.title} runs {precision} as {in_effect} on this CPU")
+    images = batch.numpy()
+    return lambda: runner.run(images)
 
 
 def _no_grad(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
@@ -227,9 +277,18 @@ class BenchReport:
                              "theoretical": _round(theory), "fraction_of_theory": _round(fraction)})
         return rows
 
+    def accuracy_gates(self) -> dict:
+        """Per runtime backend: "reference" (float32), "recommended", "fails gate" or "not measured"
+        (gates.py: the shipped CIFAR-10 model's agreement and accuracy change, measured beforehand)."""
+        gates = load_gates()
+        return {backend: verdict(backend, RUNTIME_BACKENDS[backend][1], gates)
+                for backend in self.settings["backends"] if backend in RUNTIME_BACKENDS}
+
     def to_dict(self) -> dict:
         return {"machine": self.machine, "settings": self.settings, "models": self.models,
-                "results": [m.to_dict() for m in self.results], "speedups": self.speedups()}
+                "results": [m.to_dict() for m in self.results], "speedups": self.speedups(),
+                "accuracy_gates": self.accuracy_gates(),
+                "accuracy_gates_measured_on": load_gates()["measured_on"]}
 
 
 def run_benchmark(
@@ -294,10 +353,10 @@ def run_benchmark(
         "repeats": repeats,
         "warmup": warmup,
         "resolution": size,
-        "dtype": "float32 in and out (int8 inside onnxruntime-int8)",
+        "dtype": "float32 in and out (int8 or bf16 inside the -int8 and -bf16 backends)",
         "input": "NCHW float32; channels_last backends convert inside the timed call",
         "int8_calibration": "none"
-        if "onnxruntime-int8" not in backends
+        if not any(b.endswith("-int8") for b in backends)
         else ("given images" if calibration is not None else "synthetic (random normal), for timing only"),
         "source": source.label,
         "twin": twin,
@@ -337,6 +396,7 @@ def render_text(report: BenchReport) -> str:
              f"OMP_WAIT_POLICY {s['omp_wait_policy']}", ""]
     header = f"{'backend':<21}{'batch':>6}" + "".join(f"{name:>34}" for name in names)
     speedups = {(row["backend"], row["batch"]): row for row in report.speedups()}
+    gates = report.accuracy_gates()
     if speedups:
         theory = next(iter(speedups.values()))["theoretical"]
         header += f"   speedup (mult-add ratio {theory:.2f}×)"
@@ -353,7 +413,15 @@ def render_text(report: BenchReport) -> str:
             if row is not None:
                 line += "   " + ("n/a" if row["measured"] is None else
                                  f"{row['measured']:.2f}× ({100 * row['fraction_of_theory']:.0f}% of theory)")
+            if backend in gates:
+                line += f"   {describe(gates[backend])}"
             lines.append(line)
+    if any(g["status"] != "reference" for g in gates.values()):
+        where = load_gates()["measured_on"] or {}
+        lines += ["", f"accuracy gate: top-1 agreement with float32 ≥ {100 * MIN_AGREEMENT:.0f}% and accuracy"
+                  f" change ≤ {MAX_CHANGE_POINTS} points on the cifar10 model's validation split "
+                  f"({where.get('images', '?')} images, measured on {where.get('cpu', 'no machine')}; "
+                  "benchmarks/runtimes.py); only paths that pass are recommended"]
     if len(names) == 1 and s["twin"]:
         lines += [
             "",

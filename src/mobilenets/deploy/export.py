@@ -67,6 +67,7 @@ class ModelSource:
     preprocessing: dict  # {"size": int, "mean": [3], "std": [3]}
     class_names: list[str] | None = None
     from_checkpoint: bool = False
+    split: dict | None = None  # the checkpoint's validation split: exported files carry it for eval
 
 
 def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> ModelSource:
@@ -90,7 +91,8 @@ def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> 
     if model.head is None:
         raise ValueError(f"{spec} holds a feature extractor (no classifier head); export needs a classifier")
     preprocessing = {**default_preprocessing(model), **(checkpoint.preprocessing or {})}
-    return ModelSource(model, spec, preprocessing, checkpoint.class_names, from_checkpoint=True)
+    return ModelSource(model, spec, preprocessing, checkpoint.class_names, from_checkpoint=True,
+                       split=checkpoint.metadata.get("split"))
 
 
 def default_preprocessing(model: MobileNet) -> dict:
@@ -122,9 +124,9 @@ class _Float16Body(nn.Module):
 
 
 @contextlib.contextmanager
-def _quiet_exporter():
-    """The dynamo exporter logs about optional torchvision ops and warns about internals; neither
-    concerns our users, and `bench --json` needs a clean stdout."""
+def quiet_tools():
+    """The dynamo exporter logs about optional torchvision ops and warns about internals, nncf draws
+    progress bars; none of it concerns our users, and `bench --json` needs a clean stdout."""
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -165,7 +167,7 @@ def export_onnx(model: MobileNet, path: str | os.PathLike, *, resolution: int | 
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet_exporter():
+    with quiet_tools():
         program = torch.onnx.export(deployable, (example,), dynamo=True, opset_version=opset, verbose=False,
                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                                     dynamic_shapes=dynamic_shapes)
@@ -232,11 +234,58 @@ def ort_session(path: str | os.PathLike, threads: int | None = None, optimizatio
 
 
 def run_session(session, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Logits for `images`, in batches (one by one when the model's batch is fixed at 1)."""
+    """Logits for `images`, in batches (the file's own batch when it is fixed)."""
     fixed = session.get_inputs()[0].shape[0]
-    step = fixed if isinstance(fixed, int) else batch_size
-    outputs = [session.run(None, {INPUT_NAME: images[i:i + step]})[0] for i in range(0, len(images), step)]
+    return run_in_batches(lambda batch: session.run(None, {INPUT_NAME: batch})[0], images,
+                          fixed if isinstance(fixed, int) else batch_size, pad=isinstance(fixed, int))
+
+
+def run_in_batches(call, images: np.ndarray, batch_size: int, pad: bool) -> np.ndarray:
+    """`call` on consecutive batches of `images`; with `pad` (a file whose batch is fixed) the last
+    batch is filled up with zeros to `batch_size` and the padding's outputs are dropped."""
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        missing = batch_size - len(batch)
+        if pad and missing:
+            batch = np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), np.float32)])
+        outputs.append(np.asarray(call(batch), dtype=np.float32)[:batch_size - missing if pad else None])
     return np.concatenate(outputs)
+
+
+class OnnxRunner:
+    """ONNX Runtime on the CPU through `ort_session` (threads sleep when idle): float32 N×C×H×W
+    normalized images in, float32 logits out, any N."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        self.session = ort_session(path, threads=threads, spinning=False)
+        batch, *image = self.session.get_inputs()[0].shape
+        self.input_shape = (batch if isinstance(batch, int) else None, *image)
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return run_session(self.session, images, batch_size=max(len(images), 1))
+
+
+ONNX_PRECISIONS = ("f32", "f16", "int8")
+
+
+def export_onnx_model(model: MobileNet, path: str | os.PathLike, *, precision: str = "f32",
+                      calibration: np.ndarray | None = None, batch_size: int | None = 1,
+                      resolution: int | None = None, opset: int = DEFAULT_OPSET) -> Path:
+    """The ONNX file of one precision (the runtime registry's entry point; `export_onnx` and
+    `quantize_int8` are the steps). batch_size None: any batch."""
+    if precision not in ONNX_PRECISIONS:
+        raise ValueError(f"ONNX precision must be one of {', '.join(ONNX_PRECISIONS)}; got {precision!r}")
+    options = dict(resolution=resolution, opset=opset, dynamic_batch=batch_size is None,
+                   batch_size=batch_size or 1)
+    if precision != "int8":
+        return export_onnx(model, path, fp16=precision == "f16", **options)
+    if calibration is None:
+        raise ValueError("ONNX int8 needs calibration images (--calibration DATA)")
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = export_onnx(model, Path(tmp) / "float.onnx", **options)
+        return quantize_int8(float_path, path, calibration, INT8_DEFAULT)
 
 
 @torch.inference_mode()

@@ -1,4 +1,6 @@
-"""Evaluation and prediction with trained checkpoints."""
+"""Evaluation and prediction with trained checkpoints, or with the files `mobilenets export` wrote
+(.onnx, OpenVINO .xml, ...: run by their runtime, with the preprocessing and validation split their
+sidecar recorded from the checkpoint)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..data import MemoryImages, load_data, make_loader, predict_top_k
+from ..deploy.runtimes import ExportedModel, load_exported, runtime_for_file
 from ..files import check_writable_file
 from .plots import plot_confusion
 
@@ -57,6 +60,12 @@ def evaluate(
     }
 
 
+def load_for_inference(path: str | os.PathLike) -> Checkpoint | ExportedModel:
+    """A checkpoint, or an exported file by its suffix: either has model, class_names,
+    preprocessing and metadata (the validation split)."""
+    return load_exported(path) if runtime_for_file(path) is not None else load_checkpoint(path)
+
+
 def evaluate_checkpoint(
     checkpoint_path: str | os.PathLike,
     data: str,
@@ -66,7 +75,7 @@ def evaluate_checkpoint(
     confusion_png: str | os.PathLike | None = None,
     skip_bad_images: bool = False,
 ) -> dict:
-    """Evaluate a checkpoint on a data source.
+    """Evaluate a checkpoint (or an exported file, see `load_for_inference`) on a data source.
 
     split "val": the validation split the checkpoint was trained with (same seed and fraction);
     split "all": every image of the source (e.g. a separate test folder).
@@ -77,7 +86,7 @@ def evaluate_checkpoint(
         raise ValueError(f"batch_size (--batch-size) must be a positive integer; got {batch_size!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers (--workers) must be 0 or more; got {workers!r}")
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint = load_for_inference(checkpoint_path)
     if confusion_png is not None:  # before the evaluation, not after it
         check_writable_file(confusion_png, "confusion matrix file")
     recorded = checkpoint.metadata.get("split", {})
@@ -117,8 +126,8 @@ def _concatenate(first, second):
 
 def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 5) -> list[dict]:
     """Top-k class names with probabilities for each image file (`data.predict_top_k`), each image
-    prepared as the checkpoint was evaluated in training."""
-    checkpoint = load_checkpoint(checkpoint_path)
+    prepared as the checkpoint (or the exported file, `load_for_inference`) was evaluated."""
+    checkpoint = load_for_inference(checkpoint_path)
     if not checkpoint.preprocessing:
         raise ValueError(f"{checkpoint_path} records no preprocessing; cannot prepare images for it")
     model = checkpoint.model
@@ -126,4 +135,4 @@ def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 
     return predict_top_k(model, images, checkpoint.preprocessing, names, top_k)
 
 
-__all__ = ["evaluate", "evaluate_checkpoint", "plot_confusion", "predict"]
+__all__ = ["evaluate", "evaluate_checkpoint", "load_for_inference", "plot_confusion", "predict"]
