@@ -5,7 +5,8 @@ for the .tflite files on the `ai-edge-litert` interpreter: the seed's phone path
     export_tflite(model, "model_int8.tflite", int8=True, calibration=images)
     TfliteRunner("model.tflite").run(images)                               # logits
 
-The exported module is `DeployableClassifier` (BatchNorm folded, a head delegates take whole).
+The exported module is `DeployableClassifier` (BatchNorm folded, a head delegates take whole, and
+a reshape litert-torch lowers with a dynamic batch, which `flatten` is not).
 litert-torch lowers the NCHW PyTorch graph to LiteRT's NHWC ops with a transpose at the input and
 none inside the network, so the file takes the same N×C×H×W float32 images as every other format.
 
@@ -37,6 +38,7 @@ from .executorch import (
     require,
     run_in_batches,
     traced_input,
+    with_dynamic_batch,
 )
 
 TFLITE_INSTALL = "pip install 'mobilenets[tflite]'"
@@ -47,10 +49,9 @@ def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = Fal
                   resolution: int | None = None) -> Path:
     """Fold BatchNorm, convert `model` with litert-torch, write the LiteRT flatbuffer to `path`.
 
-    The input is `batch_size`×C×H×W float32 at `resolution` (default: the model's), the output
-    the logits. The batch is fixed: litert-torch 0.10 fails to lower a MobileNet traced with a
-    dynamic batch (its reshape lowering needs concrete sizes); `TfliteRunner` pads to the file's
-    batch. With int8, PT2E static int8 quantization calibrated on `calibration`.
+    The input is N×C×H×W float32 at `resolution` (default: the model's), N dynamic (the file's
+    batch dimension is -1; `batch_size` is kept for symmetry with the other exports), the output
+    the logits. With int8, PT2E static int8 quantization calibrated on `calibration`.
     """
     require("litert_torch", TFLITE_INSTALL)
     import litert_torch
@@ -69,7 +70,8 @@ def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = Fal
             module = quantize_pt2e(module, quantizer, example, dynamic_shapes,
                                    check_calibration(calibration, example), fold_quantize=False)
             config = QuantConfig(pt2e_quantizer=quantizer)
-        converted = litert_torch.convert(module, (example,), quant_config=config)
+        converted = litert_torch.convert(module, (with_dynamic_batch(example),), quant_config=config,
+                                         dynamic_shapes=dynamic_shapes)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         converted.export(str(path))
