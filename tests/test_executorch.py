@@ -19,7 +19,6 @@ from mobilenets.deploy.executorch import (
 )
 from mobilenets.deploy.export import list_images, load_images, run_torch
 from mobilenets.fuse import fuse_bn
-from test_export import digits  # noqa: F401  (the small trained model and its held-out images)
 
 from helpers import randomized
 

@@ -12,7 +12,6 @@ from mobilenets.checkpoint import load_checkpoint
 from mobilenets.deploy.executorch import MAX_DYNAMIC_BATCH
 from mobilenets.deploy.export import list_images, load_images, run_torch
 from mobilenets.deploy.tflite import TfliteRunner, dequantize, export_tflite, quantize
-from test_export import digits  # noqa: F401  (the small trained model and its held-out images)
 
 from helpers import randomized
 
