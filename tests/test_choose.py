@@ -128,7 +128,7 @@ def test_cli_with_popular_plot_and_json(capsys, tmp_path, monkeypatch):
     [
         (["--budget-ms", "0"], "--budget-ms must be a positive number"),
         (["--budget-ms", "-5"], "--budget-ms must be a positive number"),
-        (["--budget-ms", "10", "--backend", "tflite"], "unknown backend 'tflite'"),
+        (["--budget-ms", "10", "--backend", "coreml"], "unknown backend 'coreml'"),
         (["--budget-ms", "10", "--families", "v1,v4"], "unknown family 'v4'"),
         (["--budget-ms", "10", "--batch", "0"], "--batch must be a positive integer"),
     ],
