@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(run=run_train)
 
-    p = sub.add_parser("eval", help="accuracy and confusion matrix of a checkpoint or an exported model")
+    p = sub.add_parser("eval", help="accuracy of a checkpoint or an exported file")
     p.add_argument("checkpoint", help=f"a checkpoint file, an exported model ({EXPORTED_SUFFIXES}, with the "
                    "sidecar FILE.json export wrote), or weights this project ships (cifar10)")
     p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")

@@ -62,8 +62,7 @@ def add_calibration_options(parser: argparse.ArgumentParser, help: str) -> None:
 # Command line: `mobilenets export`
 # --------------------------------------------------------------------------------------------
 def configure_export_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("export", help="fold BN, export for ONNX Runtime, OpenVINO, ExecuTorch, "
-                              "LiteRT (float, int8)")
+    p = subparsers.add_parser("export", help="ONNX, OpenVINO, ExecuTorch, LiteRT files (float, int8)")
     p.add_argument("model", metavar="CHECKPOINT", help=f"a checkpoint file, or a zoo model name "
                    f"({', '.join(list_models())}) with random weights")
     p.add_argument("--format", default="onnx", help=f"output format: {', '.join(RUNTIMES)} (default onnx)")

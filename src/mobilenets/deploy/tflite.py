@@ -50,7 +50,8 @@ def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = Fal
     """Fold BatchNorm, convert `model` with litert-torch, write the LiteRT flatbuffer to `path`.
 
     The input is N×C×H×W float32 at `resolution` (default: the model's), N dynamic (the file's
-    batch dimension is -1; `batch_size` is kept for symmetry with the other exports), the output
+    batch dimension is -1) except for models with explicit padding ("same"/"keras"), whose N is
+    `batch_size` (the runner pads and splits), the output
     the logits. With int8, PT2E static int8 quantization calibrated on `calibration`.
     """
     require("litert_torch", TFLITE_INSTALL)
@@ -58,6 +59,12 @@ def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = Fal
 
     module: torch.nn.Module = DeployableClassifier(model)
     example, dynamic_shapes = traced_input(model, batch_size, resolution)
+    # litert-torch cannot lower an explicit pad (TensorFlow "same"/"keras" padding) over a symbolic
+    # batch dimension (its jax pad rejects it): such models get the fixed batch `batch_size`.
+    fixed_batch = model.config.padding != "torch"
+    if fixed_batch:
+        dynamic_shapes = None
+    traced = example if fixed_batch else with_dynamic_batch(example)
     config = None
     with quiet_converter():
         if int8:
@@ -70,7 +77,7 @@ def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = Fal
             module = quantize_pt2e(module, quantizer, example, dynamic_shapes,
                                    check_calibration(calibration, example), fold_quantize=False)
             config = QuantConfig(pt2e_quantizer=quantizer)
-        converted = litert_torch.convert(module, (with_dynamic_batch(example),), quant_config=config,
+        converted = litert_torch.convert(module, (traced,), quant_config=config,
                                          dynamic_shapes=dynamic_shapes)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
