@@ -22,11 +22,7 @@ program raises ValueError / FileNotFoundError with one line that says what to do
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +32,7 @@ from torch import nn
 
 from ..fuse import fuse_bn
 from ..models import MobileNet
+from .export import quiet_tools
 
 EXECUTORCH_INSTALL = "pip install 'mobilenets[executorch]'"
 # The largest batch an export declares for its dynamic batch dimension (runners split larger
@@ -79,19 +76,9 @@ def require(module: str, install: str) -> None:
         raise ValueError(f"this needs the optional package {module!r} ({error}): {install}") from None
 
 
-@contextlib.contextmanager
 def quiet_converter():
-    """Exporters, quantizers and lowerings print progress and warn about their internals; neither
-    concerns our users, and `bench --json` needs a clean stdout."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(level)
+    """Exporters, quantizers and lowerings log to the root logger and warn about their internals."""
+    return quiet_tools("")
 
 
 def traced_input(model: MobileNet, batch_size: int, resolution: int | None) -> tuple[torch.Tensor, tuple]:

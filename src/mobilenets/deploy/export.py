@@ -124,10 +124,11 @@ class _Float16Body(nn.Module):
 
 
 @contextlib.contextmanager
-def quiet_tools():
+def quiet_tools(logger_name: str = "torch.onnx"):
     """The dynamo exporter logs about optional torchvision ops and warns about internals, nncf draws
-    progress bars; none of it concerns our users, and `bench --json` needs a clean stdout."""
-    logger = logging.getLogger("torch.onnx")
+    progress bars, ExecuTorch's and LiteRT's lowerings log to the root logger (logger_name "");
+    none of it concerns our users, and `bench --json` needs a clean stdout."""
+    logger = logging.getLogger(logger_name)
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
