@@ -33,6 +33,7 @@ from torch import nn
 from ..fuse import fuse_bn
 from ..models import MobileNet
 from .export import quiet_tools
+from .export import run_in_batches as export_run_in_batches
 
 EXECUTORCH_INSTALL = "pip install 'mobilenets[executorch]'"
 # The largest batch an export declares for its dynamic batch dimension (runners split larger
@@ -185,16 +186,7 @@ def run_in_batches(run_batch: Callable[[np.ndarray], np.ndarray], images: np.nda
     """Logits of every image through `run_batch`, fed `batch_size` images at a time (the last
     chunk padded with zeros and the padding's outputs dropped), or up to `max_batch` at a time
     when the batch is dynamic (batch_size None)."""
-    images = np.ascontiguousarray(images, dtype=np.float32)
-    step = batch_size or max_batch
-    outputs = []
-    for start in range(0, len(images), step):
-        chunk = images[start:start + step]
-        count = len(chunk)
-        if batch_size is not None and count < batch_size:
-            chunk = np.concatenate([chunk, np.zeros((batch_size - count,) + chunk.shape[1:], np.float32)])
-        outputs.append(run_batch(chunk)[:count])
-    return np.concatenate(outputs)
+    return export_run_in_batches(run_batch, images, batch_size or max_batch, pad=batch_size is not None)
 
 
 def check_images(images: np.ndarray, input_shape: tuple, path: Path) -> None:
