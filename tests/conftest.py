@@ -7,6 +7,11 @@ from torch import nn
 
 # Keras is the peer in parity tests; it must run on our torch, never try TensorFlow or JAX.
 os.environ.setdefault("KERAS_BACKEND", "torch")
+# Without CUDA the Triton kernels run in Triton's interpreter, which triton reads when it is first
+# imported, and `mobilenets.factory` imports it: so this must precede every test module's imports
+# (set in a test module, it came too late whenever an earlier module had imported the package).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -3,14 +3,10 @@ section run small on CPU tensors (the kernels in Triton's interpreter), so that 
 is written for does not fail on something a CPU could have caught."""
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 pytest.importorskip("triton")
 

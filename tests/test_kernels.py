@@ -1,7 +1,7 @@
 """Triton kernels against their PyTorch references.
 
-On a machine without CUDA the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set here
-before triton is first imported) on CPU tensors; on a GPU the same tests run compiled
+On a machine without CUDA the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set in
+conftest.py before triton is first imported) on CPU tensors; on a GPU the same tests run compiled
 (`benchmarks/gpu.py` runs them there). The interpreter pays per operation, so shapes are small and
 the default selection covers every option at least once; the full cross product is marked slow.
 """
@@ -12,9 +12,6 @@ import os
 import pytest
 import torch
 from torch import nn
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 triton = pytest.importorskip("triton")
 
