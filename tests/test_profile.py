@@ -91,6 +91,27 @@ def test_onnxruntime_nodes_are_named_after_the_layers():
     assert report.profiles[0].mult_adds == table.mult_adds * batch
 
 
+@pytest.mark.parametrize("padded, accepted", [(8, True), (16, True), (24, False), (12, False)])
+def test_onnxruntime_nchwc_channel_padding_is_the_same_layer(padded, accepted):
+    # mobilenet_v2 at width 0.25: an 8-channel stem, which ONNX Runtime's NCHWc layout runs as
+    # 16 channels with AVX-512 (8 with AVX2) and lists so in its profile.
+    table = cost("mobilenet_v2", **SMALL)
+    event = {
+        "name": "stem_kernel_time",
+        "dur": 5,
+        "args": {
+            "op_name": "Conv",
+            "input_type_shape": [{"float": [1, 3, 96, 96]}, {"float": [padded, 3, 3, 3]}],
+            "output_type_shape": [{"float": [1, padded, 48, 48]}],
+        },
+    }
+    if accepted:
+        assert ort_rows([event], table, 1, 1)[0].name == "features.0.conv"
+    else:
+        with pytest.raises(RuntimeError, match="does not match the next layer"):
+            ort_rows([event], table, 1, 1)
+
+
 def test_onnxruntime_node_that_is_not_the_next_layer_is_refused():
     table = cost("mobilenet_v1", **SMALL)
     wrong = {

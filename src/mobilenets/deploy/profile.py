@@ -577,17 +577,28 @@ def ort_rows(events: list[dict], report: CostReport, batch: int, calls: int) -> 
     return rows
 
 
+def _same_channels(actual: int, expected: int) -> bool:
+    """ONNX Runtime's NCHWc layout rounds a convolution's channels up to its block size (8 with
+    AVX2, 16 with AVX-512), so its profile lists e.g. 16 where the layer has 8."""
+    return actual == expected or any(actual == -(-expected // block) * block for block in (8, 16))
+
+
 def _same_layer(layer: LayerCost, shapes: list[list[int]]) -> bool:
     """Whether an ONNX Runtime node's input (first) and output (last) shapes, NCHW, are the
     layer's, and for a convolution its weight shape too."""
     (height, width, channels), (out_h, out_w, out_c) = layer.input_shape, layer.output_shape
     if layer.type == "FC":  # Gemm: (N, in) → (N, out); ORT prepacks the weight and does not list it
         return shapes[0][1:] == [channels] and shapes[-1][1:] == [out_c]
-    if shapes[0][1:] != [channels, height, width] or shapes[-1][1:] != [out_c, out_h, out_w]:
+    (_, in_seen, *in_size), (_, out_seen, *out_size) = shapes[0], shapes[-1]
+    if in_size != [height, width] or out_size != [out_h, out_w]:
+        return False
+    if not (_same_channels(in_seen, channels) and _same_channels(out_seen, out_c)):
         return False
     kernel = layer.filter_shape[0]
     per_group = layer.filter_shape[2] if len(layer.filter_shape) == 4 else 1  # depthwise: K×K×M
-    return shapes[1] == [out_c, per_group, kernel, kernel]
+    weight_out, weight_in, *weight_size = shapes[1]
+    return (_same_channels(weight_out, out_c) and _same_channels(weight_in, per_group)
+            and weight_size == [kernel, kernel])
 
 
 # --------------------------------------------------------------------------------------------
