@@ -42,7 +42,7 @@ from ..deploy.runtimes import (
     check_precision,
     export_model,
     load_exported,
-    require,
+    require_runtime,
     runtime_for_format,
     sidecar_path,
 )
@@ -193,7 +193,7 @@ def _agreement_lines(images: Int8Images, float_logits, int8_logits, reference: s
 
 def run_export(args: argparse.Namespace) -> str:
     runtime, precision = _check_export_args(args)
-    require(runtime)
+    require_runtime(runtime)
     # Everything the user named must exist before minutes of export and calibration start.
     calibration_folder = list_images(args.calibration) if precision == "int8" else None
     eval_folder = list_images(args.eval) if precision == "int8" and args.eval else calibration_folder

@@ -32,10 +32,9 @@ from torch import nn
 
 from ..fuse import fuse_bn
 from ..models import MobileNet
-from .export import quiet_tools
+from .export import quiet_tools, require
 from .export import run_in_batches as export_run_in_batches
 
-EXECUTORCH_INSTALL = "pip install 'mobilenets[executorch]'"
 # The largest batch an export declares for its dynamic batch dimension (runners split larger
 # ones). ExecuTorch 1.5.1 plans less: its .pte files took 15 images at most (measured).
 MAX_DYNAMIC_BATCH = 64
@@ -67,14 +66,6 @@ class DeployableClassifier(nn.Module):
         if self.hidden is not None:
             x = self.hidden_act(self.hidden(x))
         return self.fc(x)
-
-
-def require(module: str, install: str) -> None:
-    """Import `module` or fail with one line naming the pip install that provides it."""
-    try:
-        __import__(module)
-    except ImportError as error:
-        raise ValueError(f"this needs the optional package {module!r} ({error}): {install}") from None
 
 
 def quiet_converter():
@@ -144,7 +135,7 @@ def export_executorch(model: MobileNet, path: str | os.PathLike, *, int8: bool =
     With int8, weights are int8 per channel and activations int8 per tensor, calibrated on
     `calibration` (N×C×H×W float32, preprocessed as the model expects).
     """
-    require("executorch", EXECUTORCH_INSTALL)
+    require("executorch", "executorch", "ExecuTorch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -204,7 +195,7 @@ class ExecutorchRunner:
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        require("executorch", EXECUTORCH_INSTALL)
+        require("executorch", "executorch", "ExecuTorch")
         from executorch.runtime import Runtime
 
         self.path = Path(path)

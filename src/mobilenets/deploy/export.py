@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import io
 import logging
 import os
@@ -121,6 +122,19 @@ class _Float16Body(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.half()).float()
+
+
+class MissingPackage(ValueError):
+    """An optional package a path needs is not installed (one line naming the fix, exit code 2)."""
+
+
+def require(package: str, extra: str, user: str) -> None:
+    """Import `package` or fail with one line: `user` needs it, `pip install 'mobilenets[extra]'`."""
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        raise MissingPackage(f"{user} needs the Python package {package!r}, which is not installed: "
+                             f"pip install 'mobilenets[{extra}]'") from None
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ for metadata (ONNX metadata_props, OpenVINO rt_info) the same JSON is embedded i
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import tempfile
@@ -30,7 +29,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .executorch import ExecutorchRunner, export_executorch
-from .export import ONNX_PRECISIONS, ModelSource, OnnxRunner, export_onnx_model
+from .export import ONNX_PRECISIONS, ModelSource, OnnxRunner, export_onnx_model, require
 from .openvino import PRECISIONS as OPENVINO_PRECISIONS
 from .openvino import OpenVINORunner, cpu_capabilities, export_openvino
 from .tflite import TfliteRunner, export_tflite
@@ -55,10 +54,6 @@ class Runtime:
 
     def files(self, path: Path) -> list[Path]:
         return [path, *(path.with_suffix(suffix) for suffix in self.companions)]
-
-
-class MissingRuntime(ValueError):
-    """The optional package a runtime needs is not installed (one line, exit code 2)."""
 
 
 def _with_precision(export: Callable[..., Path]) -> Callable[..., Path]:
@@ -137,14 +132,10 @@ def runtime_for_file(path: str | os.PathLike) -> Runtime | None:
     return next((r for r in RUNTIMES.values() if r.suffix == suffix), None)
 
 
-def require(runtime: Runtime) -> None:
+def require_runtime(runtime: Runtime) -> None:
     """Fail with the one `pip install` that fixes it when the runtime's packages are missing."""
     for package in runtime.packages:
-        try:
-            importlib.import_module(package)
-        except ImportError:
-            raise MissingRuntime(f"{runtime.title} needs the Python package {package!r}, which is not "
-                                 f"installed: pip install 'mobilenets[{runtime.extra}]'") from None
+        require(package, runtime.extra, runtime.title)
 
 
 def check_precision(runtime: Runtime, precision: str) -> None:
@@ -194,7 +185,7 @@ def export_model(source: ModelSource, runtime: Runtime, path: str | os.PathLike,
     export succeeded, so a failed export leaves any earlier file at `path` untouched. batch_size
     None: any batch where the runtime allows it, else 1.
     """
-    require(runtime)
+    require_runtime(runtime)
     check_precision(runtime, precision)
     path = Path(path)
     if path.suffix.lower() != runtime.suffix:
@@ -311,7 +302,7 @@ def load_exported(path: str | os.PathLike, threads: int | None = None) -> Export
         raise ValueError(f"{path} is not an exported model file (expected one of {suffixes})")
     if not path.is_file():
         raise FileNotFoundError(f"no exported model at {path}")
-    require(runtime)
+    require_runtime(runtime)
     info = read_sidecar(path, runtime)
     try:
         config = ModelConfig.from_dict(info["config"])

@@ -35,13 +35,11 @@ from .executorch import (
     first_line,
     quantize_pt2e,
     quiet_converter,
-    require,
     run_in_batches,
     traced_input,
     with_dynamic_batch,
 )
-
-TFLITE_INSTALL = "pip install 'mobilenets[tflite]'"
+from .export import require
 
 
 def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = False,
@@ -54,7 +52,7 @@ def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = Fal
     `batch_size` (the runner pads and splits), the output
     the logits. With int8, PT2E static int8 quantization calibrated on `calibration`.
     """
-    require("litert_torch", TFLITE_INSTALL)
+    require("litert_torch", "tflite", "LiteRT export")
     import litert_torch
 
     module: torch.nn.Module = DeployableClassifier(model)
@@ -94,7 +92,7 @@ class TfliteRunner:
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        require("ai_edge_litert", TFLITE_INSTALL)
+        require("ai_edge_litert", "tflite", "LiteRT")
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
