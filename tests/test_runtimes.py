@@ -81,10 +81,7 @@ def test_float32_paths_match_pytorch(format_name, precision, batch_size, v1_sour
 @pytest.mark.slow
 @pytest.mark.parametrize("name, options", [("mobilenet_v2", {"padding": "same"}), ("mobilenet_v3_small", {})])
 @pytest.mark.parametrize("format_name", formats())
-def test_float32_paths_match_pytorch_for_v2_and_v3(name, options, format_name, tmp_path, request):
-    if format_name == "executorch" and name == "mobilenet_v3_small":
-        # open bug (issue 13): XNNPACK leaves a dim_order copy of V3's head outside the delegate
-        request.applymarker(pytest.mark.xfail(reason="open bug: V3 ExecuTorch", strict=False))
+def test_float32_paths_match_pytorch_for_v2_and_v3(name, options, format_name, tmp_path):
     source = source_of(name, **options)
     runtime = RUNTIMES[format_name]
     exported = load_exported(export_model(source, runtime, tmp_path / f"m{runtime.suffix}", precision="f32"))
