@@ -15,8 +15,8 @@
    median over rounds of that round's latency over ONNX Runtime float32's in the same round.
 
 Writes benchmarks/results/runtimes.json and runtimes.md (the table for docs/benchmarks.md); with
---write-gates also src/mobilenets/deploy/accuracy_gates.json, which `bench` reads to mark paths
-"recommended".
+--write-gates also this CPU's entry of src/mobilenets/deploy/accuracy_gates.json (the entries of
+CPUs with other instruction-set features stay), which `bench` reads to mark paths "recommended".
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from mobilenets.data import load_data, make_loader  # noqa: E402
 from mobilenets.deploy.bench import machine_description, run_benchmark  # noqa: E402
 from mobilenets.deploy.export import compare_predictions, load_source, run_torch  # noqa: E402
-from mobilenets.deploy.gates import GATES_FILE, MAX_CHANGE_POINTS, MIN_AGREEMENT, passes  # noqa: E402
+from mobilenets.deploy.gates import GATES_FILE, MAX_CHANGE_POINTS, MIN_AGREEMENT, passes, save_measurement  # noqa: E402
 from mobilenets.deploy.runtimes import BACKENDS, RUNTIMES, export_model, load_exported  # noqa: E402
 from mobilenets.pretrained.weights import bundled_checkpoint  # noqa: E402
 
@@ -158,6 +158,9 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help="comma-separated subset of the runtime backends (default: all)")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--latency-from", type=Path, metavar="JSON",
+                        help="take the latency of an earlier run's output (measured on a quiet machine) "
+                             "instead of measuring it")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--write-gates", action="store_true", help=f"write {GATES_FILE.name} for bench")
     parser.add_argument("--output", default=str(RESULTS / "runtimes.json"))
@@ -168,12 +171,15 @@ def main() -> None:
     if unknown or "onnxruntime" not in args.backends:
         parser.error(f"--backends takes {', '.join(BACKENDS)} and must include onnxruntime (the baseline)")
     if args.write_gates and set(args.backends) != set(BACKENDS):
-        parser.error("--write-gates needs every backend measured (the gates file replaces the last one)")
+        parser.error("--write-gates needs every backend measured (it replaces this CPU's last measurement)")
     torch.set_num_threads(args.threads)
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     accuracy = None if args.skip_accuracy else measure_accuracy(args)
-    latency = None if args.skip_latency else measure_latency(args)
+    if args.latency_from:
+        latency = json.loads(args.latency_from.read_text())["latency"]
+    else:
+        latency = None if args.skip_latency else measure_latency(args)
     machine = machine_description()
     report = {"started": started, "machine": machine, "gate": {"min_agreement": MIN_AGREEMENT,
               "max_change_points": MAX_CHANGE_POINTS}, "accuracy": accuracy, "latency": latency}
@@ -184,12 +190,12 @@ def main() -> None:
     output.with_suffix(".md").write_text(table + "\n")
     print(table)
     if args.write_gates and accuracy is not None:
-        gates = {"measured_on": {"cpu": machine["cpu"], "cpu_features": machine["cpu_features"],
-                                 "images": accuracy["images"], "weights": "cifar10", "date": started,
-                                 "versions": {k: v for k, v in machine.items()
-                                              if k not in ("cpu", "cpu_features")}},
-                 "backends": accuracy["backends"]}
-        GATES_FILE.write_text(json.dumps(gates, indent=2) + "\n")
+        save_measurement({"measured_on": {"cpu": machine["cpu"], "cpu_features": machine["cpu_features"],
+                                          "images": accuracy["images"], "weights": "cifar10",
+                                          "weights_file": bundled_checkpoint("cifar10").name, "date": started,
+                                          "versions": {k: v for k, v in machine.items()
+                                                       if k not in ("cpu", "cpu_features")}},
+                          "backends": accuracy["backends"]})
         print(f"wrote {GATES_FILE}")
 
 

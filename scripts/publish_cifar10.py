@@ -5,9 +5,10 @@
 Reads RUN_DIR/last.safetensors (the end of the schedule: no choice made on the validation split),
 drops the optimizer state, records what produced it (command, git commit, epochs, validation
 top-1) in the header, and writes
-- src/mobilenets/published/cifar10_mobilenet_v1_0.5.safetensors (what `weights="cifar10"` loads),
-- docs/results/cifar10_mobilenet_v1_0.5/metrics.csv and curves.png (the run's own files),
-and lists it with its SHA-256 in src/mobilenets/published/index.json.
+- src/mobilenets/published/cifar10_MODEL_WIDTH.safetensors (what `weights="cifar10"` loads),
+- docs/results/cifar10_MODEL_WIDTH/metrics.csv and curves.png (the run's own files),
+and lists it with its SHA-256 in src/mobilenets/published/index.json, in place of (and deleting the
+file of) the `cifar10` weights published before.
 
 --command/--commit are for runs whose checkpoint predates the trainer recording its own provenance;
 a checkpoint that has one keeps it, and a disagreeing value is an error.
@@ -25,7 +26,6 @@ from pathlib import Path
 from mobilenets.checkpoint import load_checkpoint, release_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "cifar10_mobilenet_v1_0.5"
 
 
 def main() -> int:
@@ -63,21 +63,26 @@ def main() -> int:
         "best_val_top1": checkpoint.metadata["best_val_top1"],
         "released_from": "last.safetensors",
     }
-    destination = ROOT / "src" / "mobilenets" / "published" / f"{NAME}.safetensors"
+    config = checkpoint.model.config
+    name = f"cifar10_{config.name}_{config.width_mult}"
+    destination = ROOT / "src" / "mobilenets" / "published" / f"{name}.safetensors"
     release_checkpoint(source, destination, {"provenance": provenance, "release": summary})
     destination.chmod(0o644)
-    docs = ROOT / "docs" / "results" / NAME
+    docs = ROOT / "docs" / "results" / name
     docs.mkdir(parents=True, exist_ok=True)
-    for name in ("metrics.csv", "curves.png"):
-        shutil.copyfile(args.run / name, docs / name)
+    for filename in ("metrics.csv", "curves.png"):
+        shutil.copyfile(args.run / filename, docs / filename)
     digest = hashlib.sha256(destination.read_bytes()).hexdigest()
     index_path = destination.parent / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else []
+    for entry in index:
+        if entry["key"] == "cifar10" and entry["file"] != destination.name:
+            (destination.parent / entry["file"]).unlink(missing_ok=True)  # replaced
     index = [entry for entry in index if entry["key"] != "cifar10"] + [
         {
             "key": "cifar10",
-            "model": checkpoint.model.config.name,
-            "width_mult": checkpoint.model.config.width_mult,
+            "model": config.name,
+            "width_mult": config.width_mult,
             "file": destination.name,
             "sha256": digest,
         }

@@ -133,3 +133,53 @@ def test_runners_are_timed_round_robin_after_their_warm_up():
 def test_bench_errors_name_what_was_wrong(argv, error, message):
     with pytest.raises(error, match=message):
         run_bench_cli(*argv)
+
+
+# --------------------------------------------------------------------------------------------
+# Accuracy gates: one measurement per CPU feature set
+# --------------------------------------------------------------------------------------------
+def gate_measurement(cpu: str, features: list[str], agreement: float) -> dict:
+    return {"measured_on": {"cpu": cpu, "cpu_features": features, "images": 10, "date": "today"},
+            "backends": {"onnxruntime-int8": {"top1_agreement": agreement, "accuracy_change_points": 0.0}}}
+
+
+def test_gates_are_judged_by_the_measurement_of_a_cpu_with_the_same_features(tmp_path):
+    from mobilenets.deploy.gates import load_gates, save_measurement, verdict
+
+    path = tmp_path / "gates.json"
+    save_measurement(gate_measurement("EPYC", ["avx2", "fma"], 0.98), path)
+    save_measurement(gate_measurement("Xeon", ["avx2", "fma", "avx512_vnni"], 0.995), path)
+    avx2 = load_gates(path, ["fma", "avx2"])  # order does not matter
+    vnni = load_gates(path, ["avx2", "fma", "avx512_vnni"])
+    assert verdict("onnxruntime-int8", "int8", avx2)["status"] == "fails gate"
+    assert verdict("onnxruntime-int8", "int8", vnni)["status"] == "recommended"
+    other = load_gates(path, ["avx2"])
+    result = verdict("onnxruntime-int8", "int8", other)
+    assert result["status"] == "not measured"
+    assert "EPYC (avx2, fma)" in result["why"] and "Xeon" in result["why"]
+    # Measuring again on a CPU replaces its entry and keeps the others.
+    save_measurement(gate_measurement("EPYC again", ["avx2", "fma"], 0.999), path)
+    assert load_gates(path, ["avx2", "fma"])["measured_on"]["cpu"] == "EPYC again"
+    assert verdict("onnxruntime-int8", "int8", load_gates(path, ["avx2", "fma"]))["status"] == "recommended"
+    assert load_gates(path, ["avx2", "fma", "avx512_vnni"])["measured_on"]["cpu"] == "Xeon"
+    assert [p.name for p in tmp_path.iterdir()] == ["gates.json"]  # no temporary file left
+
+
+def test_gates_without_a_file_or_in_an_old_format(tmp_path):
+    from mobilenets.deploy.gates import load_gates, verdict
+
+    missing = load_gates(tmp_path / "none.json", ["avx2"])
+    expected = {"status": "not measured", "why": "no gate measurement"}
+    assert verdict("openvino-int8", "int8", missing) == expected
+    old = tmp_path / "old.json"
+    old.write_text('{"measured_on": {"cpu": "x"}, "backends": {}}')
+    with pytest.raises(ValueError, match="old.json: not an accuracy gates file.*--write-gates"):
+        load_gates(old, ["avx2"])
+
+
+def test_the_shipped_gates_file_reads():
+    from mobilenets.deploy.gates import read_measurements
+
+    measurements = read_measurements()
+    assert measurements and all(m["measured_on"]["images"] == 5000 for m in measurements)
+    assert len({tuple(sorted(m["measured_on"]["cpu_features"])) for m in measurements}) == len(measurements)

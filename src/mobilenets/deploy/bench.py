@@ -54,6 +54,7 @@ from ..costs.reference import is_reference_model, reference_cost
 from ..fuse import fuse_bn
 from ..models import MobileNet
 from ..zoo import full_conv_twin
+from .cpu import cpu_model_and_features
 from .export import INT8_DEFAULT, ModelSource, default_preprocessing, export_onnx, ort_session, quantize_int8
 from .gates import MAX_CHANGE_POINTS, MIN_AGREEMENT, describe, load_gates, verdict
 from .runtimes import BACKENDS as RUNTIME_BACKENDS
@@ -62,9 +63,6 @@ from .timing import Runner, time_interleaved
 
 BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", *RUNTIME_BACKENDS)
 DEFAULT_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
-# The instruction-set features that decide which kernels the backends can use.
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
-                "amx_tile", "amx_int8", "amx_bf16")
 SYNTHETIC_CALIBRATION_IMAGES = 32
 
 
@@ -75,22 +73,11 @@ def machine_description() -> dict:
     """CPU model, cores, ISA features and library versions: what a latency figure depends on."""
     import onnxruntime
 
-    cpu_model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    cpu_model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:  # not Linux: the model name from platform is all we have
-        pass
+    cpu_model, features = cpu_model_and_features()
     return {
         "cpu": cpu_model,
         "cores": os.cpu_count(),
-        "cpu_features": [f for f in CPU_FEATURES if f in flags],
+        "cpu_features": features,
         "torch": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "onnxruntime": onnxruntime.__version__,
@@ -417,11 +404,13 @@ def render_text(report: BenchReport) -> str:
                 line += f"   {describe(gates[backend])}"
             lines.append(line)
     if any(g["status"] != "reference" for g in gates.values()):
-        where = load_gates()["measured_on"] or {}
+        loaded = load_gates()
+        where = loaded["measured_on"]
+        measured = (f"{where['images']} images, measured on {where['cpu']} on {where['date']}" if where else
+                    loaded["why"])
         lines += ["", f"accuracy gate: top-1 agreement with float32 ≥ {100 * MIN_AGREEMENT:.0f}% and accuracy"
                   f" change ≤ {MAX_CHANGE_POINTS} points on the cifar10 model's validation split "
-                  f"({where.get('images', '?')} images, measured on {where.get('cpu', 'no machine')}; "
-                  "benchmarks/runtimes.py); only paths that pass are recommended"]
+                  f"({measured}; benchmarks/runtimes.py); only paths that pass are recommended"]
     if len(names) == 1 and s["twin"]:
         lines += [
             "",

@@ -10,6 +10,12 @@ beside this module (one entry per backend, with the CPU, the library versions an
 images they were measured on); the thresholds live here, so a reader of the JSON and `bench` judge
 alike. A path with no measurement is "not measured", never recommended. float32 paths are
 references, not gated: their parity with PyTorch (≤ 1e-4) is a test.
+
+The int8 and bf16 answers depend on the CPU's kernels: ONNX Runtime's u8·s8 kernels saturate
+without VNNI, OpenVINO runs bf16 only with AVX-512 BF16 or AMX. So the file keeps one measurement
+per set of instruction-set features (deploy/cpu.py), and a machine is judged only by the
+measurement taken on a CPU with exactly its features; on any other CPU every reduced-precision
+path is "not measured" until benchmarks/runtimes.py has run there.
 """
 
 from __future__ import annotations
@@ -18,23 +24,59 @@ import json
 import os
 from pathlib import Path
 
+from .cpu import CPU_FEATURES, cpu_model_and_features
+
 MIN_AGREEMENT = 0.99
 MAX_CHANGE_POINTS = 0.5
 GATES_FILE = Path(__file__).with_name("accuracy_gates.json")
 REDUCED_PRECISIONS = ("int8", "bf16", "f16")
+GATES_FORMAT = "mobilenets.accuracy-gates/2"
 
 
 def passes(top1_agreement: float, accuracy_change_points: float) -> bool:
     return top1_agreement >= MIN_AGREEMENT and abs(accuracy_change_points) <= MAX_CHANGE_POINTS
 
 
-def load_gates(path: str | os.PathLike = GATES_FILE) -> dict:
-    """{"measured_on": {...}, "backends": {backend: {"top1_agreement", "accuracy_change_points",
-    ...} or {"error": why not measured}}}; empty when nothing was measured."""
+def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | None = None) -> dict:
+    """The measurement for a CPU with `cpu_features` (default: this machine's):
+    {"measured_on": {...}, "backends": {backend: {"top1_agreement", "accuracy_change_points", ...}
+    or {"error": why not measured}}}; with no such measurement, "measured_on" None, no backends and
+    "why" saying where the gates were measured instead."""
+    if cpu_features is None:
+        cpu_features = cpu_model_and_features()[1]
+    measurements = read_measurements(path)
+    for measurement in measurements:
+        if sorted(measurement["measured_on"]["cpu_features"]) == sorted(cpu_features):
+            return measurement
+    elsewhere = "; ".join(f"{m['measured_on']['cpu']} ({', '.join(m['measured_on']['cpu_features'])})"
+                          for m in measurements)
+    why = (f"measured on {elsewhere}, not on a CPU with this one's features "
+           f"({', '.join(cpu_features) or 'none of ' + ', '.join(CPU_FEATURES)})") if measurements else \
+        "no gate measurement"
+    return {"measured_on": None, "backends": {}, "why": why}
+
+
+def read_measurements(path: str | os.PathLike = GATES_FILE) -> list[dict]:
     path = Path(path)
     if not path.is_file():
-        return {"measured_on": None, "backends": {}}
-    return json.loads(path.read_text(encoding="utf-8"))
+        return []
+    content = json.loads(path.read_text(encoding="utf-8"))
+    if content.get("format") != GATES_FORMAT:
+        raise ValueError(f"{path}: not an accuracy gates file of format {GATES_FORMAT!r}; "
+                         "rewrite it with benchmarks/runtimes.py --write-gates")
+    return content["measurements"]
+
+
+def save_measurement(measurement: dict, path: str | os.PathLike = GATES_FILE) -> None:
+    """Add `measurement` to the file, replacing the one taken on a CPU with the same features;
+    written atomically (a temporary file moved over the old one)."""
+    path = Path(path)
+    features = sorted(measurement["measured_on"]["cpu_features"])
+    kept = [m for m in read_measurements(path) if sorted(m["measured_on"]["cpu_features"]) != features]
+    text = json.dumps({"format": GATES_FORMAT, "measurements": [*kept, measurement]}, indent=2) + "\n"
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def verdict(backend: str, precision: str, gates: dict) -> dict:
@@ -44,7 +86,8 @@ def verdict(backend: str, precision: str, gates: dict) -> dict:
         return {"status": "reference"}
     entry = gates["backends"].get(backend)
     if entry is None or "top1_agreement" not in entry:
-        return {"status": "not measured", "why": (entry or {}).get("error", "no gate measurement")}
+        return {"status": "not measured",
+                "why": (entry or {}).get("error", gates.get("why", "no gate measurement"))}
     ok = passes(entry["top1_agreement"], entry["accuracy_change_points"])
     return {"status": "recommended" if ok else "fails gate", "top1_agreement": entry["top1_agreement"],
             "accuracy_change_points": entry["accuracy_change_points"]}
