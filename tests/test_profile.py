@@ -91,40 +91,35 @@ def test_onnxruntime_nodes_are_named_after_the_layers():
     assert report.profiles[0].mult_adds == table.mult_adds * batch
 
 
+def stem_event(out_channels: int) -> dict:
+    """An ONNX Runtime profile event of a 3×3 stride-2 convolution of a 96×96 RGB image."""
+    return {
+        "name": "stem_kernel_time",
+        "dur": 5,
+        "args": {
+            "op_name": "Conv",
+            "input_type_shape": [{"float": [1, 3, 96, 96]}, {"float": [out_channels, 3, 3, 3]}],
+            "output_type_shape": [{"float": [1, out_channels, 48, 48]}],
+        },
+    }
+
+
 @pytest.mark.parametrize("padded, accepted", [(8, True), (16, True), (24, False), (12, False)])
 def test_onnxruntime_nchwc_channel_padding_is_the_same_layer(padded, accepted):
     # mobilenet_v2 at width 0.25: an 8-channel stem, which ONNX Runtime's NCHWc layout runs as
     # 16 channels with AVX-512 (8 with AVX2) and lists so in its profile.
     table = cost("mobilenet_v2", **SMALL)
-    event = {
-        "name": "stem_kernel_time",
-        "dur": 5,
-        "args": {
-            "op_name": "Conv",
-            "input_type_shape": [{"float": [1, 3, 96, 96]}, {"float": [padded, 3, 3, 3]}],
-            "output_type_shape": [{"float": [1, padded, 48, 48]}],
-        },
-    }
     if accepted:
-        assert ort_rows([event], table, 1, 1)[0].name == "features.0.conv"
+        assert ort_rows([stem_event(padded)], table, 1, 1)[0].name == "features.0.conv"
     else:
         with pytest.raises(RuntimeError, match="does not match the next layer"):
-            ort_rows([event], table, 1, 1)
+            ort_rows([stem_event(padded)], table, 1, 1)
 
 
 def test_onnxruntime_node_that_is_not_the_next_layer_is_refused():
-    table = cost("mobilenet_v1", **SMALL)
-    wrong = {
-        "name": "n_kernel_time",
-        "dur": 5,
-        "args": {
-            "op_name": "Conv",
-            "input_type_shape": [{"float": [1, 3, 96, 96]}, {"float": [9, 3, 3, 3]}],
-            "output_type_shape": [{"float": [1, 9, 48, 48]}],
-        },
-    }
+    table = cost("mobilenet_v1", **SMALL)  # an 8-channel stem: 9 is no NCHWc rounding of it
     with pytest.raises(RuntimeError, match="does not match the next layer of the cost table"):
-        ort_rows([wrong], table, 1, 1)
+        ort_rows([stem_event(9)], table, 1, 1)
 
 
 def test_training_times_forward_and_backward_of_every_layer():
