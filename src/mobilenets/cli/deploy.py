@@ -61,6 +61,12 @@ def add_calibration_options(parser: argparse.ArgumentParser, help: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Command line: `mobilenets export`
 # --------------------------------------------------------------------------------------------
+def register(subparsers) -> None:
+    """Add this group's commands to `mobilenets`."""
+    configure_export_parser(subparsers)
+    configure_bench_parser(subparsers)
+
+
 def configure_export_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("export", help="ONNX, OpenVINO, ExecuTorch, LiteRT files (float, int8)")
     p.add_argument("model", metavar="CHECKPOINT", help=f"a checkpoint file, or a zoo model name "

@@ -21,6 +21,12 @@ from .options import add_model_options, model_options_from_args
 # --------------------------------------------------------------------------------------------
 # Command line: `mobilenets profile`
 # --------------------------------------------------------------------------------------------
+def register(subparsers) -> None:
+    """Add this group's commands to `mobilenets`."""
+    configure_profile_parser(subparsers)
+    configure_choose_parser(subparsers)
+
+
 def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("profile", help="per-layer time, mult-adds, bytes and roofline on this machine")
     p.add_argument(

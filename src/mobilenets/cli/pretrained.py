@@ -18,6 +18,11 @@ from ..pretrained.weights import default_model
 from .output import render_top_k
 
 
+def register(subparsers) -> None:
+    """Add this group's commands to `mobilenets`."""
+    configure_convert_parser(subparsers)
+
+
 def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "convert",

@@ -1,0 +1,207 @@
+"""The core commands: list, config, cost, train, eval, predict and compare.
+
+Each parses its flags (model flags generated from the fields of `config.ModelOptions`, so the CLI
+and `create_model(name, **options)` always accept the same options) and calls one plain function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from ..checkpoint import read_header
+from ..costs.analysis import FORMATS, cost
+from ..costs.reference import REFERENCE_MODELS, compare_costs, render_cost_comparison
+from ..deploy.runtimes import RUNTIMES
+from ..pretrained.weights import bundled_checkpoint
+from ..training.compare import compare_twins, format_compare
+from ..training.evaluate import evaluate_checkpoint, predict
+from ..training.train import TrainConfig, train
+from ..zoo import list_models, model_config
+from .options import (
+    add_dataclass_options,
+    add_model_options,
+    flag_names,
+    model_options_from_args,
+    options_from_args,
+)
+from .output import render_top_k
+from .pretrained import configure_predict_weights, run_predict_weights
+
+EXPORTED_SUFFIXES = ", ".join(runtime.suffix for runtime in RUNTIMES.values())
+
+
+def register(subparsers) -> None:
+    """Add the core commands to `mobilenets`."""
+    subparsers.add_parser("list", help="the models in the registry, with their cost at 224").set_defaults(
+        run=run_list
+    )
+
+    p = subparsers.add_parser("config", help="a model's config as JSON")
+    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    add_model_options(p)
+    p.set_defaults(run=run_config)
+
+    p = subparsers.add_parser("cost", help="per-layer params and mult-adds of a model")
+    p.add_argument("model", help=f"one of: {', '.join(list_models() + list(REFERENCE_MODELS))}")
+    p.add_argument("--by-type", action="store_true", help="breakdown by layer type (paper Table 2)")
+    p.add_argument("--compare", metavar="MODEL[,MODEL]", help="models side by side: MobileNets get the same "
+                   f"options, reference models ({', '.join(REFERENCE_MODELS)}) their paper's input size")
+    p.add_argument("--format", default="table", choices=FORMATS)
+    add_model_options(p)
+    p.set_defaults(run=run_cost)
+
+    p = subparsers.add_parser("train", help="train on an image folder, CIFAR-10 or digits")
+    p.add_argument("--model", help=f"one of: {', '.join(list_models())} (default: mobilenet_v1, or with "
+                                   "--resume the run's own)")
+    add_dataclass_options(p, TrainConfig, "training options")
+    add_model_options(p)
+    p.set_defaults(run=run_train)
+
+    p = subparsers.add_parser("eval", help="accuracy of a checkpoint or an exported file")
+    p.add_argument("checkpoint", help=f"a checkpoint file, an exported model ({EXPORTED_SUFFIXES}, with the "
+                   "sidecar FILE.json export wrote), or weights this project ships (cifar10)")
+    p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")
+    p.add_argument("--split", default="val", choices=("val", "all"),
+                   help="val: the checkpoint's own validation split; all: every image of --data")
+    p.add_argument(
+        "--confusion",
+        metavar="PNG",
+        help="where to write the confusion matrix (default: beside the checkpoint)",
+    )
+    p.add_argument(
+        *flag_names("--batch-size"), type=int, default=256, help="images per forward pass (default 256)"
+    )
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.add_argument("--skip-bad-images", action="store_true", help="warn about and skip unreadable images")
+    p.set_defaults(run=run_eval)
+
+    p = subparsers.add_parser("predict", help="top-k classes of image files")
+    p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
+                   help=f"a checkpoint or an exported model ({EXPORTED_SUFFIXES}), then image files; with "
+                   "--weights, image files only")
+    p.add_argument("--top-k", type=int, default=5)
+    configure_predict_weights(p)
+    p.set_defaults(run=run_predict)
+
+    p = subparsers.add_parser(
+        "compare",
+        help="MobileNetV1 against its full-conv twin (Table 4)",
+        description="Train MobileNetV1 and its full-convolution twin alike; compare cost, speed "
+        "and accuracy (paper Table 4).",
+    )
+    add_dataclass_options(p, TrainConfig, "training options (compare defaults: " +
+                          ", ".join(f"{k}={v}" for k, v in COMPARE_DEFAULTS.items()) + ", width 0.5)")
+    add_model_options(p)
+    p.set_defaults(run=run_compare)
+
+
+def run_list(args: argparse.Namespace) -> str:
+    lines = []
+    for name in list_models():
+        report = cost(name)
+        lines.append(
+            f"{name:<22} {report.mult_adds / 1e6:8.1f}M mult-adds {report.params / 1e6:6.2f}M params"
+        )
+    return "\n".join(lines)
+
+
+def run_cost(args: argparse.Namespace) -> str:
+    options = model_options_from_args(args)
+    reports = compare_costs(args.model, args.compare, options)
+    return render_cost_comparison(reports, options, args.format, by_type=args.by_type)
+
+
+def run_config(args: argparse.Namespace) -> str:
+    return json.dumps(model_config(args.model, **model_options_from_args(args)).to_dict(), indent=2)
+
+
+def _train_config(args: argparse.Namespace, **defaults) -> TrainConfig:
+    values = {**defaults, **options_from_args(args, TrainConfig)}
+    model_options = {**values.pop("model_options", {}), **model_options_from_args(args)}
+    if getattr(args, "model", None):
+        values["model"] = args.model
+    return TrainConfig(**values, model_options=model_options)
+
+
+def _resumed_run(args: argparse.Namespace) -> dict:
+    """With --resume, the options the command does not repeat are those of the run it continues
+    (so `--out DIR --resume` is enough, and a changed default never breaks an old run)."""
+    if not args.resume:
+        return {}
+    last = Path(args.out or TrainConfig.out) / "last.safetensors"
+    if not last.is_file():
+        return {}  # train() says what is missing
+    saved = read_header(last).get("train_config") or {}
+    names = {field.name for field in dataclasses.fields(TrainConfig)} - {"resume", "out"}
+    return {name: value for name, value in saved.items() if name in names}
+
+
+def run_train(args: argparse.Namespace) -> str:
+    config = _train_config(args, **_resumed_run(args))
+    if config.model not in list_models():
+        raise ValueError(f"unknown model {config.model!r}; available: {', '.join(list_models())}")
+    result = train(config)
+    if result.rank != 0:  # under torchrun rank 0 alone reports
+        return ""
+    if result.epochs_trained == 0:
+        return f"nothing to do: {result.out} already holds all {len(result.history)} epochs"
+    last = result.history[-1]
+    skipped = f"; skipped {result.skipped_images} unreadable images" if result.skipped_images else ""
+    return (
+        f"trained {args.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
+        f"(best {100 * result.best_val_top1:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
+        f"checkpoints, metrics.csv/jsonl and curves.png in {result.out}"
+    )
+
+
+def run_eval(args: argparse.Namespace) -> str:
+    # A file path, or the key of weights this project trained and ships (e.g. cifar10); the
+    # package file is hash-checked once.
+    shipped = None if Path(args.checkpoint).exists() else bundled_checkpoint(args.checkpoint)
+    checkpoint = shipped or args.checkpoint
+    if shipped is not None:
+        png = args.confusion or f"{args.checkpoint}_confusion.png"
+    else:
+        png = args.confusion or str(Path(checkpoint).with_suffix("")) + "_confusion.png"
+    metrics = evaluate_checkpoint(checkpoint, args.data, args.split, args.batch_size, args.workers, png,
+                                  args.skip_bad_images)
+    if args.json:
+        return json.dumps(metrics, indent=2)
+    width = max(len(n) for n in metrics["class_names"])
+    lines = [
+        f"{metrics['images']} images ({args.split} split of {args.data})",
+        f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  loss {metrics['loss']:.4f}",
+        "per-class accuracy:",
+    ]
+    lines += [
+        f"  {name:<{width}}  {100 * acc:6.2f}%"
+        for name, acc in zip(metrics["class_names"], metrics["per_class"])
+    ]
+    lines.append(f"confusion matrix: {png}")
+    return "\n".join(lines)
+
+
+def run_predict(args: argparse.Namespace) -> str:
+    if args.weights:
+        return run_predict_weights(args, args.inputs)
+    if len(args.inputs) < 2:
+        raise ValueError("predict needs a checkpoint and at least one image (or --weights and images)")
+    checkpoint, images = args.inputs[0], args.inputs[1:]
+    return render_top_k(predict(checkpoint, images, args.top_k))
+
+
+COMPARE_DEFAULTS = {"epochs": 5, "batch_size": 32, "lr": 0.1, "out": "runs/compare"}
+
+
+def run_compare(args: argparse.Namespace) -> str:
+    options = model_options_from_args(args)
+    options.setdefault("width_mult", 0.5)
+    recipe = _train_config(args, **COMPARE_DEFAULTS)
+    recipe = dataclasses.replace(recipe, model_options=options)
+    return format_compare(compare_twins(recipe))
+
+
