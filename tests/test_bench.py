@@ -139,13 +139,18 @@ def test_bench_errors_name_what_was_wrong(argv, error, message):
 # Accuracy gates: one measurement per CPU feature set
 # --------------------------------------------------------------------------------------------
 def gate_measurement(cpu: str, features: list[str], agreement: float) -> dict:
-    return {"measured_on": {"cpu": cpu, "cpu_features": features, "images": 10, "date": "today"},
+    return {"measured_on": {"cpu": cpu, "cpu_features": features, "images": 10, "date": "today",
+                            "weights_file": "w.safetensors"},
             "backends": {"onnxruntime-int8": {"top1_agreement": agreement, "accuracy_change_points": 0.0}}}
 
 
 def test_gates_are_judged_by_the_measurement_of_a_cpu_with_the_same_features(tmp_path):
-    from mobilenets.deploy.gates import load_gates, save_measurement, verdict
+    from mobilenets.deploy import gates
 
+    def load_gates(path, features):
+        return gates.load_gates(path, features, "w.safetensors")
+
+    save_measurement, verdict = gates.save_measurement, gates.verdict
     path = tmp_path / "gates.json"
     save_measurement(gate_measurement("EPYC", ["avx2", "fma"], 0.98), path)
     save_measurement(gate_measurement("Xeon", ["avx2", "fma", "avx512_vnni"], 0.995), path)
@@ -163,6 +168,11 @@ def test_gates_are_judged_by_the_measurement_of_a_cpu_with_the_same_features(tmp
     assert verdict("onnxruntime-int8", "int8", load_gates(path, ["avx2", "fma"]))["status"] == "recommended"
     assert load_gates(path, ["avx2", "fma", "avx512_vnni"])["measured_on"]["cpu"] == "Xeon"
     assert [p.name for p in tmp_path.iterdir()] == ["gates.json"]  # no temporary file left
+    # A measurement of other weights (the shipped ones changed since) judges nothing.
+    stale = gates.load_gates(path, ["avx2", "fma"], "new.safetensors")
+    result = verdict("onnxruntime-int8", "int8", stale)
+    assert result["status"] == "not measured"
+    assert "other weights (w.safetensors), not the shipped new.safetensors" in result["why"]
 
 
 def test_gates_without_a_file_or_in_an_old_format(tmp_path):
@@ -182,4 +192,5 @@ def test_the_shipped_gates_file_reads():
 
     measurements = read_measurements()
     assert measurements and all(m["measured_on"]["images"] == 5000 for m in measurements)
+    assert all(m["measured_on"]["weights_file"].startswith("cifar10_") for m in measurements)
     assert len({tuple(sorted(m["measured_on"]["cpu_features"])) for m in measurements}) == len(measurements)

@@ -14,8 +14,9 @@ references, not gated: their parity with PyTorch (≤ 1e-4) is a test.
 The int8 and bf16 answers depend on the CPU's kernels: ONNX Runtime's u8·s8 kernels saturate
 without VNNI, OpenVINO runs bf16 only with AVX-512 BF16 or AMX. So the file keeps one measurement
 per set of instruction-set features (deploy/cpu.py), and a machine is judged only by the
-measurement taken on a CPU with exactly its features; on any other CPU every reduced-precision
-path is "not measured" until benchmarks/runtimes.py has run there.
+measurement taken on a CPU with exactly its features, of the weights the package ships now; on any
+other CPU, or after the shipped weights changed, every reduced-precision path is "not measured"
+until benchmarks/runtimes.py has run again there.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import os
 from pathlib import Path
 
+from ..pretrained.weights import bundled_checkpoint
 from .cpu import CPU_FEATURES, cpu_model_and_features
 
 MIN_AGREEMENT = 0.99
@@ -37,22 +39,33 @@ def passes(top1_agreement: float, accuracy_change_points: float) -> bool:
     return top1_agreement >= MIN_AGREEMENT and abs(accuracy_change_points) <= MAX_CHANGE_POINTS
 
 
-def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | None = None) -> dict:
-    """The measurement for a CPU with `cpu_features` (default: this machine's):
+def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | None = None,
+               weights_file: str | None = None) -> dict:
+    """The measurement for a CPU with `cpu_features` (default: this machine's) of the weights in
+    `weights_file` (default: the `cifar10` weights this package ships):
     {"measured_on": {...}, "backends": {backend: {"top1_agreement", "accuracy_change_points", ...}
     or {"error": why not measured}}}; with no such measurement, "measured_on" None, no backends and
-    "why" saying where the gates were measured instead."""
+    "why" saying what was measured instead."""
     if cpu_features is None:
         cpu_features = cpu_model_and_features()[1]
+    if weights_file is None:
+        shipped = bundled_checkpoint("cifar10")
+        weights_file = shipped.name if shipped else "none"
     measurements = read_measurements(path)
-    for measurement in measurements:
-        if sorted(measurement["measured_on"]["cpu_features"]) == sorted(cpu_features):
+    this_cpu = [m for m in measurements if sorted(m["measured_on"]["cpu_features"]) == sorted(cpu_features)]
+    for measurement in this_cpu:
+        if measurement["measured_on"].get("weights_file") == weights_file:
             return measurement
-    elsewhere = "; ".join(f"{m['measured_on']['cpu']} ({', '.join(m['measured_on']['cpu_features'])})"
-                          for m in measurements)
-    why = (f"measured on {elsewhere}, not on a CPU with this one's features "
-           f"({', '.join(cpu_features) or 'none of ' + ', '.join(CPU_FEATURES)})") if measurements else \
-        "no gate measurement"
+    if this_cpu:
+        why = (f"measured on this CPU for other weights ({this_cpu[0]['measured_on'].get('weights_file')}), "
+               f"not the shipped {weights_file}: rerun benchmarks/runtimes.py --write-gates")
+    elif measurements:
+        elsewhere = "; ".join(f"{m['measured_on']['cpu']} ({', '.join(m['measured_on']['cpu_features'])})"
+                              for m in measurements)
+        why = (f"measured on {elsewhere}, not on a CPU with this one's features "
+               f"({', '.join(cpu_features) or 'none of ' + ', '.join(CPU_FEATURES)})")
+    else:
+        why = "no gate measurement"
     return {"measured_on": None, "backends": {}, "why": why}
 
 
