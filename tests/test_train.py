@@ -189,3 +189,22 @@ def test_cli_refuses_to_overwrite_a_run_and_rejects_empty_folders(trained, tmp_p
     assert "no images found" in capsys.readouterr().err
     assert main(["predict", str(out / "last.safetensors"), str(tmp_path / "nope.png")]) == 2
     assert "no image at" in capsys.readouterr().err
+
+
+def test_provenance_sees_an_uncommitted_change_anywhere_in_the_package(monkeypatch):
+    # It once looked at training/ alone and called a run of a changed cli/ or layers.py clean.
+    import mobilenets
+    from mobilenets.training import train as train_module
+
+    package = os.path.dirname(os.path.realpath(mobilenets.__file__))
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        out = "abc123\n" if "rev-parse" in command else " M src/mobilenets/layers.py\n"
+        return subprocess.CompletedProcess(command, 0, stdout=out, stderr="")
+
+    monkeypatch.setattr(train_module.subprocess, "run", fake_run)
+    record = train_module.provenance()
+    assert record["git_commit"] == "abc123" and record["git_dirty"] is True
+    assert all(command[command.index("-C") + 1] == str(package) for command in calls)

@@ -236,7 +236,7 @@ def _optimizer_from_checkpoint(document: dict, tensors: dict[str, torch.Tensor])
 def provenance() -> dict:
     """What produced a checkpoint: the command line, the source's git commit (and whether the
     working tree had uncommitted changes) and the library versions."""
-    source = Path(__file__).resolve().parent
+    source = Path(__file__).resolve().parents[1]  # the whole package, not only training/
     commit, dirty = None, None
     try:
         commit = (
