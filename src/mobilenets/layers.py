@@ -130,13 +130,8 @@ class PointwiseConv2d(Conv2d):
 
 
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """ReLU6(x + 3) / 6 (MobileNetV3 §5.2): 0 below -3, 1 above 3, linear between.
-
-    Written out as Keras writes it rather than F.hardsigmoid: exporters decompose hardsigmoid
-    into ops on scalar tensor constants, which ExecuTorch converts outside the XNNPACK delegate
-    (the network then no longer runs as one segment); relu6, add and mul are taken whole.
-    """
-    return F.relu6(x + 3.0) * (1.0 / 6.0)
+    """ReLU6(x + 3) / 6 (MobileNetV3 §5.2): 0 below -3, 1 above 3, linear between."""
+    return F.hardsigmoid(x)
 
 
 def hard_swish(x: torch.Tensor) -> torch.Tensor:

@@ -152,6 +152,7 @@ def export_executorch(model: MobileNet, path: str | os.PathLike, *, int8: bool =
             module = quantize_pt2e(module, quantizer, example, dynamic_shapes,
                                    check_calibration(calibration, example))
         program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes)
+        program = program.run_decompositions({torch.ops.aten.hardsigmoid.default: hard_sigmoid_as_relu6})
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         check_one_segment(lowered.exported_program().graph_module)
         buffer = lowered.to_executorch().buffer
@@ -159,6 +160,14 @@ def export_executorch(model: MobileNet, path: str | os.PathLike, *, int8: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer)
     return path
+
+
+def hard_sigmoid_as_relu6(x: torch.Tensor) -> torch.Tensor:
+    """V3's hard-sigmoid as relu6(x + 3) / 6 on Python scalars (Keras's form). ExecuTorch's own
+    decomposition of hardsigmoid computes on scalar tensor constants whose dtype copies it leaves
+    outside the XNNPACK delegate, so V3 would run in pieces; relu6, add and mul are taken whole.
+    (The ONNX export keeps the native HardSigmoid op.)"""
+    return torch.nn.functional.relu6(x + 3.0) * (1.0 / 6.0)
 
 
 def check_one_segment(graph_module: torch.fx.GraphModule) -> None:
