@@ -203,5 +203,3 @@ def run_compare(args: argparse.Namespace) -> str:
     recipe = _train_config(args, **COMPARE_DEFAULTS)
     recipe = dataclasses.replace(recipe, model_options=options)
     return format_compare(compare_twins(recipe))
-
-

@@ -241,6 +241,8 @@ class BenchReport:
     settings: dict
     models: list[dict]  # name, role ("model" / "full-convolution twin"), mult_adds, params
     results: list[Measurement]
+    # The accuracy gates of this CPU and the shipped weights, read once (gates.load_gates).
+    gates: dict = field(default_factory=load_gates)
 
     def result(self, model: str, backend: str, batch: int) -> Measurement:
         return next(m for m in self.results if (m.model, m.backend, m.batch) == (model, backend, batch))
@@ -267,15 +269,14 @@ class BenchReport:
     def accuracy_gates(self) -> dict:
         """Per runtime backend: "reference" (float32), "recommended", "fails gate" or "not measured"
         (gates.py: the shipped CIFAR-10 model's agreement and accuracy change, measured beforehand)."""
-        gates = load_gates()
-        return {backend: verdict(backend, RUNTIME_BACKENDS[backend][1], gates)
+        return {backend: verdict(backend, RUNTIME_BACKENDS[backend][1], self.gates)
                 for backend in self.settings["backends"] if backend in RUNTIME_BACKENDS}
 
     def to_dict(self) -> dict:
         return {"machine": self.machine, "settings": self.settings, "models": self.models,
                 "results": [m.to_dict() for m in self.results], "speedups": self.speedups(),
                 "accuracy_gates": self.accuracy_gates(),
-                "accuracy_gates_measured_on": load_gates()["measured_on"]}
+                "accuracy_gates_measured_on": self.gates["measured_on"]}
 
 
 def run_benchmark(
@@ -404,10 +405,9 @@ def render_text(report: BenchReport) -> str:
                 line += f"   {describe(gates[backend])}"
             lines.append(line)
     if any(g["status"] != "reference" for g in gates.values()):
-        loaded = load_gates()
-        where = loaded["measured_on"]
+        where = report.gates["measured_on"]
         measured = (f"{where['images']} images, measured on {where['cpu']} on {where['date']}" if where else
-                    loaded["why"])
+                    report.gates["why"])
         lines += ["", f"accuracy gate: top-1 agreement with float32 ≥ {100 * MIN_AGREEMENT:.0f}% and accuracy"
                   f" change ≤ {MAX_CHANGE_POINTS} points on the cifar10 model's validation split "
                   f"({measured}; benchmarks/runtimes.py); only paths that pass are recommended"]

@@ -52,7 +52,7 @@ def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | N
         shipped = bundled_checkpoint("cifar10")
         weights_file = shipped.name if shipped else "none"
     measurements = read_measurements(path)
-    this_cpu = [m for m in measurements if sorted(m["measured_on"]["cpu_features"]) == sorted(cpu_features)]
+    this_cpu = [m for m in measurements if _features(m) == sorted(cpu_features)]
     for measurement in this_cpu:
         if measurement["measured_on"].get("weights_file") == weights_file:
             return measurement
@@ -67,6 +67,10 @@ def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | N
     else:
         why = "no gate measurement"
     return {"measured_on": None, "backends": {}, "why": why}
+
+
+def _features(measurement: dict) -> list[str]:
+    return sorted(measurement["measured_on"]["cpu_features"])
 
 
 def read_measurements(path: str | os.PathLike = GATES_FILE) -> list[dict]:
@@ -84,8 +88,7 @@ def save_measurement(measurement: dict, path: str | os.PathLike = GATES_FILE) ->
     """Add `measurement` to the file, replacing the one taken on a CPU with the same features;
     written atomically (a temporary file moved over the old one)."""
     path = Path(path)
-    features = sorted(measurement["measured_on"]["cpu_features"])
-    kept = [m for m in read_measurements(path) if sorted(m["measured_on"]["cpu_features"]) != features]
+    kept = [m for m in read_measurements(path) if _features(m) != _features(measurement)]
     text = json.dumps({"format": GATES_FORMAT, "measurements": [*kept, measurement]}, indent=2) + "\n"
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
