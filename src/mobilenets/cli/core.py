@@ -19,6 +19,7 @@ from ..pretrained.weights import bundled_checkpoint
 from ..training.compare import compare_twins, format_compare
 from ..training.evaluate import evaluate_checkpoint, predict
 from ..training.train import TrainConfig, train
+from ..training.transfer import weights_model_name
 from ..zoo import list_models, model_config
 from .options import (
     add_dataclass_options,
@@ -141,7 +142,10 @@ def _resumed_run(args: argparse.Namespace) -> dict:
 
 
 def run_train(args: argparse.Namespace) -> str:
-    config = _train_config(args, **_resumed_run(args))
+    resumed = _resumed_run(args)
+    if args.weights and not args.model and "model" not in resumed:  # the weights' own model
+        resumed["model"] = weights_model_name(args.weights) or TrainConfig.model
+    config = _train_config(args, **resumed)
     if config.model not in list_models():
         raise ValueError(f"unknown model {config.model!r}; available: {', '.join(list_models())}")
     result = train(config)
@@ -152,7 +156,7 @@ def run_train(args: argparse.Namespace) -> str:
     last = result.history[-1]
     skipped = f"; skipped {result.skipped_images} unreadable images" if result.skipped_images else ""
     return (
-        f"trained {args.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
+        f"trained {config.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
         f"(best {100 * result.best_val_top1:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
         f"checkpoints, metrics.csv/jsonl and curves.png in {result.out}"
     )

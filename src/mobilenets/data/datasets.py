@@ -322,6 +322,18 @@ def recorded_split(
     return torch.tensor(train, dtype=torch.int64), torch.tensor(val, dtype=torch.int64)
 
 
+def parent_split(names: list[str], keep_out: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(train, val) indices with val = the files of `keep_out` present in `names`, or None when
+    none is (the folder is not the one the parent was trained on)."""
+    held = set(keep_out)
+    val = [i for i, name in enumerate(names) if name in held]
+    if not val:
+        return None
+    in_val = set(val)
+    train = [i for i in range(len(names)) if i not in in_val]
+    return torch.tensor(train, dtype=torch.int64), torch.tensor(val, dtype=torch.int64)
+
+
 def load_data(
     spec: str,
     image_size: int | None = None,
@@ -330,12 +342,16 @@ def load_data(
     skip_bad_images: bool = False,
     workers: int = 2,
     val_files: list[str] | None = None,
+    keep_out: list[str] | None = None,
 ) -> DataBundle:
     """Open a data source by its spec: "digits", "cifar10:PATH" or an image folder PATH.
 
     val_files: for a folder without its own split, the validation files a checkpoint recorded
     (paths relative to the folder); those that still exist are the validation split, whatever
-    was added or removed since (see `recorded_split`)."""
+    was added or removed since (see `recorded_split`).
+    keep_out: the validation files of the run whose weights a new run starts from: where the
+    folder holds any of them, exactly those are the new run's validation split, so no image the
+    parent was validated on is ever trained on; otherwise the split is drawn as usual."""
     if spec == "digits":
         return load_digits(image_size, val_fraction, seed)
     if spec.startswith("cifar10:"):
@@ -355,8 +371,11 @@ def load_data(
         class_names, data, skipped, paths = _folder_images(root, skip_bad_images, workers)
         names = [Path(path).relative_to(root).as_posix() for path in paths]
         train_index, val_index = held_out_split(len(data), val_fraction, seed)
+        inherited = parent_split(names, keep_out) if keep_out else None
         if val_files is not None:
             train_index, val_index = recorded_split(root, names, val_files, val_index)
+        elif inherited is not None:
+            train_index, val_index = inherited
         train, val = data.subset(train_index), data.subset(val_index)
         # The exact files: `eval` must find the same ones after the folder changes.
         split = {
@@ -364,6 +383,7 @@ def load_data(
             "val_fraction": val_fraction,
             "seed": seed,
             "val_files": [names[i] for i in val_index.tolist()],
+            **({"from_parent": True} if val_files is None and inherited is not None else {}),
         }
     if isinstance(val, FileImages) and not skip_bad_images:
         # Validation reads every file once per epoch: a bad one must fail now, not after an epoch
@@ -439,11 +459,12 @@ class _Loader:
 
 
 class MemoryLoader(_Loader):
-    """Batches from decoded images: random crop with padding and flips done on whole batches."""
+    """Batches from decoded images: random crop with padding, flips and Cutout done on whole batches."""
 
     def __init__(self, data: MemoryImages, bundle: DataBundle, batch_size: int, train: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, cutout: int = 0):
         super().__init__(data, bundle, batch_size, train, seed, rank, world_size)
+        self.cutout = cutout
         self.padding = max(1, data.images.shape[-1] // 8)  # 4 px at 32, as the standard CIFAR recipe
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -457,7 +478,10 @@ class MemoryLoader(_Loader):
                 if self.bundle.flip:
                     images = transforms.random_horizontal_flip(images, generator)
             x = transforms.normalize(images, self.bundle.mean, self.bundle.std)
-            yield transforms.resize_batch(x, self.bundle.image_size), self.data.labels[index]
+            x = transforms.resize_batch(x, self.bundle.image_size)
+            if self.train and self.cutout:  # after normalising: the square is erased to the mean
+                x = transforms.cutout(x, self.cutout, _generator(self.seed, epoch, step, 3))
+            yield x, self.data.labels[index]
 
 
 class _FileDataset(torch.utils.data.Dataset):
@@ -491,8 +515,9 @@ class FileLoader(_Loader):
     resize + center crop for evaluation)."""
 
     def __init__(self, data: FileImages, bundle: DataBundle, batch_size: int, train: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 2):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 2, cutout: int = 0):
         super().__init__(data, bundle, batch_size, train, seed, rank, world_size)
+        self.cutout = cutout
         self.dataset = _FileDataset(data, bundle, train, seed)
         self.workers = workers
 
@@ -505,10 +530,13 @@ class FileLoader(_Loader):
             persistent_workers=False,
             collate_fn=_collate_or_error,
         )
-        for images, labels in loader:
+        for step, (images, labels) in enumerate(loader, start=start_step):
             if images is None:
                 raise DataError(f"{labels}; {SKIP_HINT}")
-            yield transforms.normalize(images, self.bundle.mean, self.bundle.std), labels
+            x = transforms.normalize(images, self.bundle.mean, self.bundle.std)
+            if self.train and self.cutout:
+                x = transforms.cutout(x, self.cutout, _generator(self.seed, epoch, step, 3))
+            yield x, labels
 
 
 def _collate_or_error(items: list[tuple[torch.Tensor | None, int | str]]):
@@ -521,8 +549,9 @@ def _collate_or_error(items: list[tuple[torch.Tensor | None, int | str]]):
 
 def make_loader(data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool,
                 seed: int = 0, rank: int = 0, world_size: int = 1,
-                workers: int = 2) -> MemoryLoader | FileLoader:
-    """The loader for `data`: in memory (batch augmentation on tensors) or from files (worker processes)."""
+                workers: int = 2, cutout: int = 0) -> MemoryLoader | FileLoader:
+    """The loader for `data`: in memory (batch augmentation on tensors) or from files (worker
+    processes). cutout: the side of the square Cutout erases from each training image (0: none)."""
     if isinstance(data, MemoryImages):
-        return MemoryLoader(data, bundle, batch_size, train, seed, rank, world_size)
-    return FileLoader(data, bundle, batch_size, train, seed, rank, world_size, workers)
+        return MemoryLoader(data, bundle, batch_size, train, seed, rank, world_size, cutout)
+    return FileLoader(data, bundle, batch_size, train, seed, rank, world_size, workers, cutout)

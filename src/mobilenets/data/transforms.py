@@ -102,6 +102,21 @@ def random_horizontal_flip(
     return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 
 
+def cutout(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Cutout (DeVries & Taylor, 2017): zero one size×size square per image, its centre uniform over
+    the image so the square may be clipped at the border. On a normalised batch zero is the mean."""
+    n, _, height, width = batch.shape
+    centres = torch.rand(n, 2, generator=generator)
+    top = (centres[:, 0] * height).long() - size // 2
+    left = (centres[:, 1] * width).long() - size // 2
+    rows = torch.arange(height)[None, :]
+    cols = torch.arange(width)[None, :]
+    inside_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)  # N×H
+    inside_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)  # N×W
+    erased = inside_rows[:, :, None] & inside_cols[:, None, :]  # N×H×W
+    return batch.masked_fill(erased[:, None].to(batch.device), 0.0)
+
+
 def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of a float batch to size×size (antialiased when shrinking)."""
     if batch.shape[-2:] == (size, size):

@@ -42,6 +42,7 @@ from ..layers import DepthwiseConv2d
 from ..models import MobileNet
 from .evaluate import evaluate
 from .plots import plot_curves
+from .transfer import Parent, child_model, load_parent
 
 OPTIMIZERS = ("sgd", "rmsprop")
 MAX_IMAGE_SIZE = 2048  # larger inputs are a typo that would try to allocate a batch of gigabytes
@@ -78,6 +79,21 @@ class TrainConfig:
         "--no-decay-on-depthwise-and-norm",
         "no weight decay on depthwise filters, norm layers and biases (MobileNet paper §4)",
     )
+    cutout: int = flag_field(
+        0, "--cutout", "erase one random square of this side in pixels per training image (Cutout; 0: off)"
+    )
+    weights: str | None = flag_field(
+        None,
+        "--weights",
+        "start from these weights: a published key (cifar10, keras-imagenet, ...), a checkpoint or a "
+        "converted file; the classifier is replaced when the class count differs",
+    )
+    freeze_backbone: bool = flag_field(
+        False,
+        "--freeze-backbone",
+        "with --weights: train the classifier only (the backbone, BatchNorm "
+        "statistics included, stays as loaded)",
+    )
     amp: bool = flag_field(False, "--amp", "bfloat16 autocast (CPU or GPU)")
     # NHWC by default: measured faster for training on CPU (docs/results.md) and the layout tensor
     # cores want on a GPU.
@@ -109,6 +125,18 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if (
+            not isinstance(self.cutout, int)
+            or isinstance(self.cutout, bool)
+            or not 0 <= self.cutout <= MAX_IMAGE_SIZE
+        ):
+            raise ValueError(
+                f"cutout (--cutout) must be a side in pixels from 0 to {MAX_IMAGE_SIZE}; got {self.cutout!r}"
+            )
+        if self.freeze_backbone and self.weights is None:
+            raise ValueError(
+                "--freeze-backbone needs --weights: a randomly initialised backbone would stay random"
+            )
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be positive; got {self.lr}")
         if self.optimizer not in OPTIMIZERS:
@@ -160,7 +188,9 @@ class TrainConfig:
 # --------------------------------------------------------------------------------------------
 # Pieces
 # --------------------------------------------------------------------------------------------
-def build_model(config: TrainConfig, bundle: DataBundle) -> MobileNet:
+def build_model(config: TrainConfig, bundle: DataBundle, parent: Parent | None = None) -> MobileNet:
+    """The model a run trains: the zoo's, randomly initialised, or `parent`'s network adapted to the
+    data (class count, input size, stem stride; see transfer.py)."""
     options = dict(config.model_options)
     classes = len(bundle.class_names)
     if options.get("num_classes", classes) != classes:
@@ -177,8 +207,24 @@ def build_model(config: TrainConfig, bundle: DataBundle) -> MobileNet:
     options["num_classes"] = len(bundle.class_names)
     # CIFAR-style stem for small inputs: keep the first layer at full resolution so a 32 px
     # image still ends in a 2×2 map instead of 1×1.
-    options.setdefault("stem_stride", 1 if bundle.image_size <= 64 else 2)
+    small = bundle.image_size <= 64
+    if parent is not None:
+        stem_stride = options.get("stem_stride", 1 if small else None)
+        model, notes = child_model(parent, len(bundle.class_names), bundle.image_size, stem_stride)
+        for note in notes:
+            print(f"mobilenets train: {note}", file=sys.stderr, flush=True)
+        return model
+    options.setdefault("stem_stride", 1 if small else 2)
     return create_model(config.model, **options)
+
+
+def freeze_backbone(model: MobileNet) -> None:
+    """Train the classifier only: no gradient for the backbone, and its BatchNorm layers kept in
+    eval mode (their running statistics would otherwise still move), so every backbone tensor stays
+    bit-identical. Call after every `model.train()`."""
+    model.features.eval()
+    for parameter in model.features.parameters():
+        parameter.requires_grad_(False)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, exclude_depthwise_and_norm: bool) -> list[dict]:
@@ -398,6 +444,8 @@ def train(config: TrainConfig) -> TrainResult:
 def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
     device = _device()
     out = Path(config.out)
+    # The parent first: a wrong weights file fails before minutes of data loading.
+    parent = load_parent(config.model, config.weights, config.model_options) if config.weights else None
     torch.manual_seed(config.seed)
     bundle = load_data(
         config.data,
@@ -406,13 +454,35 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
         config.seed,
         config.skip_bad_images,
         config.workers,
+        keep_out=parent.val_files if parent else None,
     )
-    model = build_model(config, bundle).to(device)
+    if bundle.split.get("from_parent") and rank == 0:
+        print(
+            f"mobilenets train: validation split: the {len(bundle.val)} images of {config.weights}'s own "
+            f"validation split found in {config.data} (of {len(parent.val_files)}), so none is trained on",
+            file=sys.stderr,
+            flush=True,
+        )
+    if parent is not None and parent.preprocessing:  # the features expect the parent's input scaling
+        bundle = dataclasses.replace(
+            bundle, mean=tuple(parent.preprocessing["mean"]), std=tuple(parent.preprocessing["std"])
+        )
+    model = build_model(config, bundle, parent).to(device)
+    if config.freeze_backbone:
+        freeze_backbone(model)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(config, model)
     train_loader = make_loader(
-        bundle.train, bundle, config.batch_size, True, config.seed, rank, world_size, config.workers
+        bundle.train,
+        bundle,
+        config.batch_size,
+        True,
+        config.seed,
+        rank,
+        world_size,
+        config.workers,
+        cutout=config.cutout,
     )
     val_loader = make_loader(bundle.val, bundle, max(config.batch_size, 256), False, workers=config.workers)
     steps_per_epoch = len(train_loader)
@@ -471,6 +541,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
                     "best_val_top1": best,
                     "pending_validation": pending,
                     "provenance": run_provenance,
+                    **({"parent": parent.record(), "lineage": parent.lineage()} if parent else {}),
                 },
                 tensors={
                     **optimizer_tensors,
@@ -541,6 +612,8 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
     show_progress = config.progress and rank == 0
     while epoch < config.epochs:
         network.train()
+        if config.freeze_backbone:
+            freeze_backbone(model)
         started = time.perf_counter()
         seen, loss_sum, correct = 0, 0.0, 0
         bar = None
