@@ -35,7 +35,7 @@ from mobilenets.deploy.export import (  # noqa: E402
     quantize_int8,
     run_session,
 )
-from mobilenets.pretrained.weights import bundled_checkpoint  # noqa: E402
+from mobilenets.pretrained.registry import bundled_checkpoint  # noqa: E402
 
 
 def as_arrays(loader) -> tuple[np.ndarray, np.ndarray]:

@@ -131,6 +131,7 @@ def test_help_lists_the_commands_in_order_with_one_line_each(capsys):
         "predict",
         "compare",
         "convert",
+        "weights",
         "export",
         "bench",
         "profile",

@@ -22,7 +22,6 @@ from mobilenets.cli.pretrained import (
     run_predict_weights,
 )
 from mobilenets.pretrained import (
-    PUBLISHED,
     HashMismatch,
     WeightsUnavailable,
     fetch,
@@ -30,9 +29,10 @@ from mobilenets.pretrained import (
     imagenet_class_names,
     list_weights,
     predict_imagenet,
+    registered,
 )
+from mobilenets.pretrained.download import file_digests, url_cache_name
 from mobilenets.pretrained.statedict import read_state_dict
-from mobilenets.pretrained.weights import file_digests, url_cache_name
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,15 +107,15 @@ def test_registry_lists_every_published_file():
         (a, r, t) for a in (0.25, 0.5, 0.75, 1.0) for r in (128, 160, 192, 224) for t in (True, False)
     }
     assert len(list_weights("mobilenet_v2", "keras-imagenet")) == 6 * 5 * 2
-    v3 = [e for e in PUBLISHED if e.source == "keras" and e.model.startswith("mobilenet_v3")]
+    v3 = [e for e in registered() if e.source == "keras" and e.model.startswith("mobilenet_v3")]
     assert len(v3) == 12 and all(e.md5 and len(e.md5) == 32 for e in v3)
     for entry in list_weights(key="torchvision-imagenet-v1") + list_weights(key="torchvision-imagenet-v2"):
         assert len(entry.sha256) == 8 and entry.sha256 in entry.url
     identities = [
-        (e.key, e.model, e.width_mult, e.resolution, e.minimalistic, e.include_top) for e in PUBLISHED
+        (e.key, e.model, e.width_mult, e.resolution, e.minimalistic, e.include_top) for e in registered()
     ]
     assert len(identities) == len(set(identities))
-    assert len({e.cache_name for e in PUBLISHED}) == len(PUBLISHED)
+    assert len({e.cache_name for e in registered()}) == len(registered())
 
 
 def test_find_weights_picks_the_file_for_the_options():

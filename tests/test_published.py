@@ -10,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-import mobilenets.pretrained.weights as weights
+import mobilenets
+import mobilenets.pretrained.download as download
+import mobilenets.pretrained.registry as registry
 from mobilenets import create_model
 from mobilenets.checkpoint import read_header, release_checkpoint, save_checkpoint
 from mobilenets.cli import main
@@ -46,12 +48,9 @@ def register_stand_in(tmp_path, monkeypatch, names):
         training, packaged, {"provenance": {"command": "mobilenets train ...", "git_commit": "abc"}}
     )
     digest = hashlib.sha256(packaged.read_bytes()).hexdigest()
-    entry = weights.PublishedWeights(
-        "standin", "mobilenet_v1", 0.25, "mobilenets", weights.PACKAGE_SCHEME + packaged.name, sha256=digest
-    )
-    monkeypatch.setattr(weights, "_package_file", lambda name: tmp_path / "package" / name)
-    monkeypatch.setattr(weights, "PUBLISHED", weights.PUBLISHED + (entry,))
-    monkeypatch.setattr(weights, "WEIGHT_KEYS", weights.WEIGHT_KEYS + ("standin",))
+    entry = registry.published_entry("standin", packaged, digest)
+    monkeypatch.setattr(registry, "_package_file", lambda name: tmp_path / "package" / name)
+    monkeypatch.setattr(registry, "_REGISTRY", [*registry.registered(), entry])
     return model, packaged
 
 
@@ -77,7 +76,7 @@ def test_create_model_loads_shipped_weights_with_their_names_and_preprocessing(s
     assert loaded.config.extra["class_names"] == NAMES
     assert loaded.config.extra["preprocessing"]["std"] == [0.25] * 3
     assert loaded.config.extra["weights"]["weights"] == "standin"
-    assert weights.default_model("standin") == "mobilenet_v1"
+    assert registry.default_model("standin") == "mobilenet_v1"
     adapted = create_model("mobilenet_v1", weights="standin", num_classes=3)  # fine-tuning start
     assert adapted.config.num_classes == 3 and adapted.config.extra["class_names"] is None
     # The V1 options the weights fix are read from the V1 blocks (relu: the stand-in's default).
@@ -91,7 +90,7 @@ def test_a_changed_package_file_is_refused(stand_in):
     data = bytearray(packaged.read_bytes())
     data[-1] ^= 1
     packaged.write_bytes(bytes(data))
-    with pytest.raises(weights.HashMismatch, match="reinstall mobilenets"):
+    with pytest.raises(download.HashMismatch, match="reinstall mobilenets"):
         create_model("mobilenet_v1", weights="standin")
 
 
@@ -123,7 +122,7 @@ def test_no_such_key_lists_what_is_published(capsys):
     assert "there is no file 'nope'" in capsys.readouterr().err
 
 
-SHIPPED = weights.bundled_checkpoint("cifar10") if "cifar10" in weights.WEIGHT_KEYS else None
+SHIPPED = registry.bundled_checkpoint("cifar10") if "cifar10" in registry.weight_keys() else None
 
 
 @pytest.mark.skipif(SHIPPED is None, reason="no cifar10 weights shipped in this checkout")
@@ -162,3 +161,60 @@ def test_eval_of_the_shipped_cifar10_model_reproduces_its_recorded_accuracy(caps
     assert metrics["images"] == 5000  # the run's own held-out split (seed 0, 10%)
     # within 3 images: training evaluated in channels_last, eval in NCHW (summation order differs)
     assert metrics["top1"] == pytest.approx(read_header(SHIPPED)["release"]["val_top1"], abs=6e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# The registry and `mobilenets weights`
+# --------------------------------------------------------------------------------------------
+def test_every_registered_entry_is_unique_and_a_duplicate_is_refused():
+    entries = registry.registered()
+    assert len(set(entries)) == len(entries)
+    with pytest.raises(ValueError, match="are registered"):
+        registry.register(entries[0])
+
+
+def test_the_weights_command_lists_every_key_and_model(capsys):
+    assert main(["weights", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["key"] for row in rows} == set(registry.weight_keys())
+    assert {row["model"].split()[0] for row in rows} == set(mobilenets.list_models(pretrained=True))
+    tv = [r for r in rows if r["key"] == "torchvision-imagenet-v1" and r["model"] == "mobilenet_v2"]
+    assert tv[0]["top1"] == pytest.approx(0.71878)
+    assert tv[0]["params"] == mobilenets.cost("mobilenet_v2").params
+    assert main(["weights"]) == 0
+    assert "keras-imagenet" in capsys.readouterr().out
+
+
+def test_a_shipped_entry_reads_its_facts_from_its_own_header(stand_in, capsys):
+    _, packaged = stand_in
+    assert main(["weights", "standin", "--format", "json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert doc["class_names"] == NAMES and doc["preprocessing"]["std"] == [0.25] * 3
+    assert doc["model"] == "mobilenet_v1" and doc["width_mult"] == 0.25
+    assert doc["lineage"][-1]["command"] == "mobilenets train ..."
+    assert doc["where"].startswith("in the package")
+    assert main(["weights", "standin"]) == 0
+    assert "run 1" in capsys.readouterr().out
+
+
+def test_a_key_with_several_models_defaults_to_its_first(tmp_path, monkeypatch):
+    register_stand_in(tmp_path / "a", monkeypatch, NAMES)
+    torch.manual_seed(1)
+    twin = create_model("conv_mobilenet_v1", width_mult=0.25, resolution=32, num_classes=10, stem_stride=1)
+    packaged = tmp_path / "a" / "package" / "twin.safetensors"
+    save_checkpoint(packaged, twin, class_names=NAMES,
+                    preprocessing={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "resize": 32})
+    entry = registry.published_entry("standin", packaged, hashlib.sha256(packaged.read_bytes()).hexdigest())
+    monkeypatch.setattr(registry, "_REGISTRY", [*registry.registered(), entry])
+    assert registry.default_model("standin") == "mobilenet_v1"
+    assert registry.bundled_checkpoint("standin").name == "standin.safetensors"
+    assert registry.bundled_checkpoint("standin", "conv_mobilenet_v1", 0.25) == packaged
+    loaded = create_model("conv_mobilenet_v1", weights="standin")
+    assert loaded.config.name == "conv_mobilenet_v1"
+
+
+def test_an_unknown_key_gets_one_line(capsys):
+    assert main(["weights", "imagenet"]) == 2
+    assert "unknown weights 'imagenet'; published: keras-imagenet" in capsys.readouterr().err
+    with pytest.raises(registry.UnknownWeightsError):
+        create_model("mobilenet_v1", weights="cifar-ten")

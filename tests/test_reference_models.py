@@ -14,7 +14,7 @@ from mobilenets.costs.reference import (
     create_reference_model,
     reference_cost,
 )
-from mobilenets.pretrained.weights import find_weights
+from mobilenets.pretrained.registry import find_weights
 
 # Parameter counts published by others for the same architectures (not derived from our code):
 # VGG16 and ResNet-50 (with BatchNorm γ/β): torchvision's vgg16 / resnet50; SqueezeNet 1.0:

@@ -4,18 +4,20 @@ parent's validation split kept out of training, the lineage recorded, and one li
 that do not fit."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from helpers import one_error_line
 from mobilenets import create_model
 from mobilenets.checkpoint import load_checkpoint, read_header
 from mobilenets.cli import main
 from mobilenets.data import transforms
 from mobilenets.training.train import TrainConfig, train
+
+from helpers import one_error_line
 
 TINY = {"width_mult": 0.25}
 
@@ -73,7 +75,7 @@ def test_fine_tuning_beats_scratch_on_new_classes(parent, tmp_path, capsys):
     assert header["parent"]["weights"] == str(checkpoint)
     assert header["parent"]["sha256"] == sha256(checkpoint)
     parent_header = read_header(checkpoint)
-    assert header["preprocessing"]["mean"] == parent_header["preprocessing"]["mean"]  # the parent's input scaling
+    assert header["preprocessing"]["mean"] == parent_header["preprocessing"]["mean"]  # its input scaling
     (first,) = header["lineage"]  # the parent was trained from scratch: one run behind it
     assert first["epochs"] == 3 and first["sha256"] == sha256(checkpoint)
     assert first["command"] == parent_header["provenance"]["command"]
@@ -169,3 +171,18 @@ def test_cutout_erases_at_most_one_square_per_image(shape, size):
 def test_cutout_is_validated(capsys):
     assert main(["train", "--cutout", "-3"]) == 2
     one_error_line(capsys, "--cutout", "got -3")
+
+
+def test_eval_reports_flip_tta_apart_from_the_plain_figures(parent, capsys):
+    checkpoint, seen, _ = parent
+    assert main(["eval", str(checkpoint), "--data", str(seen), "--json", "--workers", "0"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(checkpoint), "--data", str(seen), "--json", "--tta", "--workers", "0"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert "tta" not in plain and both["top1"] == plain["top1"] and both["loss"] == plain["loss"]
+    assert 0 < both["tta"]["top1"] <= 1 and both["tta"]["kind"] == "horizontal flip"
+    assert both["tta"]["top1"] != plain["top1"] or both["tta"]["loss"] != plain["loss"]  # a second pass ran
+    assert main(["eval", str(checkpoint), "--data", str(seen), "--tta", "--workers", "0"]) == 0
+    assert "with flip TTA" in capsys.readouterr().out
+    assert main(["eval", str(checkpoint), "--data", "digits", "--tta"]) == 2
+    one_error_line(capsys, "--tta", "not mirror-symmetric")

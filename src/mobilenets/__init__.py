@@ -17,8 +17,8 @@ _EXPORTS = {
                "PointwiseConv2d", "SqueezeExcite", "hard_sigmoid", "hard_swish", "same_padding"),
     "fuse": ("fuse_bn",),
     "models": ("MobileNet",),
-    "factory": ("create_model",),
-    "zoo": ("list_models", "make_divisible", "model_config"),
+    "factory": ("create_model", "list_models"),
+    "zoo": ("make_divisible", "model_config"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -5,8 +5,20 @@ from __future__ import annotations
 
 from .kernels import check_backend, use_backend
 from .models import MobileNet
+from .pretrained.registry import list_weights
 from .pretrained.weights import pretrained_model
+from .zoo import list_models as zoo_models
 from .zoo import model_config
+
+
+def list_models(pretrained: bool = False) -> list[str]:
+    """The models `create_model` builds; with pretrained=True, those with published weights
+    (`mobilenets weights` lists the weights themselves)."""
+    names = zoo_models()
+    if not pretrained:
+        return names
+    published = {entry.model for entry in list_weights()}
+    return [name for name in names if name in published]
 
 
 def create_model(name: str, weights: str | None = None, backend: str = "torch", **options) -> MobileNet:

@@ -6,6 +6,7 @@ line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mobilenets {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     if output:
-        print(output)
+        try:
+            print(output, flush=True)
+        except BrokenPipeError:  # `mobilenets weights | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return 0
 

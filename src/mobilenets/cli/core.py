@@ -15,7 +15,7 @@ from ..checkpoint import read_header
 from ..costs.analysis import FORMATS, cost
 from ..costs.reference import REFERENCE_MODELS, compare_costs, render_cost_comparison
 from ..deploy.runtimes import RUNTIMES
-from ..pretrained.weights import bundled_checkpoint
+from ..pretrained.registry import bundled_checkpoint
 from ..training.compare import compare_twins, format_compare
 from ..training.evaluate import evaluate_checkpoint, predict
 from ..training.train import TrainConfig, train
@@ -78,6 +78,8 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.add_argument("--skip-bad-images", action="store_true", help="warn about and skip unreadable images")
+    p.add_argument("--tta", action="store_true", help="also report flip test-time augmentation (each image "
+                   "and its mirror; on its own line, the plain figures stay as they are)")
     p.set_defaults(run=run_eval)
 
     p = subparsers.add_parser("predict", help="top-k classes of image files")
@@ -172,15 +174,21 @@ def run_eval(args: argparse.Namespace) -> str:
     else:
         png = args.confusion or str(Path(checkpoint).with_suffix("")) + "_confusion.png"
     metrics = evaluate_checkpoint(checkpoint, args.data, args.split, args.batch_size, args.workers, png,
-                                  args.skip_bad_images)
+                                  args.skip_bad_images, args.tta)
     if args.json:
         return json.dumps(metrics, indent=2)
     width = max(len(n) for n in metrics["class_names"])
     lines = [
         f"{metrics['images']} images ({args.split} split of {args.data})",
         f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  loss {metrics['loss']:.4f}",
-        "per-class accuracy:",
     ]
+    if "tta" in metrics:
+        tta = metrics["tta"]
+        lines.append(
+            f"with flip TTA (2 passes per image): top-1 {100 * tta['top1']:.2f}%  top-5 "
+            f"{100 * tta['top5']:.2f}%  loss {tta['loss']:.4f}"
+        )
+    lines.append("per-class accuracy:")
     lines += [
         f"  {name:<{width}}  {100 * acc:6.2f}%"
         for name, acc in zip(metrics["class_names"], metrics["per_class"])

@@ -1,5 +1,6 @@
-"""`mobilenets convert` and `mobilenets predict --weights`: published weights on the command line.
+"""`mobilenets weights`, `convert` and `predict --weights`: published weights on the command line.
 
+    mobilenets weights [KEY] [--model NAME] [--width W] [--format table|json]
     mobilenets convert --from keras|torchvision|timm SRC OUT [--model NAME] [--width W] ...
     mobilenets predict --weights keras-imagenet --model mobilenet_v2 IMAGE...
 
@@ -9,18 +10,197 @@ Each run_* returns the text to print; user mistakes raise ValueError or FileNotF
 from __future__ import annotations
 
 import argparse
+import json
 
+from ..costs.analysis import cost
 from ..factory import create_model
 from ..pretrained.convert import CONVERTIBLE, SOURCES, check_convert_output, convert, save_converted
+from ..pretrained.download import cache_dir
 from ..pretrained.imagenet import predict_imagenet
+from ..pretrained.registry import (
+    UnknownWeightsError,
+    Weights,
+    bundled_file,
+    default_model,
+    list_weights,
+    weight_keys,
+)
 from ..pretrained.slots import describe
-from ..pretrained.weights import default_model
+from ..zoo import list_models
 from .output import render_top_k
 
 
 def register(subparsers) -> None:
     """Add this group's commands to `mobilenets`."""
     configure_convert_parser(subparsers)
+    configure_weights_parser(subparsers)
+
+
+def configure_weights_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "weights",
+        help="the published weights: key, model, accuracy, size, source",
+        description="List the weights registry, or show one key's entries in full.",
+    )
+    parser.add_argument(
+        "key", nargs="?", metavar="KEY", help="show this key's weights in full (e.g. cifar10)"
+    )
+    parser.add_argument("--model", choices=list_models(), help="only the weights of this model")
+    parser.add_argument(
+        "--width", dest="width_mult", type=float, metavar="WIDTH_MULT", help="only this width"
+    )
+    parser.add_argument("--format", default="table", choices=("table", "json"))
+    parser.set_defaults(run=run_weights)
+    return parser
+
+
+def _groups(entries: list[Weights]) -> list[list[Weights]]:
+    """Entries that differ only in input size or classifier (Keras's per-size, with/without-top
+    files) as one row."""
+    groups: dict[tuple, list[Weights]] = {}
+    for entry in entries:
+        groups.setdefault((entry.key, entry.model, entry.width_mult, entry.minimalistic), []).append(entry)
+    return list(groups.values())
+
+
+def _where(entry: Weights) -> str:
+    if entry.package_file:
+        return f"in the package ({bundled_file(entry).stat().st_size / 1e6:.1f} MB)"
+    cached = (cache_dir() / entry.cache_name).is_file()
+    return f"{entry.source}, {'downloaded' if cached else 'downloads once'}"
+
+
+def _summary(group: list[Weights]) -> dict:
+    entry = group[0]
+    options = {"width_mult": entry.width_mult, "minimalistic": entry.minimalistic}
+    resolutions = sorted({e.resolution for e in group if e.resolution})
+    params = cost(entry.model, num_classes=entry.num_classes, **options).params
+    return {
+        "key": entry.key,
+        "model": entry.model + (" minimalistic" if entry.minimalistic else ""),
+        "width_mult": entry.width_mult,
+        "resolutions": resolutions or "any",
+        "data": f"{entry.dataset} ({entry.num_classes} classes)",
+        "top1": entry.metrics.get("top1"),
+        "params": params,
+        "where": _where(entry),
+    }
+
+
+def run_weights(args: argparse.Namespace) -> str:
+    if args.key is not None and args.key not in weight_keys():
+        raise UnknownWeightsError(f"unknown weights {args.key!r}; published: {', '.join(weight_keys())}")
+    entries = [
+        e
+        for e in list_weights(args.model, args.key)
+        if args.width_mult is None or abs(e.width_mult - args.width_mult) < 1e-9
+    ]
+    if not entries:
+        raise ValueError("no published weights match; `mobilenets weights` lists them all")
+    if args.key is not None:
+        return _details(entries, args.format)
+    rows = [_summary(group) for group in _groups(entries)]
+    if args.format == "json":
+        return json.dumps(rows, indent=2)
+    header = ("key", "model", "width", "input", "trained on", "top-1", "params", "file")
+    table = [header] + [
+        (
+            row["key"],
+            row["model"],
+            f"{row['width_mult']:g}",
+            row["resolutions"]
+            if isinstance(row["resolutions"], str)
+            else ",".join(map(str, row["resolutions"])),
+            row["data"],
+            "—" if row["top1"] is None else f"{100 * row['top1']:.2f}%",
+            f"{row['params'] / 1e6:.2f}M",
+            row["where"],
+        )
+        for row in rows
+    ]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table
+    ]
+    lines.append(
+        "top-1: as measured here (mobilenets) or stated by the publisher (torchvision); — where neither. "
+        "`mobilenets weights KEY` shows one key in full."
+    )
+    return "\n".join(lines)
+
+
+def _input(resolutions: list[int] | str, recipe: dict | None) -> str:
+    sizes = resolutions if isinstance(resolutions, str) else ", ".join(map(str, resolutions))
+    if not recipe:
+        return f"{sizes}; preprocessing: the source's, read from the file by the converter"
+    mean, std = (", ".join(f"{v:.3f}" for v in recipe[k]) for k in ("mean", "std"))
+    return (
+        f"{sizes}; resize {recipe['resize']}, crop {recipe['size']}, mean ({mean}), std ({std}) on 0..1 RGB"
+    )
+
+
+def _details(entries: list[Weights], output_format: str) -> str:
+    documents = []
+    for group in _groups(entries):
+        entry = group[0]
+        names = list(entry.class_names) if entry.class_names else None
+        documents.append(
+            {
+                **_summary(group),
+                "source": entry.source,
+                "url": entry.url,
+                "sha256": entry.sha256,
+                "md5": entry.md5,
+                "files": len(group),
+                "class_names": names,
+                "preprocessing": entry.preprocessing,
+                "metrics": entry.metrics,
+                "lineage": list(entry.lineage),
+            }
+        )
+    if output_format == "json":
+        return json.dumps(documents, indent=2)
+    lines = []
+    for doc in documents:
+        metrics = doc["metrics"]
+        lines += [
+            f"{doc['key']}: {doc['model']} width {doc['width_mult']:g}",
+            f"  trained on     {doc['data']}",
+            f"  input          {_input(doc['resolutions'], doc['preprocessing'])}",
+            "  classes        "
+            + (
+                ", ".join(doc["class_names"][:10]) + (" ..." if len(doc["class_names"]) > 10 else "")
+                if doc["class_names"]
+                else "ImageNet-1k's 1000"
+            ),
+            "  accuracy       "
+            + (
+                f"top-1 {100 * metrics['top1']:.2f}%"
+                + (f", top-5 {100 * metrics['top5']:.2f}%" if metrics.get("top5") is not None else "")
+                + f" on {metrics['on']} ({metrics['by']})"
+                if metrics.get("top1") is not None
+                else "not stated by the publisher, not measured here"
+            ),
+            f"  parameters     {doc['params']:,}",
+            f"  file           {doc['where']}: {doc['url']}"
+            + (f" ({doc['files']} files: one per input size and classifier)" if doc["files"] > 1 else ""),
+            "  hash           "
+            + (
+                f"sha256 {doc['sha256']}"
+                if doc["sha256"]
+                else f"md5 {doc['md5']}"
+                if doc["md5"]
+                else "none published"
+            ),
+        ]
+        for index, run in enumerate(doc["lineage"], start=1):
+            result = f", top-1 {100 * run['val_top1']:.2f}%" if run.get("val_top1") is not None else ""
+            lines.append(
+                f"  run {index}          {run.get('command') or run.get('url') or run.get('weights')} "
+                f"({run.get('epochs', '?')} epochs{result}, commit {(run.get('git_commit') or '?')[:10]})"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ import json
 import os
 from pathlib import Path
 
-from ..pretrained.weights import bundled_checkpoint
+from ..pretrained.registry import bundled_checkpoint
 from .cpu import CPU_FEATURES, cpu_model_and_features
 
 MIN_AGREEMENT = 0.99

@@ -25,21 +25,32 @@ def evaluate(
     device: torch.device | str = "cpu",
     memory_format: torch.memory_format = torch.contiguous_format,
     amp: bool = False,
+    tta: bool = False,
 ) -> dict:
-    """Loss, top-1, top-5, per-class accuracy and the confusion matrix over one pass of `loader`."""
+    """Loss, top-1, top-5, per-class accuracy and the confusion matrix over one pass of `loader`.
+
+    tta: also score flip test-time augmentation (the mean of the class probabilities of each image
+    and its mirror image), reported apart under "tta"; the plain figures never include it."""
     was_training = model.training
     model.eval()
     device = torch.device(device)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     loss_sum, top5_hits, count = 0.0, 0, 0
+    k = min(5, num_classes)
+    flipped = {"loss": 0.0, "top1": 0, "top5": 0}
     try:
         for images, labels in loader.batches(0):
             images = images.to(device, memory_format=memory_format)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(images).float().cpu()
+                mirrored = model(images.flip(-1)).float().cpu() if tta else None
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-            k = min(5, num_classes)
             top5_hits += (logits.topk(k, 1).indices == labels[:, None]).any(1).sum().item()
+            if mirrored is not None:
+                probabilities = (logits.softmax(1) + mirrored.softmax(1)) / 2
+                flipped["loss"] += F.nll_loss(probabilities.log(), labels, reduction="sum").item()
+                flipped["top1"] += (probabilities.argmax(1) == labels).sum().item()
+                flipped["top5"] += (probabilities.topk(k, 1).indices == labels[:, None]).any(1).sum().item()
             confusion += torch.bincount(
                 labels * num_classes + logits.argmax(1), minlength=num_classes * num_classes
             ).view(num_classes, num_classes)
@@ -50,7 +61,7 @@ def evaluate(
         raise ValueError("evaluation data is empty")
     per_class_total = confusion.sum(1)
     per_class = (confusion.diag().double() / per_class_total.clamp(min=1)).tolist()
-    return {
+    metrics = {
         "loss": loss_sum / count,
         "top1": confusion.diag().sum().item() / count,
         "top5": top5_hits / count,
@@ -58,6 +69,9 @@ def evaluate(
         "confusion": confusion.tolist(),
         "images": count,
     }
+    if tta:
+        metrics["tta"] = {"kind": "horizontal flip", **{key: value / count for key, value in flipped.items()}}
+    return metrics
 
 
 def load_for_inference(path: str | os.PathLike) -> Checkpoint | ExportedModel:
@@ -74,11 +88,13 @@ def evaluate_checkpoint(
     workers: int = 2,
     confusion_png: str | os.PathLike | None = None,
     skip_bad_images: bool = False,
+    tta: bool = False,
 ) -> dict:
     """Evaluate a checkpoint (or an exported file, see `load_for_inference`) on a data source.
 
     split "val": the validation split the checkpoint was trained with (same seed and fraction);
     split "all": every image of the source (e.g. a separate test folder).
+    tta: add flip test-time augmentation's figures under "tta" (see `evaluate`).
     """
     if split not in ("val", "all"):
         raise ValueError(f"split must be 'val' or 'all'; got {split!r}")
@@ -100,6 +116,11 @@ def evaluate_checkpoint(
         workers=workers,
         val_files=recorded.get("val_files") if split == "val" else None,
     )
+    if tta and not bundle.flip:
+        raise ValueError(
+            f"--tta averages each image with its mirror image, but {data} is not mirror-symmetric "
+            f"(it trains without flips); evaluate without --tta"
+        )
     if checkpoint.class_names is not None and bundle.class_names != checkpoint.class_names:
         raise ValueError(f"{data} has classes {bundle.class_names}, the checkpoint {checkpoint.class_names}")
     if checkpoint.preprocessing:  # evaluate exactly as trained
@@ -109,7 +130,7 @@ def evaluate_checkpoint(
     if split == "all":
         subset = _concatenate(bundle.train, bundle.val)
     loader = make_loader(subset, bundle, batch_size, train=False, workers=workers)
-    metrics = evaluate(checkpoint.model, loader, len(bundle.class_names))
+    metrics = evaluate(checkpoint.model, loader, len(bundle.class_names), tta=tta)
     metrics["class_names"] = bundle.class_names
     if confusion_png is not None:
         plot_confusion(metrics["confusion"], bundle.class_names, confusion_png)

@@ -24,15 +24,9 @@ from pathlib import Path
 
 from ..checkpoint import METADATA_KEY, read_header, read_metadata
 from ..models import MobileNet
+from ..pretrained.registry import bundled_file, default_model, find_weights, weight_keys
 from ..pretrained.statedict import sniff_format
-from ..pretrained.weights import (
-    WEIGHT_KEYS,
-    bundled_file,
-    default_model,
-    find_weights,
-    load_weights_file,
-    pretrained_model,
-)
+from ..pretrained.weights import load_weights_file, pretrained_model
 
 # Options that describe the parent's network: the user may state them (they are checked against
 # the weights), while the ones below are decided by the training run.
@@ -98,7 +92,7 @@ class Parent:
 
 def _checkpoint_file(name: str, weights: str, options: dict) -> Path | None:
     """The checkpoint of ours behind `weights` (a shipped key or a file path), else None."""
-    if weights in WEIGHT_KEYS:
+    if weights in weight_keys():
         entry = find_weights(
             name, weights, options.get("width_mult"), None, options.get("minimalistic", False)
         )
@@ -112,7 +106,7 @@ def _checkpoint_file(name: str, weights: str, options: dict) -> Path | None:
 def weights_model_name(weights: str) -> str | None:
     """The model that `weights` hold, for a command that was not told: a key's only model, the model
     of one of our checkpoints or of a converted file; None when a key publishes several."""
-    if weights in WEIGHT_KEYS:
+    if weights in weight_keys():
         return default_model(weights)
     path = Path(weights)
     if not path.is_file():
