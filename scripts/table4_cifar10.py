@@ -19,6 +19,7 @@ from pathlib import Path
 from mobilenets.checkpoint import read_header
 from mobilenets.config import ModelConfig
 from mobilenets.costs.analysis import cost
+from mobilenets.training.plots import plot_side_by_side
 
 PAPER = {"mobilenet_v1": (70.6, 569, 4.2), "conv_mobilenet_v1": (71.7, 4866, 29.3)}  # Table 4, ImageNet
 SAME = (
@@ -64,41 +65,12 @@ def summary(run: Path) -> dict:
 
 
 def plot(runs: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for run, color in zip(runs, ("tab:blue", "tab:red")):
-        epochs = [row["epoch"] for row in run["history"]]
-        label = (
-            "MobileNet (separable)" if run["name"] == "mobilenet_v1" else "Conv MobileNet (full convolutions)"
-        )
-        axis.plot(
-            epochs,
-            [100 * r["val_top1"] for r in run["history"]],
-            color=color,
-            label=f"{label}: validation top-1",
-        )
-        axis.plot(
-            epochs,
-            [100 * r["train_acc"] for r in run["history"]],
-            color=color,
-            linestyle="--",
-            alpha=0.6,
-            label=f"{label}: train (augmented)",
-        )
-    axis.set(
-        xlabel="epoch",
-        ylabel="accuracy (%)",
-        title=f"CIFAR-10, width {runs[0]['width']:g}, 32×32: separable vs full convolutions",
+    labels = {"mobilenet_v1": "MobileNet (separable)", "conv_mobilenet_v1": "Conv MobileNet (full conv.)"}
+    plot_side_by_side(
+        {labels[run["name"]]: run["history"] for run in runs},
+        path,
+        f"CIFAR-10, width {runs[0]['width']:g}, 32×32: separable vs full convolutions",
     )
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def table(separable: dict, conv: dict) -> str:

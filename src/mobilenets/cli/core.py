@@ -16,7 +16,7 @@ from ..costs.analysis import FORMATS, cost
 from ..costs.reference import REFERENCE_MODELS, compare_costs, render_cost_comparison
 from ..deploy.runtimes import RUNTIMES
 from ..pretrained.registry import bundled_checkpoint
-from ..training.compare import compare_twins, format_compare
+from ..training.compare import compare_twins, format_compare, write_compare_report
 from ..training.evaluate import evaluate_checkpoint, predict
 from ..training.train import TrainConfig, train
 from ..training.transfer import weights_model_name
@@ -214,4 +214,7 @@ def run_compare(args: argparse.Namespace) -> str:
     options.setdefault("width_mult", 0.5)
     recipe = _train_config(args, **COMPARE_DEFAULTS)
     recipe = dataclasses.replace(recipe, model_options=options)
-    return format_compare(compare_twins(recipe))
+    results = compare_twins(recipe)
+    text = format_compare(results)
+    written = write_compare_report(results, text, recipe.out)
+    return text + "\n" + f"table and curves: {', '.join(map(str, written))}"

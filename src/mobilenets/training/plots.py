@@ -30,14 +30,21 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str
     if len(class_names) <= 20:
         for i in range(len(class_names)):
             for j in range(len(class_names)):
-                axis.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
-                          color="white" if normalized[i, j] > 0.5 else "black")
+                axis.text(
+                    j,
+                    i,
+                    int(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if normalized[i, j] > 0.5 else "black",
+                )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
+def plot_curves(history: list[dict], path: Path, title: str | None = None) -> None:
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
@@ -47,6 +54,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     acc_axis.plot(epochs, [100 * r["train_acc"] for r in history], label="train")
     acc_axis.plot(epochs, [100 * r["val_top1"] for r in history], label="validation top-1")
     acc_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    if title:
+        figure.suptitle(title)
     for axis in (loss_axis, acc_axis):
         axis.grid(alpha=0.3)
         axis.legend()
@@ -58,3 +67,29 @@ def plot_curves(history: list[dict], path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
+
+
+def plot_side_by_side(runs: dict[str, list[dict]], path: str | os.PathLike, title: str) -> None:
+    """Validation top-1 (solid) and train accuracy (dashed) by epoch of several runs in one figure:
+    `runs` maps each run's label to its history."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for (label, history), color in zip(runs.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")):
+        epochs = [row["epoch"] for row in history]
+        axis.plot(
+            epochs, [100 * r["val_top1"] for r in history], color=color, label=f"{label}: validation top-1"
+        )
+        axis.plot(
+            epochs,
+            [100 * r["train_acc"] for r in history],
+            color=color,
+            linestyle="--",
+            alpha=0.6,
+            label=f"{label}: train (augmented)",
+        )
+    axis.set(xlabel="epoch", ylabel="accuracy (%)", title=title)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -418,6 +418,7 @@ class TrainResult:
     epochs_trained: int  # by this call (0 when --resume found every epoch done)
     class_names: list[str]
     skipped_images: int  # unreadable files skipped with --skip-bad-images
+    validation_images: int  # the size of the validation split
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -590,15 +591,18 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
             raise Interrupted(
                 f"interrupted after epoch {epoch}; saved {last_path}; continue with --resume"
             ) from None
-        print(
+        line = (
             f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} "
             f"acc {100 * row['train_acc']:.2f}% | val loss {row['val_loss']:.4f} "
             f"top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
-            f"{row['images_per_second']:.0f} img/s",
-            file=sys.stderr,
-            flush=True,
+            f"{row['images_per_second']:.0f} img/s"
         )
+        if bar is not None:  # above the run's progress bar, which stays at the bottom
+            bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
+    bar = None  # one progress bar for the whole run (its ETA is the run's), on rank 0
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
@@ -610,24 +614,25 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
     first_epoch = epoch
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
     show_progress = config.progress and rank == 0
+    if show_progress and epoch < config.epochs:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=config.epochs * steps_per_epoch,
+            initial=epoch * steps_per_epoch + start_step,
+            unit="step",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        )
     while epoch < config.epochs:
         network.train()
         if config.freeze_backbone:
             freeze_backbone(model)
         started = time.perf_counter()
         seen, loss_sum, correct = 0, 0.0, 0
-        bar = None
-        if show_progress:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=start_step,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                leave=True,
-            )
+        if bar is not None:
+            bar.set_description(f"{config.model} epoch {epoch + 1}/{config.epochs}", refresh=False)
         next_step = start_step  # the first step whose update is not yet in the weights
         try:
             for step, (images, labels) in enumerate(
@@ -650,6 +655,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
                 if not finite:  # stop before the step: the checkpoints on disk keep the last finite state
                     if bar is not None:
                         bar.close()
+                        bar = None
                     raise Diverged(_diverged_message(f"the loss is {loss_value}", epoch, step, last_path))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -671,6 +677,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()
+                bar = None
             if rank == 0:
                 # A step in flight is either fully applied or not at all; resume at the first one
                 # that is not. (This partial epoch's running train metrics start afresh.)
@@ -678,8 +685,6 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
             raise Interrupted(
                 f"interrupted in epoch {epoch + 1}; saved {last_path}; continue with --resume"
             ) from None
-        if bar is not None:
-            bar.close()
         train_seconds = time.perf_counter() - started
         bad_weights = non_finite_tensors(model.state_dict())
         if bad_weights:  # a finite last loss can still leave an overflowed weight behind
@@ -705,8 +710,10 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
             )
         if world_size > 1:
             torch.distributed.barrier()
+    if bar is not None:
+        bar.close()
     if rank == 0 and history:
-        plot_curves(history, out / "curves.png")
+        plot_curves(history, out / "curves.png", f"{config.model} on {config.data} ({out.name})")
     if world_size > 1:
         torch.distributed.destroy_process_group()
     return TrainResult(
@@ -718,4 +725,5 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
         epochs_trained=epoch - first_epoch,
         class_names=bundle.class_names,
         skipped_images=bundle.skipped,
+        validation_images=len(bundle.val),
     )
