@@ -559,6 +559,29 @@ def test_eval_on_a_changed_folder_keeps_the_recorded_validation_files(tmp_path, 
     assert json.loads(capsys.readouterr().out)["images"] == 3
 
 
+def test_eval_on_another_folder_scores_every_image_and_says_so(tmp_path, capsys):
+    """Names such as a/00.png recur across folders: a folder holding a few of the recorded validation
+    names is not the training folder, so the answer is about all of it, never about those few."""
+    import json
+
+    for i in range(40):
+        write_image(tmp_path / "data" / "ab"[i % 2] / f"{i:02d}.png", 32, seed=i)
+    out = tmp_path / "run"
+    argv = ["--out", str(out), "--epochs", "1", "--batch-size", "8", "--width", "0.25", "--no-progress"]
+    assert main(["train", "--data", str(tmp_path / "data"), *argv]) == 0
+    recorded = read_header(out / "last.safetensors")["split"]["val_files"]
+    for i, name in enumerate(recorded[:1] + [f"{c}/new{j}.png" for c in "ab" for j in range(15)]):
+        write_image(tmp_path / "new" / name, 32, seed=200 + i)  # one recorded name among 31 images
+    capsys.readouterr()
+    assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "new"), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["images"] == 31 and "no recorded split for this folder" in metrics["scope"]
+    assert "holds 1 of the 4 validation files" in metrics["scope"]
+    assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("4 images (the 4 validation files the checkpoint recorded"), first
+
+
 # --------------------------------------------------------------------------------------------
 # 10. The remaining tracebacks and silent acceptances
 # --------------------------------------------------------------------------------------------
@@ -890,3 +913,35 @@ def test_sigkill_at_20_random_moments_then_resume_is_bit_identical(tmp_path):
 
 def torch_equal(a, b) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and bool((a == b).all())
+
+
+def test_a_collapsed_model_is_flagged_in_eval_and_after_training(tmp_path, capsys):
+    from mobilenets.training.evaluate import COLLAPSE_SHARE, collapse_warning
+
+    names = ["cat", "dog", "owl"]
+    healthy = {"top_prediction": 0, "top_prediction_share": COLLAPSE_SHARE, "images": 10}
+    assert collapse_warning(healthy, names) is None
+    line = collapse_warning({**healthy, "top_prediction": 2, "top_prediction_share": 0.95}, names)
+    assert "predicts 'owl' for 95.0% of the 10 images" in line and "collapsed" in line
+    assert collapse_warning({**healthy, "top_prediction_share": 1.0}, ["only"]) is None
+    # A learning rate of 8 drives every image to one answer without overflowing (seed 0, digits).
+    out = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--out", str(out), "--epochs", "1", "--batch-size", "64",
+                 "--width", "0.25", "--lr", "8", "--no-progress"]) == 0
+    assert "collapsed to one class" in capsys.readouterr().out
+    assert main(["eval", str(out / "last.safetensors"), "--data", "digits"]) == 0
+    assert "collapsed to one class" in capsys.readouterr().out
+
+
+def test_a_batch_larger_than_the_data_stops_before_touching_disk(tmp_path, capsys):
+    for i in range(30):
+        write_image(tmp_path / "data" / "ab"[i % 2] / f"{i:02d}.png", 32, seed=i)
+    out = tmp_path / "new" / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), "--width", "0.25"]) == 2
+    one_error_line(capsys, "batch_size 128 is larger than the 27 training images", "--batch-size 13")
+    assert not out.exists()  # no folder, no lock file
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("keep")
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(existing), "--width", "0.25"]) == 2
+    assert (existing / "notes.txt").read_text() == "keep"

@@ -68,6 +68,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def remove_unused_folder(folder: str | os.PathLike) -> None:
+    """Remove `folder` when it holds nothing but what a run writes before its first result (its
+    lock and its train_config.json): a run that failed early leaves the disk as it found it."""
+    folder = Path(folder)
+    try:
+        contents = {entry.name for entry in folder.iterdir()}
+        if contents <= {LOCK_NAME, "train_config.json"}:
+            for name in contents:
+                (folder / name).unlink()
+            folder.rmdir()
+    except OSError:
+        pass  # best effort: never hide the error that brought us here
+
+
 class OutputLock:
     """An exclusive lock on an output folder for the life of a run: a second run on the same
     folder fails at once. The lock file records the holder's pid and host; a lock left by a process
@@ -141,4 +155,4 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 
 __all__ = ["LOCK_NAME", "OutputError", "OutputLock", "check_writable_file", "check_writable_folder",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "remove_unused_folder"]

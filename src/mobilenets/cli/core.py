@@ -17,7 +17,7 @@ from ..costs.reference import REFERENCE_MODELS, compare_costs, render_cost_compa
 from ..deploy.runtimes import RUNTIMES
 from ..pretrained.registry import bundled_checkpoint
 from ..training.compare import compare_twins, format_compare, write_compare_report
-from ..training.evaluate import evaluate_checkpoint, predict
+from ..training.evaluate import collapse_warning, evaluate_checkpoint, predict
 from ..training.train import TrainConfig, train
 from ..training.transfer import weights_model_name
 from ..zoo import list_models, model_config
@@ -157,7 +157,8 @@ def run_train(args: argparse.Namespace) -> str:
         return f"nothing to do: {result.out} already holds all {len(result.history)} epochs"
     last = result.history[-1]
     skipped = f"; skipped {result.skipped_images} unreadable images" if result.skipped_images else ""
-    return (
+    collapsed = collapse_warning(result.last_metrics, result.class_names) if result.last_metrics else None
+    return (f"{collapsed}\n" if collapsed else "") + (
         f"trained {config.model} for {last['epoch']} epochs: validation top-1 {100 * last['val_top1']:.2f}% "
         f"(best {100 * result.best_val_top1:.2f}%), top-5 {100 * last['val_top5']:.2f}%{skipped}\n"
         f"checkpoints, metrics.csv/jsonl and curves.png in {result.out}"
@@ -179,9 +180,12 @@ def run_eval(args: argparse.Namespace) -> str:
         return json.dumps(metrics, indent=2)
     width = max(len(n) for n in metrics["class_names"])
     lines = [
-        f"{metrics['images']} images ({args.split} split of {args.data})",
+        f"{metrics['images']} images ({metrics['scope']})",
         f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  loss {metrics['loss']:.4f}",
     ]
+    collapsed = collapse_warning(metrics, metrics["class_names"])
+    if collapsed:
+        lines.append(collapsed)
     if "tta" in metrics:
         tta = metrics["tta"]
         lines.append(

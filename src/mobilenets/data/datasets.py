@@ -297,16 +297,15 @@ def load_cifar10_batches(path: Path, image_size: int | None) -> DataBundle:
 
 def recorded_split(
     root: Path, names: list[str], val_files: list[str], recomputed_val: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(train, val) indices with val = the recorded validation files still in `names`; warns, with
-    counts, when the folder changed so that recomputing the split would mix in training images."""
+    counts, when the folder changed so that recomputing the split would mix in training images.
+    None when the folder holds fewer than half of the recorded files: it is not the folder the
+    checkpoint was trained on (names like cat/001.jpg recur across folders), so no split applies."""
     recorded = set(val_files)
     val = [i for i, name in enumerate(names) if name in recorded]
-    if not val:
-        raise DataError(
-            f"none of the {len(recorded)} validation images recorded in the checkpoint are in {root} "
-            f"any more; evaluate with --split all on data the model did not train on"
-        )
+    if 2 * len(val) < len(recorded):
+        return None
     recomputed = set(recomputed_val.tolist())
     if recomputed != set(val):
         were_training = sum(1 for i in recomputed if names[i] not in recorded)
@@ -372,8 +371,9 @@ def load_data(
         names = [Path(path).relative_to(root).as_posix() for path in paths]
         train_index, val_index = held_out_split(len(data), val_fraction, seed)
         inherited = parent_split(names, keep_out) if keep_out else None
-        if val_files is not None:
-            train_index, val_index = recorded_split(root, names, val_files, val_index)
+        recorded = recorded_split(root, names, val_files, val_index) if val_files is not None else None
+        if recorded is not None:
+            train_index, val_index = recorded
         elif inherited is not None:
             train_index, val_index = inherited
         train, val = data.subset(train_index), data.subset(val_index)
@@ -385,6 +385,9 @@ def load_data(
             "val_files": [names[i] for i in val_index.tolist()],
             **({"from_parent": True} if val_files is None and inherited is not None else {}),
         }
+        if val_files is not None and recorded is None:  # another folder: the recorded split does not apply
+            found = len(set(val_files) & set(names))
+            split = {"kind": "not_recorded", "recorded_found": found, "recorded": len(set(val_files))}
     if isinstance(val, FileImages) and not skip_bad_images:
         # Validation reads every file once per epoch: a bad one must fail now, not after an epoch
         # of training (with --skip-bad-images every file was already decoded once).

@@ -61,8 +61,12 @@ def evaluate(
         raise ValueError("evaluation data is empty")
     per_class_total = confusion.sum(1)
     per_class = (confusion.diag().double() / per_class_total.clamp(min=1)).tolist()
+    predicted = confusion.sum(0)
     metrics = {
         "loss": loss_sum / count,
+        # The share of the most predicted class: near 1 when a model has collapsed to one answer.
+        "top_prediction": int(predicted.argmax()),
+        "top_prediction_share": predicted.max().item() / count,
         "top1": confusion.diag().sum().item() / count,
         "top5": top5_hits / count,
         "per_class": per_class,
@@ -72,6 +76,21 @@ def evaluate(
     if tta:
         metrics["tta"] = {"kind": "horizontal flip", **{key: value / count for key, value in flipped.items()}}
     return metrics
+
+
+COLLAPSE_SHARE = 0.9  # one class for more than this share of a split (of several classes): flagged
+
+
+def collapse_warning(metrics: dict, class_names: list[str]) -> str | None:
+    """One line when the model answers one class for more than COLLAPSE_SHARE of the images."""
+    share = metrics["top_prediction_share"]
+    if len(class_names) < 2 or share <= COLLAPSE_SHARE:
+        return None
+    return (
+        f"warning: the model predicts {class_names[metrics['top_prediction']]!r} for {100 * share:.1f}% of "
+        f"the {metrics['images']} images: it has collapsed to one class (check the learning rate, the "
+        f"labels and the class balance)"
+    )
 
 
 def load_for_inference(path: str | os.PathLike) -> Checkpoint | ExportedModel:
@@ -127,11 +146,26 @@ def evaluate_checkpoint(
         bundle.mean = tuple(checkpoint.preprocessing["mean"])
         bundle.std = tuple(checkpoint.preprocessing["std"])
     subset = bundle.val
-    if split == "all":
+    scope = f"the checkpoint's validation split of {data}"
+    if bundle.split.get("kind") == "held_out" and recorded.get("val_files"):
+        scope = f"the {len(bundle.val)} validation files the checkpoint recorded, found in {data}"
+    elif bundle.split.get("kind") == "source":
+        scope = f"the {bundle.split['val']}/ folder of {data}"
+    if split == "all" or bundle.split.get("kind") == "not_recorded":
         subset = _concatenate(bundle.train, bundle.val)
+        scope = f"all of {data}"
+        if split == "val":
+            found, total = bundle.split["recorded_found"], bundle.split["recorded"]
+            scope += (
+                f"; no recorded split for this folder: it holds {found} of the {total} validation files "
+                f"the checkpoint recorded, so it is not the folder it was trained on"
+                if total
+                else "; the checkpoint recorded no validation files"
+            )
     loader = make_loader(subset, bundle, batch_size, train=False, workers=workers)
     metrics = evaluate(checkpoint.model, loader, len(bundle.class_names), tta=tta)
     metrics["class_names"] = bundle.class_names
+    metrics["scope"] = scope
     if confusion_png is not None:
         plot_confusion(metrics["confusion"], bundle.class_names, confusion_png)
     return metrics
@@ -156,4 +190,11 @@ def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 
     return predict_top_k(model, images, checkpoint.preprocessing, names, top_k)
 
 
-__all__ = ["evaluate", "evaluate_checkpoint", "load_for_inference", "plot_confusion", "predict"]
+__all__ = [
+    "collapse_warning",
+    "evaluate",
+    "evaluate_checkpoint",
+    "load_for_inference",
+    "plot_confusion",
+    "predict",
+]

@@ -37,7 +37,13 @@ from ..checkpoint import load_checkpoint, non_finite_tensors, read_header, save_
 from ..config import ModelOptions, flag_field
 from ..data import DataBundle, load_data, make_loader
 from ..factory import create_model
-from ..files import OutputError, OutputLock, check_writable_folder, remove_stale_temporaries
+from ..files import (
+    OutputError,
+    OutputLock,
+    check_writable_folder,
+    remove_stale_temporaries,
+    remove_unused_folder,
+)
 from ..layers import DepthwiseConv2d
 from ..models import MobileNet
 from .evaluate import evaluate
@@ -419,6 +425,7 @@ class TrainResult:
     class_names: list[str]
     skipped_images: int  # unreadable files skipped with --skip-bad-images
     validation_images: int  # the size of the validation split
+    last_metrics: dict | None = None  # the last validation by this call (evaluate's dict)
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -429,7 +436,17 @@ def train(config: TrainConfig) -> TrainResult:
     rank, world_size = _distributed()
     if rank != 0:
         return _train(config, rank, world_size)
+    created = not Path(config.out).exists()
     out = check_writable_folder(config.out, "--out folder")
+    try:
+        return _locked_train(config, out, rank, world_size)
+    except BaseException:
+        if created:  # a run that failed before writing anything leaves no folder (and no lock) behind
+            remove_unused_folder(out)
+        raise
+
+
+def _locked_train(config: TrainConfig, out: Path, rank: int, world_size: int) -> TrainResult:
     with OutputLock(out):
         remove_stale_temporaries(out)  # of writes a killed run left; no one else writes here now
         last_path = out / "last.safetensors"
@@ -488,9 +505,11 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
     val_loader = make_loader(bundle.val, bundle, max(config.batch_size, 256), False, workers=config.workers)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
+        per_process = len(bundle.train) // world_size
         raise ValueError(
-            f"batch_size {config.batch_size} is larger than the {len(bundle.train)} training images"
+            f"batch_size {config.batch_size} is larger than the {per_process} training images"
             + (f" per process ({world_size} processes)" if world_size > 1 else "")
+            + f" of {config.data}; pass --batch-size {max(1, per_process // 2)} (at most {per_process})"
         )
 
     epoch, start_step, history, best = 0, 0, [], -1.0
@@ -569,6 +588,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
                 f"interrupted while validating epoch {epoch}; its training is saved in {last_path}; "
                 f"continue with --resume (which validates it first)"
             ) from None
+        last_metrics.update(metrics)
         row = {
             "epoch": epoch,
             "train_loss": trained["train_loss"],
@@ -603,6 +623,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
             print(line, file=sys.stderr, flush=True)
 
     bar = None  # one progress bar for the whole run (its ETA is the run's), on rank 0
+    last_metrics: dict = {}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
@@ -726,4 +747,5 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
         class_names=bundle.class_names,
         skipped_images=bundle.skipped,
         validation_images=len(bundle.val),
+        last_metrics=last_metrics or None,
     )
