@@ -28,13 +28,13 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from . import sidecar
 from .executorch import ExecutorchRunner, export_executorch
 from .export import ONNX_PRECISIONS, ModelSource, OnnxRunner, export_onnx_model, require
 from .openvino import PRECISIONS as OPENVINO_PRECISIONS
 from .openvino import OpenVINORunner, cpu_capabilities, export_openvino
 from .tflite import TfliteRunner, export_tflite
 
-SIDECAR_FORMAT = "mobilenets.exported/1"
 METADATA_KEY = "mobilenets"
 
 
@@ -197,19 +197,17 @@ def export_model(source: ModelSource, runtime: Runtime, path: str | os.PathLike,
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
         staged = (build or runtime.export)(source.model, Path(tmp) / path.name, precision=precision,
                                 calibration=calibration, batch_size=batch_size, resolution=size)
-        info = {
-            "format": SIDECAR_FORMAT,
-            "runtime": runtime.format,
-            "precision": precision,
-            "batch": batch_size,  # None: any
-            "input": [source.model.config.in_channels, size, size],
-            "config": source.model.config.to_dict(),
-            "class_names": source.class_names,
-            "preprocessing": source.preprocessing,
-            "split": source.split,
-            "source": source.label,
-            "calibration_images": None if calibration is None or precision != "int8" else len(calibration),
-        }
+        info = sidecar.build(
+            runtime=runtime.format,
+            precision=precision,
+            batch=batch_size,
+            config=source.model.config,
+            class_names=source.class_names,
+            preprocessing=source.preprocessing,
+            split=source.split,
+            source=source.label,
+            calibration_images=None if calibration is None or precision != "int8" else len(calibration),
+        )
         if runtime.embed is not None:
             runtime.embed(staged, json.dumps(info))
         info["files"] = {p.name: _sha256(p) for p in runtime.files(staged)}
@@ -263,33 +261,27 @@ class ExportedModel:
         return self.info["precision"]
 
 
-SIDECAR_FIELDS = ("runtime", "precision", "batch", "input", "config", "class_names", "preprocessing", "files")
-
-
 def read_sidecar(path: str | os.PathLike, runtime: Runtime) -> dict:
-    """The sidecar of `path`, checked against the file(s) it describes."""
+    """The sidecar of `path`, checked field by field (sidecar.py) and against the file(s) it describes."""
     path = Path(path)
-    sidecar = sidecar_path(path)
     again = f"export it again (mobilenets export CHECKPOINT --format {runtime.format})"
-    if not sidecar.is_file():
-        raise ValueError(f"{path} has no sidecar {sidecar.name} beside it (it records the preprocessing, "
-                         f"class names and precision that eval and predict need); {again}")
-    try:
-        info = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{sidecar} is not valid JSON ({error}); {again}") from None
-    missing = [name for name in SIDECAR_FIELDS if not isinstance(info, dict) or name not in info]
-    if missing or info.get("format") != SIDECAR_FORMAT:
-        raise ValueError(f"{sidecar} is not a mobilenets sidecar ({SIDECAR_FORMAT}; missing "
-                         f"{', '.join(missing) or 'format'}); {again}")
+    if not sidecar_path(path).is_file():
+        raise ValueError(f"{path} has no sidecar {sidecar_path(path).name} beside it (it records the "
+                         f"preprocessing, class names and precision that eval and predict need); {again}")
+    info = sidecar.read(sidecar_path(path), again)
     if info["runtime"] != runtime.format:
-        raise ValueError(f"{sidecar} describes a {info['runtime']} file, not {runtime.format}; {again}")
+        raise ValueError(
+            f"{sidecar_path(path)} describes a {info['runtime']} file, not {runtime.format}; {again}"
+        )
+    if info["precision"] not in runtime.precisions:
+        raise ValueError(f"{sidecar_path(path)}: precision {info['precision']!r} is not one {runtime.title} "
+                         f"runs ({', '.join(runtime.precisions)}); {again}")
     for file in runtime.files(path):
         if not file.is_file():
             raise ValueError(f"{file} is missing ({runtime.title} needs it beside {path.name}); {again}")
         if info["files"].get(file.name) != _sha256(file):
-            raise ValueError(f"{file} does not match its sidecar {sidecar.name} (SHA-256 differs): it was "
-                             f"changed or truncated after export; {again}")
+            raise ValueError(f"{file} does not match its sidecar {sidecar_path(path).name} (SHA-256 "
+                             f"differs): it was changed or truncated after export; {again}")
     return info
 
 
@@ -304,10 +296,7 @@ def load_exported(path: str | os.PathLike, threads: int | None = None) -> Export
         raise FileNotFoundError(f"no exported model at {path}")
     require_runtime(runtime)
     info = read_sidecar(path, runtime)
-    try:
-        config = ModelConfig.from_dict(info["config"])
-    except (TypeError, ValueError, KeyError) as error:
-        raise ValueError(f"{sidecar_path(path)} holds no valid model config ({error})") from None
+    config = ModelConfig.from_dict(info["config"])  # checked by read_sidecar
     try:
         runner = runtime.open(path, threads, info["precision"])
     except Exception as error:  # each runtime raises its own types for a file it cannot read

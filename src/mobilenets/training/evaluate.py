@@ -13,6 +13,7 @@ from torch import nn
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data import MemoryImages, load_data, make_loader, predict_top_k
 from ..deploy.runtimes import ExportedModel, load_exported, runtime_for_file
+from ..deploy.sidecar import names_digest
 from ..files import check_writable_file
 from .plots import plot_confusion
 
@@ -145,23 +146,8 @@ def evaluate_checkpoint(
     if checkpoint.preprocessing:  # evaluate exactly as trained
         bundle.mean = tuple(checkpoint.preprocessing["mean"])
         bundle.std = tuple(checkpoint.preprocessing["std"])
-    subset = bundle.val
-    scope = f"the checkpoint's validation split of {data}"
-    if bundle.split.get("kind") == "held_out" and recorded.get("val_files"):
-        scope = f"the {len(bundle.val)} validation files the checkpoint recorded, found in {data}"
-    elif bundle.split.get("kind") == "source":
-        scope = f"the {bundle.split['val']}/ folder of {data}"
-    if split == "all" or bundle.split.get("kind") == "not_recorded":
-        subset = _concatenate(bundle.train, bundle.val)
-        scope = f"all of {data}"
-        if split == "val":
-            found, total = bundle.split["recorded_found"], bundle.split["recorded"]
-            scope += (
-                f"; no recorded split for this folder: it holds {found} of the {total} validation files "
-                f"the checkpoint recorded, so it is not the folder it was trained on"
-                if total
-                else "; the checkpoint recorded no validation files"
-            )
+    whole, scope = evaluation_scope(bundle, recorded, split, data)
+    subset = _concatenate(bundle.train, bundle.val) if whole else bundle.val
     loader = make_loader(subset, bundle, batch_size, train=False, workers=workers)
     metrics = evaluate(checkpoint.model, loader, len(bundle.class_names), tta=tta)
     metrics["class_names"] = bundle.class_names
@@ -169,6 +155,36 @@ def evaluate_checkpoint(
     if confusion_png is not None:
         plot_confusion(metrics["confusion"], bundle.class_names, confusion_png)
     return metrics
+
+
+def evaluation_scope(bundle, recorded: dict, split: str, data: str) -> tuple[bool, str]:
+    """(whether to score every image of `data`, the words that say which images were scored).
+
+    A recorded split applies only to the folder it was recorded on: one holding under half of the
+    recorded validation files (data.recorded_split), or whose seeded split's file names do not hash
+    to the one an exported file's sidecar recorded, is another folder, and all of it is scored."""
+    kind = bundle.split.get("kind")
+    if split == "all":
+        return True, f"all of {data}"
+    if kind == "not_recorded":
+        found, total = bundle.split["recorded_found"], bundle.split["recorded"]
+        return True, (
+            f"all of {data}; no recorded split for this folder: it holds {found} of the {total} validation "
+            f"files the checkpoint recorded, so it is not the folder it was trained on"
+        )
+    by_hash = recorded.get("val_files_sha256")
+    if by_hash and kind == "held_out":
+        if names_digest(bundle.split["val_files"]) != by_hash:
+            return True, (
+                f"all of {data}; no recorded split for this folder: its seeded validation split is not the "
+                f"one the checkpoint recorded (the file names' hash differs)"
+            )
+        return False, f"the {len(bundle.val)} validation files the checkpoint recorded (same hash) in {data}"
+    if kind == "held_out" and recorded.get("val_files"):
+        return False, f"the {len(bundle.val)} validation files the checkpoint recorded, found in {data}"
+    if kind == "source":
+        return False, f"the {bundle.split['val']}/ folder of {data}"
+    return False, f"the checkpoint's validation split of {data}"
 
 
 def _concatenate(first, second):
