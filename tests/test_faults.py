@@ -92,7 +92,7 @@ def test_non_finite_weights_are_never_saved_or_exported(run_copy, tmp_path, caps
     bad = tmp_path / "nan.safetensors"
     save_file(tensors, str(bad), metadata=metadata)
     assert main(["export", str(bad), "--output", str(tmp_path / "nan.onnx")]) == 2
-    one_error_line(capsys, "cannot export", "NaN")
+    one_error_line(capsys, "nan.safetensors", "head.fc.weight holds NaN")
     assert not (tmp_path / "nan.onnx").exists()
 
 
@@ -945,3 +945,53 @@ def test_a_batch_larger_than_the_data_stops_before_touching_disk(tmp_path, capsy
     (existing / "notes.txt").write_text("keep")
     assert main(["train", "--data", str(tmp_path / "data"), "--out", str(existing), "--width", "0.25"]) == 2
     assert (existing / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    "flag, value, fragment",
+    [
+        ("--lr", "1e308", "lr (--lr) must be in (0, 10]"),
+        ("--lr", "0", "lr (--lr) must be in (0, 10]"),
+        ("--weight-decay", "1e308", "weight_decay (--weight-decay) must be at most 1"),
+        ("--epochs", "100000000", "epochs (--epochs) must be at most 10,000"),
+        ("--batch-size", "1000000", "batch_size (--batch-size) must be at most 65,536"),
+    ],
+)
+def test_absurd_numbers_are_one_line_before_any_work(tmp_path, capsys, flag, value, fragment):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--out", str(out), flag, value]) == 2
+    one_error_line(capsys, fragment)
+    assert not out.exists()
+
+
+def test_weights_holding_nan_are_refused_at_load_with_the_tensor_name(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from mobilenets import create_model
+    from mobilenets.checkpoint import METADATA_KEY, read_metadata, save_checkpoint
+
+    good = save_checkpoint(tmp_path / "good.safetensors", create_model("mobilenet_v1", width_mult=0.25,
+                                                                         num_classes=3))
+    tensors = load_file(str(good))
+    tensors["model.features.3.pw.conv.weight"][0, 0] = float("nan")
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata=read_metadata(good))
+    assert read_metadata(bad)[METADATA_KEY]
+    image = write_image(tmp_path / "x.png", 32, seed=0)
+    assert main(["predict", str(bad), str(image)]) == 2
+    one_error_line(capsys, "bad.safetensors", "features.3.pw.conv.weight holds NaN", "earlier checkpoint")
+
+
+def test_ctrl_c_while_the_command_is_still_importing_is_one_line():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "mobilenets", "list"], stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, text=True)
+    time.sleep(0.3)  # torch takes seconds to import
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err and err.count("\n") == 1, err

@@ -147,6 +147,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     tensors = load_file(str(path), device="cpu")
     model = MobileNet(config)
     state = {k[len(MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    bad = non_finite_tensors(state)
+    if bad:  # it would answer "nan%" for every image
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise ValueError(
+            f"{path}: {bad[0]} holds NaN or infinite values{more}; these weights cannot predict "
+            f"anything: use an earlier checkpoint"
+        )
     model.load_state_dict(state)
     extra = {k: v for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)}
     known = {"format", "config", "class_names", "preprocessing"}

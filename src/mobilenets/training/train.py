@@ -52,6 +52,12 @@ from .transfer import Parent, child_model, load_parent
 
 OPTIMIZERS = ("sgd", "rmsprop")
 MAX_IMAGE_SIZE = 2048  # larger inputs are a typo that would try to allocate a batch of gigabytes
+# Bounds on the numbers a user types, each far beyond any real recipe: past them a value is a typo
+# that would overflow (an lr of 1e308 cannot even be stored in float32) or run for years.
+MAX_LR = 10.0
+MAX_WEIGHT_DECAY = 1.0
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
 # What --resume may change: the rest decides the data, the model or the optimizer state's meaning.
 # A changed --lr or --epochs is allowed (to recover from divergence, or to train longer); the run
 # is then no longer bit-identical to an uninterrupted one, and a warning says so.
@@ -143,8 +149,24 @@ class TrainConfig:
             raise ValueError(
                 "--freeze-backbone needs --weights: a randomly initialised backbone would stay random"
             )
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be positive; got {self.lr}")
+        if self.lr is not None and not 0 < self.lr <= MAX_LR:
+            raise ValueError(
+                f"lr (--lr) must be in (0, {MAX_LR:g}]; got {self.lr:g} (MobileNet recipes use 0.01-0.5; "
+                f"larger values overflow the weights in the first step)"
+            )
+        if self.weight_decay > MAX_WEIGHT_DECAY:
+            raise ValueError(
+                f"weight_decay (--weight-decay) must be at most {MAX_WEIGHT_DECAY:g}; got "
+                f"{self.weight_decay:g} (typical: 1e-5 to 5e-4)"
+            )
+        for name, flag, limit in (
+            ("epochs", "--epochs", MAX_EPOCHS),
+            ("batch_size", "--batch-size", MAX_BATCH),
+        ):
+            if getattr(self, name) > limit:
+                raise ValueError(
+                    f"{name} ({flag}) must be at most {limit:,}; got {getattr(self, name):,} (a typo?)"
+                )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
