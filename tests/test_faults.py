@@ -995,3 +995,17 @@ def test_ctrl_c_while_the_command_is_still_importing_is_one_line():
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err and err.count("\n") == 1, err
+
+
+def test_a_pickle_named_safetensors_is_read_by_its_bytes(tmp_path, capsys):
+    import torch
+
+    from mobilenets import create_model
+
+    state = create_model("mobilenet_v2", width_mult=0.5).state_dict()
+    renamed = tmp_path / "weights.safetensors"
+    torch.save({f"features.{k}": v for k, v in state.items()}, renamed)  # not a torchvision layout
+    with pytest.warns(UserWarning, match="named .safetensors but its bytes are a PyTorch zip"):
+        assert main(["convert", "--from", "torchvision", str(renamed), str(tmp_path / "out.safetensors")]) == 2
+    line = one_error_line(capsys, "is not a torchvision mobilenet_v2/v3 state dict")
+    assert "SafetensorError" not in line and not (tmp_path / "out.safetensors").exists()

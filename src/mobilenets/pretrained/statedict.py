@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
@@ -43,6 +44,9 @@ def sniff_format(path: str | os.PathLike) -> str:
     return "unknown"
 
 
+FORMAT_NAMES = {"zip": "a PyTorch zip (torch.save)", "pickle": "a legacy PyTorch pickle"}
+
+
 def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor], str, str | None]:
     """(state dict, label for messages, file path or None) from a path, a Mapping or an nn.Module."""
     if isinstance(source, nn.Module):
@@ -64,8 +68,16 @@ def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor],
             raise ValueError(f"{path} is not a safetensors file ({error})") from None
     if file_format == "hdf5":
         raise ValueError(f"{path} is an HDF5 (Keras) file, not a PyTorch state dict; convert it from keras")
+    if path.suffix.lower() == ".safetensors":  # the bytes decide, and the user should know they disagree
+        found = FORMAT_NAMES.get(file_format, "no known format")
+        warnings.warn(
+            f"{path} is named .safetensors but its bytes are {found}; reading it as that",
+            stacklevel=2,
+        )
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        # From an open file, not the path: torch.load picks its reader by a path's name (.safetensors).
+        with open(path, "rb") as handle:
+            loaded = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's message is long; the line naming the refused object is the useful one
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
@@ -87,7 +99,7 @@ def _unwrap(state: dict, label: str) -> dict[str, torch.Tensor]:
             state = dict(state[key])
             break
     if all(k.startswith("module.") for k in state):  # saved from DataParallel / DDP
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise ValueError(
@@ -100,8 +112,13 @@ def weight_keys(state: dict[str, torch.Tensor]) -> list[str]:
     return [k for k in state if not k.endswith(IGNORED_SUFFIXES)]
 
 
-def slot_reader(state: dict[str, torch.Tensor], module_name: Callable[[Slot], str], config: ModelConfig,
-            source: str, used: set[str]) -> Callable[[Slot], dict[str, SourceTensor]]:
+def slot_reader(
+    state: dict[str, torch.Tensor],
+    module_name: Callable[[Slot], str],
+    config: ModelConfig,
+    source: str,
+    used: set[str],
+) -> Callable[[Slot], dict[str, SourceTensor]]:
     """read_slot(slot) for a PyTorch source whose module for `slot` is `module_name(slot)`; the tensors
     keep their names (weight, bias, running_mean, running_var) and layout, except that a 1×1
     convolution may stand for our nn.Linear (timm's conv_head)."""
