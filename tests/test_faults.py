@@ -62,7 +62,7 @@ def test_non_finite_options_are_refused(tmp_path, capsys, flag, value):
 
 def test_divergence_stops_with_exit_3_and_keeps_checkpoints(run_copy, capsys):
     before = snapshot(run_copy)
-    assert main(train_args(run_copy, "--resume", epochs=3, lr=1e6)) == 3
+    assert main(train_args(run_copy, "--resume", epochs=3, lr=1000)) == 3
     line = one_error_line(capsys, "training diverged", "epoch 3", "step", "--resume", "smaller --lr")
     assert "nan" in line or "inf" in line
     assert snapshot(run_copy) == before  # last and best byte-identical
@@ -950,8 +950,8 @@ def test_a_batch_larger_than_the_data_stops_before_touching_disk(tmp_path, capsy
 @pytest.mark.parametrize(
     "flag, value, fragment",
     [
-        ("--lr", "1e308", "lr (--lr) must be in (0, 10]"),
-        ("--lr", "0", "lr (--lr) must be in (0, 10]"),
+        ("--lr", "1e308", "lr (--lr) must be in (0, 1000]"),
+        ("--lr", "0", "lr (--lr) must be in (0, 1000]"),
         ("--weight-decay", "1e308", "weight_decay (--weight-decay) must be at most 1"),
         ("--epochs", "100000000", "epochs (--epochs) must be at most 10,000"),
         ("--batch-size", "1000000", "batch_size (--batch-size) must be at most 65,536"),
@@ -1006,6 +1006,29 @@ def test_a_pickle_named_safetensors_is_read_by_its_bytes(tmp_path, capsys):
     renamed = tmp_path / "weights.safetensors"
     torch.save({f"features.{k}": v for k, v in state.items()}, renamed)  # not a torchvision layout
     with pytest.warns(UserWarning, match="named .safetensors but its bytes are a PyTorch zip"):
-        assert main(["convert", "--from", "torchvision", str(renamed), str(tmp_path / "out.safetensors")]) == 2
+        assert main(["convert", "--from", "torchvision", str(renamed), str(tmp_path / "out.st")]) == 2
     line = one_error_line(capsys, "is not a torchvision mobilenet_v2/v3 state dict")
-    assert "SafetensorError" not in line and not (tmp_path / "out.safetensors").exists()
+    assert "SafetensorError" not in line and not (tmp_path / "out.st").exists()
+
+
+def test_export_never_overwrites_without_force(tmp_path, capsys):
+    from mobilenets.cli.deploy import _export_targets
+    from mobilenets.deploy.runtimes import RUNTIMES
+
+    # OpenVINO writes X.xml and X.bin: an unrelated X.bin is a target too
+    assert [p.name for p in _export_targets(RUNTIMES["openvino"], tmp_path / "X.xml", "f32")] == [
+        "X.xml", "X.bin", "X.xml.json"]
+    assert [p.name for p in _export_targets(RUNTIMES["onnx"], tmp_path / "m.onnx", "int8")] == [
+        "m.onnx", "m.onnx.json", "m.int8.onnx", "m.int8.onnx.json"]
+    out = tmp_path / "m.onnx"
+    argv = ["export", "mobilenet_v1", "--width", "0.25", "--resolution", "32", "-o", str(out)]
+    (tmp_path / "m.onnx.json").write_text("my notes")  # someone else's file with the sidecar's name
+    assert main(argv) == 2
+    one_error_line(capsys, "m.onnx.json exists", "--force")
+    assert (tmp_path / "m.onnx.json").read_text() == "my notes" and not out.exists()
+    assert main([*argv, "--force"]) == 0
+    first = out.read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 2
+    one_error_line(capsys, "m.onnx exists (and 1 more files of this export)", "--force")
+    assert out.read_bytes() == first

@@ -96,6 +96,8 @@ def configure_export_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eval-images", type=int, default=1000, metavar="N",
                    help="images used to compare int8 with float (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="which images are drawn; weights of zoo models")
+    p.add_argument("--force", action="store_true", help="replace files an earlier export wrote (each is "
+                   "replaced only once its new version is complete)")
     add_model_options(p)
     p.set_defaults(run=run_export)
     return p
@@ -207,6 +209,30 @@ def run_export(args: argparse.Namespace) -> str:
     output = _output_path(args, source, runtime, precision)
     if output.suffix != runtime.suffix:
         raise ValueError(f"--output must end in {runtime.suffix} for --format {runtime.format}; got {output}")
+    targets = _export_targets(runtime, output, precision)
+    existing = [path for path in targets if path.exists()]
+    if existing and not args.force:
+        more = f" (and {len(existing) - 1} more files of this export)" if len(existing) > 1 else ""
+        raise ValueError(f"{existing[0]} exists{more}: pass --force to replace it, or choose another -o")
+    try:
+        return _run_export(args, runtime, precision, source, output, calibration_folder, eval_folder)
+    except BaseException:
+        for path in targets:  # a failed export leaves no file of its own behind
+            if path not in existing and path.exists():
+                path.unlink()
+        raise
+
+
+def _export_targets(runtime, output: Path, precision: str) -> list[Path]:
+    """Every file an export to `output` writes: the runtime's files and the sidecars (ONNX int8 also
+    writes the float file and NAME.int8.onnx)."""
+    outputs = [output]
+    if runtime.format == "onnx" and precision == "int8":
+        outputs.append(output.with_name(output.stem + ".int8.onnx"))
+    return [path for out in outputs for path in (*runtime.files(out), sidecar_path(out))]
+
+
+def _run_export(args, runtime, precision, source, output, calibration_folder, eval_folder) -> str:
     images = _int8_images(args, source, calibration_folder, eval_folder) if calibration_folder else None
     if runtime.format == "onnx":
         return _export_onnx(args, source, output, precision, images)

@@ -54,7 +54,7 @@ OPTIMIZERS = ("sgd", "rmsprop")
 MAX_IMAGE_SIZE = 2048  # larger inputs are a typo that would try to allocate a batch of gigabytes
 # Bounds on the numbers a user types, each far beyond any real recipe: past them a value is a typo
 # that would overflow (an lr of 1e308 cannot even be stored in float32) or run for years.
-MAX_LR = 10.0
+MAX_LR = 1000.0
 MAX_WEIGHT_DECAY = 1.0
 MAX_EPOCHS = 10_000
 MAX_BATCH = 65_536
@@ -152,7 +152,7 @@ class TrainConfig:
         if self.lr is not None and not 0 < self.lr <= MAX_LR:
             raise ValueError(
                 f"lr (--lr) must be in (0, {MAX_LR:g}]; got {self.lr:g} (MobileNet recipes use 0.01-0.5; "
-                f"larger values overflow the weights in the first step)"
+                f"beyond {MAX_LR:g} a value is a typo)"
             )
         if self.weight_decay > MAX_WEIGHT_DECAY:
             raise ValueError(
