@@ -1032,3 +1032,12 @@ def test_export_never_overwrites_without_force(tmp_path, capsys):
     assert main(argv) == 2
     one_error_line(capsys, "m.onnx exists (and 1 more files of this export)", "--force")
     assert out.read_bytes() == first
+
+
+def test_a_resumed_run_keeps_the_command_that_started_it(run_copy):
+    started = read_header(run_copy / "last.safetensors")["provenance"]
+    assert main(train_args(run_copy, "--resume", epochs=3)) == 0
+    provenance = read_header(run_copy / "last.safetensors")["provenance"]
+    assert provenance["command"] == started["command"] and provenance["git_commit"] == started["git_commit"]
+    (resumed,) = provenance["resumes"]
+    assert resumed["at_epoch"] == 2 and {"command", "git_commit", "git_dirty"} <= set(resumed)

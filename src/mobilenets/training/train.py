@@ -536,6 +536,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
 
     epoch, start_step, history, best = 0, 0, [], -1.0
     pending_validation = None  # an epoch trained but not validated (Ctrl-C during its validation)
+    saved_provenance = None  # of the run that --resume continues
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"
     if config.resume:
         if not last_path.is_file():
@@ -548,6 +549,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
         epoch, start_step = saved.metadata["epoch"], saved.metadata["step"]
         history, best = saved.metadata["history"], saved.metadata["best_val_top1"]
         pending_validation = saved.metadata.get("pending_validation")
+        saved_provenance = saved.metadata.get("provenance")
         torch.set_rng_state(saved.tensors["rng.torch"])
 
     network = model
@@ -557,6 +559,12 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
         )
 
     run_provenance = provenance()
+    if config.resume and saved_provenance:
+        # The run is the command that started it; each --resume (and the code it ran) is added, so
+        # a resumed run's header still says how it began.
+        resumed = {k: run_provenance[k] for k in ("command", "git_commit", "git_dirty")}
+        resumed["at_epoch"] = epoch
+        run_provenance = {**saved_provenance, "resumes": [*saved_provenance.get("resumes", []), resumed]}
 
     def save(
         path: Path,
