@@ -218,3 +218,30 @@ def test_an_unknown_key_gets_one_line(capsys):
     assert "unknown weights 'imagenet'; published: keras-imagenet" in capsys.readouterr().err
     with pytest.raises(registry.UnknownWeightsError):
         create_model("mobilenet_v1", weights="cifar-ten")
+
+
+SHIPPED_ENTRIES = [e for e in registry.list_weights(key="cifar10") if e.source == "mobilenets"]
+
+
+@pytest.mark.parametrize("entry", SHIPPED_ENTRIES, ids=lambda e: f"{e.model}-{e.width_mult:g}")
+def test_every_shipped_model_loads_and_says_how_it_was_made(entry):
+    path = registry.bundled_file(entry)
+    header = read_header(path)
+    assert path.stat().st_size <= 15e6 and entry.num_classes == 10
+    assert entry.metrics["top1"] == header["release"]["val_top1"] == header["history"][-1]["val_top1"]
+    assert entry.lineage[-1]["git_commit"] == header["provenance"]["git_commit"]
+    assert len(header["provenance"]["git_commit"]) == 40
+    model = create_model(entry.model, weights="cifar10", width_mult=entry.width_mult)
+    assert model.config.name == entry.model and model.config.width_mult == entry.width_mult
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.randn(2, 3, 32, 32))).all()
+
+
+@pytest.mark.skipif(len({e.model for e in SHIPPED_ENTRIES}) < 2, reason="no Table 4 pair shipped")
+def test_the_table4_pair_ships_with_the_same_recipe():
+    pair = {e.model: read_header(registry.bundled_file(e)) for e in SHIPPED_ENTRIES if e.width_mult == 0.25}
+    assert set(pair) == {"mobilenet_v1", "conv_mobilenet_v1"}
+    recipes = [{k: v for k, v in header["train_config"].items() if k not in ("model", "out")}
+               for header in pair.values()]
+    assert recipes[0] == recipes[1] and recipes[0]["epochs"] >= 30
+    assert pair["mobilenet_v1"]["split"]["val_files"] == pair["conv_mobilenet_v1"]["split"]["val_files"]

@@ -78,6 +78,10 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     p.add_argument("--skip-bad-images", action="store_true", help="warn about and skip unreadable images")
+    p.add_argument("--model", choices=list_models(), help="with a weights key that holds several models "
+                   "(cifar10): which one (default: the key's first)")
+    p.add_argument("--width", dest="width_mult", type=float, metavar="WIDTH_MULT",
+                   help="with a weights key: which width")
     p.add_argument("--tta", action="store_true", help="also report flip test-time augmentation (each image "
                    "and its mirror; on its own line, the plain figures stay as they are)")
     p.set_defaults(run=run_eval)
@@ -168,10 +172,16 @@ def run_train(args: argparse.Namespace) -> str:
 def run_eval(args: argparse.Namespace) -> str:
     # A file path, or the key of weights this project trained and ships (e.g. cifar10); the
     # package file is hash-checked once.
-    shipped = None if Path(args.checkpoint).exists() else bundled_checkpoint(args.checkpoint)
+    shipped = (
+        None
+        if Path(args.checkpoint).exists()
+        else bundled_checkpoint(args.checkpoint, args.model, args.width_mult)
+    )
+    if shipped is None and (args.model or args.width_mult):
+        raise ValueError(f"--model and --width choose among a key's weights; {args.checkpoint} is a file")
     checkpoint = shipped or args.checkpoint
     if shipped is not None:
-        png = args.confusion or f"{args.checkpoint}_confusion.png"
+        png = args.confusion or f"{shipped.stem}_confusion.png"  # e.g. cifar10_mobilenet_v1_0.25_...
     else:
         png = args.confusion or str(Path(checkpoint).with_suffix("")) + "_confusion.png"
     metrics = evaluate_checkpoint(checkpoint, args.data, args.split, args.batch_size, args.workers, png,

@@ -349,7 +349,8 @@ def _data_name(data: str) -> str:
     parts = [part for part in data.replace("cifar10:", "").split("/") if part not in ("", ".", "..")]
     while parts and parts[-1] in ("train", "images"):
         parts.pop()
-    return parts[-1] if parts else data
+    name = parts[-1] if parts else data
+    return {"cifar10": "CIFAR-10", "digits": "digits"}.get(name.lower(), name)
 
 
 def _bundled_entries() -> list[Weights]:
