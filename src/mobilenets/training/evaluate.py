@@ -5,6 +5,7 @@ sidecar recorded from the checkpoint)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,7 @@ def evaluate(
     memory_format: torch.memory_format = torch.contiguous_format,
     amp: bool = False,
     tta: bool = False,
+    progress: bool = False,
 ) -> dict:
     """Loss, top-1, top-5, per-class accuracy and the confusion matrix over one pass of `loader`.
 
@@ -39,8 +41,17 @@ def evaluate(
     loss_sum, top5_hits, count = 0.0, 0, 0
     k = min(5, num_classes)
     flipped = {"loss": 0.0, "top1": 0, "top5": 0}
+    bar = None
+    if progress:  # a bar with ETA on a terminal, nothing otherwise (disable=None)
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=len(loader), desc="evaluating", unit="batch", file=sys.stderr, disable=None, leave=False
+        )
     try:
         for images, labels in loader.batches(0):
+            if bar is not None:
+                bar.update(1)
             images = images.to(device, memory_format=memory_format)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(images).float().cpu()
@@ -58,6 +69,8 @@ def evaluate(
             count += labels.numel()
     finally:
         model.train(was_training)
+        if bar is not None:
+            bar.close()
     if count == 0:
         raise ValueError("evaluation data is empty")
     per_class_total = confusion.sum(1)
@@ -149,11 +162,14 @@ def evaluate_checkpoint(
     whole, scope = evaluation_scope(bundle, recorded, split, data)
     subset = _concatenate(bundle.train, bundle.val) if whole else bundle.val
     loader = make_loader(subset, bundle, batch_size, train=False, workers=workers)
-    metrics = evaluate(checkpoint.model, loader, len(bundle.class_names), tta=tta)
+    metrics = evaluate(checkpoint.model, loader, len(bundle.class_names), tta=tta, progress=True)
     metrics["class_names"] = bundle.class_names
     metrics["scope"] = scope
     if confusion_png is not None:
-        plot_confusion(metrics["confusion"], bundle.class_names, confusion_png)
+        name = os.path.basename(os.fspath(checkpoint_path))
+        which = "all images" if whole else "validation split"
+        title = f"{name}, {which} of {data} ({metrics['images']} images)"
+        plot_confusion(metrics["confusion"], bundle.class_names, confusion_png, title)
     return metrics
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import torch
@@ -17,16 +18,23 @@ def _pyplot():
     return plt
 
 
-def plot_confusion(confusion: list[list[int]], class_names: list[str], path: str | os.PathLike) -> None:
+def plot_confusion(
+    confusion: list[list[int]], class_names: list[str], path: str | os.PathLike, title: str | None = None
+) -> None:
+    """Row-normalised confusion matrix (each true class's share of predictions) in colour with a colour
+    bar, and the raw counts written in the cells; `title` says what was evaluated on what."""
     plt = _pyplot()
     matrix = torch.tensor(confusion, dtype=torch.float64)
     normalized = matrix / matrix.sum(1, keepdim=True).clamp(min=1)
-    size = max(4.0, 0.5 * len(class_names) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
-    axis.imshow(normalized.numpy(), cmap="Blues", vmin=0, vmax=1)
+    size = max(4.5, 0.5 * len(class_names) + 2.5)
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    image = axis.imshow(normalized.numpy(), cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true class")
     axis.set_xticks(range(len(class_names)), class_names, rotation=90)
     axis.set_yticks(range(len(class_names)), class_names)
-    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row-normalized)")
+    heading = "Confusion matrix: colour = row share, numbers = image counts"
+    title = f"{textwrap.fill(title, 70)}\n{heading}" if title else heading
+    axis.set(xlabel="predicted", ylabel="true", title=title)
     if len(class_names) <= 20:
         for i in range(len(class_names)):
             for j in range(len(class_names)):
