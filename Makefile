@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Development and CI pin this CPU build (pip takes it from local disk on our machines).
 TORCH := torch==2.13.0
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast lint install clean
 
 install: $(STAMP)
 
@@ -38,6 +38,13 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest $(addprefix --ignore=,$(ISOLATED))
 	$(PYTHON) -m pytest $(ISOLATED)
+
+# The suite without the tests marked slow and without the isolated runtime tests: for the edit-test loop.
+test-fast: $(STAMP)
+	MOBILENETS_FAST=1 $(PYTHON) -m pytest -q $(addprefix --ignore=,$(ISOLATED))
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -241,7 +241,18 @@ def damage_sidecar_fields(path: Path) -> None:
     sidecar_path(path).write_text(json.dumps({"format": "something else"}))
 
 
+def damage_garbage_with_its_hash(path: Path) -> None:
+    """Bytes that are no model, with a sidecar that vouches for them: the runtime must never parse them."""
+    import hashlib
+
+    path.write_bytes(bytes(range(256)) * 64)
+    info = json.loads(sidecar_path(path).read_text())
+    info["files"][path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    sidecar_path(path).write_text(json.dumps(info))
+
+
 DAMAGES = {
+    "garbage with its hash": (damage_garbage_with_its_hash, "file (bytes"),
     "truncated": (damage_truncate, "does not match its sidecar"),
     "no sidecar": (damage_no_sidecar, "has no sidecar"),
     "sidecar not JSON": (damage_sidecar_json, "is not valid JSON"),

@@ -66,7 +66,8 @@ def changed(info, dotted, value):
         ("preprocessing.mean", "0.5", "preprocessing.mean must be 3 finite numbers"),
         ("preprocessing.size", 64, "the model's input is 32×32"),
         ("preprocessing.size", "32", "preprocessing.size must be a positive integer"),
-        ("preprocessing.resize", 16, "smaller than the crop"),
+        ("preprocessing.resize", 16, "must be an integer of at least the crop 32"),
+        ("preprocessing.resize", "x", "must be an integer of at least the crop 32"),
         ("class_names", ["a", "b", "c", "d"], "lists 4 names but the model has 3 outputs"),
         ("class_names", "cat dog owl", "must be a list of strings"),
         ("batch", 0, "batch must be a positive integer or null"),
@@ -106,6 +107,27 @@ def test_a_newer_format_asks_for_an_upgrade(good, tmp_path):
         sidecar.read(write(tmp_path, newer), AGAIN)
 
 
+def test_resize_may_be_absent(good, tmp_path):
+    info = changed(good, "preprocessing.resize", KeyError)
+    assert "resize" not in sidecar.read(write(tmp_path, info), AGAIN)["preprocessing"]
+
+
 def test_the_first_format_is_still_read(good, tmp_path):
     older = {**good, "format": f"{sidecar.FORMAT_PREFIX}1", "split": {"kind": "held_out", "val_files": ["a"]}}
     assert sidecar.read(write(tmp_path, older), AGAIN)["split"]["val_files"] == ["a"]
+
+
+def test_an_exported_zoo_model_reads_back(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from mobilenets.cli import main
+
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "zoo.onnx"
+    assert main(["export", "mobilenet_v1", "--width", "0.25", "--resolution", "32", "-o", str(out)]) == 0
+    image = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(image)
+    capsys.readouterr()
+    assert main(["predict", str(out), str(image), "--top-k", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3

@@ -285,6 +285,27 @@ def read_sidecar(path: str | os.PathLike, runtime: Runtime) -> dict:
     return info
 
 
+# Where each format's files begin and what they begin with, checked before a native runtime parses
+# the bytes: ExecuTorch and LiteRT abort the whole process (SIGABRT) on a malformed file.
+SIGNATURES = {
+    "onnx": (0, b"\x08"),  # protobuf field 1 (ir_version), a varint
+    "openvino": (0, b"<"),  # XML
+    "executorch": (4, b"ET"),  # flatbuffer file identifier "ET12", "ET13", ...
+    "tflite": (4, b"TFL3"),  # flatbuffer file identifier
+}
+
+
+def check_signature(path: Path, runtime: Runtime, again: str) -> None:
+    """Raise ValueError when `path` does not begin as a file of its format does."""
+    offset, expected = SIGNATURES.get(runtime.format, (0, b""))
+    with open(path, "rb") as handle:
+        head = handle.read(offset + len(expected))
+    if head[offset:] != expected:
+        where = f"bytes {offset}-{offset + len(expected) - 1}"
+        raise ValueError(f"{path} is not a {runtime.title} file ({where} are {head[offset:]!r}, a "
+                         f"{runtime.suffix} file has {expected!r} there); {again}")
+
+
 def load_exported(path: str | os.PathLike, threads: int | None = None) -> ExportedModel:
     """Open an exported file (.onnx, .xml, ...) with its runtime, after checking it against its sidecar."""
     path = Path(path)
@@ -297,11 +318,13 @@ def load_exported(path: str | os.PathLike, threads: int | None = None) -> Export
     require_runtime(runtime)
     info = read_sidecar(path, runtime)
     config = ModelConfig.from_dict(info["config"])  # checked by read_sidecar
+    again = f"export it again (mobilenets export CHECKPOINT --format {runtime.format})"
+    check_signature(path, runtime, again)
     try:
         runner = runtime.open(path, threads, info["precision"])
     except Exception as error:  # each runtime raises its own types for a file it cannot read
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise ValueError(f"{runtime.title} cannot load {path}: {first}") from None
+        raise ValueError(f"{runtime.title} cannot load {path}: {first}; {again}") from None
     return ExportedModel(path, runtime, info, runner, RunnerModule(runner, config))
 
 

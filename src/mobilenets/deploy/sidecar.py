@@ -142,13 +142,16 @@ def check(info, path: Path, again: str) -> None:
     recipe = info["preprocessing"]
     if not isinstance(recipe, dict):
         raise bad("preprocessing", f"must be an object; got {type(recipe).__name__}")
-    for key in ("size", "resize"):
-        if not _is_count(recipe.get(key)):
-            raise bad(f"preprocessing.{key}", f"must be a positive integer; got {recipe.get(key)!r}")
+    if not _is_count(recipe.get("size")):
+        raise bad("preprocessing.size", f"must be a positive integer; got {recipe.get('size')!r}")
     if recipe["size"] != shape[1] or shape[1] != shape[2]:
         raise bad("preprocessing.size", f"is {recipe['size']} but the model's input is {shape[1]}×{shape[2]}")
-    if recipe["resize"] < recipe["size"]:
-        raise bad("preprocessing.resize", f"({recipe['resize']}) is smaller than the crop ({recipe['size']})")
+    resize = recipe.get("resize")  # absent: the evaluation pipeline's default for the size
+    if resize is not None and not (_is_count(resize) and resize >= recipe["size"]):
+        raise bad(
+            "preprocessing.resize",
+            f"must be an integer of at least the crop {recipe['size']}; got {resize!r}",
+        )
     for key in ("mean", "std"):
         values = recipe.get(key)
         if not (
