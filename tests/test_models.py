@@ -152,3 +152,37 @@ def test_cifar_stem_keeps_the_first_layer_at_full_resolution(name):
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     features = model_config(name, width_mult=0.5, stem_stride=1, features_only=True)
     assert MobileNet(features)(torch.randn(1, 3, 32, 32))[-1].shape[-1] == 2  # 32 px ends in a 2×2 map
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v3_small"])
+def test_reset_classifier_keeps_config_cost_and_checkpoint_consistent(name, tmp_path):
+    from mobilenets import cost
+    from mobilenets.checkpoint import load_checkpoint, save_checkpoint
+
+    model = create_model(name, width_mult=0.5, num_classes=10)
+    features_before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head.fc.")}
+    assert model.reset_classifier(3) is model
+    assert model.config.num_classes == 3 and model.head.fc.out_features == 3
+    assert model.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+    for key, value in features_before.items():
+        assert torch.equal(model.state_dict()[key], value), key  # the backbone (and V3's hidden layer) stay
+    assert cost(model).params == cost(name, width_mult=0.5, num_classes=3).params
+    path = save_checkpoint(tmp_path / "m.safetensors", model)
+    assert load_checkpoint(path).model.config == model.config
+
+
+def test_a_classifier_replaced_by_hand_is_refused_at_save(tmp_path):
+    from torch import nn
+
+    from mobilenets.checkpoint import save_checkpoint
+
+    model = create_model("mobilenet_v1", width_mult=0.25, num_classes=10)
+    model.head.fc = nn.Linear(model.head.fc.in_features, 3)  # config still says 10
+    message = r"head.fc.bias is \(3,\) but its config says \(10,\).*reset_classifier"
+    with pytest.raises(ValueError, match=message):
+        save_checkpoint(tmp_path / "m.safetensors", model)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="feature extractor"):
+        create_model("mobilenet_v1", width_mult=0.25, features_only=True).reset_classifier(3)
+    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+        create_model("mobilenet_v1", width_mult=0.25).reset_classifier(0)

@@ -48,6 +48,21 @@ def check_finite(model: torch.nn.Module, label: str) -> None:
         )
 
 
+def check_matches_config(model: MobileNet, label: str) -> None:
+    """Raise ValueError when the model's tensors are not the ones its config describes (a layer
+    replaced by hand): such a file could not be loaded again. `reset_classifier` keeps both in step."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in MobileNet(model.config).state_dict().items()}
+    actual = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for name in sorted(set(expected) | set(actual)):
+        if expected.get(name) != actual.get(name):
+            raise ValueError(
+                f"{label}: the model's {name} is {actual.get(name) or 'missing'} but its config says "
+                f"{expected.get(name) or 'no such tensor'}; replace a classifier with "
+                f"model.reset_classifier(num_classes), which updates the config too"
+            )
+
+
 @dataclass
 class Checkpoint:
     model: MobileNet
@@ -72,6 +87,7 @@ def save_checkpoint(
     path = Path(path)
     # A diverged model must never replace a good checkpoint (it may be the only resume point).
     check_finite(model, f"refusing to write {path}")
+    check_matches_config(model, f"refusing to write {path}")
     header = {
         "format": FORMAT,
         "config": model.config.to_dict(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -140,6 +142,27 @@ class MobileNet(nn.Module):
             if index in self._feature_blocks:
                 maps.append(x)
         return maps
+
+    def reset_classifier(self, num_classes: int) -> "MobileNet":
+        """Replace the last linear layer with a new, randomly initialised one for `num_classes`
+        classes (fine-tuning on other data), keeping everything before it and updating `config`, so
+        that `cost()`, checkpoints and exports describe the new model. Returns the model itself.
+
+        The config's `class_names` no longer apply and are dropped; V3's hidden head layer is kept.
+        """
+        if self.head is None:
+            raise ValueError(
+                f"this {self.config.name} is a feature extractor (features_only): it has no classifier to "
+                f"reset; build it with num_classes instead"
+            )
+        head = dataclasses.replace(self.config.head, num_classes=num_classes)  # validates num_classes
+        old = self.head.fc
+        fc = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+        nn.init.normal_(fc.weight, 0, 0.01)  # as _init_weights
+        nn.init.zeros_(fc.bias)
+        self.head.fc = fc
+        self.config = self.config.replace(head=head, extra={**self.config.extra, "class_names": None})
+        return self
 
     def fuse_bn(self, inplace: bool = False) -> "MobileNet":
         """For inference: a copy (or this model, if inplace) in eval mode with every BatchNorm folded
