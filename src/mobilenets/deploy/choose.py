@@ -163,6 +163,13 @@ def choose(
         for name in POPULAR:
             published = paper_comparison(name)
             specs.append((name, name, {}, published["top1"], published["source"]))
+    # The plan first: `choose` runs for minutes, and a silent command looks hung.
+    print(
+        f"choose: {len(specs)} configurations × {backend} (batch {batch}, {threads} threads, "
+        f"{repeats} timed rounds each after {warmup} warm-up); first building them, then timing",
+        file=sys.stderr,
+        flush=True,
+    )
     load_before = _load_average()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -186,6 +193,8 @@ def choose(
                 )
                 prepared = PreparedModel(model, size, Path(workdir) / str(index), None)
                 runners[label] = make_runner(backend, prepared, images, threads)
+            if not progress:
+                print(f"choose: built {len(runners)} models; timing them", file=sys.stderr, flush=True)
             times = _time_with_progress(runners, warmup, repeats, progress)
     finally:
         torch.set_num_threads(previous)
