@@ -176,13 +176,32 @@ def test_disk_full_while_saving_keeps_checkpoints(run_copy, monkeypatch, capsys)
     import os
 
     before = snapshot(run_copy)
+    real_fsync = os.fsync
+
+    def full(fd):  # the disk fills up as a checkpoint is written (small files still fit)
+        if ".safetensors." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(train_args(run_copy, "--resume", epochs=3)) == 1
+    one_error_line(capsys, "cannot write", ".safetensors", "No space left on device", "intact", "--resume")
+    assert snapshot(run_copy) == before
+    assert [p.name for p in run_copy.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_disk_full_for_a_small_run_file_is_one_line_too(run_copy, monkeypatch, capsys):
+    import errno
+    import os
+
+    before = snapshot(run_copy)
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
     assert main(train_args(run_copy, "--resume", epochs=3)) == 1
-    one_error_line(capsys, "cannot write", ".safetensors", "No space left on device", "intact", "--resume")
+    one_error_line(capsys, "cannot write", "train_config.json", "No space left on device", "intact")
     assert snapshot(run_copy) == before
     assert [p.name for p in run_copy.iterdir() if p.name.endswith(".tmp")] == []
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
+from .files import fsync_folder, umask
 from .models import MobileNet
 
 FORMAT = "mobilenets.checkpoint/1"
@@ -105,7 +106,7 @@ def save_checkpoint(
     os.close(fd)
     try:
         save_file(payload, tmp, metadata={METADATA_KEY: json.dumps(header)})
-        os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it, not mkstemp's private 0600
+        os.chmod(tmp, 0o666 & ~umask())  # as open() would create it, not mkstemp's private 0600
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows
@@ -113,13 +114,8 @@ def save_checkpoint(
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    fsync_folder(path.parent)  # the rename itself survives a power loss
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

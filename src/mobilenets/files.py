@@ -68,6 +68,51 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def write_atomically(path: str | os.PathLike, content: str | bytes) -> Path:
+    """Write `content` to `path` so that a crash at any moment leaves the old file or the new one,
+    never a torn one: a temporary file in the same folder, flushed and fsynced, renamed over `path`,
+    then the folder fsynced so the rename itself survives a power loss. The one way the project
+    writes a small file (sidecars, gates, metrics, reports); checkpoints use the same steps around
+    safetensors' writer."""
+    path = Path(path)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~umask())  # as open() would create it, not mkstemp's private 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_folder(path.parent)
+    return path
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a rename in `folder` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def umask() -> int:
+    """The process's file-creation mask (read without changing it for long)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def remove_unused_folder(folder: str | os.PathLike) -> None:
     """Remove `folder` when it holds nothing but what a run writes before its first result (its
     lock and its train_config.json): a run that failed early leaves the disk as it found it."""
@@ -155,4 +200,4 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 
 __all__ = ["LOCK_NAME", "OutputError", "OutputLock", "check_writable_file", "check_writable_folder",
-           "remove_stale_temporaries", "remove_unused_folder"]
+           "fsync_folder", "remove_stale_temporaries", "umask", "remove_unused_folder", "write_atomically"]

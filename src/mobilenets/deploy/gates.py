@@ -25,6 +25,7 @@ import json
 import os
 from pathlib import Path
 
+from ..files import write_atomically
 from ..pretrained.registry import bundled_checkpoint
 from .cpu import CPU_FEATURES, cpu_model_and_features
 
@@ -90,9 +91,7 @@ def save_measurement(measurement: dict, path: str | os.PathLike = GATES_FILE) ->
     path = Path(path)
     kept = [m for m in read_measurements(path) if _features(m) != _features(measurement)]
     text = json.dumps({"format": GATES_FORMAT, "measurements": [*kept, measurement]}, indent=2) + "\n"
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomically(path, text)
 
 
 def verdict(backend: str, precision: str, gates: dict) -> dict:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..files import write_atomically
 from . import sidecar
 from .executorch import ExecutorchRunner, export_executorch
 from .export import ONNX_PRECISIONS, ModelSource, OnnxRunner, export_onnx_model, require
@@ -160,20 +161,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_model(source: ModelSource, runtime: Runtime, path: str | os.PathLike, *, precision: str,
                  calibration: np.ndarray | None = None, batch_size: int | None = None,
                  build: Callable[..., Path] | None = None) -> Path:
@@ -213,7 +200,7 @@ def export_model(source: ModelSource, runtime: Runtime, path: str | os.PathLike,
         info["files"] = {p.name: _sha256(p) for p in runtime.files(staged)}
         for staged_file, final in zip(runtime.files(staged)[::-1], runtime.files(path)[::-1]):
             os.replace(staged_file, final)  # companions first: the main file appears last
-    _write_atomically(sidecar_path(path), json.dumps(info, indent=2) + "\n")
+    write_atomically(sidecar_path(path), json.dumps(info, indent=2) + "\n")
     return path
 
 

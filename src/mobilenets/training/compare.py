@@ -20,6 +20,7 @@ import torch
 
 from ..costs.analysis import CostReport, cost
 from ..deploy.timing import inference_runner, median_ratio, time_interleaved, training_step_runner
+from ..files import write_atomically
 from .plots import plot_side_by_side
 from .train import TrainConfig, TrainResult, train
 
@@ -189,7 +190,7 @@ def write_compare_report(results: dict[str, TwinRun], text: str, out: str | Path
     """The printed table as OUT/table.txt and both runs' curves as OUT/curves.png."""
     out = Path(out)
     table = out / "table.txt"
-    table.write_text(text + "\n")
+    write_atomically(table, text + "\n")
     curves = out / "curves.png"
     plot_side_by_side(
         {

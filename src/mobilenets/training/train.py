@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -43,6 +44,7 @@ from ..files import (
     check_writable_folder,
     remove_stale_temporaries,
     remove_unused_folder,
+    write_atomically,
 )
 from ..layers import DepthwiseConv2d
 from ..models import MobileNet
@@ -358,14 +360,14 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def write_metrics(out: Path, history: list[dict]) -> None:
-    with open(out / "metrics.jsonl", "w") as handle:
-        for row in history:
-            handle.write(json.dumps(row) + "\n")
-    with open(out / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
+def metrics_files(history: list[dict]) -> dict[str, str]:
+    """metrics.jsonl and metrics.csv of a run's history, by file name."""
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    lines = "".join(json.dumps(row) + "\n" for row in history)
+    return {"metrics.jsonl": lines, "metrics.csv": table.getvalue()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -599,10 +601,19 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
                 },
             )
         except OSError as error:  # disk full, permissions changed, disk gone: the old file is untouched
-            raise OutputError(
-                f"cannot write {path} ({error.strerror or error}); the checkpoints already in "
-                f"{out} are intact: free space or fix the folder, then continue with --resume"
-            ) from None
+            raise write_failed(path, error) from None
+
+    def write_failed(path: Path, error: OSError) -> OutputError:
+        return OutputError(
+            f"cannot write {path} ({error.strerror or error}); the checkpoints already in "
+            f"{out} are intact: free space or fix the folder, then continue with --resume"
+        )
+
+    def write_run_file(path: Path, text: str) -> None:
+        try:
+            write_atomically(path, text)
+        except OSError as error:
+            raise write_failed(path, error) from None
 
     def finish_epoch(trained: dict) -> None:
         """Validate the epoch just trained (`epoch` counts it), record it, write `best` and `last`."""
@@ -636,7 +647,8 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
                 if improved:  # best first: a crash between the two leaves the older `last`, so a
                     save(best_path, epoch, 0)  # resume redoes this epoch and writes both again
                 save(last_path, epoch, 0)
-                write_metrics(out, history)
+                for name, text in metrics_files(history).items():
+                    write_run_file(out / name, text)
         except KeyboardInterrupt:
             raise Interrupted(
                 f"interrupted after epoch {epoch}; saved {last_path}; continue with --resume"
@@ -656,7 +668,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
     last_metrics: dict = {}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+        write_run_file(out / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2))
     if pending_validation is not None:
         if rank == 0:
             finish_epoch(pending_validation)
