@@ -26,6 +26,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
@@ -192,7 +193,10 @@ def main() -> None:
     if args.write_gates and accuracy is not None:
         save_measurement({"measured_on": {"cpu": machine["cpu"], "cpu_features": machine["cpu_features"],
                                           "images": accuracy["images"], "weights": "cifar10",
-                                          "weights_file": bundled_checkpoint("cifar10").name, "date": started,
+                                          "weights_file": bundled_checkpoint("cifar10").name,
+                                          "weights_sha256": hashlib.sha256(
+                                              bundled_checkpoint("cifar10").read_bytes()).hexdigest(),
+                                          "date": started,
                                           "versions": {k: v for k, v in machine.items()
                                                        if k not in ("cpu", "cpu_features")}},
                           "backends": accuracy["backends"]})

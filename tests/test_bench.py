@@ -194,3 +194,17 @@ def test_the_shipped_gates_file_reads():
     assert measurements and all(m["measured_on"]["images"] == 5000 for m in measurements)
     assert all(m["measured_on"]["weights_file"].startswith("cifar10_") for m in measurements)
     assert len({tuple(sorted(m["measured_on"]["cpu_features"])) for m in measurements}) == len(measurements)
+
+
+def test_gates_follow_the_bytes_of_the_weights_not_their_name(tmp_path):
+    from mobilenets.deploy import gates
+
+    path = tmp_path / "gates.json"
+    measured = gate_measurement("Xeon", ["avx2"], 0.995)
+    measured["measured_on"]["weights_sha256"] = "a" * 64
+    gates.save_measurement(measured, path)
+    same = gates.load_gates(path, ["avx2"], "w.safetensors", "a" * 64)
+    retrained = gates.load_gates(path, ["avx2"], "w.safetensors", "b" * 64)  # same name, new bytes
+    assert gates.verdict("onnxruntime-int8", "int8", same)["status"] == "recommended"
+    assert gates.verdict("onnxruntime-int8", "int8", retrained)["status"] == "not measured"
+    assert "SHA-256 aaaaaaaaaaaa" in retrained["why"]

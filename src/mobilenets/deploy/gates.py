@@ -21,6 +21,7 @@ until benchmarks/runtimes.py has run again there.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -41,7 +42,7 @@ def passes(top1_agreement: float, accuracy_change_points: float) -> bool:
 
 
 def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | None = None,
-               weights_file: str | None = None) -> dict:
+               weights_file: str | None = None, weights_sha256: str | None = None) -> dict:
     """The measurement for a CPU with `cpu_features` (default: this machine's) of the weights in
     `weights_file` (default: the `cifar10` weights this package ships):
     {"measured_on": {...}, "backends": {backend: {"top1_agreement", "accuracy_change_points", ...}
@@ -49,17 +50,21 @@ def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | N
     "why" saying what was measured instead."""
     if cpu_features is None:
         cpu_features = cpu_model_and_features()[1]
-    if weights_file is None:
+    if weights_file is None:  # the shipped weights, known by their bytes: a retrained file keeps its name
         shipped = bundled_checkpoint("cifar10")
         weights_file = shipped.name if shipped else "none"
+        weights_sha256 = hashlib.sha256(shipped.read_bytes()).hexdigest() if shipped else None
     measurements = read_measurements(path)
     this_cpu = [m for m in measurements if _features(m) == sorted(cpu_features)]
     for measurement in this_cpu:
-        if measurement["measured_on"].get("weights_file") == weights_file:
+        measured = measurement["measured_on"]
+        if measured.get("weights_file") == weights_file and measured.get("weights_sha256") == weights_sha256:
             return measurement
     if this_cpu:
-        why = (f"measured on this CPU for other weights ({this_cpu[0]['measured_on'].get('weights_file')}), "
-               f"not the shipped {weights_file}: rerun benchmarks/runtimes.py --write-gates")
+        other = this_cpu[0]["measured_on"]
+        digest = f", SHA-256 {other['weights_sha256'][:12]}" if other.get("weights_sha256") else ""
+        why = (f"measured on this CPU for other weights ({other.get('weights_file')}{digest}), not the shipped "
+               f"{weights_file}: rerun benchmarks/runtimes.py --write-gates")
     elif measurements:
         elsewhere = "; ".join(f"{m['measured_on']['cpu']} ({', '.join(m['measured_on']['cpu_features'])})"
                               for m in measurements)
