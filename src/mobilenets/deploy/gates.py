@@ -63,8 +63,8 @@ def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | N
     if this_cpu:
         other = this_cpu[0]["measured_on"]
         digest = f", SHA-256 {other['weights_sha256'][:12]}" if other.get("weights_sha256") else ""
-        why = (f"measured on this CPU for other weights ({other.get('weights_file')}{digest}), not the shipped "
-               f"{weights_file}: rerun benchmarks/runtimes.py --write-gates")
+        why = (f"measured on this CPU for other weights ({other.get('weights_file')}{digest}), not the "
+               f"shipped {weights_file}: rerun benchmarks/runtimes.py --write-gates")
     elif measurements:
         elsewhere = "; ".join(f"{m['measured_on']['cpu']} ({', '.join(m['measured_on']['cpu_features'])})"
                               for m in measurements)
