@@ -38,6 +38,14 @@ def test_median_ratio_pairs_rounds():
     assert median_ratio(times, "b", "a") == pytest.approx(2.0)
 
 
+def test_median_round_prints_times_that_divide_to_the_median_ratio():
+    from mobilenets.deploy.timing import median_round
+
+    times = {"a": [1.0, 10.0, 1.0, 1.0], "b": [3.0, 20.0, 2.5, 4.0]}  # ratios 3, 2, 2.5, 4
+    index = median_round(times, "b", "a")
+    assert index == 2 and times["b"][index] / times["a"][index] == 2.5
+
+
 def printed_ratios(text: str) -> tuple[float, float]:
     match = re.search(r"measured: inference ([0-9.]+)× faster, training ([0-9.]+)× faster", text)
     assert match, text

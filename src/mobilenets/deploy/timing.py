@@ -52,6 +52,15 @@ def median_ratio(times: dict[str, list[float]], numerator: str, denominator: str
     return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
 
 
+def median_round(times: dict[str, list[float]], numerator: str, denominator: str) -> int:
+    """The round whose ratio times[numerator][i] / times[denominator][i] is the median one (the lower
+    middle for an even count): its two times are real measurements whose ratio is `median_ratio`'s, so
+    a report can print both times and a ratio a reader can check by dividing them."""
+    ratios = [a / b for a, b in zip(times[numerator], times[denominator])]
+    order = sorted(range(len(ratios)), key=ratios.__getitem__)
+    return order[(len(order) - 1) // 2]
+
+
 def training_step_runner(model: nn.Module, batch_size: int, image_size: int, lr: float = 0.01,
                          channels_last: bool = False, amp: bool = False, seed: int = 0) -> Runner:
     """One SGD training step (forward, cross-entropy, backward, update) of `model` on a fixed

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -19,7 +18,13 @@ from pathlib import Path
 import torch
 
 from ..costs.analysis import CostReport, cost
-from ..deploy.timing import inference_runner, median_ratio, time_interleaved, training_step_runner
+from ..deploy.timing import (
+    inference_runner,
+    median_ratio,
+    median_round,
+    time_interleaved,
+    training_step_runner,
+)
 from ..files import write_atomically
 from .plots import plot_side_by_side
 from .train import TrainConfig, TrainResult, train
@@ -50,11 +55,16 @@ def measure_speed(
         for name, model in models.items()
     }
     latencies = time_interleaved(infer_runners, warmup=3, repeats=2 * repeats, min_window_s=0.05)
-    first = next(iter(models))
+    first, last = next(iter(models)), list(models)[-1]
+    # The times reported are those of the round with the median ratio between the twins: each
+    # round's windows saw the same machine, so a load burst cannot bend the ratio, and the printed
+    # times divide to the printed ratio.
+    step_round = median_round(step_times, last, first)
+    latency_round = median_round(latencies, last, first)
     return {
         name: {
-            "train_step_s": statistics.median(step_times[name]),
-            "latency_s": statistics.median(latencies[name]),
+            "train_step_s": step_times[name][step_round],
+            "latency_s": latencies[name][latency_round],
             "train_step_ratio": median_ratio(step_times, name, first),
             "latency_ratio": median_ratio(latencies, name, first),
         }
@@ -177,7 +187,8 @@ def format_compare(results: dict[str, TwinRun]) -> str:
         f"measured: inference {ratio['latency']:.2f}× faster, training {ratio['step']:.2f}× faster (ratios "
         f"of the times above); accuracy {gap:+.2f} points for the standard convolutions, {verdict} (the "
         "paper's ImageNet gap: +1.1).",
-        "speed: both models timed in alternating windows in this process after training (medians, "
+        "speed: both models timed in alternating windows in this process after training (the round with "
+        "the median ratio, "
         f"{torch.get_num_threads()} threads); the wall times ran one after the other and are not compared.",
         f"accuracy: ± is the 95% interval of an accuracy measured on {images} images.",
         f"data: {sep.data} ({len(sep.trained.class_names)} classes), {len(sep.trained.history)} epochs each; "
