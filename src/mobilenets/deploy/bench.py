@@ -411,6 +411,14 @@ def render_text(report: BenchReport) -> str:
         lines += ["", f"accuracy gate: top-1 agreement with float32 ≥ {100 * MIN_AGREEMENT:.0f}% and accuracy"
                   f" change ≤ {MAX_CHANGE_POINTS} points on the cifar10 model's validation split "
                   f"({measured}; benchmarks/runtimes.py); only paths that pass are recommended"]
+    above = [row for row in speedups.values() if row["measured"] is not None and row["fraction_of_theory"] > 1]
+    if above:
+        lines += [
+            "",
+            "speedup: the full-convolution twin's time over MobileNet's; above 100% of the mult-add ratio "
+            "means the twin ran fewer mult-adds per second than MobileNet (its large dense layers can "
+            "spill the caches or miss the runtime's fast kernels), not that MobileNet beat arithmetic",
+        ]
     if len(names) == 1 and s["twin"]:
         lines += [
             "",
