@@ -411,8 +411,7 @@ def render_text(report: BenchReport) -> str:
         lines += ["", f"accuracy gate: top-1 agreement with float32 ≥ {100 * MIN_AGREEMENT:.0f}% and accuracy"
                   f" change ≤ {MAX_CHANGE_POINTS} points on the cifar10 model's validation split "
                   f"({measured}; benchmarks/runtimes.py); only paths that pass are recommended"]
-    above = [row for row in speedups.values() if row["measured"] is not None and row["fraction_of_theory"] > 1]
-    if above:
+    if any(row["measured"] is not None and row["fraction_of_theory"] > 1 for row in speedups.values()):
         lines += [
             "",
             "speedup: the full-convolution twin's time over MobileNet's; above 100% of the mult-add ratio "
