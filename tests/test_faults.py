@@ -1060,3 +1060,10 @@ def test_a_resumed_run_keeps_the_command_that_started_it(run_copy):
     assert provenance["command"] == started["command"] and provenance["git_commit"] == started["git_commit"]
     (resumed,) = provenance["resumes"]
     assert resumed["at_epoch"] == 2 and {"command", "git_commit", "git_dirty"} <= set(resumed)
+
+
+def test_an_absurd_export_batch_is_refused_at_once(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", "mobilenet_v1", "--width", "0.25", "--batch-size", "1000000", "-o", str(out)]) == 2
+    one_error_line(capsys, "--batch-size 1,000,000 is more than 4,096")
+    assert not out.exists()

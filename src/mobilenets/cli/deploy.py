@@ -150,7 +150,16 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Runtime, str]:
     ):
         if value < 1:
             raise ValueError(f"{flag} must be a positive integer; got {value}")
+    if args.batch_size is not None and args.batch_size > MAX_EXPORT_BATCH:
+        raise ValueError(
+            f"--batch-size {args.batch_size:,} is more than {MAX_EXPORT_BATCH:,}: the exporters trace the "
+            f"model on a batch that size (at 224 px, 1,000,000 images are 600 GB); fix a smaller batch, or "
+            f"use --dynamic-batch (onnx) or omit it (openvino: any batch)"
+        )
     return runtime, precision
+
+
+MAX_EXPORT_BATCH = 4096  # a fixed batch beyond this is a typo: the trace alone would allocate gigabytes
 
 
 def _percent(value: float | None) -> str:
