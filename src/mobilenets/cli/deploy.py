@@ -253,7 +253,7 @@ def _run_export(args, runtime, precision, source, output, calibration_folder, ev
     expected, actual = run_torch(model, probe), exported.runner.run(probe)
     megabytes = sum(os.path.getsize(f) for f in runtime.files(output)) / 1e6
     lines = [
-        f"wrote {output} ({runtime.title}, {precision}, batch {args.batch_size or 'any'}, "
+        f"wrote {output} ({runtime.title}, {precision}, batch {exported.info['batch'] or 'any'}, "
         f"input {channels}×{size}×{size}, {megabytes:.1f} MB) and its sidecar {sidecar_path(output).name}",
         f"{runtime.title} vs PyTorch on {len(probe)} random inputs: max abs diff "
         f"{np.abs(actual - expected).max():.3g} (largest output {np.abs(expected).max():.3g}), "
