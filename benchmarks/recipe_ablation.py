@@ -41,8 +41,6 @@ VARIANTS = {  # name: the options that replace the baseline's
     "+ Cutout 16 px": {"--cutout": "16"},
     "no label smoothing": {"--label-smoothing": "0"},
     "weight decay 1e-3": {"--weight-decay": "1e-3"},
-    "no warm-up": {"--warmup": "0"},
-    "peak lr 0.2": {"--lr": "0.2"},
 }
 
 
