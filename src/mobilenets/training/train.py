@@ -687,6 +687,7 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
             file=sys.stderr,
             dynamic_ncols=True,
             leave=False,
+            disable=None,  # a bar on a terminal; in a log file only the per-epoch lines
         )
     while epoch < config.epochs:
         network.train()
