@@ -129,6 +129,31 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise ValueError(f"{path} is not a safetensors file ({error})") from None
 
 
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether `path` is a file of this format (a safetensors file with our header), by its bytes."""
+    try:
+        return bool(read_metadata(path).get(METADATA_KEY))
+    except (ValueError, OSError):
+        return False
+
+
+def lineage_of(header: dict) -> list[dict]:
+    """The runs behind a checkpoint, oldest first: those its header's `lineage` records (the weights
+    it was trained from), then the run that wrote it (command, commit, epochs, final top-1)."""
+    runs = list(header.get("lineage") or [])
+    provenance, history = header.get("provenance") or {}, header.get("history") or []
+    if provenance or history:
+        runs.append(
+            {
+                "command": provenance.get("command"),
+                "git_commit": provenance.get("git_commit"),
+                "epochs": len(history),
+                "val_top1": history[-1]["val_top1"] if history else None,
+            }
+        )
+    return runs
+
+
 def read_header(path: str | os.PathLike) -> dict:
     """The JSON header of a checkpoint, without reading its tensors."""
     path = Path(path)

@@ -316,9 +316,7 @@ def recorded_split(
             f"among the {len(recomputed)} validation images)",
             stacklevel=3,
         )
-    in_val = set(val)
-    train = [i for i in range(len(names)) if i not in in_val]
-    return torch.tensor(train, dtype=torch.int64), torch.tensor(val, dtype=torch.int64)
+    return split_by_indices(len(names), val)
 
 
 def parent_split(names: list[str], keep_out: list[str]) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -326,10 +324,13 @@ def parent_split(names: list[str], keep_out: list[str]) -> tuple[torch.Tensor, t
     none is (the folder is not the one the parent was trained on)."""
     held = set(keep_out)
     val = [i for i, name in enumerate(names) if name in held]
-    if not val:
-        return None
+    return split_by_indices(len(names), val) if val else None
+
+
+def split_by_indices(count: int, val: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) index tensors: `val` as given, train every other index below `count`."""
     in_val = set(val)
-    train = [i for i in range(len(names)) if i not in in_val]
+    train = [i for i in range(count) if i not in in_val]
     return torch.tensor(train, dtype=torch.int64), torch.tensor(val, dtype=torch.int64)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..checkpoint import read_header
+from ..checkpoint import lineage_of, read_header
 from .download import WeightsUnavailable, check_hashes, file_digests, url_filename
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications"
@@ -313,15 +313,7 @@ def published_entry(key: str, path: Path, sha256: str) -> Weights:
     header = read_header(path)
     config = header["config"]
     release = header.get("release") or {}
-    history = header.get("history") or []
     split = header.get("split") or {}
-    provenance = header.get("provenance") or {}
-    run = {
-        "command": provenance.get("command"),
-        "git_commit": provenance.get("git_commit"),
-        "epochs": len(history),
-        "val_top1": release.get("val_top1"),
-    }
     return Weights(
         key,
         config["name"],
@@ -340,7 +332,7 @@ def published_entry(key: str, path: Path, sha256: str) -> Weights:
             f"(seed {split.get('seed')})",
             "by": "mobilenets train",
         },
-        lineage=(*header.get("lineage", ()), run),
+        lineage=tuple(lineage_of(header)),
     )
 
 

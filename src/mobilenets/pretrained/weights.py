@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..checkpoint import METADATA_KEY, load_checkpoint, read_metadata
+from ..checkpoint import is_checkpoint, load_checkpoint
 from ..config import HeadConfig
 from ..models import MobileNet
 from ..zoo import model_config, recorded_options
@@ -50,7 +50,7 @@ def load_weights_file(
         or (file_format == "unknown" and path.suffix in (".h5", ".hdf5", ".keras"))
     ):  # for Keras's own message
         return from_keras(path, name=name, width_mult=width_mult, resolution=resolution)
-    if file_format == "safetensors" and read_metadata(path).get(METADATA_KEY):
+    if file_format == "safetensors" and is_checkpoint(path):
         model = load_checkpoint(path).model.eval()
         if name is not None and model.config.name != name:
             raise ValueError(f"{path} holds a {model.config.name}, not {name}")

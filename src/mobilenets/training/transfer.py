@@ -22,10 +22,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import METADATA_KEY, read_header, read_metadata
+from ..checkpoint import is_checkpoint, lineage_of, read_header
 from ..models import MobileNet
 from ..pretrained.registry import bundled_file, default_model, find_weights, weight_keys
-from ..pretrained.statedict import sniff_format
 from ..pretrained.weights import load_weights_file, pretrained_model
 
 # Options that describe the parent's network: the user may state them (they are checked against
@@ -67,27 +66,17 @@ class Parent:
         }
 
     def lineage(self) -> list[dict]:
-        """Every run behind these weights, oldest first: the parent's own lineage, then the parent's
-        run (command, epochs, commit, result) when it is one of ours, else its source."""
+        """Every run behind these weights, oldest first (`checkpoint.lineage_of`), the parent's own
+        run marked with the weights as given and their SHA-256; another library's file is one entry
+        with its source URL."""
         header = self.header or {}
-        earlier = list(header.get("lineage") or [])
-        provenance = header.get("provenance") or {}
-        history = header.get("history") or []
-        if provenance or history:
-            earlier.append(
-                {
-                    "weights": self.label,
-                    "sha256": self.sha256,
-                    "command": provenance.get("command"),
-                    "git_commit": provenance.get("git_commit"),
-                    "epochs": len(history),
-                    "val_top1": history[-1]["val_top1"] if history else None,
-                }
-            )
+        runs = lineage_of(header)
+        if len(runs) > len(header.get("lineage") or []):  # the parent's header records its own run
+            runs[-1] = {"weights": self.label, "sha256": self.sha256, **runs[-1]}
         else:
-            weights = self.model.config.extra.get("weights") or {}
-            earlier.append({"weights": self.label, "sha256": self.sha256, "url": weights.get("url")})
-        return earlier
+            url = (self.model.config.extra.get("weights") or {}).get("url")
+            runs.append({"weights": self.label, "sha256": self.sha256, "url": url})
+        return runs
 
 
 def _checkpoint_file(name: str, weights: str, options: dict) -> Path | None:
@@ -98,9 +87,7 @@ def _checkpoint_file(name: str, weights: str, options: dict) -> Path | None:
         )
         return bundled_file(entry) if entry.source == "mobilenets" else None
     path = Path(weights)
-    if path.is_file() and sniff_format(path) == "safetensors" and read_metadata(path).get(METADATA_KEY):
-        return path
-    return None
+    return path if path.is_file() and is_checkpoint(path) else None
 
 
 def weights_model_name(weights: str) -> str | None:
@@ -111,7 +98,7 @@ def weights_model_name(weights: str) -> str | None:
     path = Path(weights)
     if not path.is_file():
         return None  # load_parent says what is wrong
-    if sniff_format(path) == "safetensors" and read_metadata(path).get(METADATA_KEY):
+    if is_checkpoint(path):
         return read_header(path)["config"]["name"]
     return load_weights_file(path).config.name
 
