@@ -260,9 +260,10 @@ def read_sidecar(path: str | os.PathLike, runtime: Runtime) -> dict:
         raise ValueError(
             f"{sidecar_path(path)} describes a {info['runtime']} file, not {runtime.format}; {again}"
         )
-    if info["precision"] not in runtime.precisions:
-        raise ValueError(f"{sidecar_path(path)}: precision {info['precision']!r} is not one {runtime.title} "
-                         f"runs ({', '.join(runtime.precisions)}); {again}")
+    try:
+        check_precision(runtime, info["precision"])
+    except ValueError as error:
+        raise ValueError(f"{sidecar_path(path)}: {error}; {again}") from None
     for file in runtime.files(path):
         if not file.is_file():
             raise ValueError(f"{file} is missing ({runtime.title} needs it beside {path.name}); {again}")

@@ -20,7 +20,6 @@ import torch
 from ..costs.analysis import CostReport, cost
 from ..deploy.timing import (
     inference_runner,
-    median_ratio,
     median_round,
     time_interleaved,
     training_step_runner,
@@ -35,9 +34,9 @@ SEPARABLE, STANDARD = "mobilenet_v1", "conv_mobilenet_v1"
 def measure_speed(
     models: dict[str, torch.nn.Module], recipe: TrainConfig, image_size: int, repeats: int = 10
 ) -> dict[str, dict[str, float]]:
-    """Median seconds per training step (the recipe's batch, layout and precision) and per
-    batch-1 forward pass of each model, the models alternating in short timed windows, and the
-    median per-round ratio of each model's time to the first one's."""
+    """Seconds per training step (the recipe's batch, layout and precision) and per batch-1 forward
+    pass of each model, the models alternating in short timed windows; each figure is from the round
+    whose last-to-first ratio is the median one (`timing.median_round`)."""
     train_runners = {
         name: training_step_runner(
             copy.deepcopy(model),
@@ -65,8 +64,6 @@ def measure_speed(
         name: {
             "train_step_s": step_times[name][step_round],
             "latency_s": latencies[name][latency_round],
-            "train_step_ratio": median_ratio(step_times, name, first),
-            "latency_ratio": median_ratio(latencies, name, first),
         }
         for name in models
     }
