@@ -1,0 +1,328 @@
+"""Everything one lent GPU does for the project, in one call that fits a short lease.
+
+    python3 scripts/gpu_session.py --archive .devdata/cifar10_train.tar.xz --out $OUT --seconds 540
+    python scripts/gpu_session.py --smoke --out /tmp/gpu_session      # the same steps on CPU, tiny
+
+A lent machine (an H200 here) is held for minutes, not hours, and nothing on it outlives the call, so
+the order is fixed in advance and every figure is written under --out as soon as it exists:
+
+1. The CIFAR-10 training images travel as one .tar.xz (15 MB: the 50,000 JPEGs' identical headers
+   compress away) and are unpacked to ../shared/data/cifar10/train beside the repository, the path
+   the CPU runs used, so the recorded commands read the same.
+2. Side by side, each a plain `mobilenets train` process with its own log:
+   - Table 4 at width 0.5: mobilenet_v1 and conv_mobilenet_v1 with the width-0.25 runs' recipe
+     (30 epochs, same seed and schedule) (issue 20, item 4);
+   - the continuation of the shipped width-1.0 `cifar10` weights toward >= 90% (item 5), two
+     recipes, each from the same parent on the parent's own validation files. Their epoch count is
+     sized to the time left: two epochs of each are timed first, beside everything else that runs.
+   - the kernel tests compiled for the GPU (benchmarks/gpu.py --sections tests; no timing).
+3. When the training is done, benchmarks/gpu.py times the kernels and models alone on the GPU.
+4. Each finished run's checkpoint is released (optimizer state dropped), the best continuation's
+   too, and logs, metrics and curves are packed into results.tar.gz (at most 8 files come back).
+
+Every run is reported, finished or not; which continuation is shipped is decided later, from the
+figures, by scripts/publish_cifar10.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = "../shared/data/cifar10/train"  # relative to ROOT, as the CPU runs recorded it
+BATCH = ["--batch-size", "128", "--seed", "0", "--no-progress", "--workers", "3"]
+# The width-0.25 Table 4 runs' recipe (docs/results.md), at width 0.5.
+TABLE4_EPOCHS = 30
+TABLE4_RECIPE = ["--lr", "0.1", "--warmup", "1", "--weight-decay", "5e-4",
+                 "--label-smoothing", "0.1", "--channels-last"]
+TABLE4 = {
+    "t4_mobilenet_v1_w050": ["--model", "mobilenet_v1", "--width", "0.5", *TABLE4_RECIPE],
+    "t4_conv_mobilenet_v1_w050": ["--model", "conv_mobilenet_v1", "--width", "0.5", *TABLE4_RECIPE],
+}
+# Continuations of the shipped width-1.0 weights (88.08%), whose train accuracy (86.3%) sits below
+# its validation accuracy: a longer schedule, with less regularisation than run 2 (two runs, not
+# more: they share the GPU with the Table 4 runs). a: run 2's recipe without Cutout; c: a without
+# label smoothing and with weight decay 1e-3 (the two +0.8/+0.7 leads of the width-0.25 ablation).
+CONTINUATION_RECIPE = ["--weights", "cifar10", "--lr", "0.05", "--warmup", "1"]
+CONTINUATIONS = {
+    "cont_a": [*CONTINUATION_RECIPE, "--weight-decay", "5e-4", "--label-smoothing", "0.1"],
+    "cont_c": [*CONTINUATION_RECIPE, "--weight-decay", "1e-3", "--label-smoothing", "0"],
+}
+MAX_EPOCHS = 200
+LAUNCHER = """#!{python}
+import signal
+import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a child of a background job may inherit SIG_IGN
+from mobilenets.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class Session:
+    def __init__(self, out: Path, seconds: float, smoke: bool):
+        self.out, self.smoke = out, smoke
+        self.started = time.monotonic()
+        self.deadline = self.started + seconds
+        self.runs = ROOT / "runs" / "gpu_session"
+        self.runs.mkdir(parents=True, exist_ok=True)
+        self.jobs: dict[str, tuple[subprocess.Popen, float]] = {}
+        self.report: dict = {"jobs": {}, "events": []}
+        bin_folder = self.runs / "bin"
+        bin_folder.mkdir(exist_ok=True)
+        launcher = bin_folder / "mobilenets"  # so each run records "mobilenets train ..." as its command
+        launcher.write_text(LAUNCHER.format(python=sys.executable))
+        launcher.chmod(0o755)
+        self.env = {
+            **os.environ,
+            "PATH": f"{bin_folder}{os.pathsep}{os.environ['PATH']}",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "OMP_NUM_THREADS": "2",
+        }
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def log(self, message: str) -> None:
+        line = f"[{self.elapsed():6.1f} s] {message}"
+        print(line, flush=True)
+        self.report["events"].append(line)
+        self.save_report()
+
+    def save_report(self) -> None:
+        (self.out / "session.json").write_text(json.dumps(self.report, indent=2) + "\n")
+
+    def start(self, name: str, command: list[str]) -> None:
+        log = open(self.runs / f"{name}.log", "w")
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.jobs[name] = (process, time.monotonic())
+        self.report["jobs"][name] = {"command": " ".join(command), "started_s": round(self.elapsed(), 1)}
+        self.log(f"started {name}: {' '.join(command)}")
+
+    def train(self, name: str, options: list[str], data: str, epochs: int) -> None:
+        folder = self.runs / name
+        if folder.exists():
+            shutil.rmtree(folder)
+        self.start(name, ["mobilenets", "train", "--data", data, "--epochs", str(epochs), *BATCH, *options,
+                          "--out", os.path.relpath(folder, ROOT)])
+
+    def epochs_done(self, name: str) -> list[tuple[int, float]]:
+        path = self.runs / name / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [(json.loads(line)["epoch"], json.loads(line)["val_top1"])
+                for line in path.read_text().splitlines() if line.strip()]
+
+    def finished(self, name: str) -> bool:
+        process, _ = self.jobs[name]
+        if process.poll() is None:
+            return False
+        entry = self.report["jobs"][name]
+        if "returncode" not in entry:
+            entry.update(returncode=process.returncode, seconds=round(time.monotonic() - self.jobs[name][1], 1),
+                         epochs=len(self.epochs_done(name)))
+            self.log(f"{name} ended with exit code {process.returncode} after {entry['seconds']} s, "
+                     f"{entry['epochs']} epochs")
+        return True
+
+    def stop(self, name: str, grace: float = 0) -> None:
+        process, _ = self.jobs[name]
+        try:
+            process.wait(grace)  # a run that has written its last epoch is only plotting and exiting
+        except subprocess.TimeoutExpired:
+            pass
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)  # the trainer saves last.safetensors and exits 130
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            self.report["jobs"][name]["stopped_at_deadline"] = True
+        self.finished(name)
+
+
+def unpack(archive: Path) -> None:
+    target = (ROOT / DATA).resolve()
+    if target.is_dir():
+        return
+    with tarfile.open(archive) as tar:
+        tar.extractall(target.parents[1], filter="data")  # the archive holds cifar10/train/...
+
+
+def epoch_timing(session: Session, names: list[str], epochs: int) -> float:
+    """Seconds per epoch, validation and checkpoints included: the slowest of `names`, timed from
+    the moment each one's first epoch is recorded to the moment its last is."""
+    first_seen: dict[str, float] = {}
+    per_epoch: dict[str, float] = {}
+    while len(per_epoch) < len(names):
+        for name in names:
+            done = len(session.epochs_done(name))
+            if done >= 1 and name not in first_seen:
+                first_seen[name] = time.monotonic()
+            if done >= epochs and name not in per_epoch:
+                per_epoch[name] = (time.monotonic() - first_seen[name]) / (epochs - 1)
+            if session.finished(name) and name not in per_epoch:
+                raise RuntimeError(f"{name} stopped during timing: see {session.runs / name}.log")
+        time.sleep(0.2)
+    session.report["timing_seconds_per_epoch"] = {k: round(v, 2) for k, v in per_epoch.items()}
+    return max(per_epoch.values())
+
+
+def release(session: Session, name: str, destination: Path) -> dict | None:
+    from mobilenets.checkpoint import release_checkpoint
+
+    last = session.runs / name / "last.safetensors"
+    if not last.is_file():
+        return None
+    release_checkpoint(last, destination)
+    history = session.epochs_done(name)
+    return {"file": destination.name, "epochs": len(history), "final_val_top1": history[-1][1] if history else None}
+
+
+def pack(session: Session) -> None:
+    with tarfile.open(session.out / "results.tar.gz", "w:gz") as tar:
+        for path in sorted(session.runs.iterdir()):
+            if path.suffix == ".log":
+                tar.add(path, arcname=path.name)
+            elif path.is_dir() and path.name != "bin":
+                for file in ("metrics.jsonl", "metrics.csv", "train_config.json", "curves.png"):
+                    if (path / file).is_file():
+                        tar.add(path / file, arcname=f"{path.name}/{file}")
+        for extra in ("gpu.json", "gpu_tests.json"):
+            if (session.runs / extra).is_file():
+                tar.add(session.runs / extra, arcname=extra)
+
+
+def split_file(path: Path, part_bytes: int = 15_000_000) -> list[str]:
+    """A file over the 16 MiB return limit as numbered parts (joined again with `cat`)."""
+    if path.stat().st_size <= part_bytes:
+        return [path.name]
+    names = []
+    with open(path, "rb") as source:
+        index = 0
+        while chunk := source.read(part_bytes):
+            part = path.with_name(f"{path.name}.part{index}")
+            part.write_bytes(chunk)
+            names.append(part.name)
+            index += 1
+    path.unlink()
+    return names
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archive", type=Path, help="the CIFAR-10 training JPEGs as .tar.xz (cifar10/train/...)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for what comes back")
+    parser.add_argument("--seconds", type=float, default=540, help="wall-clock budget of the whole call")
+    parser.add_argument("--bench-seconds", type=float, default=130,
+                        help="kept at the end for benchmarks/gpu.py's timed sections")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the same steps on the built-in digits, 1-3 epochs, no GPU needed")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    session = Session(args.out, args.seconds, args.smoke)
+    sys.path.insert(0, str(ROOT / "src"))
+    import torch
+
+    cuda = torch.cuda.is_available()
+    session.report["machine"] = {
+        "gpu": torch.cuda.get_device_name() if cuda else None,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+    }
+    if not cuda and not args.smoke:
+        print("no CUDA GPU here: run with --smoke to try the steps on CPU", file=sys.stderr)
+        return 2
+    session.log(f"machine: {session.report['machine']}")
+    if args.smoke:
+        data, table4_epochs, timing_epochs, bench = "digits", 2, 2, False
+    else:
+        unpack(args.archive)
+        data, table4_epochs, timing_epochs, bench = DATA, TABLE4_EPOCHS, 2, True
+        session.log(f"unpacked {args.archive} to {DATA}")
+
+    tests = None
+    if cuda:
+        tests = subprocess.Popen([sys.executable, "benchmarks/gpu.py", "--sections", "tests",
+                                  "--out", str(session.runs / "gpu_tests.json")], cwd=ROOT, env=session.env,
+                                 stdout=open(session.runs / "gpu_tests.log", "w"), stderr=subprocess.STDOUT)
+    for name, options in TABLE4.items():
+        session.train(name, options, data, epochs=table4_epochs)
+    for name, options in CONTINUATIONS.items():
+        session.train(f"timing_{name}", options, data, epochs=timing_epochs)
+    seconds_per_epoch = epoch_timing(session, [f"timing_{n}" for n in CONTINUATIONS], timing_epochs)
+    for name in CONTINUATIONS:
+        session.stop(f"timing_{name}", grace=30)
+    startup = max(session.report["jobs"][f"timing_{n}"]["seconds"] for n in CONTINUATIONS) \
+        - timing_epochs * seconds_per_epoch
+    train_until = args.seconds - (args.bench_seconds if bench else 0) - 25
+    budget = train_until - session.elapsed() - max(startup, 0) - 10
+    epochs = 3 if args.smoke else max(1, min(MAX_EPOCHS, int(budget / seconds_per_epoch)))
+    session.report["continuation_epochs"] = epochs
+    session.log(f"{seconds_per_epoch:.2f} s per continuation epoch, {startup:.1f} s to start: "
+                f"{epochs} epochs fit in {budget:.0f} s")
+    for name, options in CONTINUATIONS.items():
+        session.train(name, options, data, epochs=epochs)
+
+    training = [*TABLE4, *CONTINUATIONS]
+    while not all(session.finished(name) for name in training):
+        if session.elapsed() > train_until:
+            session.log("training time is up: stopping what still runs")
+            for name in training:
+                session.stop(name)
+            break
+        time.sleep(1)
+    if tests is not None:
+        try:
+            tests.wait(max(1, train_until + 20 - session.elapsed()))
+        except subprocess.TimeoutExpired:
+            tests.kill()
+            session.log("the kernel tests did not finish in time")
+    session.log("training done")
+
+    if bench:
+        limit = args.seconds - session.elapsed() - 25
+        try:
+            subprocess.run([sys.executable, "benchmarks/gpu.py", "--sections", "copy", "depthwise", "blocks",
+                            "models", "--out", str(session.runs / "gpu.json")], cwd=ROOT, env=session.env,
+                           stdout=open(session.runs / "gpu.log", "w"), stderr=subprocess.STDOUT,
+                           timeout=max(1, limit))
+        except subprocess.TimeoutExpired:
+            session.log(f"benchmarks/gpu.py stopped after {limit:.0f} s (gpu.json keeps the sections it finished)")
+        session.log("benchmarks done")
+
+    released = {}
+    for name in TABLE4:
+        released[name] = release(session, name, args.out / f"{name}.safetensors")
+    finals = {name: session.epochs_done(name) for name in CONTINUATIONS}
+    complete = {n: h[-1][1] for n, h in finals.items() if h and len(h) == epochs}
+    if complete:
+        best = max(complete, key=complete.get)
+        released[best] = release(session, best, args.out / f"{best}.safetensors")
+    session.report["released"] = released
+    session.report["continuation_final_val_top1"] = {n: (h[-1][1] if h else None) for n, h in finals.items()}
+    pack(session)
+    for path in sorted(args.out.glob("*.safetensors")):
+        split_file(path)
+    session.log(f"wrote {sorted(p.name for p in args.out.iterdir())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
