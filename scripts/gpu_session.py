@@ -42,8 +42,19 @@ DATA = "../shared/data/cifar10/train"  # relative to ROOT, as the CPU runs recor
 COMMON = ["--seed", "0", "--no-progress"]
 # The width-0.25 Table 4 runs' recipe (docs/results.md), at width 0.5.
 TABLE4_EPOCHS = 30
-TABLE4_RECIPE = ["--batch-size", "128", "--lr", "0.1", "--warmup", "1", "--weight-decay", "5e-4",
-                 "--label-smoothing", "0.1", "--channels-last"]
+TABLE4_RECIPE = [
+    "--batch-size",
+    "128",
+    "--lr",
+    "0.1",
+    "--warmup",
+    "1",
+    "--weight-decay",
+    "5e-4",
+    "--label-smoothing",
+    "0.1",
+    "--channels-last",
+]
 TABLE4 = {
     "t4_mobilenet_v1_w050": ["--model", "mobilenet_v1", "--width", "0.5", *TABLE4_RECIPE],
     "t4_conv_mobilenet_v1_w050": ["--model", "conv_mobilenet_v1", "--width", "0.5", *TABLE4_RECIPE],
@@ -57,8 +68,22 @@ CONTINUATION_RECIPE = ["--weights", "cifar10", "--batch-size", "128", "--lr", "0
 # Cutout again, over a schedule several times longer than run 2's 20 epochs, made affordable by
 # batch 512 (a launch-bound GPU runs about as many steps per second at 512 as at 128).
 CONTINUATIONS = {
-    "cont_d": ["--weights", "cifar10", "--batch-size", "512", "--lr", "0.2", "--warmup", "2",
-               "--weight-decay", "5e-4", "--label-smoothing", "0.1", "--cutout", "16"],
+    "cont_d": [
+        "--weights",
+        "cifar10",
+        "--batch-size",
+        "512",
+        "--lr",
+        "0.2",
+        "--warmup",
+        "2",
+        "--weight-decay",
+        "5e-4",
+        "--label-smoothing",
+        "0.1",
+        "--cutout",
+        "16",
+    ],
     "cont_a": [*CONTINUATION_RECIPE, "--weight-decay", "5e-4", "--label-smoothing", "0.1"],
     "cont_c": [*CONTINUATION_RECIPE, "--weight-decay", "1e-3", "--label-smoothing", "0"],
 }
@@ -112,8 +137,9 @@ class Session:
 
     def start(self, name: str, command: list[str]) -> None:
         log = open(self.runs / f"{name}.log", "w")
-        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.jobs[name] = (process, time.monotonic())
         self.report["jobs"][name] = {"command": " ".join(command), "started_s": round(self.elapsed(), 1)}
         self.log(f"started {name}: {' '.join(command)}")
@@ -122,16 +148,33 @@ class Session:
         folder = self.runs / name
         if folder.exists():
             shutil.rmtree(folder)
-        self.start(name, ["mobilenets", "train", "--data", data, "--epochs", str(epochs), *COMMON,
-                          "--workers", str(workers), *options,
-                          "--out", os.path.relpath(folder, ROOT)])
+        self.start(
+            name,
+            [
+                "mobilenets",
+                "train",
+                "--data",
+                data,
+                "--epochs",
+                str(epochs),
+                *COMMON,
+                "--workers",
+                str(workers),
+                *options,
+                "--out",
+                os.path.relpath(folder, ROOT),
+            ],
+        )
 
     def epochs_done(self, name: str) -> list[tuple[int, float]]:
         path = self.runs / name / "metrics.jsonl"
         if not path.is_file():
             return []
-        return [(json.loads(line)["epoch"], json.loads(line)["val_top1"])
-                for line in path.read_text().splitlines() if line.strip()]
+        return [
+            (json.loads(line)["epoch"], json.loads(line)["val_top1"])
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
 
     def finished(self, name: str) -> bool:
         process, _ = self.jobs[name]
@@ -139,10 +182,15 @@ class Session:
             return False
         entry = self.report["jobs"][name]
         if "returncode" not in entry:
-            entry.update(returncode=process.returncode, seconds=round(time.monotonic() - self.jobs[name][1], 1),
-                         epochs=len(self.epochs_done(name)))
-            self.log(f"{name} ended with exit code {process.returncode} after {entry['seconds']} s, "
-                     f"{entry['epochs']} epochs")
+            entry.update(
+                returncode=process.returncode,
+                seconds=round(time.monotonic() - self.jobs[name][1], 1),
+                epochs=len(self.epochs_done(name)),
+            )
+            self.log(
+                f"{name} ended with exit code {process.returncode} after {entry['seconds']} s, "
+                f"{entry['epochs']} epochs"
+            )
         return True
 
     def stop(self, name: str, grace: float = 0) -> None:
@@ -197,7 +245,11 @@ def release(session: Session, name: str, destination: Path) -> dict | None:
         return None
     release_checkpoint(last, destination)
     history = session.epochs_done(name)
-    return {"file": destination.name, "epochs": len(history), "final_val_top1": history[-1][1] if history else None}
+    return {
+        "file": destination.name,
+        "epochs": len(history),
+        "final_val_top1": history[-1][1] if history else None,
+    }
 
 
 def pack(session: Session) -> None:
@@ -232,18 +284,37 @@ def split_file(path: Path, part_bytes: int = 15_000_000) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--archive", type=Path, help="the CIFAR-10 training JPEGs as .tar.xz (cifar10/train/...)")
+    parser.add_argument(
+        "--archive", type=Path, help="the CIFAR-10 training JPEGs as .tar.xz (cifar10/train/...)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for what comes back")
     parser.add_argument("--seconds", type=float, default=540, help="wall-clock budget of the whole call")
-    parser.add_argument("--bench-seconds", type=float, default=130,
-                        help="kept at the end for benchmarks/gpu.py's timed sections")
-    parser.add_argument("--parts", nargs="*", choices=("table4", "tests", "bench"), default=["table4", "tests", "bench"],
-                        help="what runs beside the continuations (default: all)")
-    parser.add_argument("--continuations", nargs="+", choices=CONTINUATIONS, default=["cont_a", "cont_c"],
-                        help="which continuation recipes run (default: cont_a cont_c)")
+    parser.add_argument(
+        "--bench-seconds",
+        type=float,
+        default=130,
+        help="kept at the end for benchmarks/gpu.py's timed sections",
+    )
+    parser.add_argument(
+        "--parts",
+        nargs="*",
+        choices=("table4", "tests", "bench"),
+        default=["table4", "tests", "bench"],
+        help="what runs beside the continuations (default: all)",
+    )
+    parser.add_argument(
+        "--continuations",
+        nargs="+",
+        choices=CONTINUATIONS,
+        default=["cont_a", "cont_c"],
+        help="which continuation recipes run (default: cont_a cont_c)",
+    )
     parser.add_argument("--workers", type=int, default=3, help="image-decoding processes per run")
-    parser.add_argument("--smoke", action="store_true",
-                        help="the same steps on the built-in digits, 1-3 epochs, no GPU needed")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the same steps on the built-in digits, 1-3 epochs, no GPU needed",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     session = Session(args.out, args.seconds, args.smoke)
@@ -273,9 +344,20 @@ def main() -> int:
     bench = bench and "bench" in args.parts
     tests = None
     if cuda and "tests" in args.parts:
-        tests = subprocess.Popen([sys.executable, "benchmarks/gpu.py", "--sections", "tests",
-                                  "--out", str(session.runs / "gpu_tests.json")], cwd=ROOT, env=session.env,
-                                 stdout=open(session.runs / "gpu_tests.log", "w"), stderr=subprocess.STDOUT)
+        tests = subprocess.Popen(
+            [
+                sys.executable,
+                "benchmarks/gpu.py",
+                "--sections",
+                "tests",
+                "--out",
+                str(session.runs / "gpu_tests.json"),
+            ],
+            cwd=ROOT,
+            env=session.env,
+            stdout=open(session.runs / "gpu_tests.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
     for name, options in table4.items():
         session.train(name, options, data, table4_epochs, args.workers)
     for name, options in recipes.items():
@@ -283,14 +365,18 @@ def main() -> int:
     seconds_per_epoch = epoch_timing(session, [f"timing_{n}" for n in recipes], timing_epochs)
     for name in recipes:
         session.stop(f"timing_{name}", grace=30)
-    startup = max(session.report["jobs"][f"timing_{n}"]["seconds"] for n in recipes) \
+    startup = (
+        max(session.report["jobs"][f"timing_{n}"]["seconds"] for n in recipes)
         - timing_epochs * seconds_per_epoch
+    )
     train_until = args.seconds - (args.bench_seconds if bench else 0) - 25
     budget = train_until - session.elapsed() - max(startup, 0) - 10
     epochs = 3 if args.smoke else max(1, min(MAX_EPOCHS, int(budget / seconds_per_epoch)))
     session.report["continuation_epochs"] = epochs
-    session.log(f"{seconds_per_epoch:.2f} s per continuation epoch, {startup:.1f} s to start: "
-                f"{epochs} epochs fit in {budget:.0f} s")
+    session.log(
+        f"{seconds_per_epoch:.2f} s per continuation epoch, {startup:.1f} s to start: "
+        f"{epochs} epochs fit in {budget:.0f} s"
+    )
     for name, options in recipes.items():
         session.train(name, options, data, epochs, args.workers)
 
@@ -313,12 +399,28 @@ def main() -> int:
     if bench:
         limit = args.seconds - session.elapsed() - 25
         try:
-            subprocess.run([sys.executable, "benchmarks/gpu.py", "--sections", "copy", "depthwise", "blocks",
-                            "models", "--out", str(session.runs / "gpu.json")], cwd=ROOT, env=session.env,
-                           stdout=open(session.runs / "gpu.log", "w"), stderr=subprocess.STDOUT,
-                           timeout=max(1, limit))
+            subprocess.run(
+                [
+                    sys.executable,
+                    "benchmarks/gpu.py",
+                    "--sections",
+                    "copy",
+                    "depthwise",
+                    "blocks",
+                    "models",
+                    "--out",
+                    str(session.runs / "gpu.json"),
+                ],
+                cwd=ROOT,
+                env=session.env,
+                stdout=open(session.runs / "gpu.log", "w"),
+                stderr=subprocess.STDOUT,
+                timeout=max(1, limit),
+            )
         except subprocess.TimeoutExpired:
-            session.log(f"benchmarks/gpu.py stopped after {limit:.0f} s (gpu.json keeps the sections it finished)")
+            session.log(
+                f"benchmarks/gpu.py stopped after {limit:.0f} s (gpu.json keeps the sections it finished)"
+            )
         session.log("benchmarks done")
 
     released = {}
