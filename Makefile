@@ -7,7 +7,10 @@ STAMP := $(VENV)/.installed-stamp
 # Development and CI pin this CPU build (pip takes it from local disk on our machines).
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-fast lint install clean
+.PHONY: demo test test-fast lint install clean web-runtime browser
+# The onnxruntime-web that `export --format web` copies into its folder (deploy/web.py names the same).
+WEB_RUNTIME_VERSION := 1.31.1
+WEB_RUNTIME := .web-runtime/node_modules/onnxruntime-web/package.json
 
 install: $(STAMP)
 
@@ -25,6 +28,17 @@ $(STAMP): $(CORE_STAMP)
 	$(PYTHON) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# ONNX Runtime Web for `mobilenets export --format web`, from the npm registry into .web-runtime/.
+web-runtime: $(WEB_RUNTIME)
+$(WEB_RUNTIME):
+	npm install --silent --no-audit --no-fund --prefix .web-runtime onnxruntime-web@$(WEB_RUNTIME_VERSION)
+
+# Chromium and its driver, for the tests that load a web export in a real headless browser (Debian
+# packages; needs root). Without them those tests skip and say why.
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq chromium >/dev/null)
+
 # The main job: train MobileNetV1 and its full-convolution twin (paper Table 4) with the same recipe
 # on the built-in digits, and compare parameters, mult-adds, latency, training time and accuracy.
 demo: $(CORE_STAMP)
@@ -34,7 +48,8 @@ demo: $(CORE_STAMP)
 # The ExecuTorch and LiteRT tests run in a process of their own: once their native runtimes (and
 # litert-torch's jax) are loaded, a later training test crashed the shared pytest process.
 ISOLATED := tests/test_executorch.py tests/test_tflite.py tests/test_runtimes.py
-test: $(STAMP)
+test: $(STAMP) $(WEB_RUNTIME)
+	-$(MAKE) --no-print-directory browser
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest $(addprefix --ignore=,$(ISOLATED))
 	$(PYTHON) -m pytest $(ISOLATED)

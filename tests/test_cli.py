@@ -134,6 +134,7 @@ def test_help_lists_the_commands_in_order_with_one_line_each(capsys):
         "weights",
         "export",
         "bench",
+        "serve",
         "profile",
         "choose",
     ]

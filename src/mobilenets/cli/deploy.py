@@ -1,10 +1,13 @@
-"""`mobilenets export` and `mobilenets bench`: the command line of deploy/."""
+"""`mobilenets export`, `mobilenets bench` and `mobilenets serve`: the command line of deploy/."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
+import sys
+import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,6 +49,16 @@ from ..deploy.runtimes import (
     runtime_for_format,
     sidecar_path,
 )
+from ..deploy.web import (
+    WEB_RUNTIME_ENV,
+    assemble,
+    check_web_target,
+    find_web_runtime,
+    make_server,
+    replace_folder,
+    runtime_version,
+)
+from ..files import umask
 from ..zoo import list_models
 from .options import add_model_options, flag_names, model_options_from_args
 
@@ -65,13 +78,15 @@ def register(subparsers) -> None:
     """Add this group's commands to `mobilenets`."""
     configure_export_parser(subparsers)
     configure_bench_parser(subparsers)
+    configure_serve_parser(subparsers)
 
 
 def configure_export_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("export", help="ONNX, OpenVINO, ExecuTorch, LiteRT files (float, int8)")
+    p = subparsers.add_parser("export", help="ONNX, OpenVINO, ExecuTorch, LiteRT (float, int8) or web")
     p.add_argument("model", metavar="CHECKPOINT", help=f"a checkpoint file, or a zoo model name "
                    f"({', '.join(list_models())}) with random weights")
-    p.add_argument("--format", default="onnx", help=f"output format: {', '.join(RUNTIMES)} (default onnx)")
+    p.add_argument("--format", default="onnx", help=f"output format: {', '.join(RUNTIMES)}, or web (a "
+                   "folder: page + ONNX model + ONNX Runtime Web, see --web-runtime) (default onnx)")
     precisions = "; ".join(f"{r.format}: {'|'.join(r.precisions)}" for r in RUNTIMES.values())
     p.add_argument("--precision", help=f"{precisions} (default f32; int8 needs --calibration)")
     p.add_argument("--output", "-o", help="the file to write (default: next to the checkpoint, or "
@@ -98,6 +113,9 @@ def configure_export_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which images are drawn; weights of zoo models")
     p.add_argument("--force", action="store_true", help="replace files an earlier export wrote (each is "
                    "replaced only once its new version is complete)")
+    p.add_argument("--web-runtime", metavar="DIR", help=f"--format web: an installed onnxruntime-web to "
+                   f"copy into the folder (default ${WEB_RUNTIME_ENV}, else ./.web-runtime from `make "
+                   f"web-runtime`)")
     add_model_options(p)
     p.set_defaults(run=run_export)
     return p
@@ -209,6 +227,10 @@ def _agreement_lines(images: Int8Images, float_logits, int8_logits, reference: s
 
 
 def run_export(args: argparse.Namespace) -> str:
+    if args.format == "web":
+        return run_web_export(args)
+    if args.web_runtime:
+        raise ValueError("--web-runtime applies to --format web only")
     runtime, precision = _check_export_args(args)
     require_runtime(runtime)
     # Everything the user named must exist before minutes of export and calibration start.
@@ -311,6 +333,92 @@ def _export_onnx(args: argparse.Namespace, source: ModelSource, output: Path, pr
     return "\n".join(lines + _agreement_lines(images, run_session(ort_session(output), images.eval_images),
                                                 run_session(ort_session(int8_path), images.eval_images),
                                                 "ONNX Runtime float32"))
+
+
+def run_web_export(args: argparse.Namespace) -> str:
+    """--format web: the ONNX export (float32, or int8 with its agreement check) into a staging
+    folder beside the target, then the page and ONNX Runtime Web's files; the folder appears whole."""
+    onnx_args = argparse.Namespace(**{**vars(args), "format": "onnx"})
+    runtime, precision = _check_export_args(onnx_args)
+    if precision not in ("f32", "int8"):
+        raise ValueError(f"--format web writes float32 or int8 (--int8); got --precision {precision}")
+    dist = find_web_runtime(args.web_runtime)  # before minutes of export
+    require_runtime(runtime)
+    calibration_folder = list_images(args.calibration) if precision == "int8" else None
+    eval_folder = list_images(args.eval) if precision == "int8" and args.eval else calibration_folder
+    source = load_source(args.model, model_options_from_args(args), seed=args.seed)
+    stem = Path(source.label).with_suffix("") if source.from_checkpoint else Path(source.label)
+    target = Path(args.output) if args.output else stem.with_name(stem.name + "_web")
+    check_web_target(target, args.force)
+    if not target.absolute().parent.is_dir():
+        raise ValueError(
+            f"-o {target}: folder {target.absolute().parent} does not exist; create it or pick another"
+        )
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.absolute().parent))
+    try:
+        output = staging / "model.onnx"
+        report = _run_export(onnx_args, runtime, precision, source, output, calibration_folder, eval_folder)
+        model_file = output
+        if precision == "int8":  # the page loads the int8 file; the float one stays out of the folder
+            model_file = staging / "model.int8.onnx"
+            for path in (output, sidecar_path(output)):
+                path.unlink()
+        sizes = assemble(staging, model_file, dist)
+        staging.chmod(0o777 & ~umask())  # as mkdir would make it, not mkdtemp's private 0700
+        replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    text = report.replace(str(staging), str(target))
+    mb = {key: value / 1e6 for key, value in sizes.items()}
+    version = runtime_version(dist) or "(version unknown)"
+    return "\n".join([
+        text,
+        f"wrote {target}/ for the browser: index.html and app.js, {model_file.name} "
+        f"({mb['model']:.1f} MB with its sidecar), ONNX Runtime Web {version} in ort/ (WebAssembly "
+        f"{mb['runtime_wasm']:.1f} MB; WebGPU {mb['runtime_webgpu']:.1f} MB, fetched instead where the "
+        "browser has WebGPU)",
+        f"a visitor downloads {mb['model'] + mb['page'] + mb['runtime_wasm']:.1f} MB (WebAssembly) or "
+        f"{mb['model'] + mb['page'] + mb['runtime_webgpu']:.1f} MB (WebGPU); the folder works from any "
+        "static host",
+        f"try it: mobilenets serve {target}",
+    ])
+
+
+# --------------------------------------------------------------------------------------------
+# Command line: `mobilenets serve`
+# --------------------------------------------------------------------------------------------
+def configure_serve_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("serve", help="serve a web export on this machine (for a browser or phone)")
+    p.add_argument("folder", metavar="DIR",
+                   help="the folder `mobilenets export ... --format web -o DIR` wrote")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this "
+                   "machine only; 0.0.0.0 for other devices on the network, where the camera needs https)")
+    p.add_argument("--verbose", "-v", action="store_true", help="log each request")
+    p.set_defaults(run=run_serve)
+    return p
+
+
+def run_serve(args: argparse.Namespace) -> str:
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535; got {args.port}")
+    try:
+        server = make_server(args.folder, args.host, args.port, args.verbose)
+    except OSError as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}): "
+                         f"pass another --port (0 picks a free one)") from None
+    host, port = server.server_address[:2]
+    print(f"serving {args.folder} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+    return ""
 
 
 # --------------------------------------------------------------------------------------------
