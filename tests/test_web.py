@@ -137,6 +137,28 @@ def test_serve_refuses_a_folder_without_a_page(tmp_path, capsys):
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
 
 
+def test_serve_runs_until_ctrl_c_and_then_exits_cleanly(site):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)"
+         "; from mobilenets.cli import main; sys.exit(main(sys.argv[1:]))", "serve", str(site), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://\S+/", line).group(0)
+        with urllib.request.urlopen(url + "index.html") as response:
+            assert b'data-model="model.onnx"' in response.read()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(20) == 0
+    finally:
+        process.kill()
+
+
 @pytest.fixture
 def served(site):
     server = make_server(site, port=0)
