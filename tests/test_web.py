@@ -145,7 +145,8 @@ def test_serve_runs_until_ctrl_c_and_then_exits_cleanly(site):
 
     process = subprocess.Popen(
         [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)"
-         "; from mobilenets.cli import main; sys.exit(main(sys.argv[1:]))", "serve", str(site), "--port", "0"],
+         "; from mobilenets.cli import main; sys.exit(main(sys.argv[1:]))",
+         "serve", str(site), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
