@@ -43,7 +43,7 @@ browser:
 # on the built-in digits, and compare parameters, mult-adds, latency, training time and accuracy.
 demo: $(CORE_STAMP)
 	rm -rf runs/demo
-	$(VENV)/bin/mobilenets compare --out runs/demo
+	$(VENV)/bin/mobilenets compare -o runs/demo
 
 # The ExecuTorch and LiteRT tests run in a process of their own: once their native runtimes (and
 # litert-torch's jax) are loaded, a later training test crashed the shared pytest process.

@@ -23,7 +23,6 @@ def run_bench_cli(*argv: str) -> str:
 def test_tiny_bench_json_is_well_formed():
     previous = torch.get_num_threads()
     out = run_bench_cli(
-        "--model",
         "mobilenet_v1",
         "--width",
         "0.25",
@@ -33,15 +32,15 @@ def test_tiny_bench_json_is_well_formed():
         "5",
         "--backend",
         "torch,torch-channels-last,onnxruntime",
-        "--batch",
+        "--batch-size",
         "1,2",
         "--threads",
         "1",
         "--repeats",
         "2",
-        "--warmup",
+        "--warmup-calls",
         "1",
-        "--json",
+        "--format", "json",
     )
     assert torch.get_num_threads() == previous  # restored
     data = json.loads(out)
@@ -66,7 +65,6 @@ def test_tiny_bench_json_is_well_formed():
 
 def test_text_output_for_a_model_without_a_twin():
     out = run_bench_cli(
-        "--model",
         "mobilenet_v3_small",
         "--width",
         "0.5",
@@ -78,7 +76,7 @@ def test_text_output_for_a_model_without_a_twin():
         "1",
         "--repeats",
         "1",
-        "--warmup",
+        "--warmup-calls",
         "0",
     )
     assert "torch" in out and "img/s" in out and "load average" in out
@@ -106,25 +104,25 @@ def test_runners_are_timed_round_robin_after_their_warm_up():
 @pytest.mark.parametrize(
     "argv, error, message",
     [
-        (["--model", "nowhere.safetensors"], FileNotFoundError, "no checkpoint at nowhere.safetensors"),
+        (["nowhere.safetensors"], FileNotFoundError, "no checkpoint at nowhere.safetensors"),
         (
-            ["--model", "mobilenet_v1", "--backend", "torch,tensorrt"],
+            ["mobilenet_v1", "--backend", "torch,tensorrt"],
             ValueError,
             f"unknown backend 'tensorrt'; available: {', '.join(BACKENDS)}",
         ),
         (
-            ["--model", "mobilenet_v1", "--batch", "0"],
+            ["mobilenet_v1", "--batch-size", "0"],
             ValueError,
             "--batch-size takes comma-separated positive integers",
         ),
         (
-            ["--model", "mobilenet_v1", "--batch", "1,x"],
+            ["mobilenet_v1", "--batch-size", "1,x"],
             ValueError,
             "--batch-size takes comma-separated positive integers",
         ),
-        (["--model", "mobilenet_v1", "--threads", "0"], ValueError, "threads must be a positive integer"),
+        (["mobilenet_v1", "--threads", "0"], ValueError, "threads must be a positive integer"),
         (
-            ["--model", "mobilenet_v1", "--calibration", "no/such/folder", "--backend", "onnxruntime-int8"],
+            ["mobilenet_v1", "--calibration", "no/such/folder", "--backend", "onnxruntime-int8"],
             FileNotFoundError,
             "no image folder at no/such/folder",
         ),

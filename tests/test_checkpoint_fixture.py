@@ -61,7 +61,7 @@ def test_old_checkpoint_gives_the_outputs_recorded_when_it_was_written():
 def test_an_old_run_resumes(tmp_path):
     shutil.copy(FIXTURE, tmp_path / "last.safetensors")
     old_history = read_header(FIXTURE)["history"]
-    assert main([*TRAIN_ARGS, "--epochs", "2", "--out", str(tmp_path), "--resume"]) == 0
+    assert main([*TRAIN_ARGS, "--epochs", "2", "--output", str(tmp_path), "--resume"]) == 0
     header = read_header(tmp_path / "last.safetensors")
     assert header["epoch"] == 2
     assert header["history"][0] == old_history[0] and len(header["history"]) == 2

@@ -96,7 +96,7 @@ def test_cli_with_popular_plot_and_json(capsys, tmp_path, monkeypatch):
         "1",
         "--threads",
         "1",
-        "--png",
+        "--output",
         str(png),
     )
     assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
@@ -130,7 +130,7 @@ def test_cli_with_popular_plot_and_json(capsys, tmp_path, monkeypatch):
         (["--budget-ms", "-5"], "--budget-ms must be a positive number"),
         (["--budget-ms", "10", "--backend", "coreml"], "unknown backend 'coreml'"),
         (["--budget-ms", "10", "--families", "v1,v4"], "unknown family 'v4'"),
-        (["--budget-ms", "10", "--batch", "0"], "--batch must be a positive integer"),
+        (["--budget-ms", "10", "--batch-size", "0"], "--batch-size must be a positive integer"),
     ],
 )
 def test_cli_bad_options_are_one_line_exit_2(capsys, argv, message):

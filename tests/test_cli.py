@@ -1,5 +1,6 @@
 """The command line: outputs in every format, flags generated from ModelOptions, error exit codes."""
 
+import argparse
 import csv
 import io
 import json
@@ -10,6 +11,7 @@ import pytest
 
 from mobilenets.cli import main
 from mobilenets.cli.app import build_parser
+from mobilenets.cli.options import resolve_old_spellings
 
 
 def run(capsys, *argv):
@@ -58,7 +60,7 @@ def test_cost_csv_parses(capsys):
     code, out, _ = run(capsys, "cost", "mobilenet_v2", "--format", "csv")
     assert code == 0
     lines = out.splitlines()
-    table = list(csv.reader(io.StringIO("\n".join(lines[1:lines.index("")]))))
+    table = list(csv.reader(io.StringIO("\n".join(lines[1 : lines.index("")]))))
     assert table[0][:2] == ["layer", "type"]
     assert sum(int(row[-1]) for row in table[1:]) == 300_774_272
 
@@ -95,8 +97,15 @@ def test_errors_are_one_line_and_exit_2(capsys, argv, message):
     assert message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("argv", [["cost"], ["cost", "mobilenet_v1", "--width", "wide"], ["frobnicate"],
-                                  ["cost", "mobilenet_v1", "--format", "xml"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cost"],
+        ["cost", "mobilenet_v1", "--width", "wide"],
+        ["frobnicate"],
+        ["cost", "mobilenet_v1", "--format", "xml"],
+    ],
+)
 def test_argument_errors_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -143,16 +152,92 @@ def test_help_lists_the_commands_in_order_with_one_line_each(capsys):
     )  # help on the line
 
 
-def test_batch_size_is_one_flag_everywhere_with_the_old_spelling_kept():
+# The CLI convention of docs/cli.md, checked over every subcommand's visible options.
+MODEL_METAVARS = {"MODEL", "MODEL_OR_FILE", "[MODEL_OR_FILE] IMAGE"}
+TAKES_A_MODEL = {"config", "cost", "train", "eval", "predict", "export", "bench", "profile"}
+OLD_SPELLINGS = {"--out", "--json", "--png", "--confusion", "--batch", "--warmup", "--no-twin"}
+READABLE_FORMATS = {"table", "markdown", "csv", "json"}
+
+
+def subcommands():
     parser = build_parser()
-    for command in (["bench", "--model", "mobilenet_v1"], ["train"], ["compare"]):
-        assert parser.parse_args([*command, "--batch-size", "4"]).__dict__ == \
-            parser.parse_args([*command, "--batch", "4"]).__dict__
-    assert parser.parse_args(["eval", "x.safetensors", "--data", "digits", "--batch", "7"]).batch_size == 7
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+def test_every_command_follows_one_cli_convention():
+    for name, command in subcommands().items():
+        visible = [
+            a
+            for a in command._actions
+            if a.help != argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
+        ]
+        options = {o for a in visible for o in a.option_strings}
+        assert not options & OLD_SPELLINGS, (name, options & OLD_SPELLINGS)
+        positionals = [a for a in visible if not a.option_strings]
+        if name in TAKES_A_MODEL:  # the model or file is the first positional, never --model
+            assert positionals and positionals[0].metavar in MODEL_METAVARS, name
+            assert "--model" not in options, name
+        for action in visible:
+            if action.dest in ("out", "png", "output") and action.option_strings:
+                assert action.option_strings == ["-o", "--output"], (name, action.option_strings)
+            if action.dest in ("batch", "batch_size"):
+                assert action.option_strings == ["--batch-size"], (name, action.option_strings)
+            if action.dest == "warmup":
+                want = "--warmup-epochs" if name in ("train", "compare") else "--warmup-calls"
+                assert action.option_strings == [want], (name, action.option_strings)
+            if "--format" in action.option_strings and name != "export":  # export's names the file format
+                assert set(action.choices) <= READABLE_FORMATS and action.default == "table", name
+            if "--backend" in action.option_strings:
+                assert action.dest == "backend", name
+
+
+@pytest.mark.parametrize(
+    "argv, dest, value, new",
+    [
+        (["bench", "mobilenet_v1", "--batch", "4"], "batch", "4", "--batch-size"),
+        (["eval", "x.safetensors", "--data", "digits", "--batch", "7"], "batch_size", 7, "--batch-size"),
+        (["train", "--out", "runs/x"], "out", "runs/x", "--output"),
+        (["train", "--warmup", "2"], "warmup", 2.0, "--warmup-epochs"),
+        (["bench", "mobilenet_v1", "--warmup", "5"], "warmup", 5, "--warmup-calls"),
+        (["bench", "mobilenet_v1", "--json"], "format", "json", "--format json"),
+        (["bench", "mobilenet_v1", "--no-twin"], "compare", "none", "--compare none"),
+        (["eval", "x.safetensors", "--data", "d", "--json"], "format", "json", "--format json"),
+        (["eval", "x.safetensors", "--data", "d", "--confusion", "c.png"], "output", "c.png", "--output"),
+        (["profile", "mobilenet_v1", "--png", "r.png"], "png", "r.png", "--output"),
+        (["choose", "--budget-ms", "5", "--png", "c.png"], "png", "c.png", "--output"),
+        (["profile", "mobilenet_v1", "--batch", "3"], "batch", 3, "--batch-size"),
+    ],
+)
+def test_old_spellings_still_work_with_one_deprecation_line(capsys, argv, dest, value, new):
+    args = build_parser().parse_args(argv)
+    assert getattr(args, dest) == value
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "deprecated" in err[0] and new in err[0], err
+
+
+@pytest.mark.parametrize(
+    "argv, dest, value",
+    [
+        (["train", "--model", "mobilenet_v2"], "model", "mobilenet_v2"),
+        (["bench", "--model", "mobilenet_v1"], "model", "mobilenet_v1"),
+    ],
+)
+def test_the_old_model_flag_fills_the_positional(capsys, argv, dest, value):
+    args = build_parser().parse_args(argv)
+    resolve_old_spellings(args)
+    assert getattr(args, dest) == value
+    assert "use the positional" in capsys.readouterr().err
+
+
+def test_a_model_given_both_ways_must_agree():
+    args = build_parser().parse_args(["train", "mobilenet_v1", "--model", "mobilenet_v2"])
+    with pytest.raises(ValueError, match="given twice"):
+        resolve_old_spellings(args)
 
 
 def test_export_and_bench_share_one_calibration_default():
     parser = build_parser()
     export = parser.parse_args(["export", "mobilenet_v1"])
-    bench = parser.parse_args(["bench", "--model", "mobilenet_v1"])
+    bench = parser.parse_args(["bench", "mobilenet_v1"])
     assert export.calibration_images == bench.calibration_images

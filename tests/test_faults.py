@@ -17,7 +17,7 @@ TINY_TRAIN = ["--data", "digits", "--batch-size", "32", "--width", "0.25", "--no
 
 
 def train_args(out, *extra, epochs=2, lr=0.1):
-    return ["train", *TINY_TRAIN, "--epochs", str(epochs), "--lr", str(lr), "--out", str(out), *extra]
+    return ["train", *TINY_TRAIN, "--epochs", str(epochs), "--lr", str(lr), "--output", str(out), *extra]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -49,14 +49,14 @@ def run_copy(run, tmp_path):
         ("--lr", "nan"),
         ("--weight-decay", "nan"),
         ("--weight-decay", "inf"),
-        ("--warmup", "nan"),
+        ("--warmup-epochs", "nan"),
         ("--label-smoothing", "nan"),
         ("--val-fraction", "nan"),
     ],
 )
 def test_non_finite_options_are_refused(tmp_path, capsys, flag, value):
-    assert main(["train", "--out", str(tmp_path / "x"), flag, value]) == 2
-    one_error_line(capsys, flag.lstrip("-").replace("-", "_"), "finite")
+    assert main(["train", "--output", str(tmp_path / "x"), flag, value]) == 2
+    one_error_line(capsys, f"({flag}) must be a finite number")
     assert not (tmp_path / "x").exists()
 
 
@@ -152,8 +152,8 @@ def test_out_not_writable_is_found_before_training(out, capsys):
     # permission does; the data would take longer than this test allows to load if it were reached
     if not Path("/sys/kernel").is_dir():
         pytest.skip("no /sys")
-    assert main(["train", "--data", "/nonexistent", "--out", out]) == 1
-    one_error_line(capsys, "cannot write to the --out folder", out)
+    assert main(["train", "--data", "/nonexistent", "--output", out]) == 1
+    one_error_line(capsys, "cannot write to the --output folder", out)
 
 
 @pytest.mark.skipif(
@@ -209,7 +209,7 @@ def test_disk_full_for_a_small_run_file_is_one_line_too(run_copy, monkeypatch, c
 def test_eval_png_into_an_unwritable_folder_fails_first(run, tmp_path, capsys):
     target = tmp_path / "png-is-a-folder"
     target.mkdir()
-    assert main(["eval", str(run / "best.safetensors"), "--data", "digits", "--confusion", str(target)]) == 1
+    assert main(["eval", str(run / "best.safetensors"), "--data", "digits", "--output", str(target)]) == 1
     one_error_line(capsys, "is a folder")
     if Path("/sys/kernel").is_dir():
         assert (
@@ -219,7 +219,7 @@ def test_eval_png_into_an_unwritable_folder_fails_first(run, tmp_path, capsys):
                     str(run / "best.safetensors"),
                     "--data",
                     "digits",
-                    "--confusion",
+                    "--output",
                     "/sys/kernel/confusion.png",
                 ]
             )
@@ -344,7 +344,7 @@ def test_bad_photo_names_the_file_and_the_flag(tmp_path, capsys, damage, split):
     else:
         damage(victim)
     out = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), *PHOTO_TRAIN]) == 2
+    assert main(["train", "--data", str(tmp_path / "data"), "--output", str(out), *PHOTO_TRAIN]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     line = [text for text in err.splitlines() if text.strip() and not text.startswith("epoch ")]
@@ -354,7 +354,7 @@ def test_bad_photo_names_the_file_and_the_flag(tmp_path, capsys, damage, split):
     # with the flag the file is skipped (it is really decoded, not just verify()-ed) and the run finishes
     assert (
         main(
-            ["train", "--data", str(tmp_path / "data"), "--out", str(out), *PHOTO_TRAIN, "--skip-bad-images"]
+            ["train", "--data", str(tmp_path / "data"), "-o", str(out), *PHOTO_TRAIN, "--skip-bad-images"]
         )
         == 0
     )
@@ -371,7 +371,7 @@ def test_eval_predict_and_calibration_with_bad_images(tmp_path, run, capsys):
                 "train",
                 "--data",
                 str(tmp_path / "data"),
-                "--out",
+                "--output",
                 str(tmp_path / "run"),
                 "--epochs",
                 "1",
@@ -401,7 +401,7 @@ def test_eval_predict_and_calibration_with_bad_images(tmp_path, run, capsys):
                 "--split",
                 "all",
                 "--skip-bad-images",
-                "--json",
+                "--format", "json",
             ]
         )
         == 0
@@ -481,14 +481,16 @@ def test_convert_refuses_to_overwrite(torchvision_file, tmp_path, capsys):
     source_bytes = torchvision_file.read_bytes()
     trained = tmp_path / "best.safetensors"
     trained.write_bytes(b"a trained checkpoint")
-    assert main(["convert", "--from", "torchvision", str(torchvision_file), str(trained)]) == 2
+    assert main(["convert", "--from", "torchvision", str(torchvision_file), "-o", str(trained)]) == 2
     one_error_line(capsys, str(trained), "exists", "--force")
     assert trained.read_bytes() == b"a trained checkpoint"
     for out in (torchvision_file, tmp_path / "." / "tv.pth"):  # OUT = SRC: never, even with --force
-        assert main(["convert", "--from", "torchvision", str(torchvision_file), str(out), "--force"]) == 2
+        assert main(["convert", "--from", "torchvision", str(torchvision_file), "-o", str(out),
+                     "--force"]) == 2
         one_error_line(capsys, "source file itself")
     assert torchvision_file.read_bytes() == source_bytes
-    assert main(["convert", "--from", "torchvision", str(torchvision_file), str(trained), "--force"]) == 0
+    assert main(["convert", "--from", "torchvision", str(torchvision_file), "-o", str(trained),
+                 "--force"]) == 0
     assert load_checkpoint(trained).model.config.num_classes == 10
 
 
@@ -499,7 +501,7 @@ def test_weights_format_is_read_from_the_bytes_not_the_name(torchvision_file, tm
     from mobilenets import create_model
 
     converted = tmp_path / "converted.bin"  # a mobilenets checkpoint without the .safetensors suffix
-    assert main(["convert", "--from", "torchvision", str(torchvision_file), str(converted)]) == 0
+    assert main(["convert", "--from", "torchvision", str(torchvision_file), "-o", str(converted)]) == 0
     reference = load_checkpoint(converted).model.eval()
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(create_model("mobilenet_v2", weights=str(converted))(x), reference(x))
@@ -547,7 +549,7 @@ def test_eval_on_a_changed_folder_keeps_the_recorded_validation_files(tmp_path, 
                 "train",
                 "--data",
                 str(tmp_path / "data"),
-                "--out",
+                "--output",
                 str(out),
                 "--epochs",
                 "1",
@@ -570,11 +572,13 @@ def test_eval_on_a_changed_folder_keeps_the_recorded_validation_files(tmp_path, 
         tmp_path / "data" / "a" / "new.png", 32, seed=100
     )  # one more image changes the recomputed split
     with pytest.warns(UserWarning, match=r"changed since training .* would have put \d+ training images"):
-        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--json"]) == 0
+        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"),
+                     "--format=json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 4
     (tmp_path / "data" / recorded[0]).unlink()
     with pytest.warns(UserWarning, match="1 of the 4 validation images gone"):
-        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--json"]) == 0
+        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"),
+                     "--format=json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 3
 
 
@@ -586,13 +590,14 @@ def test_eval_on_another_folder_scores_every_image_and_says_so(tmp_path, capsys)
     for i in range(40):
         write_image(tmp_path / "data" / "ab"[i % 2] / f"{i:02d}.png", 32, seed=i)
     out = tmp_path / "run"
-    argv = ["--out", str(out), "--epochs", "1", "--batch-size", "8", "--width", "0.25", "--no-progress"]
+    argv = ["--output", str(out), "--epochs", "1", "--batch-size", "8", "--width", "0.25", "--no-progress"]
     assert main(["train", "--data", str(tmp_path / "data"), *argv]) == 0
     recorded = read_header(out / "last.safetensors")["split"]["val_files"]
     for i, name in enumerate(recorded[:1] + [f"{c}/new{j}.png" for c in "ab" for j in range(15)]):
         write_image(tmp_path / "new" / name, 32, seed=200 + i)  # one recorded name among 31 images
     capsys.readouterr()
-    assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "new"), "--json"]) == 0
+    assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "new"),
+                 "--format=json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["images"] == 31 and "no recorded split for this folder" in metrics["scope"]
     assert "holds 1 of the 4 validation files" in metrics["scope"]
@@ -660,7 +665,7 @@ def test_bad_values_are_one_line(run, tmp_path, capsys, argv, fragment):
     argv = [str(run / "best.safetensors") if a == "CHECKPOINT" else a for a in argv]
     argv = [str(write_image(tmp_path / "x.png", 32)) if a == "IMAGE" else a for a in argv]
     if argv[0] == "train":
-        argv += ["--out", str(tmp_path / "out"), "--batch-size", "32", "--no-progress"]
+        argv += ["--output", str(tmp_path / "out"), "--batch-size", "32", "--no-progress"]
         if "--width" not in argv:
             argv += ["--width", "0.25"]
     assert main(argv) == 2
@@ -746,7 +751,7 @@ def test_truncated_cifar_tarball(tmp_path, capsys):
         archive.addfile(info, io.BytesIO(payload))
     tarball = tmp_path / "cifar-10-python.tar.gz"
     tarball.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    assert main(["train", "--data", f"cifar10:{tarball}", "--out", str(tmp_path / "run")]) == 2
+    assert main(["train", "--data", f"cifar10:{tarball}", "--output", str(tmp_path / "run")]) == 2
     one_error_line(capsys, str(tarball), "download it again")
 
 
@@ -754,7 +759,7 @@ def test_class_folder_linking_to_the_data_folder(tmp_path, capsys):
     for i in range(4):
         write_image(tmp_path / "data" / "ab"[i % 2] / f"{i}.png", 16, seed=i)
     (tmp_path / "data" / "loop").symlink_to(tmp_path / "data", target_is_directory=True)
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 2
+    assert main(["train", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "run")]) == 2
     one_error_line(capsys, "loop", "remove the link")
 
 
@@ -767,7 +772,7 @@ def test_keras_file_listing_a_missing_layer(tmp_path, capsys):
         handle["conv1"].create_dataset(
             "conv1/kernel:0", data=__import__("numpy").zeros((3, 3, 3, 8), "float32")
         )
-    assert main(["convert", "--from", "keras", str(path), str(tmp_path / "out.safetensors")]) == 2
+    assert main(["convert", "--from", "keras", str(path), "-o", str(tmp_path / "out.safetensors")]) == 2
     one_error_line(capsys, "conv1_bn", "missing from the file")
 
 
@@ -779,7 +784,8 @@ def test_keras_weights_only_file_records_the_size_in_its_published_name(request,
         for name in source["model_weights"]:
             source.copy(source["model_weights"][name], target, name)
         target.attrs["layer_names"] = source["model_weights"].attrs["layer_names"]
-    assert main(["convert", "--from", "keras", str(weights_only), str(tmp_path / "v1.safetensors")]) == 0
+    assert main(["convert", "--from", "keras", str(weights_only), "-o",
+                 str(tmp_path / "v1.safetensors")]) == 0
     checkpoint = load_checkpoint(tmp_path / "v1.safetensors")
     assert checkpoint.preprocessing["size"] == 128 and checkpoint.model.config.resolution == 128
 
@@ -803,7 +809,7 @@ for line in sys.stdin:
     out = Path(command["out"])
     marker = out / "train_config.json"  # written once data and model are ready
     marker.unlink(missing_ok=True)
-    argv = base + ["--out", str(out)] + (["--resume"] if (out / "last.safetensors").exists() else [])
+    argv = base + ["--output", str(out)] + (["--resume"] if (out / "last.safetensors").exists() else [])
     pid = os.fork()
     if pid == 0:
         null = os.open(os.devnull, os.O_WRONLY)
@@ -945,7 +951,7 @@ def test_a_collapsed_model_is_flagged_in_eval_and_after_training(tmp_path, capsy
     assert collapse_warning({**healthy, "top_prediction_share": 1.0}, ["only"]) is None
     # A learning rate of 8 drives every image to one answer without overflowing (seed 0, digits).
     out = tmp_path / "run"
-    assert main(["train", "--data", "digits", "--out", str(out), "--epochs", "1", "--batch-size", "64",
+    assert main(["train", "--data", "digits", "--output", str(out), "--epochs", "1", "--batch-size", "64",
                  "--width", "0.25", "--lr", "8", "--no-progress"]) == 0
     assert "collapsed to one class" in capsys.readouterr().out
     assert main(["eval", str(out / "last.safetensors"), "--data", "digits"]) == 0
@@ -956,13 +962,13 @@ def test_a_batch_larger_than_the_data_stops_before_touching_disk(tmp_path, capsy
     for i in range(30):
         write_image(tmp_path / "data" / "ab"[i % 2] / f"{i:02d}.png", 32, seed=i)
     out = tmp_path / "new" / "run"
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(out), "--width", "0.25"]) == 2
+    assert main(["train", "--data", str(tmp_path / "data"), "--output", str(out), "--width", "0.25"]) == 2
     one_error_line(capsys, "batch_size 128 is larger than the 27 training images", "--batch-size 13")
     assert not out.exists()  # no folder, no lock file
     existing = tmp_path / "mine"
     existing.mkdir()
     (existing / "notes.txt").write_text("keep")
-    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(existing), "--width", "0.25"]) == 2
+    assert main(["train", "--data", str(tmp_path / "data"), "-o", str(existing), "--width", "0.25"]) == 2
     assert (existing / "notes.txt").read_text() == "keep"
 
 
@@ -978,7 +984,7 @@ def test_a_batch_larger_than_the_data_stops_before_touching_disk(tmp_path, capsy
 )
 def test_absurd_numbers_are_one_line_before_any_work(tmp_path, capsys, flag, value, fragment):
     out = tmp_path / "run"
-    assert main(["train", "--data", "digits", "--out", str(out), flag, value]) == 2
+    assert main(["train", "--data", "digits", "--output", str(out), flag, value]) == 2
     one_error_line(capsys, fragment)
     assert not out.exists()
 
@@ -1025,7 +1031,7 @@ def test_a_pickle_named_safetensors_is_read_by_its_bytes(tmp_path, capsys):
     renamed = tmp_path / "weights.safetensors"
     torch.save({f"features.{k}": v for k, v in state.items()}, renamed)  # not a torchvision layout
     with pytest.warns(UserWarning, match="named .safetensors but its bytes are a PyTorch zip"):
-        assert main(["convert", "--from", "torchvision", str(renamed), str(tmp_path / "out.st")]) == 2
+        assert main(["convert", "--from", "torchvision", str(renamed), "-o", str(tmp_path / "out.st")]) == 2
     line = one_error_line(capsys, "is not a torchvision mobilenet_v2/v3 state dict")
     assert "SafetensorError" not in line and not (tmp_path / "out.st").exists()
 

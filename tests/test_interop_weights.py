@@ -265,7 +265,7 @@ def test_convert_and_predict_commands(keras_v1_file, tmp_path):
     sub = parser.add_subparsers(dest="command")
     configure_convert_parser(sub)
     args = parser.parse_args(
-        ["convert", "--from", "keras", str(keras_v1_file), str(tmp_path / "v1.safetensors")]
+        ["convert", "--from", "keras", str(keras_v1_file), "-o", str(tmp_path / "v1.safetensors")]
     )
     assert "mobilenet_v1 (width_mult=0.25" in args.run(args) and args.run is run_convert
     checkpoint = load_checkpoint(tmp_path / "v1.safetensors")
@@ -284,7 +284,7 @@ def test_convert_and_predict_commands(keras_v1_file, tmp_path):
     predict.add_argument("--top-k", type=int, default=5)
     configure_predict_weights(predict)
     args = predict.parse_args(
-        ["--weights", str(tmp_path / "v1.safetensors"), "--model", "mobilenet_v1", "--top-k", "3"]
+        ["--weights", str(tmp_path / "v1.safetensors"), "--top-k", "3"]
     )
     lines = run_predict_weights(args, [str(image)]).splitlines()
     assert lines[0] == str(image) and len(lines) == 4 and lines[1].strip().endswith(result["top"][0][0])
@@ -293,11 +293,13 @@ def test_convert_and_predict_commands(keras_v1_file, tmp_path):
 def test_convert_command_errors(keras_v1_file, tmp_path):
     parser = argparse.ArgumentParser()
     configure_convert_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["convert", "--from", "keras", str(tmp_path / "none.h5"), str(tmp_path / "o")])
+    args = parser.parse_args(["convert", "--from", "keras", str(tmp_path / "none.h5"), "-o",
+                              str(tmp_path / "o")])
     with pytest.raises(FileNotFoundError, match="none.h5"):
         run_convert(args)
     args = parser.parse_args(
-        ["convert", "--from", "keras", "--model", "mobilenet_v2", str(keras_v1_file), str(tmp_path / "o")]
+        ["convert", "--from", "keras", "--model", "mobilenet_v2", str(keras_v1_file), "-o",
+         str(tmp_path / "o")]
     )
     with pytest.raises(ValueError, match="no layer 'Conv1' for features.0.conv of mobilenet_v2"):
         run_convert(args)

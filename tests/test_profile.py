@@ -182,7 +182,7 @@ def test_cli_formats_and_png(capsys, tmp_path):
         "96",
         "--repeats",
         "1",
-        "--warmup",
+        "--warmup-calls",
         "0",
         "--threads",
         "1",
@@ -190,7 +190,7 @@ def test_cli_formats_and_png(capsys, tmp_path):
         "conv_mobilenet_v1",
     ]
     png = tmp_path / "roofline.png"
-    code, out, _ = _run(capsys, *common, "--png", str(png))
+    code, out, _ = _run(capsys, *common, "--output", str(png))
     assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for text in (
         "ceilings: compute",
@@ -221,7 +221,7 @@ def test_cli_formats_and_png(capsys, tmp_path):
     [
         (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
         (["--backend", "onnxruntime", "--train"], "--train profiles PyTorch's training step"),
-        (["--batch", "0"], "--batch must be a positive integer"),
+        (["--batch-size", "0"], "--batch-size must be a positive integer"),
         (["--repeats", "0"], "--repeats must be a positive integer"),
         (["--backend", "onnxruntime", "--clock", "cpu"], "--clock cpu applies to the torch backends"),
     ],
@@ -229,7 +229,7 @@ def test_cli_formats_and_png(capsys, tmp_path):
 def test_cli_bad_options_are_one_line_exit_2(capsys, tmp_path, argv, message):
     png = tmp_path / "keep.png"
     png.write_bytes(b"old")
-    code, out, err = _run(capsys, "profile", "mobilenet_v1", *argv, "--png", str(png))
+    code, out, err = _run(capsys, "profile", "mobilenet_v1", *argv, "--output", str(png))
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
     assert png.read_bytes() == b"old"
 

@@ -106,14 +106,15 @@ def test_predict_takes_the_weights_key(stand_in, tmp_path, capsys):
 def test_eval_takes_the_weights_key(tmp_path, monkeypatch, capsys):
     register_stand_in(tmp_path, monkeypatch, [str(d) for d in range(10)])
     assert (
-        main(["eval", "standin", "--data", "digits", "--confusion", str(tmp_path / "c.png"), "--json"]) == 0
+        main(["eval", "--weights", "standin", "--data", "digits", "-o", str(tmp_path / "c.png"),
+              "--format", "json"]) == 0
     )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["images"] == 180 and len(metrics["per_class"]) == 10  # digits' 10% held out
 
 
 def test_eval_checks_the_shipped_classes_against_the_data(stand_in, capsys):
-    assert main(["eval", "standin", "--data", "digits"]) == 2
+    assert main(["eval", "--weights", "standin", "--data", "digits"]) == 2
     assert "the checkpoint ['zero'" in capsys.readouterr().err
 
 
@@ -156,7 +157,8 @@ def test_the_shipped_cifar10_model_records_how_it_was_made():
 )
 def test_eval_of_the_shipped_cifar10_model_reproduces_its_recorded_accuracy(capsys, tmp_path):
     png = str(tmp_path / "confusion.png")
-    assert main(["eval", "cifar10", "--data", str(SHARED_CIFAR), "--json", "--confusion", png]) == 0
+    assert main(["eval", "--weights", "cifar10", "--data", str(SHARED_CIFAR), "--format", "json",
+                 "--output", png]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["images"] == 5000  # the run's own held-out split (seed 0, 10%)
     # within 3 images: training evaluated in channels_last, eval in NCHW (summation order differs)

@@ -168,17 +168,16 @@ def test_bench_times_a_reference_model(capsys):
     code, out, _ = _run(
         capsys,
         "bench",
-        "--model",
         "squeezenet",
         "--backend",
         "torch",
         "--repeats",
         "1",
-        "--warmup",
+        "--warmup-calls",
         "1",
         "--threads",
         "1",
-        "--json",
+        "--format", "json",
     )
     assert code == 0
     report = json.loads(out)

@@ -163,8 +163,8 @@ def test_openvino_int8_agrees_with_float(openvino_int8, capsys):
 
 
 def eval_json(capsys, model: str, folder: Path) -> dict:
-    assert main(["eval", model, "--data", str(folder), "--split", "all", "--json", "--workers", "0",
-                 "--confusion", str(folder.parent / "confusion.png")]) == 0
+    assert main(["eval", model, "--data", str(folder), "--split", "all", "--format", "json", "--workers", "0",
+                 "--output", str(folder.parent / "confusion.png")]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -331,9 +331,9 @@ def test_export_flags_are_checked_first(argv, fragment, tmp_path, monkeypatch, c
 
 
 def test_bench_runs_the_openvino_backends(capsys):
-    assert main(["bench", "--model", "mobilenet_v1", "--width", "0.25", "--resolution", "32", "--no-twin",
+    assert main(["bench", "mobilenet_v1", "--width", "0.25", "--resolution", "32", "--compare", "none",
                  "--backend", "onnxruntime,openvino,openvino-bf16,openvino-int8", "--repeats", "1",
-                 "--warmup", "1", "--threads", "1", "--json"]) == 0
+                 "--warmup-calls", "1", "--threads", "1", "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)  # stdout holds nothing but the JSON (nncf is quiet)
     results = {row["backend"]: row for row in report["results"]}
     assert results["openvino"]["error"] is None and results["openvino"]["median_ms"] > 0

@@ -131,7 +131,7 @@ def test_two_process_ddp_on_gloo(tmp_path):
         "0.1",
         "--width",
         "0.25",
-        "--out",
+        "--output",
         str(out),
         "--no-progress",
     ]
@@ -147,7 +147,7 @@ def test_eval_and_predict_on_the_trained_checkpoint(trained, tmp_path, capsys):
     out, result = trained
     png = tmp_path / "confusion.png"
     assert (
-        main(["eval", str(out / "best.safetensors"), "--data", "digits", "--confusion", str(png), "--json"])
+        main(["eval", str(out / "best.safetensors"), "--data", "digits", "-o", str(png), "--format", "json"])
         == 0
     )
     metrics = json.loads(capsys.readouterr().out)
@@ -167,10 +167,10 @@ def test_eval_and_predict_on_the_trained_checkpoint(trained, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "/nonexistent/images"], "does not exist"),
-    (["train", "--model", "resnet50"], "unknown model 'resnet50'"),
+    (["train", "resnet50"], "unknown model 'resnet50'"),
     (["train", "--epochs", "0"], "epochs must be a positive integer"),
     (["train", "--width", "-1"], "width_mult must be a positive number"),
-    (["train", "--resume", "--out", "/tmp/mobilenets-no-such-run"], "no checkpoint at"),
+    (["train", "--resume", "--output", "/tmp/mobilenets-no-such-run"], "no checkpoint at"),
     (["eval", "/tmp/missing.safetensors", "--data", "digits"], "no checkpoint at"),
     (["predict", "/tmp/missing.safetensors", "x.png"], "no checkpoint at"),
 ])
@@ -182,7 +182,7 @@ def test_cli_errors_exit_2(capsys, argv, message):
 
 def test_cli_refuses_to_overwrite_a_run_and_rejects_empty_folders(trained, tmp_path, capsys):
     out, _ = trained
-    assert main(["train", "--out", str(out), "--epochs", "1"]) == 2
+    assert main(["train", "--output", str(out), "--epochs", "1"]) == 2
     assert "pass --resume" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["train", "--data", str(tmp_path / "empty")]) == 2

@@ -118,19 +118,19 @@ def test_cli_trains_from_weights_and_infers_the_model(parent, tmp_path, capsys):
     checkpoint, _, unseen = parent
     out = tmp_path / "cli"
     assert main(["train", "--weights", str(checkpoint), "--data", str(unseen), "--epochs", "1",
-                 "--batch-size", "16", "--width", "0.25", "--out", str(out), "--no-progress",
+                 "--batch-size", "16", "--width", "0.25", "--output", str(out), "--no-progress",
                  "--workers", "0"]) == 0
     assert "trained mobilenet_v1 for 1 epochs" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, fragments", [
-    (["--model", "mobilenet_v2"], ("holds a mobilenet_v1, not mobilenet_v2",)),
+    (["mobilenet_v2"], ("holds a mobilenet_v1, not mobilenet_v2",)),
     (["--width", "0.5"], ("width_mult=0.5 does not fit the weights",)),
 ])
 def test_weights_that_do_not_fit_get_one_line(parent, tmp_path, capsys, argv, fragments):
     checkpoint, _, unseen = parent
     out = tmp_path / "bad"
-    code = main(["train", "--weights", str(checkpoint), "--data", str(unseen), "--out", str(out), *argv])
+    code = main(["train", "--weights", str(checkpoint), "--data", str(unseen), "--output", str(out), *argv])
     assert code == 2
     one_error_line(capsys, *fragments)
     assert not (out / "last.safetensors").exists()
@@ -175,9 +175,10 @@ def test_cutout_is_validated(capsys):
 
 def test_eval_reports_flip_tta_apart_from_the_plain_figures(parent, capsys):
     checkpoint, seen, _ = parent
-    assert main(["eval", str(checkpoint), "--data", str(seen), "--json", "--workers", "0"]) == 0
+    assert main(["eval", str(checkpoint), "--data", str(seen), "--format", "json", "--workers", "0"]) == 0
     plain = json.loads(capsys.readouterr().out)
-    assert main(["eval", str(checkpoint), "--data", str(seen), "--json", "--tta", "--workers", "0"]) == 0
+    assert main(["eval", str(checkpoint), "--data", str(seen), "--format=json", "--tta",
+                 "--workers", "0"]) == 0
     both = json.loads(capsys.readouterr().out)
     assert "tta" not in plain and both["top1"] == plain["top1"] and both["loss"] == plain["loss"]
     assert 0 < both["tta"]["top1"] <= 1 and both["tta"]["kind"] == "horizontal flip"

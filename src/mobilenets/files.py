@@ -133,7 +133,7 @@ class OutputLock:
     that died (kill -9, power loss) is taken over: the kernel releases flock() locks of dead
     processes, and without flock a pid that no longer runs on this host means stale."""
 
-    def __init__(self, folder: str | os.PathLike, what: str = "--out"):
+    def __init__(self, folder: str | os.PathLike, what: str = "--output"):
         self.path = Path(folder) / LOCK_NAME
         self.what = what
         self.fd: int | None = None

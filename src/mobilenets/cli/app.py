@@ -12,6 +12,7 @@ import warnings
 
 from ..training.train import Diverged, Interrupted
 from . import core, deploy, explain, pretrained
+from .options import resolve_old_spellings
 
 EXIT_IO = 1  # the machine refused: disk full, permissions, read-only file system, output in use
 EXIT_USAGE = 2  # bad input: argparse's own convention
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        resolve_old_spellings(args)
         output = args.run(args)
     except (ValueError, FileNotFoundError) as error:
         print(f"mobilenets {args.command}: error: {error}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from ..checkpoint import read_header
@@ -22,9 +23,11 @@ from ..training.train import TrainConfig, train
 from ..training.transfer import weights_model_name
 from ..zoo import list_models, model_config
 from .options import (
+    OLD,
     add_dataclass_options,
     add_model_options,
-    flag_names,
+    add_option,
+    deprecated,
     model_options_from_args,
     options_from_args,
 )
@@ -41,12 +44,13 @@ def register(subparsers) -> None:
     )
 
     p = subparsers.add_parser("config", help="a model's config as JSON")
-    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    p.add_argument("model", metavar="MODEL", help=f"one of: {', '.join(list_models())}")
     add_model_options(p)
     p.set_defaults(run=run_config)
 
     p = subparsers.add_parser("cost", help="per-layer params and mult-adds of a model")
-    p.add_argument("model", help=f"one of: {', '.join(list_models() + list(REFERENCE_MODELS))}")
+    p.add_argument("model", metavar="MODEL",
+                   help=f"one of: {', '.join(list_models() + list(REFERENCE_MODELS))}")
     p.add_argument("--by-type", action="store_true", help="breakdown by layer type (paper Table 2)")
     p.add_argument("--compare", metavar="MODEL[,MODEL]", help="models side by side: MobileNets get the same "
                    f"options, reference models ({', '.join(REFERENCE_MODELS)}) their paper's input size")
@@ -55,41 +59,41 @@ def register(subparsers) -> None:
     p.set_defaults(run=run_cost)
 
     p = subparsers.add_parser("train", help="train on an image folder, CIFAR-10 or digits")
-    p.add_argument("--model", help=f"one of: {', '.join(list_models())} (default: mobilenet_v1, or with "
-                                   "--resume the run's own)")
+    p.add_argument("model", nargs="?", metavar="MODEL", help=f"one of: {', '.join(list_models())} (default: "
+                   "mobilenet_v1; with --weights the weights' model; with --resume the run's own)")
+    deprecated(p, "--model", "the positional MODEL", dest="model" + OLD)
     add_dataclass_options(p, TrainConfig, "training options")
     add_model_options(p)
     p.set_defaults(run=run_train)
 
     p = subparsers.add_parser("eval", help="accuracy of a checkpoint or an exported file")
-    p.add_argument("checkpoint", help=f"a checkpoint file, an exported model ({EXPORTED_SUFFIXES}, with the "
-                   "sidecar FILE.json export wrote), or weights this project ships (cifar10)")
+    p.add_argument("checkpoint", nargs="?", metavar="MODEL_OR_FILE", help=f"a checkpoint file, an exported "
+                   f"model ({EXPORTED_SUFFIXES}, with the sidecar FILE.json export wrote), or with --weights "
+                   f"the model of those weights ({', '.join(list_models())})")
+    p.add_argument("--weights", metavar="KEY", help="weights this project ships (cifar10): with MODEL and "
+                   "--width choosing among them (default: the key's first)")
     p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")
     p.add_argument("--split", default="val", choices=("val", "all"),
                    help="val: the checkpoint's own validation split; all: every image of --data")
-    p.add_argument(
-        "--confusion",
-        metavar="PNG",
-        help="where to write the confusion matrix (default: beside the checkpoint)",
-    )
-    p.add_argument(
-        *flag_names("--batch-size"), type=int, default=256, help="images per forward pass (default 256)"
-    )
+    add_option(p, "--output", aliases=("--confusion",), metavar="PNG",
+               help="where to write the confusion matrix (default: beside the checkpoint)")
+    add_option(p, "--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.add_argument("--format", default="table", choices=("table", "json"),
+                   help="table, or json: every metric (default table)")
+    deprecated(p, "--json", "--format json", dest="format", value="json")
     p.add_argument("--skip-bad-images", action="store_true", help="warn about and skip unreadable images")
-    p.add_argument("--model", choices=list_models(), help="with a weights key that holds several models "
-                   "(cifar10): which one (default: the key's first)")
+    deprecated(p, "--model", "the positional MODEL_OR_FILE", dest="checkpoint" + OLD)
     p.add_argument("--width", dest="width_mult", type=float, metavar="WIDTH_MULT",
-                   help="with a weights key: which width")
+                   help="with --weights: which width")
     p.add_argument("--tta", action="store_true", help="also report flip test-time augmentation (each image "
                    "and its mirror; on its own line, the plain figures stay as they are)")
     p.set_defaults(run=run_eval)
 
     p = subparsers.add_parser("predict", help="top-k classes of image files")
-    p.add_argument("inputs", nargs="+", metavar="[CHECKPOINT] IMAGE",
+    p.add_argument("inputs", nargs="+", metavar="[MODEL_OR_FILE] IMAGE",
                    help=f"a checkpoint or an exported model ({EXPORTED_SUFFIXES}), then image files; with "
-                   "--weights, image files only")
+                   "--weights, optionally the model of those weights, then image files")
     p.add_argument("--top-k", type=int, default=5)
     configure_predict_weights(p)
     p.set_defaults(run=run_predict)
@@ -169,24 +173,43 @@ def run_train(args: argparse.Namespace) -> str:
     )
 
 
+def _eval_source(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(weights key, model) or (None, file) from MODEL_OR_FILE and --weights; `eval cifar10`, the
+    older spelling of `eval --weights cifar10`, still works with one deprecation line."""
+    target, weights = args.checkpoint, args.weights
+    if weights is None and target is not None and not Path(target).exists() and target not in list_models():
+        if bundled_checkpoint(target) is not None:
+            print(f"mobilenets eval: `eval {target}` is deprecated and goes in the next release; use "
+                  f"--weights {target}", file=sys.stderr)
+            return target, None
+    if weights is not None:
+        if target is not None and target not in list_models():
+            raise ValueError(f"with --weights, MODEL_OR_FILE is a model ({', '.join(list_models())}); got "
+                             f"{target!r}")
+        return weights, target
+    if target is None:
+        raise ValueError("eval needs MODEL_OR_FILE (a checkpoint or an exported file) or --weights KEY")
+    if args.width_mult:
+        raise ValueError(f"--width chooses among a key's weights (--weights); {target} is a file")
+    return None, target
+
+
 def run_eval(args: argparse.Namespace) -> str:
     # A file path, or the key of weights this project trained and ships (e.g. cifar10); the
     # package file is hash-checked once.
-    shipped = (
-        None
-        if Path(args.checkpoint).exists()
-        else bundled_checkpoint(args.checkpoint, args.model, args.width_mult)
-    )
-    if shipped is None and (args.model or args.width_mult):
-        raise ValueError(f"--model and --width choose among a key's weights; {args.checkpoint} is a file")
-    checkpoint = shipped or args.checkpoint
+    key, model_or_file = _eval_source(args)
+    shipped = None if key is None else bundled_checkpoint(key, model_or_file, args.width_mult)
+    if key is not None and shipped is None:
+        raise ValueError(f"--weights {key}: eval scores the weights this project trained and ships "
+                         f"(cifar10); for others, convert them to a checkpoint first (mobilenets convert)")
+    checkpoint = shipped or model_or_file
     if shipped is not None:
-        png = args.confusion or f"{shipped.stem}_confusion.png"  # e.g. cifar10_mobilenet_v1_0.25_...
+        png = args.output or f"{shipped.stem}_confusion.png"  # e.g. cifar10_mobilenet_v1_0.25_...
     else:
-        png = args.confusion or str(Path(checkpoint).with_suffix("")) + "_confusion.png"
+        png = args.output or str(Path(checkpoint).with_suffix("")) + "_confusion.png"
     metrics = evaluate_checkpoint(checkpoint, args.data, args.split, args.batch_size, args.workers, png,
                                   args.skip_bad_images, args.tta)
-    if args.json:
+    if args.format == "json":
         return json.dumps(metrics, indent=2)
     width = max(len(n) for n in metrics["class_names"])
     lines = [
@@ -213,7 +236,12 @@ def run_eval(args: argparse.Namespace) -> str:
 
 def run_predict(args: argparse.Namespace) -> str:
     if args.weights:
-        return run_predict_weights(args, args.inputs)
+        images = args.inputs
+        if len(images) > 1 and images[0] in list_models() and not Path(images[0]).exists():
+            if args.model not in (None, images[0]):
+                raise ValueError(f"MODEL given twice ({images[0]!r} and {args.model!r}); give it once")
+            args.model, images = images[0], images[1:]  # `predict MODEL --weights KEY IMAGE...`
+        return run_predict_weights(args, images)
     if len(args.inputs) < 2:
         raise ValueError("predict needs a checkpoint and at least one image (or --weights and images)")
     checkpoint, images = args.inputs[0], args.inputs[1:]

@@ -60,7 +60,7 @@ from ..deploy.web import (
 )
 from ..files import umask
 from ..zoo import list_models
-from .options import add_model_options, flag_names, model_options_from_args
+from .options import OLD, add_model_options, add_option, deprecated, model_options_from_args
 
 CALIBRATION_IMAGES = 512  # enough for min-max ranges to settle (docs/deployment.md)
 
@@ -83,16 +83,16 @@ def register(subparsers) -> None:
 
 def configure_export_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("export", help="ONNX, OpenVINO, ExecuTorch, LiteRT (float, int8) or web")
-    p.add_argument("model", metavar="CHECKPOINT", help=f"a checkpoint file, or a zoo model name "
+    p.add_argument("model", metavar="MODEL_OR_FILE", help=f"a checkpoint file, or a zoo model name "
                    f"({', '.join(list_models())}) with random weights")
     p.add_argument("--format", default="onnx", help=f"output format: {', '.join(RUNTIMES)}, or web (a "
                    "folder: page + ONNX model + ONNX Runtime Web, see --web-runtime) (default onnx)")
     precisions = "; ".join(f"{r.format}: {'|'.join(r.precisions)}" for r in RUNTIMES.values())
     p.add_argument("--precision", help=f"{precisions} (default f32; int8 needs --calibration)")
-    p.add_argument("--output", "-o", help="the file to write (default: next to the checkpoint, or "
+    add_option(p, "--output", help="the file to write (default: next to the checkpoint, or "
                    "./NAME.SUFFIX for a zoo model: .onnx, .xml for OpenVINO, .pte, .tflite); its sidecar "
                    "FILE.json goes beside it")
-    p.add_argument(*flag_names("--batch-size"), dest="batch_size", type=int, metavar="N",
+    add_option(p, "--batch-size", dest="batch_size", type=int, metavar="N",
                    help="fix the file's batch size at N (default: onnx 1, openvino any; executorch: "
                    "any up to max(N, 64), N default 1; tflite: N, default 1)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} "
@@ -426,27 +426,32 @@ def run_serve(args: argparse.Namespace) -> str:
 # --------------------------------------------------------------------------------------------
 def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="CPU latency per backend, beside the full-conv twin")
-    p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
+    p.add_argument("model", nargs="?", metavar="MODEL_OR_FILE",
                    help="a zoo model name or a reference model (vgg16, googlenet, alexnet, squeezenet, "
                         "resnet50), random weights; or a checkpoint file")
+    deprecated(p, "--model", "the positional MODEL_OR_FILE", dest="model" + OLD)
     p.add_argument(
         "--backend",
         default=",".join(DEFAULT_BACKENDS),
         help=f"comma-separated, from: {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})",
     )
-    p.add_argument(*flag_names("--batch-size"), dest="batch", default="1",
-                   help="comma-separated batch sizes (default: 1)")
+    add_option(p, "--batch-size", dest="batch", default="1", help="comma-separated batch sizes (default: 1)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every backend (default 2)")
     p.add_argument(
         "--repeats", type=int, default=10, help="timed rounds; the median is reported (default 10)"
     )
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls per runner first (default 3)")
-    p.add_argument("--no-twin", dest="twin", action="store_false",
-                   help="skip the full-convolution twin (conv_mobilenet_v1 for the V1 family)")
+    add_option(p, "--warmup-calls", dest="warmup", type=int, default=3,
+               help="untimed calls per runner first (default 3)")
+    p.add_argument("--compare", default="twin", choices=("twin", "none"),
+                   help="twin: beside the full-convolution twin (conv_mobilenet_v1 for the V1 family); "
+                   "none: the model alone (default twin)")
+    deprecated(p, "--no-twin", "--compare none", dest="compare", value="none")
     add_calibration_options(
         p, "image folder to calibrate onnxruntime-int8 (default: random images; speed only)"
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--format", default="table", choices=("table", "json"),
+                   help="table, or json (default table)")
+    deprecated(p, "--json", "--format json", dest="format", value="json")
     add_model_options(p)
     p.set_defaults(run=run_bench)
     return p
@@ -463,6 +468,8 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 
 
 def run_bench(args: argparse.Namespace) -> str:
+    if args.model is None:
+        raise ValueError("bench needs MODEL_OR_FILE: a zoo or reference model name, or a checkpoint file")
     backends = tuple(part.strip() for part in args.backend.split(",") if part.strip())
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
@@ -471,7 +478,7 @@ def run_bench(args: argparse.Namespace) -> str:
         )
     batches = _int_list("--batch-size", args.batch)
     if args.warmup < 0:
-        raise ValueError(f"--warmup must be 0 or more; got {args.warmup}")
+        raise ValueError(f"--warmup-calls must be 0 or more; got {args.warmup}")
     if args.calibration_images < 1:
         raise ValueError(f"--calibration-images must be a positive integer; got {args.calibration_images}")
     if is_reference_model(args.model) and not model_options_from_args(args):  # VGG16, ResNet-50, ...
@@ -485,5 +492,5 @@ def run_bench(args: argparse.Namespace) -> str:
         order = np.random.default_rng(0).permutation(len(folder.paths))[:args.calibration_images]
         calibration = load_images([folder.paths[i] for i in order], source.preprocessing)
     report = run_benchmark(source, backends, batches, threads=args.threads, repeats=args.repeats,
-                           warmup=args.warmup, twin=args.twin, calibration=calibration)
-    return json.dumps(report.to_dict(), indent=2) if args.json else render_text(report)
+                           warmup=args.warmup, twin=args.compare == "twin", calibration=calibration)
+    return json.dumps(report.to_dict(), indent=2) if args.format == "json" else render_text(report)

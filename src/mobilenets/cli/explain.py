@@ -15,7 +15,7 @@ from ..deploy.choose import render as render_choice
 from ..deploy.profile import CLOCKS, PROFILE_BACKENDS, is_reference_model, plot_roofline, profile
 from ..deploy.profile import FORMATS as PROFILE_FORMATS
 from ..deploy.profile import render as render_profile
-from .options import add_model_options, model_options_from_args
+from .options import add_model_options, add_option, model_options_from_args
 
 
 # --------------------------------------------------------------------------------------------
@@ -30,12 +30,13 @@ def register(subparsers) -> None:
 def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("profile", help="per-layer time, mult-adds, bytes and roofline on this machine")
     p.add_argument(
-        "model", help="a zoo model or a reference model (vgg16, googlenet, alexnet, squeezenet, resnet50)"
+        "model", metavar="MODEL",
+        help="a zoo model or a reference model (vgg16, googlenet, alexnet, squeezenet, resnet50)",
     )
     p.add_argument(
         "--backend", default="torch", help=f"one of: {', '.join(PROFILE_BACKENDS)} (default torch)"
     )
-    p.add_argument("--batch", type=int, default=1)
+    add_option(p, "--batch-size", dest="batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument(
         "--train", action="store_true", help="profile forward + backward + SGD step (torch backends)"
     )
@@ -56,9 +57,11 @@ def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--repeats", type=int, default=10, help="interleaved timed rounds; the fastest is kept (default 10)"
     )
-    p.add_argument("--warmup", type=int, default=2)
+    add_option(p, "--warmup-calls", dest="warmup", type=int, default=2,
+               help="untimed calls per runner first (default 2)")
     p.add_argument("--format", default="table", choices=PROFILE_FORMATS)
-    p.add_argument("--png", metavar="PATH", help="write the roofline plot here")
+    add_option(p, "--output", dest="png", aliases=("--png",), metavar="PNG",
+               help="write the roofline plot here")
     add_model_options(p)
     p.set_defaults(run=run_profile)
     return p
@@ -66,7 +69,7 @@ def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_profile(args: argparse.Namespace) -> str:
     if args.warmup < 0:
-        raise ValueError(f"--warmup must be 0 or more; got {args.warmup}")
+        raise ValueError(f"--warmup-calls must be 0 or more; got {args.warmup}")
     options = model_options_from_args(args)
     models = [(args.model, options)]
     if args.compare:
@@ -105,11 +108,12 @@ def configure_choose_parser(subparsers) -> argparse.ArgumentParser:
         help=f"one of: {', '.join(BACKENDS)} (default torch; the "
         "onnxruntime ones export every model first: minutes)",
     )
-    p.add_argument("--batch", type=int, default=1)
+    add_option(p, "--batch-size", dest="batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--families", default="v1,v2,v3", help="comma-separated from v1,v2,v3 (default all)")
     p.add_argument("--with-popular", action="store_true", help="add ResNet-50, GoogLeNet and VGG16")
     p.add_argument("--measure-only", action="store_true", help="measure and print; draw no plot")
-    p.add_argument("--png", metavar="PATH", help="the plot (default: choose-BACKEND-batchN.png here)")
+    add_option(p, "--output", dest="png", aliases=("--png",), metavar="PNG",
+               help="the plot (default: choose-BACKEND-batchN.png here)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--repeats",

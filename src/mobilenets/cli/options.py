@@ -4,17 +4,68 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import typing
 
 from ..config import ModelOptions
 
-# Old spellings that keep working, declared once: canonical flag → aliases.
-ALIASES = {"--batch-size": ("--batch",)}
+# One spelling per concept (docs/cli.md); the old spellings keep working for one release, hidden
+# from --help, each printing one deprecation line: canonical flag → its old spellings.
+ALIASES = {
+    "--batch-size": ("--batch",),
+    "--output": ("--out",),
+    "--warmup-epochs": ("--warmup",),
+    "--warmup-calls": ("--warmup",),
+}
+SHORT = {"--output": "-o"}  # the one short form
 
 
-def flag_names(canonical: str) -> tuple[str, ...]:
-    """The flag and its aliases, for `add_argument`."""
-    return (canonical, *ALIASES.get(canonical, ()))
+class DeprecatedSpelling(argparse.Action):
+    """An old spelling: does what the new one does, hidden from --help, one line on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, value=None, **kwargs):
+        self.new, self.value = new, value
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: {option_string} is deprecated and goes in the next release; use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, self.value if self.nargs == 0 else values)
+
+
+def deprecated(parser, old: str, new: str, dest: str, value=None, **kwargs) -> None:
+    """`old` as a hidden, deprecated spelling of `new` (a flag with value=..., else an option)."""
+    if value is not None:
+        kwargs["nargs"] = 0
+    parser.add_argument(old, dest=dest, action=DeprecatedSpelling, new=new, value=value, **kwargs)
+
+
+OLD = "__old"  # dest suffix of an old spelling of a positional argument (argparse would overwrite it)
+
+
+def resolve_old_spellings(args: argparse.Namespace) -> None:
+    """Move what an old spelling of a positional argument gave (`--model X` for MODEL) into it."""
+    for name in [n for n in vars(args) if n.endswith(OLD)]:
+        value, target = getattr(args, name), name[: -len(OLD)]
+        if getattr(args, target, None) not in (None, value):
+            raise ValueError(
+                f"{target.upper()} given twice ({getattr(args, target)!r} and {value!r}); give it once"
+            )
+        setattr(args, target, value)
+        delattr(args, name)
+
+
+def add_option(parser, canonical: str, *, aliases: tuple[str, ...] = (), **kwargs) -> argparse.Action:
+    """The option `canonical` (with its short form), and its old spellings as deprecated ones."""
+    names = (SHORT[canonical], canonical) if canonical in SHORT else (canonical,)
+    action = parser.add_argument(*names, **kwargs)
+    for old in (*ALIASES.get(canonical, ()), *aliases):
+        if action.nargs == 0:
+            deprecated(parser, old, canonical, action.dest, value=action.const)
+        else:
+            deprecated(parser, old, canonical, action.dest, type=action.type, nargs=action.nargs,
+                       metavar=action.metavar)
+    return action
 
 
 def _option_type(owner: type, field: dataclasses.Field):
@@ -39,16 +90,18 @@ def add_dataclass_options(parser: argparse.ArgumentParser, owner: type, title: s
             action = (
                 argparse.BooleanOptionalAction if meta.get("negatable") else meta.get("action", "store_true")
             )
-            group.add_argument(
-                *flag_names(meta["flag"]),
+            add_option(
+                group,
+                meta["flag"],
                 dest=field.name,
                 action=action,
                 default=None,
                 help=meta["help"].replace("%", "%%"),
             )  # argparse formats help with %
         else:
-            group.add_argument(
-                *flag_names(meta["flag"]),
+            add_option(
+                group,
+                meta["flag"],
                 dest=field.name,
                 type=kind,
                 default=None,

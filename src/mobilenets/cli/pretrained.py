@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..costs.analysis import cost
 from ..factory import create_model
@@ -21,12 +22,13 @@ from ..pretrained.registry import (
     UnknownWeightsError,
     Weights,
     bundled_file,
-    default_model,
     list_weights,
     weight_keys,
 )
 from ..pretrained.slots import describe
+from ..training.transfer import weights_model_name
 from ..zoo import list_models
+from .options import add_option, deprecated
 from .output import render_top_k
 
 
@@ -214,7 +216,9 @@ def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse
         "--from", dest="source", required=True, choices=SOURCES, help="the library SRC comes from"
     )
     parser.add_argument("src", metavar="SRC", help="Keras .h5/.keras, or a .pth/.pt/.safetensors state dict")
-    parser.add_argument("out", metavar="OUT", help="the checkpoint to write (.safetensors)")
+    add_option(parser, "--output", dest="out", metavar="OUT", help="the checkpoint to write (.safetensors)")
+    # The old spelling: OUT as a second positional argument.
+    parser.add_argument("out_positional", nargs="?", metavar="OUT", help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=CONVERTIBLE, help="what SRC must be (default: read from SRC)")
     parser.add_argument(
         "--width",
@@ -229,6 +233,7 @@ def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse
         help="Keras only: nominal input size to record (default: the Keras model's, else 224)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists (never SRC itself)")
+    parser.set_defaults(out=None)
     parser.add_argument(
         "--timm-model",
         dest="timm_name",
@@ -241,6 +246,14 @@ def configure_convert_parser(subparsers: argparse._SubParsersAction) -> argparse
 
 
 def run_convert(args: argparse.Namespace) -> str:
+    if args.out_positional is not None:
+        if args.out not in (None, args.out_positional):
+            raise ValueError(f"OUT given twice ({args.out_positional!r} and -o {args.out!r}); give it once")
+        print(f"mobilenets convert: OUT as a second positional argument is deprecated and goes in the next "
+              f"release; use -o {args.out_positional}", file=sys.stderr)
+        args.out = args.out_positional
+    if args.out is None:
+        raise ValueError("convert needs -o OUT, the checkpoint to write (.safetensors)")
     check_convert_output(args.src, args.out, args.force)  # before the conversion, not after it
     model = convert(
         args.source,
@@ -270,11 +283,9 @@ def configure_predict_weights(parser: argparse.ArgumentParser) -> None:
         help="e.g. cifar10, keras-imagenet, torchvision-imagenet-v1, timm-imagenet, a file or a URL; "
         "then every positional argument is an image",
     )
-    group.add_argument(
-        "--model",
-        choices=CONVERTIBLE,
-        help="with --weights: the model (default: the weights' only model, else mobilenet_v2)",
-    )
+    deprecated(group, "--model", "the positional MODEL_OR_FILE (predict MODEL --weights KEY IMAGE...)",
+               dest="model", choices=CONVERTIBLE)
+    parser.set_defaults(model=None)
     group.add_argument("--width", dest="width_mult", type=float, metavar="WIDTH_MULT", help="with --weights")
     group.add_argument(
         "--resolution", type=int, help="with --weights (Keras MobileNet/V2 files exist per size)"
@@ -292,6 +303,6 @@ def run_predict_weights(args: argparse.Namespace, images: list[str]) -> str:
         if getattr(args, k, None) is not None
     }
     model = create_model(
-        args.model or default_model(args.weights) or "mobilenet_v2", weights=args.weights, **options
+        args.model or weights_model_name(args.weights) or "mobilenet_v2", weights=args.weights, **options
     )
     return render_top_k(predict_imagenet(model, images, args.top_k))

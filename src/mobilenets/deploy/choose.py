@@ -139,7 +139,7 @@ def choose(
         raise ValueError(f"--budget-ms must be a positive number of milliseconds; got {budget_ms:g}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    for label, value in (("--batch", batch), ("--threads", threads), ("--repeats", repeats)):
+    for label, value in (("--batch-size", batch), ("--threads", threads), ("--repeats", repeats)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive integer; got {value!r}")
     from tqdm import tqdm

@@ -141,7 +141,7 @@ def require(package: str, extra: str, user: str) -> None:
 def quiet_tools(logger_name: str = "torch.onnx"):
     """The dynamo exporter logs about optional torchvision ops and warns about internals, nncf draws
     progress bars, ExecuTorch's and LiteRT's lowerings log to the root logger (logger_name "");
-    none of it concerns our users, and `bench --json` needs a clean stdout."""
+    none of it concerns our users, and `bench --format json` needs a clean stdout."""
     logger = logging.getLogger(logger_name)
     level = logger.level
     logger.setLevel(logging.ERROR)

@@ -1,7 +1,7 @@
 """Where the time goes: per-layer time of a model next to its mult-adds and bytes moved, on this
 machine, against the machine's measured compute and bandwidth ceilings (a roofline).
 
-    mobilenets profile mobilenet_v1 --backend torch --batch 1 --compare conv_mobilenet_v1 --png roofline.png
+    mobilenets profile mobilenet_v1 --backend torch --batch-size 1 --compare conv_mobilenet_v1 -o roofline.png
 
 Method:
 - torch backends: a forward pre-hook and a forward hook on every leaf module (convolution,
@@ -672,7 +672,7 @@ def profile(
         raise ValueError(
             "--train profiles PyTorch's training step; use --backend torch or torch-channels-last"
         )
-    for label, value in (("--batch", batch), ("--threads", threads), ("--repeats", repeats)):
+    for label, value in (("--batch-size", batch), ("--threads", threads), ("--repeats", repeats)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive integer; got {value!r}")
     previous = torch.get_num_threads()

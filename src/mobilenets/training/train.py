@@ -85,7 +85,7 @@ class TrainConfig:
     schedule: str = flag_field(
         "cosine", "--schedule", "cosine to zero, or step (×0.1 at 50% and 75%)", choices=SCHEDULES
     )
-    warmup: float = flag_field(0.0, "--warmup", "linear warm-up length in epochs")
+    warmup: float = flag_field(0.0, "--warmup-epochs", "linear warm-up length in epochs")
     label_smoothing: float = flag_field(0.1, "--label-smoothing", "cross-entropy label smoothing")
     weight_decay: float = flag_field(5e-4, "--weight-decay", "L2 weight decay")
     no_decay_on_depthwise_and_norm: bool = flag_field(
@@ -115,7 +115,7 @@ class TrainConfig:
         True, "--channels-last", "NHWC memory layout (default; --no-channels-last for NCHW)", negatable=True
     )
     seed: int = flag_field(0, "--seed", "seed of initialisation, data order, augmentation and split")
-    out: str = flag_field("runs/train", "--out", "output folder (checkpoints, metrics, plot)")
+    out: str = flag_field("runs/train", "--output", "output folder (checkpoints, metrics, plot)")
     resume: bool = flag_field(False, "--resume", "continue from OUT/last.safetensors")
     image_size: int | None = flag_field(
         None, "--image-size", "model input size (default: the images' own if ≤ 64 px, else 224)"
@@ -134,7 +134,8 @@ class TrainConfig:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             ):
-                raise ValueError(f"{name} must be a finite number; got {value!r}")
+                flag = next(f.metadata["flag"] for f in dataclasses.fields(self) if f.name == name)
+                raise ValueError(f"{name} ({flag}) must be a finite number; got {value!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -411,7 +412,7 @@ def check_resume_config(saved: dict | None, config: TrainConfig, last_path: Path
                 f"--resume: {last_path} was trained with {flags[name]} {saved[name]!r}, this command "
                 f"has {current[name]!r}; repeat the run's options (only "
                 f"{', '.join(flags[n] for n in RESUME_MAY_CHANGE if n in flags)} may change) "
-                f"or choose another --out"
+                f"or choose another --output"
             )
     changed = [
         f"{flags[n]} {saved[n]!r} → {current[n]!r}"
@@ -455,13 +456,13 @@ class TrainResult:
 def train(config: TrainConfig) -> TrainResult:
     """Train, evaluate every epoch, checkpoint `last` and `best`; returns the final metrics.
 
-    Rank 0 first proves it can write --out and locks it for the whole run, before any data is read.
+    Rank 0 first proves it can write --output and locks it for the whole run, before any data is read.
     """
     rank, world_size = _distributed()
     if rank != 0:
         return _train(config, rank, world_size)
     created = not Path(config.out).exists()
-    out = check_writable_folder(config.out, "--out folder")
+    out = check_writable_folder(config.out, "--output folder")
     try:
         return _locked_train(config, out, rank, world_size)
     except BaseException:
@@ -476,7 +477,7 @@ def _locked_train(config: TrainConfig, out: Path, rank: int, world_size: int) ->
         last_path = out / "last.safetensors"
         if not config.resume and last_path.exists():
             raise ValueError(
-                f"{last_path} exists: pass --resume to continue that run, or choose another --out"
+                f"{last_path} exists: pass --resume to continue that run, or choose another --output"
             )
         if config.resume and last_path.is_file():  # before minutes of data loading
             check_resume_config(read_header(last_path).get("train_config"), config, last_path)
