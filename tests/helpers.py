@@ -107,3 +107,19 @@ def one_error_line(capsys, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def native_stderr(module: str, runner: str, path, verbose: bool) -> str:
+    """What loading `path` with deploy.<module>.<runner> and running one image writes to stderr, in
+    a fresh process (MOBILENETS_VERBOSE as `mobilenets -v` would set it)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MOBILENETS_VERBOSE": "1" if verbose else "0"}
+    code = (f"from mobilenets.deploy.{module} import {runner}; import numpy as np; "
+            f"r = {runner}({str(path)!r}); r.run(np.zeros((1, 3, 32, 32), np.float32))")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stderr

@@ -241,3 +241,38 @@ def test_export_and_bench_share_one_calibration_default():
     export = parser.parse_args(["export", "mobilenet_v1"])
     bench = parser.parse_args(["bench", "mobilenet_v1"])
     assert export.calibration_images == bench.calibration_images
+
+
+def test_every_stated_default_is_the_default():
+    """Where a help string states a default, it is the value the command uses: argparse's own, or
+    for options collected from TrainConfig and ModelOptions (argparse default None), the field's."""
+    import dataclasses
+    import re
+
+    from mobilenets.config import ModelOptions
+    from mobilenets.training.train import TrainConfig
+
+    def flags(owner):
+        return {f.metadata["flag"]: f.default for f in dataclasses.fields(owner) if "flag" in f.metadata}
+
+    for name, command in subcommands().items():
+        fields = {}  # the options add_dataclass_options made, by their group
+        for group in command._action_groups:
+            owner = ModelOptions if group.title == "model options" else \
+                TrainConfig if group.title.startswith("training options") else None
+            if owner is not None:
+                defaults = flags(owner)
+                fields.update({o: defaults.get(o) for a in group._group_actions for o in a.option_strings})
+        for action in command._actions:
+            if not action.help or action.help == argparse.SUPPRESS:
+                continue
+            stated = re.findall(r"\(default:? ([^);]+)", action.help)
+            assert "(default: None)" not in action.help, (name, action.option_strings)
+            assert len(stated) <= 1, (name, action.option_strings, stated)
+            if not stated or isinstance(action.default, bool):
+                continue
+            flag = next((o for o in action.option_strings if o.startswith("--")), None)
+            default = action.default if action.default is not None else fields.get(flag)
+            if default is not None:
+                assert stated[0].split(",")[0].split(" ")[0] == str(default).split(",")[0], (
+                    name, flag, stated[0], default)

@@ -20,7 +20,7 @@ from mobilenets.deploy.executorch import (
 from mobilenets.deploy.export import list_images, load_images, run_torch
 from mobilenets.fuse import fuse_bn
 
-from helpers import randomized
+from helpers import native_stderr, randomized
 
 pytest.importorskip("executorch.runtime")
 
@@ -164,3 +164,11 @@ def test_a_missing_package_names_the_install(monkeypatch, tmp_path):
         export_executorch(model, tmp_path / "x.pte")
     with pytest.raises(ValueError, match=r"pip install 'mobilenets\[executorch\]'"):
         ExecutorchRunner(tmp_path / "x.pte")
+
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_native_log_lines_are_silenced_unless_verbose(v1_file, verbose):
+    """The runtime's own log lines (written to the file descriptors, past sys.stderr) are dropped;
+    `mobilenets -v` (MOBILENETS_VERBOSE=1) lets them through."""
+    assert (native_stderr("executorch", "ExecutorchRunner", v1_file[1], verbose).strip() != "") == verbose

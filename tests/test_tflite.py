@@ -13,7 +13,7 @@ from mobilenets.deploy.executorch import MAX_DYNAMIC_BATCH
 from mobilenets.deploy.export import list_images, load_images, run_torch
 from mobilenets.deploy.tflite import TfliteRunner, dequantize, export_tflite, quantize
 
-from helpers import randomized
+from helpers import native_stderr, randomized
 
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert.interpreter")
@@ -133,3 +133,11 @@ def test_a_missing_package_names_the_install(monkeypatch, tmp_path, package):
             export_tflite(create_model("mobilenet_v1", width_mult=0.25, resolution=32), tmp_path / "x.tflite")
         else:
             TfliteRunner(tmp_path / "x.tflite")
+
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_native_log_lines_are_silenced_unless_verbose(v1_file, verbose):
+    """The runtime's own log lines (written to the file descriptors, past sys.stderr) are dropped;
+    `mobilenets -v` (MOBILENETS_VERBOSE=1) lets them through."""
+    assert (native_stderr("tflite", "TfliteRunner", v1_file[1], verbose).strip() != "") == verbose

@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 
+from ..deploy.export import VERBOSE_ENV
 from ..training.train import Diverged, Interrupted
 from . import core, deploy, explain, pretrained
 from .options import resolve_old_spellings
@@ -26,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="MobileNets: models and their cost, training, published weights, deployment.",
         epilog="`mobilenets COMMAND --help` describes each command's flags.",
     )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="native runtimes' own log lines too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for group in (core, pretrained, deploy, explain):  # the order of `mobilenets --help`
         group.register(sub)
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning  # the user needs the message, not our source line
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"
     try:
         resolve_old_spellings(args)
         output = args.run(args)

@@ -205,8 +205,10 @@ def _int8_images(args: argparse.Namespace, source: ModelSource, calibration_fold
     else:
         eval_indices = rng.permutation(len(eval_folder.paths))[:args.eval_images]
     labels = labels_for_model(eval_folder, source.class_names, source.model.config.num_classes)
-    return Int8Images(calibration_folder, load_images(calibration_paths, source.preprocessing), eval_folder,
-                      load_images([eval_folder.paths[i] for i in eval_indices], source.preprocessing),
+    return Int8Images(calibration_folder,
+                      load_images(calibration_paths, source.preprocessing, "calibration images"), eval_folder,
+                      load_images([eval_folder.paths[i] for i in eval_indices], source.preprocessing,
+                                  "images to compare int8 with float"),
                       None if labels is None else labels[eval_indices])
 
 
@@ -490,7 +492,9 @@ def run_bench(args: argparse.Namespace) -> str:
     if args.calibration:
         folder = list_images(args.calibration)
         order = np.random.default_rng(0).permutation(len(folder.paths))[:args.calibration_images]
-        calibration = load_images([folder.paths[i] for i in order], source.preprocessing)
+        calibration = load_images([folder.paths[i] for i in order], source.preprocessing,
+                                  "calibration images")
     report = run_benchmark(source, backends, batches, threads=args.threads, repeats=args.repeats,
-                           warmup=args.warmup, twin=args.compare == "twin", calibration=calibration)
+                           warmup=args.warmup, twin=args.compare == "twin", calibration=calibration,
+                           progress=True)
     return json.dumps(report.to_dict(), indent=2) if args.format == "json" else render_text(report)

@@ -6,7 +6,6 @@ Each run_* returns the text to print; user mistakes raise ValueError.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..deploy.bench import BACKENDS
 from ..deploy.choose import FORMATS as CHOOSE_FORMATS
@@ -84,6 +83,7 @@ def run_profile(args: argparse.Namespace) -> str:
         args.repeats,
         args.warmup,
         clock=args.clock,
+        progress=True,
     )
     text = render_profile(report, args.format)
     if args.png:
@@ -109,7 +109,7 @@ def configure_choose_parser(subparsers) -> argparse.ArgumentParser:
         "onnxruntime ones export every model first: minutes)",
     )
     add_option(p, "--batch-size", dest="batch", type=int, default=1, help="images per call (default 1)")
-    p.add_argument("--families", default="v1,v2,v3", help="comma-separated from v1,v2,v3 (default all)")
+    p.add_argument("--families", default="v1,v2,v3", help="comma-separated from v1,v2,v3 (default: v1,v2,v3)")
     p.add_argument("--with-popular", action="store_true", help="add ResNet-50, GoogLeNet and VGG16")
     p.add_argument("--measure-only", action="store_true", help="measure and print; draw no plot")
     add_option(p, "--output", dest="png", aliases=("--png",), metavar="PNG",
@@ -136,7 +136,7 @@ def run_choose(args: argparse.Namespace) -> str:
         args.with_popular,
         args.threads,
         args.repeats,
-        progress=sys.stderr.isatty(),
+        progress=True,
     )
     text = render_choice(choice, args.format)
     if not args.measure_only:

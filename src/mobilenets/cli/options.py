@@ -107,8 +107,14 @@ def add_dataclass_options(parser: argparse.ArgumentParser, owner: type, title: s
                 default=None,
                 metavar=field.name.upper(),
                 choices=meta.get("choices"),
-                help=f"{meta['help']} (default: {field.default})".replace("%", "%%"),
+                help=_with_default(meta["help"], field.default).replace("%", "%%"),
             )
+
+
+def _with_default(text: str, default) -> str:
+    """The help with its default, where there is one to state: None means "decided elsewhere", which
+    the help itself says (per model, from the data, ...), never "(default: None)"."""
+    return text if default is None else f"{text} (default: {default})"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ exported models' checks all prepare an image with it, following the model's reci
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,11 +183,14 @@ def predict_top_k(model: nn.Module, images: list[str | os.PathLike], preprocessi
     is run in eval mode and left in the mode it came in."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k (--top-k) must be a positive integer; got {top_k!r}")
+    from tqdm import tqdm
+
     was_training = model.training
     model.eval()
     results = []
     try:
-        for path in images:
+        for path in tqdm(images, desc="predicting", unit="image", file=sys.stderr, leave=False,
+                         disable=None if len(images) > 20 else True):
             probabilities = model(preprocess_image(path, preprocessing)).softmax(1)[0]
             if len(class_names) != len(probabilities):
                 raise ValueError(

@@ -289,8 +289,10 @@ def run_benchmark(
     twin: bool = True,
     calibration: np.ndarray | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> BenchReport:
-    """Time `source.model` (and its full-convolution twin) on every backend and batch size."""
+    """Time `source.model` (and its full-convolution twin) on every backend and batch size
+    (progress: a bar on stderr, or one line when stderr is not a terminal)."""
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise ValueError(f"unknown backend {unknown[0]!r}; available: {', '.join(BACKENDS)}")
@@ -328,7 +330,7 @@ def run_benchmark(
                             runners[key] = make_runner(backend, prepared, inputs[batch], threads)
                         except Exception as error:  # a backend that cannot run here is reported, not fatal
                             results[key].error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-            times = time_interleaved(runners, warmup, repeats)
+            times = time_interleaved(runners, warmup, repeats, progress="bench" if progress else None)
     finally:
         torch.set_num_threads(previous_threads)
     for key, seconds in times.items():

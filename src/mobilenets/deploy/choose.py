@@ -177,7 +177,7 @@ def choose(
         with tempfile.TemporaryDirectory(prefix="mobilenets-choose-") as workdir:
             runners, costs = {}, {}
             for index, (label, name, options, _, _) in enumerate(
-                tqdm(specs, desc="preparing", disable=not progress, file=sys.stderr)
+                tqdm(specs, desc="preparing", disable=None if progress else True, file=sys.stderr)
             ):
                 torch.manual_seed(seed)
                 if options:
@@ -193,9 +193,7 @@ def choose(
                 )
                 prepared = PreparedModel(model, size, Path(workdir) / str(index), None)
                 runners[label] = make_runner(backend, prepared, images, threads)
-            if not progress:
-                print(f"choose: built {len(runners)} models; timing them", file=sys.stderr, flush=True)
-            times = _time_with_progress(runners, warmup, repeats, progress)
+            times = time_interleaved(runners, warmup, repeats, progress="choose" if progress else None)
     finally:
         torch.set_num_threads(previous)
     candidates = [
@@ -231,18 +229,6 @@ def choose(
         "load_average_after": _load_average(),
     }
     return Choice(machine_description(), settings, candidates, chosen)
-
-
-def _time_with_progress(runners: dict, warmup: int, repeats: int, progress: bool) -> dict[str, list[float]]:
-    """`time_interleaved`, one round at a time, so a progress bar can count the rounds."""
-    from tqdm import tqdm
-
-    times: dict[str, list[float]] = {key: [] for key in runners}
-    for round_ in tqdm(range(repeats), desc="timing rounds", disable=not progress, file=sys.stderr):
-        measured = time_interleaved(runners, warmup=warmup if round_ == 0 else 0, repeats=1)
-        for key, values in measured.items():
-            times[key] += values
-    return times
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..fuse import fuse_bn
 from ..models import MobileNet
-from .export import quiet_tools, require
+from .export import native_output_silenced, quiet_tools, require
 from .export import run_in_batches as export_run_in_batches
 
 # The largest batch an export declares for its dynamic batch dimension (runners split larger
@@ -205,18 +205,19 @@ class ExecutorchRunner:
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         require("executorch", "executorch", "ExecuTorch")
-        from executorch.runtime import Runtime
-
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no ExecuTorch program at {self.path}")
-        runtime = Runtime.get()
-        if threads is not None:
-            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-
-            _unsafe_reset_threadpool(threads)
         try:
-            method = runtime.load_program(self.path).load_method("forward")
+            with native_output_silenced():  # importing and loading log (torchao's kernels, CPU probing)
+                from executorch.runtime import Runtime
+
+                runtime = Runtime.get()
+                if threads is not None:
+                    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+                    _unsafe_reset_threadpool(threads)
+                method = runtime.load_program(self.path).load_method("forward")
             sizes = tuple(method.metadata.input_tensor_meta(0).sizes()) if method is not None else ()
         except (RuntimeError, ValueError) as error:
             raise ValueError(f"{self.path} is not a valid ExecuTorch program ({first_line(error)}); "

@@ -25,6 +25,7 @@ import importlib
 import io
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from collections import Counter
@@ -103,11 +104,15 @@ def default_preprocessing(model: MobileNet) -> dict:
 # --------------------------------------------------------------------------------------------
 # Images (calibration and evaluation)
 # --------------------------------------------------------------------------------------------
-def load_images(paths: list[Path], preprocessing: dict) -> np.ndarray:
+def load_images(paths: list[Path], preprocessing: dict, label: str = "reading images") -> np.ndarray:
     """Each file through the checkpoint's evaluation pipeline (`data.preprocess_image`, the same
-    one `eval` and `predict` use), as an N×3×size×size float32 array."""
-    return np.concatenate([preprocess_image(path, preprocessing).numpy() for path in paths]) if paths else \
-        np.empty((0, 3, int(preprocessing["size"]), int(preprocessing["size"])), dtype=np.float32)
+    one `eval` and `predict` use), as an N×3×size×size float32 array (a progress bar on a terminal)."""
+    from tqdm import tqdm
+
+    if not paths:
+        return np.empty((0, 3, int(preprocessing["size"]), int(preprocessing["size"])), dtype=np.float32)
+    files = tqdm(paths, desc=label, unit="image", file=sys.stderr, disable=None, leave=False)
+    return np.concatenate([preprocess_image(path, preprocessing).numpy() for path in files])
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,10 +133,42 @@ class MissingPackage(ValueError):
     """An optional package a path needs is not installed (one line naming the fix, exit code 2)."""
 
 
+VERBOSE_ENV = "MOBILENETS_VERBOSE"  # `mobilenets -v` sets it: native libraries may speak
+
+
+@contextlib.contextmanager
+def native_output_silenced():
+    """Native libraries (ExecuTorch's runtime, LiteRT's interpreter and converter, absl, torchao's
+    loader) write log lines straight to file descriptors 1 and 2, past Python's sys.stdout and
+    sys.stderr; for the length of the block both descriptors point at a scratch file that is then
+    dropped, unless $MOBILENETS_VERBOSE is 1 (`mobilenets -v`)."""
+    if os.environ.get(VERBOSE_ENV) == "1":
+        yield
+        return
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    stream.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for descriptor in saved:
+            os.close(descriptor)
+
+
 def require(package: str, extra: str, user: str) -> None:
     """Import `package` or fail with one line: `user` needs it, `pip install 'mobilenets[extra]'`."""
     try:
-        importlib.import_module(package)
+        with native_output_silenced():  # some log as they load (absl, torchao's optional kernels)
+            importlib.import_module(package)
     except ImportError:
         raise MissingPackage(f"{user} needs the Python package {package!r}, which is not installed: "
                              f"pip install 'mobilenets[{extra}]'") from None
@@ -146,7 +183,7 @@ def quiet_tools(logger_name: str = "torch.onnx"):
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), native_output_silenced():
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -656,6 +656,7 @@ def profile(
     warmup: int = 2,
     seed: int = 0,
     clock: str = "wall",
+    progress: bool = False,
 ) -> ProfileReport:
     """Profile each (name, options) model on `backend`, all interleaved round by round.
 
@@ -699,7 +700,8 @@ def profile(
                     target.plain()
             for target in targets:
                 target.hooked()  # one untimed call records the layers; its times are dropped below
-            times = time_interleaved(runners, warmup=0, repeats=repeats, clock=CLOCKS[clock])
+            times = time_interleaved(runners, warmup=0, repeats=repeats, clock=CLOCKS[clock],
+                                     progress="profile" if progress else None)
             profiles = []
             for index, target in enumerate(targets):
                 rows = target.collect()

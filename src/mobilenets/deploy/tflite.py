@@ -39,7 +39,7 @@ from .executorch import (
     traced_input,
     with_dynamic_batch,
 )
-from .export import require
+from .export import native_output_silenced, require
 
 
 def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = False,
@@ -99,8 +99,9 @@ class TfliteRunner:
         if not self.path.is_file():
             raise FileNotFoundError(f"no LiteRT model at {self.path}")
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with native_output_silenced():  # the interpreter announces its XNNPACK delegate
+                self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as error:
             raise ValueError(f"{self.path} is not a valid LiteRT model ({first_line(error)}); "
                              "export it again: mobilenets export CHECKPOINT --format tflite") from None

@@ -13,6 +13,7 @@ once per round.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -25,14 +26,26 @@ Runner = Callable[[], object]
 
 def time_interleaved(runners: dict[str, Runner], warmup: int = 3, repeats: int = 10,
                      min_window_s: float = 0.0,
-                     clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+                     clock: Callable[[], float] = time.perf_counter,
+                     progress: str | None = None) -> dict[str, list[float]]:
     """Seconds per call of every runner: `warmup` untimed calls each, then `repeats` rounds in
-    which every runner is timed once, over as many calls as it takes to fill `min_window_s`."""
+    which every runner is timed once, over as many calls as it takes to fill `min_window_s`.
+
+    progress: a label for stderr: a bar with ETA over the rounds on a terminal, else one line."""
+    rounds = range(repeats)
+    if progress:
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            rounds = tqdm(rounds, desc=f"{progress}: timing rounds", file=sys.stderr, leave=False)
+        else:
+            print(f"{progress}: timing {len(runners)} runners, {warmup} warm-up calls then {repeats} "
+                  "interleaved rounds", file=sys.stderr, flush=True)
     for runner in runners.values():
         for _ in range(warmup):
             runner()
     times: dict[str, list[float]] = {key: [] for key in runners}
-    for _ in range(repeats):
+    for _ in rounds:
         for key, runner in runners.items():
             calls = 0
             start = clock()
