@@ -229,9 +229,41 @@ def test_cli_formats_and_png(capsys, tmp_path):
 def test_cli_bad_options_are_one_line_exit_2(capsys, tmp_path, argv, message):
     png = tmp_path / "keep.png"
     png.write_bytes(b"old")
-    code, out, err = _run(capsys, "profile", "mobilenet_v1", *argv, "--output", str(png))
+    code, out, err = _run(capsys, "profile", "mobilenet_v1", *argv, "--output", str(png), "--force")
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
     assert png.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("command", [["profile", "mobilenet_v1"], ["choose", "--budget-ms", "5"]])
+def test_an_existing_plot_is_kept_unless_force(capsys, tmp_path, command):
+    png = tmp_path / "keep.png"
+    png.write_bytes(b"old")
+    code, out, err = _run(capsys, *command, "--output", str(png))
+    assert code == 2 and "pass --force" in err and len(err.strip().splitlines()) == 1
+    assert png.read_bytes() == b"old"
+
+
+def test_figures_are_written_atomically(tmp_path, monkeypatch):
+    """A failure while rendering leaves the old PNG whole and no temporary file beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mobilenets.files import write_figure
+
+    target = tmp_path / "plot.png"
+    target.write_bytes(b"old")
+    figure = plt.figure()
+    monkeypatch.setattr("mobilenets.files.write_atomically",
+                        lambda path, data: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError):
+        write_figure(figure, target)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]
+    monkeypatch.undo()
+    write_figure(figure, target)
+    assert target.read_bytes()[:4] == b"\x89PNG"
+    plt.close(figure)
 
 
 def test_cli_unknown_model(capsys):

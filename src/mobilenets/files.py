@@ -7,6 +7,7 @@ the fix; the CLI prints it and exits 1.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import tempfile
@@ -89,6 +90,24 @@ def write_atomically(path: str | os.PathLike, content: str | bytes) -> Path:
             os.unlink(tmp)
         raise
     fsync_folder(path.parent)
+    return path
+
+
+def write_figure(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """A matplotlib figure as a PNG at `path`, written like every other file (write_atomically): a
+    crash or a full disk never leaves a torn image in place of the old one."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return write_atomically(path, buffer.getvalue())
+
+
+def check_new_output(path: str | os.PathLike, force: bool, flag: str = "-o") -> Path:
+    """`path` may be written: it does not exist yet, or --force says to replace it."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ValueError(f"{path} exists: pass --force to replace it, or choose another {flag}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; {flag} names a file")
     return path
 
 

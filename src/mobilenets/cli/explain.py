@@ -14,6 +14,7 @@ from ..deploy.choose import render as render_choice
 from ..deploy.profile import CLOCKS, PROFILE_BACKENDS, is_reference_model, plot_roofline, profile
 from ..deploy.profile import FORMATS as PROFILE_FORMATS
 from ..deploy.profile import render as render_profile
+from ..files import check_new_output
 from .options import add_model_options, add_option, model_options_from_args
 
 
@@ -61,6 +62,7 @@ def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=PROFILE_FORMATS)
     add_option(p, "--output", dest="png", aliases=("--png",), metavar="PNG",
                help="write the roofline plot here")
+    p.add_argument("--force", action="store_true", help="replace an existing -o file")
     add_model_options(p)
     p.set_defaults(run=run_profile)
     return p
@@ -69,6 +71,8 @@ def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
 def run_profile(args: argparse.Namespace) -> str:
     if args.warmup < 0:
         raise ValueError(f"--warmup-calls must be 0 or more; got {args.warmup}")
+    if args.png:  # before minutes of measuring, not after
+        check_new_output(args.png, args.force)
     options = model_options_from_args(args)
     models = [(args.model, options)]
     if args.compare:
@@ -114,6 +118,7 @@ def configure_choose_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--measure-only", action="store_true", help="measure and print; draw no plot")
     add_option(p, "--output", dest="png", aliases=("--png",), metavar="PNG",
                help="the plot (default: choose-BACKEND-batchN.png here)")
+    p.add_argument("--force", action="store_true", help="replace an existing plot")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--repeats",
@@ -128,6 +133,9 @@ def configure_choose_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_choose(args: argparse.Namespace) -> str:
     families = parse_families(args.families)
+    png = None if args.measure_only else args.png or f"choose-{args.backend}-batch{args.batch}.png"
+    if png:  # before minutes of measuring, not after
+        check_new_output(png, args.force)
     choice = choose(
         args.budget_ms,
         args.backend,
@@ -139,8 +147,8 @@ def run_choose(args: argparse.Namespace) -> str:
         progress=True,
     )
     text = render_choice(choice, args.format)
-    if not args.measure_only:
-        path = plot(choice, args.png or f"choose-{args.backend}-batch{args.batch}.png")
+    if png:
+        path = plot(choice, png)
         if args.format in ("table", "markdown"):
             text += f"\nplot: {path}"
     return text

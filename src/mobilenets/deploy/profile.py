@@ -42,6 +42,7 @@ from torch import nn
 from ..costs.analysis import CostReport, LayerCost, _render_rows, cost
 from ..costs.reference import create_reference_model, is_reference_model, layer_type, reference_cost
 from ..factory import create_model
+from ..files import write_figure
 from ..fuse import fuse_bn
 from ..zoo import list_models
 from .bench import _load_average, machine_description
@@ -918,6 +919,6 @@ def save_figure(figure, axes, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    write_figure(figure, path, dpi=110)
     plt.close(figure)
     return path

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ..files import write_figure
+
 
 def _pyplot():
     import matplotlib
@@ -48,7 +50,7 @@ def plot_confusion(
                     color="white" if normalized[i, j] > 0.5 else "black",
                 )
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    write_figure(figure, path, dpi=100)
     plt.close(figure)
 
 
@@ -68,7 +70,7 @@ def plot_curves(history: list[dict], path: Path, title: str | None = None) -> No
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    write_figure(figure, path, dpi=100)
     plt.close(figure)
 
 
@@ -99,5 +101,5 @@ def plot_side_by_side(runs: dict[str, list[dict]], path: str | os.PathLike, titl
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    write_figure(figure, path, dpi=100)
     plt.close(figure)
