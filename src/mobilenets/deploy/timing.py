@@ -75,9 +75,12 @@ def median_round(times: dict[str, list[float]], numerator: str, denominator: str
 
 
 def training_step_runner(model: nn.Module, batch_size: int, image_size: int, lr: float = 0.01,
-                         channels_last: bool = False, amp: bool = False, seed: int = 0) -> Runner:
+                         channels_last: bool = False, amp: bool = False, seed: int = 0,
+                         compiled: bool = False) -> Runner:
     """One SGD training step (forward, cross-entropy, backward, update) of `model` on a fixed
-    random batch: what an epoch repeats, without the data loading that both models share."""
+    random batch: what an epoch repeats, without the data loading that both models share.
+    amp: bfloat16 autocast; compiled: the model under torch.compile (inductor, forward and backward;
+    the first calls compile, so warm up before timing)."""
     generator = torch.Generator().manual_seed(seed)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     images = torch.randn(batch_size, model.config.in_channels, image_size, image_size,
@@ -86,10 +89,11 @@ def training_step_runner(model: nn.Module, batch_size: int, image_size: int, lr:
     model = model.to(memory_format=memory_format).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
+    network = torch.compile(model) if compiled else model
 
     def step() -> None:
         with autocast:
-            loss = F.cross_entropy(model(images).float(), labels)
+            loss = F.cross_entropy(network(images).float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
