@@ -105,6 +105,14 @@ def function_level_imports(sources: dict) -> list[str]:
     return found
 
 
+def private_imports(sources: dict) -> list[str]:
+    """`from OTHER_MODULE import _name`: a private name used outside the module that defines it."""
+    return [f"{module}:{node.lineno} imports {alias.name}"
+            for module, (_, tree) in sources.items() for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and imported_modules(sources, module, node)
+            for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+
+
 def test_every_unit_is_in_a_layer():
     assert {unit(module) for module in SOURCES} - set(TOP) == set(LAYERS)
 
@@ -119,6 +127,10 @@ def test_no_import_cycles():
 
 def test_no_function_level_imports_of_the_package():
     assert function_level_imports(SOURCES) == []
+
+
+def test_no_private_names_imported_across_modules():
+    assert private_imports(SOURCES) == []
 
 
 def planted(**modules: str) -> dict:
@@ -136,3 +148,5 @@ def test_the_checks_catch_what_they_forbid():
     assert import_cycles(
         planted(**{"mobilenets.costs.a": "from . import b\n", "mobilenets.costs.b": "from .a import x\n"})
     ) == ["mobilenets.costs.a -> mobilenets.costs.b -> mobilenets.costs.a"]
+    assert private_imports(planted(**{"mobilenets.deploy.planted": "from .bench import _hidden\n"})) == [
+        "mobilenets.deploy.planted:1 imports _hidden"]

@@ -299,7 +299,7 @@ def _shape(shape: tuple) -> str:
     return "×".join(str(v) for v in shape)
 
 
-def _render_rows(header: list[str], rows: list[list], fmt: str) -> str:
+def render_rows(header: list[str], rows: list[list], fmt: str) -> str:
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -338,14 +338,14 @@ def render_layers(report: CostReport, fmt: str = "table") -> str:
         ]
         for r in report.rows
     ]
-    return _render_rows(header, rows, fmt)
+    return render_rows(header, rows, fmt)
 
 
 def render_by_type(report: CostReport, fmt: str = "table") -> str:
     header = ["type", "layers", "mult-adds", "mult-adds %", "weights", "weights %"]
     rows = [[e["type"], e["layers"], e["mult_adds"], f"{e['mult_adds_percent']:.2f}%", e["weights"],
              f"{e['weights_percent']:.2f}%"] for e in report.by_type()]
-    return _render_rows(header, rows, fmt)
+    return render_rows(header, rows, fmt)
 
 
 def render_separable(report: CostReport, fmt: str = "table") -> str:
@@ -353,14 +353,14 @@ def render_separable(report: CostReport, fmt: str = "table") -> str:
     rows = [[c.name, c.kernel_size, c.in_channels, c.out_channels, _shape(c.output_size),
              _millions(c.separable_mult_adds), _millions(c.standard_mult_adds), f"{c.ratio:.4f}",
              f"{c.formula:.4f}"] for c in report.separable]
-    return _render_rows(header, rows, fmt)
+    return render_rows(header, rows, fmt)
 
 
 def render_summary(reports: list[CostReport], fmt: str = "table") -> str:
     header = ["model", "resolution", "mult-adds", "params", "params+BN"]
     rows = [[r.model, _shape(r.resolution), f"{r.mult_adds:,}", f"{r.params:,}", f"{r.params_with_norm:,}"]
             for r in reports]
-    text = _render_rows(header, rows, fmt)
+    text = render_rows(header, rows, fmt)
     if len(reports) == 2 and fmt in ("table", "markdown"):
         base, other = reports
         text += (f"\n\n{other.model} / {base.model}: {other.mult_adds / base.mult_adds:.2f}× the mult-adds, "

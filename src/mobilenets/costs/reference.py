@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .accuracy import citation, paper_comparison
-from .analysis import CostReport, LayerCost, _render_rows, cost, hook_costs, render
+from .analysis import CostReport, LayerCost, cost, hook_costs, render, render_rows
 
 
 @dataclass(frozen=True)
@@ -427,7 +427,7 @@ def render_paper_comparison(reports: list[CostReport], options: dict, fmt: str =
             ]
         )
     header = ["model", "input", "ImageNet top-1", "mult-adds", "paper", "params", "paper", "source"]
-    text = _render_rows(header, rows, fmt)
+    text = render_rows(header, rows, fmt)
     if fmt != "csv":
         text += "\n" + "\n".join(f"[{number}] {citation(source)}" for source, number in notes.items())
     return text

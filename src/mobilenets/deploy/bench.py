@@ -309,7 +309,7 @@ def run_benchmark(
         torch.manual_seed(seed)
         models.append((MobileNet(twin_config).eval(), "full-convolution twin"))
 
-    load_before = _load_average()
+    load_before = load_average()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -353,7 +353,7 @@ def run_benchmark(
         "onnxruntime_spinning": False,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
         "load_average_before": load_before,
-        "load_average_after": _load_average(),
+        "load_average_after": load_average(),
     }
     model_rows = []
     for net, role in models:
@@ -364,7 +364,7 @@ def run_benchmark(
     return BenchReport(machine_description(), settings, model_rows, list(results.values()))
 
 
-def _load_average() -> list[float] | None:
+def load_average() -> list[float] | None:
     """1-, 5- and 15-minute load averages: how busy the machine was besides us."""
     try:
         return [round(v, 2) for v in os.getloadavg()]

@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from ..costs.accuracy import citation, paper_comparison, published_configurations
-from ..costs.analysis import _render_rows, cost
+from ..costs.analysis import cost, render_rows
 from ..costs.reference import create_reference_model, reference_cost
 from ..factory import create_model
-from .bench import BACKENDS, PreparedModel, _load_average, machine_description, make_runner
+from .bench import BACKENDS, PreparedModel, load_average, machine_description, make_runner
 from .profile import best, save_figure
 from .timing import time_interleaved
 
@@ -170,7 +170,7 @@ def choose(
         file=sys.stderr,
         flush=True,
     )
-    load_before = _load_average()
+    load_before = load_average()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -226,7 +226,7 @@ def choose(
         "warmup": warmup,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
         "load_average_before": load_before,
-        "load_average_after": _load_average(),
+        "load_average_after": load_average(),
     }
     return Choice(machine_description(), settings, candidates, chosen)
 
@@ -261,7 +261,7 @@ def render(choice: Choice, fmt: str = "table") -> str:
         ]
         for c in choice.candidates
     ]
-    table = _render_rows(header, rows, fmt)
+    table = render_rows(header, rows, fmt)
     if fmt == "csv":
         return table
     lines = [

@@ -39,13 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..costs.analysis import CostReport, LayerCost, _render_rows, cost
+from ..costs.analysis import CostReport, LayerCost, cost, render_rows
 from ..costs.reference import create_reference_model, is_reference_model, layer_type, reference_cost
 from ..factory import create_model
 from ..files import write_figure
 from ..fuse import fuse_bn
 from ..zoo import list_models
-from .bench import _load_average, machine_description
+from .bench import load_average, machine_description
 from .export import export_onnx, ort_session
 from .timing import time_interleaved
 
@@ -679,7 +679,7 @@ def profile(
             raise ValueError(f"{label} must be a positive integer; got {value!r}")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    load_before = _load_average()
+    load_before = load_average()
     try:
         ceilings = measure_ceilings(threads, clock=CLOCKS[clock])
         with tempfile.TemporaryDirectory(prefix="mobilenets-profile-") as workdir:
@@ -735,7 +735,7 @@ def profile(
         "dtype": "float32",
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
         "load_average_before": load_before,
-        "load_average_after": _load_average(),
+        "load_average_after": load_average(),
     }
     return ProfileReport(machine_description(), settings, ceilings, profiles)
 
@@ -779,7 +779,7 @@ def render_layers(profile_: ModelProfile, fmt: str) -> str:
                 f"{100 * r.time_ms / profile_.layers_ms:.1f}%",
             ]
         )
-    return _render_rows(header, rows, fmt)
+    return render_rows(header, rows, fmt)
 
 
 def render_types(profile_: ModelProfile, fmt: str) -> str:
@@ -795,7 +795,7 @@ def render_types(profile_: ModelProfile, fmt: str) -> str:
         ]
         for e in profile_.by_type()
     ]
-    return _render_rows(header, rows, fmt)
+    return render_rows(header, rows, fmt)
 
 
 def render_blocks(report: ProfileReport, fmt: str) -> str:
@@ -812,7 +812,7 @@ def render_blocks(report: ProfileReport, fmt: str) -> str:
         ]
         for b in report.block_speedups()
     ]
-    return _render_rows(header, rows, fmt)
+    return render_rows(header, rows, fmt)
 
 
 def summary_lines(report: ProfileReport) -> list[str]:
