@@ -53,3 +53,16 @@ def test_importing_the_package_does_not_import_torch():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_every_public_name_has_a_docstring_and_the_package_is_typed():
+    """What `from mobilenets import *` gives is documented (help() says what it is), and the
+    package carries the PEP 561 marker, so type checkers read its annotations."""
+    from pathlib import Path
+
+    import mobilenets
+
+    undocumented = [name for name in mobilenets.__all__
+                    if not (getattr(mobilenets, name).__doc__ or "").strip()]
+    assert undocumented == []
+    assert (Path(mobilenets.__file__).parent / "py.typed").is_file()
