@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mobilenets import DepthwiseConv2d, create_model, list_models
+from mobilenets.cli import main
 from mobilenets.cli.deploy import configure_export_parser
 from mobilenets.deploy.export import (
     INT8_SETTINGS,
@@ -39,7 +40,7 @@ def realistic(model: nn.Module, seed: int = 0) -> nn.Module:
     generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, nn.Linear):
-            module.weight.data.normal_(0, 1 / module.in_features ** 0.5, generator=generator)
+            module.weight.data.normal_(0, 1 / module.in_features**0.5, generator=generator)
     return model.eval()
 
 
@@ -117,8 +118,18 @@ def digits_int8(digits, tmp_path_factory):
     """`mobilenets export CHECKPOINT --int8 --calibration FOLDER`, run once for the tests below."""
     checkpoint, folder = digits
     output_dir = tmp_path_factory.mktemp("digits_export")
-    text = run_export_cli(str(checkpoint), "--output", str(output_dir / "digits.onnx"), "--int8",
-                          "--calibration", str(folder), "--calibration-images", "100", "--eval-images", "297")
+    text = run_export_cli(
+        str(checkpoint),
+        "--output",
+        str(output_dir / "digits.onnx"),
+        "--int8",
+        "--calibration",
+        str(folder),
+        "--calibration-images",
+        "100",
+        "--eval-images",
+        "297",
+    )
     return text, output_dir / "digits.onnx", output_dir / "digits.int8.onnx"
 
 
@@ -173,8 +184,12 @@ def test_quantize_int8_rejects_bad_settings_and_no_images(digits_int8, tmp_path)
     with pytest.raises(
         ValueError, match="Int8Setting.calibration must be one of minmax, entropy, percentile"
     ):
-        quantize_int8(float_path, tmp_path / "q.onnx", np.zeros((1, 3, 32, 32), np.float32),
-                      dataclasses.replace(INT8_SETTINGS["default"], calibration="kl"))
+        quantize_int8(
+            float_path,
+            tmp_path / "q.onnx",
+            np.zeros((1, 3, 32, 32), np.float32),
+            dataclasses.replace(INT8_SETTINGS["default"], calibration="kl"),
+        )
     with pytest.raises(ValueError, match="needs at least one calibration image"):
         quantize_int8(float_path, tmp_path / "q.onnx", np.zeros((0, 3, 32, 32), np.float32))
 
@@ -270,3 +285,36 @@ def test_model_options_apply_to_zoo_names_only(digits):
     checkpoint, _ = digits
     with pytest.raises(ValueError, match="model options \\(width_mult\\) apply to zoo model names"):
         run_export_cli(str(checkpoint), "--width", "0.5")
+
+
+def test_one_calibration_image_is_enough_and_says_so(tmp_path, capsys):
+    """A folder of any size >= 1 calibrates; fewer images than recommended get one note, and with
+    none left to compare on, the agreement line says so instead of failing."""
+    from PIL import Image
+
+    folder = tmp_path / "one"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+        folder / "a.png"
+    )
+    checkpoint = (
+        Path(__file__).resolve().parents[1] / "src/mobilenets/published/cifar10_mobilenet_v1_0.25.safetensors"
+    )
+    assert (
+        main(
+            [
+                "export",
+                str(checkpoint),
+                "-o",
+                str(tmp_path / "m.onnx"),
+                "--int8",
+                "--calibration",
+                str(folder),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "calibrated on 1 image (all the folder holds), fewer than the 512 recommended" in out
+    assert "no images left to compare on" in out
+    assert (tmp_path / "m.int8.onnx").is_file()

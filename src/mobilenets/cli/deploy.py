@@ -212,6 +212,17 @@ def _int8_images(args: argparse.Namespace, source: ModelSource, calibration_fold
                       None if labels is None else labels[eval_indices])
 
 
+def _calibration_note(images: Int8Images, requested: int) -> list[str]:
+    """One line when the folder held fewer calibration images than asked for and recommended."""
+    count = len(images.calibration)
+    if count >= min(requested, CALIBRATION_IMAGES):
+        return []
+    return [f"note: calibrated on {count} image{'s' if count != 1 else ''} (all the folder holds), fewer "
+            f"than the {CALIBRATION_IMAGES} "
+            "recommended: the activation ranges may not settle; a larger --calibration folder of images "
+            "like the model will see gives a more faithful int8 model"]
+
+
 def _agreement_lines(images: Int8Images, float_logits, int8_logits, reference: str) -> list[str]:
     if len(images.eval_images) == 0:
         return ["int8 vs float: no images left to compare on (pass --eval DATA)"]
@@ -291,6 +302,7 @@ def _run_export(args, runtime, precision, source, output, calibration_folder, ev
     if images is not None:
         lines.insert(1, f"int8: calibrated on {len(images.calibration)} images from "
                         f"{images.calibration_folder.root}")
+        lines += _calibration_note(images, args.calibration_images)
         lines += _agreement_lines(images, run_torch(model, images.eval_images),
                                   exported.runner.run(images.eval_images), "PyTorch float32")
     return "\n".join(lines)
@@ -332,7 +344,8 @@ def _export_onnx(args: argparse.Namespace, source: ModelSource, output: Path, pr
                  build=quantize)
     lines.append(f"wrote {int8_path} (int8: {setting.describe()}; calibrated on {len(images.calibration)} "
                  f"images from {images.calibration_folder.root}, {os.path.getsize(int8_path) / 1e6:.1f} MB)")
-    return "\n".join(lines + _agreement_lines(images, run_session(ort_session(output), images.eval_images),
+    return "\n".join(lines + _calibration_note(images, args.calibration_images)
+                     + _agreement_lines(images, run_session(ort_session(output), images.eval_images),
                                                 run_session(ort_session(int8_path), images.eval_images),
                                                 "ONNX Runtime float32"))
 

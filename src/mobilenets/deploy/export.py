@@ -296,6 +296,8 @@ def run_in_batches(call, images: np.ndarray, batch_size: int, pad: bool) -> np.n
     """`call` on consecutive batches of `images`; with `pad` (a file whose batch is fixed) the last
     batch is filled up with zeros to `batch_size` and the padding's outputs are dropped."""
     images = np.ascontiguousarray(images, dtype=np.float32)
+    if len(images) == 0:
+        return np.zeros((0, 0), np.float32)
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
