@@ -24,8 +24,19 @@ def chromium_path() -> str | None:
     return next((path for name in CANDIDATES if (path := shutil.which(name))), None)
 
 
+# WebGPU on the CPU: SwiftShader's Vulkan gives headless Chromium a (software) WebGPU adapter, so the
+# page's WebGPU path runs on a machine without a GPU.
+WEBGPU_FLAGS = (
+    "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan",
+    "--use-vulkan=swiftshader",
+    "--use-webgpu-adapter=swiftshader",
+    "--disable-vulkan-surface",
+)
+
+
 class HeadlessChromium:
-    def __init__(self, width: int = 900, height: int = 760, start_timeout: float = 60):
+    def __init__(self, width: int = 900, height: int = 760, start_timeout: float = 60, webgpu: bool = False):
         import websocket  # websocket-client, a test dependency
 
         executable = chromium_path()
@@ -37,7 +48,7 @@ class HeadlessChromium:
                 executable,
                 "--headless=new",
                 "--no-sandbox",
-                "--disable-gpu",
+                *(WEBGPU_FLAGS if webgpu else ("--disable-gpu",)),
                 "--no-first-run",
                 "--disable-extensions",
                 "--remote-debugging-port=0",

@@ -8,6 +8,7 @@ both, and a machine without them skips with the reason.
 
 import json
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -144,10 +145,19 @@ def test_serve_runs_until_ctrl_c_and_then_exits_cleanly(site):
     import sys
 
     process = subprocess.Popen(
-        [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)"
-         "; from mobilenets.cli import main; sys.exit(main(sys.argv[1:]))",
-         "serve", str(site), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler)"
+            "; from mobilenets.cli import main; sys.exit(main(sys.argv[1:]))",
+            "serve",
+            str(site),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = process.stdout.readline()
@@ -191,7 +201,8 @@ def browser():
         yield chromium
 
 
-def test_the_page_answers_as_predict_does(site, served, browser):
+def pictures_for(site) -> dict[str, dict]:
+    """Three PNGs at the model's 32×32 input in the served folder, and predict's answer for each."""
     rng = np.random.default_rng(1)
     pictures = {  # at the model's 32×32 input: the same pixels reach both, so the same answer is owed
         "noise.png": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
@@ -202,16 +213,46 @@ def test_the_page_answers_as_predict_does(site, served, browser):
     }
     for name, pixels in pictures.items():
         Image.fromarray(pixels).save(site / name)
-    expected = predict(site / "model.onnx", [str(site / name) for name in pictures], top_k=10)
-    for name, want in zip(pictures, expected):
+    return dict(
+        zip(pictures, predict(site / "model.onnx", [str(site / name) for name in pictures], top_k=10))
+    )
+
+
+def assert_answers_as_predict_does(browser, served, site, backend):
+    for name, want in pictures_for(site).items():
         got = browser.result_of(f"{served}/index.html?image={name}")
         assert "error" not in got, got
-        assert got["backend"] == "wasm" and got["ms"] > 0
+        assert got["backend"] == backend and got["ms"] > 0
         assert len(got["top"]) == 5
         want_probs = dict(want["top"])
         assert got["top"][0]["class"] == want["top"][0][0]
         for entry in got["top"]:
             assert abs(entry["prob"] - want_probs[entry["class"]]) < 1e-3, (name, entry)
+
+
+def test_the_page_answers_as_predict_does(site, served, browser):
+    assert_answers_as_predict_does(browser, served, site, "wasm")
+
+
+def test_the_webgpu_path_answers_as_predict_does(site, served):
+    """The WebGPU build of the runtime, on SwiftShader's software adapter (no GPU needed)."""
+    from headless import HeadlessChromium, chromium_path
+
+    if chromium_path() is None:
+        pytest.skip("no Chromium on PATH: `make browser` installs it (Debian package, needs root)")
+    with HeadlessChromium(webgpu=True) as chromium:
+        chromium.call("Page.navigate", url=f"{served}/index.html")
+        chromium.evaluate(
+            "window.adapter = 'pending'; navigator.gpu ? navigator.gpu.requestAdapter().then("
+            "a => window.adapter = a ? 'yes' : 'no', () => window.adapter = 'no') : "
+            "window.adapter = 'no'"
+        )
+        deadline = time.monotonic() + 30
+        while chromium.evaluate("window.adapter") == "pending" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if chromium.evaluate("window.adapter") != "yes":
+            pytest.skip("this Chromium offers no WebGPU adapter, even SwiftShader's")
+        assert_answers_as_predict_does(chromium, served, site, "webgpu")
 
 
 def test_the_page_reports_a_missing_image_as_an_error(site, served, browser):
