@@ -247,3 +247,31 @@ def test_the_table4_pair_ships_with_the_same_recipe():
                for header in pair.values()]
     assert recipes[0] == recipes[1] and recipes[0]["epochs"] >= 30
     assert pair["mobilenet_v1"]["split"]["val_files"] == pair["conv_mobilenet_v1"]["split"]["val_files"]
+
+
+def test_weights_transforms_prepare_an_image_as_predict_does(tmp_path):
+    """`Weights.transforms()` takes a PIL image, a file or a C×H×W tensor and gives the tensor
+    `predict` feeds the model, for the same pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from mobilenets import Preprocess, list_weights
+    from mobilenets.data import preprocess_image
+
+    entry = next(e for e in list_weights(key="cifar10") if e.width_mult == 0.25 and e.model == "mobilenet_v1")
+    transform = entry.transforms()
+    assert isinstance(transform, Preprocess)
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)  # resized: 40×48 → 32
+    Image.fromarray(pixels).save(tmp_path / "x.png")
+    expected = preprocess_image(tmp_path / "x.png", entry.preprocessing)[0]
+    assert expected.shape == (3, 32, 32)
+    for given in (Image.fromarray(pixels), tmp_path / "x.png", torch.from_numpy(pixels).permute(2, 0, 1),
+                  torch.from_numpy(pixels).permute(2, 0, 1).float() / 255):
+        assert torch.allclose(transform(given), expected, atol=1e-6), type(given)
+    with pytest.raises(TypeError, match="PIL image, a file path or a C×H×W tensor"):
+        transform([1, 2, 3])
+    with pytest.raises(ValueError, match="C×H×W with 1 or 3 channels"):
+        transform(torch.zeros(4, 8, 8))
+    keras = next(e for e in list_weights(key="keras-imagenet"))
+    with pytest.raises(ValueError, match="Preprocess\\(model.config.extra"):
+        keras.transforms()

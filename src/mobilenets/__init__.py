@@ -19,6 +19,8 @@ _EXPORTS = {
     "models": ("MobileNet",),
     "factory": ("create_model", "list_models"),
     "zoo": ("make_divisible", "model_config"),
+    "data.images": ("Preprocess",),
+    "pretrained.registry": ("Weights", "list_weights"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

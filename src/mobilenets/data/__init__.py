@@ -18,6 +18,7 @@ from .images import (
     IMAGE_EXTENSIONS,
     DataError,
     ImageFolder,
+    Preprocess,
     list_images,
     open_image,
     predict_top_k,
@@ -28,6 +29,7 @@ from .images import (
 
 __all__ = [
     "DataBundle", "DataError", "FileImages", "FileLoader", "IMAGE_EXTENSIONS", "ImageFolder", "MemoryImages",
-    "MemoryLoader", "held_out_split", "list_images", "load_cifar10_batches", "load_data", "load_digits",
-    "make_loader", "open_image", "predict_top_k", "preprocess_image", "scan_image_folder", "to_rgb",
+    "MemoryLoader", "Preprocess", "held_out_split", "list_images", "load_cifar10_batches", "load_data",
+    "load_digits", "make_loader", "open_image", "predict_top_k", "preprocess_image", "scan_image_folder",
+    "to_rgb",
 ]

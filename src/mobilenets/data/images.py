@@ -159,10 +159,14 @@ def preprocess_image(path: str | os.PathLike, preprocessing: dict) -> torch.Tens
     data sets are trained at full frame."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no image at {path}")
+    return prepare(open_image(path), preprocessing)
+
+
+def prepare(image: Image.Image, preprocessing: dict) -> torch.Tensor:
+    """An RGB image → a normalized 1×3×S×S batch, by `preprocess_image`'s steps."""
     interpolation = preprocessing.get("interpolation", "bilinear")
     if interpolation not in INTERPOLATIONS:
         raise DataError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}")
-    image = open_image(path)
     size = preprocessing["size"]
     resize_to = preprocessing.get("resize", size)
     if resize_to == size and max(image.size) <= SMALL_IMAGE_MAX:
@@ -173,6 +177,33 @@ def preprocess_image(path: str | os.PathLike, preprocessing: dict) -> torch.Tens
     return transforms.normalize(
         transforms.to_uint8_tensor(image)[None], tuple(preprocessing["mean"]), tuple(preprocessing["std"])
     )
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """A model's input recipe (`Weights.transforms()`), as torchvision's weights give one: call it on
+    a PIL image, an image file, or a C×H×W tensor (uint8 0..255, or float 0..1) and get the
+    normalized 3×S×S float32 tensor the model expects; `torch.stack` a list of them for a batch.
+    The steps are `mobilenets predict`'s: the shorter side scaled to `resize`, the central S×S crop
+    (small images seen at full frame), then (x - mean) / std."""
+
+    preprocessing: dict
+
+    def __call__(self, image) -> torch.Tensor:
+        if isinstance(image, (str, os.PathLike)):
+            return preprocess_image(image, self.preprocessing)[0]
+        if isinstance(image, torch.Tensor):
+            if image.dim() != 3 or image.shape[0] not in (1, 3):
+                raise ValueError(
+                    f"a tensor image is C×H×W with 1 or 3 channels; got shape {tuple(image.shape)}"
+                )
+            pixels = image if image.dtype == torch.uint8 else (image.clamp(0, 1) * 255).round().byte()
+            array = pixels.expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy()
+            image = Image.fromarray(array, "RGB")
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"transforms() takes a PIL image, a file path or a C×H×W tensor; got "
+                            f"{type(image).__name__}")
+        return prepare(to_rgb(image), self.preprocessing)[0]
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..checkpoint import lineage_of, read_header
+from ..data.images import Preprocess
 from .download import WeightsUnavailable, check_hashes, file_digests, url_filename
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications"
@@ -60,6 +61,17 @@ class Weights:
     def package_file(self) -> str | None:
         """The file name in mobilenets/published/ of weights shipped inside the package."""
         return self.url[len(PACKAGE_SCHEME) :] if self.url.startswith(PACKAGE_SCHEME) else None
+
+    def transforms(self) -> Preprocess:
+        """The input recipe as a callable: PIL image, file or C×H×W tensor → the normalized tensor
+        these weights expect (`data.Preprocess`)."""
+        if self.preprocessing is None:
+            raise ValueError(
+                f"the {self.key} weights of {self.model} record their preprocessing in the file itself: "
+                f"model = create_model({self.model!r}, weights={self.key!r}); then "
+                f"Preprocess(model.config.extra['preprocessing'])"
+            )
+        return Preprocess(dict(self.preprocessing))
 
 
 def _keras_entries() -> list[Weights]:
