@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 from ..checkpoint import read_header
@@ -30,6 +29,7 @@ from .options import (
     deprecated,
     model_options_from_args,
     options_from_args,
+    warn_deprecated,
 )
 from .output import render_top_k
 from .pretrained import configure_predict_weights, run_predict_weights
@@ -179,8 +179,7 @@ def _eval_source(args: argparse.Namespace) -> tuple[str | None, str | None]:
     target, weights = args.checkpoint, args.weights
     if weights is None and target is not None and not Path(target).exists() and target not in list_models():
         if bundled_checkpoint(target) is not None:
-            print(f"mobilenets eval: `eval {target}` is deprecated and goes in the next release; use "
-                  f"--weights {target}", file=sys.stderr)
+            warn_deprecated("mobilenets eval", f"`eval {target}`", f"--weights {target}")
             return target, None
     if weights is not None:
         if target is not None and target not in list_models():

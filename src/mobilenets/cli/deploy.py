@@ -131,12 +131,17 @@ def _precision(args: argparse.Namespace) -> str:
     return args.precision or (implied[0] if implied else "f32")
 
 
+def _default_stem(source: ModelSource) -> Path:
+    """Where an export goes unless -o says: beside the checkpoint, or ./NAME for a zoo model."""
+    return Path(source.label).with_suffix("") if source.from_checkpoint else Path(source.label)
+
+
 def _output_path(args: argparse.Namespace, source: ModelSource, runtime: Runtime, precision: str) -> Path:
     if args.output:
         return Path(args.output)
     # ONNX: the float file keeps the plain name (its int8 sibling is NAME.int8.onnx)
     tag = "" if precision == "f32" or runtime.format == "onnx" else f".{precision}"
-    stem = Path(source.label).with_suffix("") if source.from_checkpoint else Path(source.label)
+    stem = _default_stem(source)
     return stem.with_name(stem.name + tag + runtime.suffix)
 
 
@@ -245,11 +250,7 @@ def run_export(args: argparse.Namespace) -> str:
     if args.web_runtime:
         raise ValueError("--web-runtime applies to --format web only")
     runtime, precision = _check_export_args(args)
-    require_runtime(runtime)
-    # Everything the user named must exist before minutes of export and calibration start.
-    calibration_folder = list_images(args.calibration) if precision == "int8" else None
-    eval_folder = list_images(args.eval) if precision == "int8" and args.eval else calibration_folder
-    source = load_source(args.model, model_options_from_args(args), seed=args.seed)
+    calibration_folder, eval_folder, source = _export_inputs(args, runtime, precision)
     output = _output_path(args, source, runtime, precision)
     if output.suffix != runtime.suffix:
         raise ValueError(f"--output must end in {runtime.suffix} for --format {runtime.format}; got {output}")
@@ -265,6 +266,16 @@ def run_export(args: argparse.Namespace) -> str:
             if path not in existing and path.exists():
                 path.unlink()
         raise
+
+
+def _export_inputs(args: argparse.Namespace, runtime: Runtime, precision: str):
+    """The runtime's packages, the calibration and evaluation folders and the model: everything the
+    user named must exist before minutes of export and calibration start."""
+    require_runtime(runtime)
+    calibration_folder = list_images(args.calibration) if precision == "int8" else None
+    eval_folder = list_images(args.eval) if precision == "int8" and args.eval else calibration_folder
+    source = load_source(args.model, model_options_from_args(args), seed=args.seed)
+    return calibration_folder, eval_folder, source
 
 
 def _export_targets(runtime, output: Path, precision: str) -> list[Path]:
@@ -358,11 +369,8 @@ def run_web_export(args: argparse.Namespace) -> str:
     if precision not in ("f32", "int8"):
         raise ValueError(f"--format web writes float32 or int8 (--int8); got --precision {precision}")
     dist = find_web_runtime(args.web_runtime)  # before minutes of export
-    require_runtime(runtime)
-    calibration_folder = list_images(args.calibration) if precision == "int8" else None
-    eval_folder = list_images(args.eval) if precision == "int8" and args.eval else calibration_folder
-    source = load_source(args.model, model_options_from_args(args), seed=args.seed)
-    stem = Path(source.label).with_suffix("") if source.from_checkpoint else Path(source.label)
+    calibration_folder, eval_folder, source = _export_inputs(onnx_args, runtime, precision)
+    stem = _default_stem(source)
     target = Path(args.output) if args.output else stem.with_name(stem.name + "_web")
     check_web_target(target, args.force)
     if not target.absolute().parent.is_dir():

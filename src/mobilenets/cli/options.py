@@ -20,6 +20,11 @@ ALIASES = {
 SHORT = {"--output": "-o"}  # the one short form
 
 
+def warn_deprecated(prog: str, old: str, new: str) -> None:
+    """The one line an old spelling prints: what to use instead, and that it goes."""
+    print(f"{prog}: {old} is deprecated and goes in the next release; use {new}", file=sys.stderr)
+
+
 class DeprecatedSpelling(argparse.Action):
     """An old spelling: does what the new one does, hidden from --help, one line on stderr."""
 
@@ -28,8 +33,7 @@ class DeprecatedSpelling(argparse.Action):
         super().__init__(option_strings, dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(f"{parser.prog}: {option_string} is deprecated and goes in the next release; use {self.new}",
-              file=sys.stderr)
+        warn_deprecated(parser.prog, option_string, self.new)
         setattr(namespace, self.dest, self.value if self.nargs == 0 else values)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from ..costs.analysis import cost
 from ..factory import create_model
@@ -28,7 +27,7 @@ from ..pretrained.registry import (
 from ..pretrained.slots import describe
 from ..training.transfer import weights_model_name
 from ..zoo import list_models
-from .options import add_option, deprecated
+from .options import add_option, deprecated, warn_deprecated
 from .output import render_top_k
 
 
@@ -249,8 +248,8 @@ def run_convert(args: argparse.Namespace) -> str:
     if args.out_positional is not None:
         if args.out not in (None, args.out_positional):
             raise ValueError(f"OUT given twice ({args.out_positional!r} and -o {args.out!r}); give it once")
-        print(f"mobilenets convert: OUT as a second positional argument is deprecated and goes in the next "
-              f"release; use -o {args.out_positional}", file=sys.stderr)
+        warn_deprecated("mobilenets convert", "OUT as a second positional argument",
+                        f"-o {args.out_positional}")
         args.out = args.out_positional
     if args.out is None:
         raise ValueError("convert needs -o OUT, the checkpoint to write (.safetensors)")
