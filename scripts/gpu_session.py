@@ -144,6 +144,14 @@ class Session:
         self.report["jobs"][name] = {"command": " ".join(command), "started_s": round(self.elapsed(), 1)}
         self.log(f"started {name}: {' '.join(command)}")
 
+    def gpu_benchmark(self, name: str, sections: list[str]) -> tuple[list[str], dict]:
+        """benchmarks/gpu.py on `sections`, writing NAME.json and NAME.log among the runs: the
+        command and the subprocess options."""
+        command = [sys.executable, "benchmarks/gpu.py", "--sections", *sections,
+                   "--out", str(self.runs / f"{name}.json")]
+        log = open(self.runs / f"{name}.log", "w")
+        return command, {"cwd": ROOT, "env": self.env, "stdout": log, "stderr": subprocess.STDOUT}
+
     def train(self, name: str, options: list[str], data: str, epochs: int, workers: int) -> None:
         folder = self.runs / name
         if folder.exists():
@@ -344,20 +352,8 @@ def main() -> int:
     bench = bench and "bench" in args.parts
     tests = None
     if cuda and "tests" in args.parts:
-        tests = subprocess.Popen(
-            [
-                sys.executable,
-                "benchmarks/gpu.py",
-                "--sections",
-                "tests",
-                "--out",
-                str(session.runs / "gpu_tests.json"),
-            ],
-            cwd=ROOT,
-            env=session.env,
-            stdout=open(session.runs / "gpu_tests.log", "w"),
-            stderr=subprocess.STDOUT,
-        )
+        command, options = session.gpu_benchmark("gpu_tests", ["tests"])
+        tests = subprocess.Popen(command, **options)
     for name, options in table4.items():
         session.train(name, options, data, table4_epochs, args.workers)
     for name, options in recipes.items():
@@ -399,24 +395,8 @@ def main() -> int:
     if bench:
         limit = args.seconds - session.elapsed() - 25
         try:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "benchmarks/gpu.py",
-                    "--sections",
-                    "copy",
-                    "depthwise",
-                    "blocks",
-                    "models",
-                    "--out",
-                    str(session.runs / "gpu.json"),
-                ],
-                cwd=ROOT,
-                env=session.env,
-                stdout=open(session.runs / "gpu.log", "w"),
-                stderr=subprocess.STDOUT,
-                timeout=max(1, limit),
-            )
+            command, options = session.gpu_benchmark("gpu", ["copy", "depthwise", "blocks", "models"])
+            subprocess.run(command, **options, timeout=max(1, limit))
         except subprocess.TimeoutExpired:
             session.log(
                 f"benchmarks/gpu.py stopped after {limit:.0f} s (gpu.json keeps the sections it finished)"
