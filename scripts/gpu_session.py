@@ -10,8 +10,7 @@ the order is fixed in advance and every figure is written under --out as soon as
    compress away; made here, 30 s, in a folder .git/info/exclude ignores and `run` carries:
    `mkdir -p .devdata && tar cf - -C ../shared/data cifar10/train | xz -9e -T2 >
    .devdata/cifar10_train.tar.xz`) and are unpacked to ../shared/data/cifar10/train beside the
-   repository, the path
-   the CPU runs used, so the recorded commands read the same.
+   repository, the path the CPU runs used, so the recorded commands read the same.
 2. Side by side, each a plain `mobilenets train` process with its own log:
    - Table 4 at width 0.5: mobilenet_v1 and conv_mobilenet_v1 with the width-0.25 runs' recipe
      (30 epochs, same seed and schedule) (issue 20, item 4);
