@@ -53,6 +53,7 @@ ISOLATED := tests/test_executorch.py tests/test_tflite.py tests/test_runtimes.py
 test: $(STAMP)
 	-$(MAKE) --no-print-directory web-runtime browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PYTHON) -m pytest $(addprefix --ignore=,$(ISOLATED))
 	$(PYTHON) -m pytest $(ISOLATED)
 
@@ -62,6 +63,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

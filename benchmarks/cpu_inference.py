@@ -81,8 +81,13 @@ def cifar_split(data: Path) -> tuple[list[Path], np.ndarray, list[Path], np.ndar
     order = np.random.default_rng(SPLIT_SEED).permutation(len(folder.paths))
     labels = np.asarray(folder.labels)
     val, train = order[:VALIDATION_IMAGES], order[VALIDATION_IMAGES:]
-    return ([folder.paths[i] for i in train], labels[train], [folder.paths[i] for i in val], labels[val],
-            folder.class_names)
+    return (
+        [folder.paths[i] for i in train],
+        labels[train],
+        [folder.paths[i] for i in val],
+        labels[val],
+        folder.class_names,
+    )
 
 
 def cifar_model_config():
@@ -92,8 +97,9 @@ def cifar_model_config():
     return config.replace(blocks=(dataclasses.replace(config.blocks[0], stride=1),) + config.blocks[1:])
 
 
-def train_cifar_model(train_paths: list[Path], train_labels: np.ndarray, class_names: list[str], epochs: int,
-                      output: Path) -> Path:
+def train_cifar_model(
+    train_paths: list[Path], train_labels: np.ndarray, class_names: list[str], epochs: int, output: Path
+) -> Path:
     """A bare PyTorch loop: SGD with Nesterov momentum, one-cycle learning rate, random crop with
     4-pixel padding and horizontal flips. Enough for a realistically trained model whose int8
     behaviour we can measure, in a few minutes on two cores; the trainer (`mobilenets train`)
@@ -114,7 +120,7 @@ def train_cifar_model(train_paths: list[Path], train_labels: np.ndarray, class_n
         order = torch.randperm(len(images), generator=generator)
         total_loss = 0.0
         for first in range(0, len(images), batch_size):
-            index = order[first:first + batch_size]
+            index = order[first : first + batch_size]
             batch = _augment(images[index], generator).contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(model(batch), labels[index])
             optimizer.zero_grad(set_to_none=True)
@@ -126,10 +132,18 @@ def train_cifar_model(train_paths: list[Path], train_labels: np.ndarray, class_n
             f"  epoch {epoch + 1}/{epochs}: loss {total_loss / len(images):.3f} ({time.time() - start:.0f}s)",
             flush=True,
         )
-    save_checkpoint(output, model.to(memory_format=torch.contiguous_format).eval(), class_names=class_names,
-                    preprocessing=preprocessing,
-                    metadata={"trained_by": "benchmarks/cpu_inference.py", "epochs": epochs,
-                              "train_images": len(images), "seconds": round(time.time() - start)})
+    save_checkpoint(
+        output,
+        model.to(memory_format=torch.contiguous_format).eval(),
+        class_names=class_names,
+        preprocessing=preprocessing,
+        metadata={
+            "trained_by": "benchmarks/cpu_inference.py",
+            "epochs": epochs,
+            "train_images": len(images),
+            "seconds": round(time.time() - start),
+        },
+    )
     return output
 
 
@@ -137,7 +151,7 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     n, _, height, width = batch.shape
     padded = F.pad(batch, (4, 4, 4, 4))
     dy, dx = torch.randint(0, 9, (2,), generator=generator).tolist()  # one offset per batch: cheap, enough
-    batch = padded[:, :, dy:dy + height, dx:dx + width]
+    batch = padded[:, :, dy : dy + height, dx : dx + width]
     flip = torch.rand(n, generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 
@@ -179,16 +193,29 @@ def section_float_variants(repeats: int) -> list[dict]:
         runners["onnxruntime, exported without fuse_bn"] = lambda: session.run(None, {"input": array})
         try:  # TorchScript freezing + oneDNN: the pre-torch.compile route to fused kernels
             with torch.no_grad():
-                scripted = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(
-                    prepared.fused_channels_last(), batch.contiguous(memory_format=torch.channels_last))))
+                scripted = torch.jit.optimize_for_inference(
+                    torch.jit.freeze(
+                        torch.jit.trace(
+                            prepared.fused_channels_last(),
+                            batch.contiguous(memory_format=torch.channels_last),
+                        )
+                    )
+                )
             runners["torch.jit.freeze + optimize_for_inference"] = lambda: _no_grad_call(scripted, batch)
         except Exception as error:  # noqa: BLE001 - reported, not fatal
             notes["torch.jit.freeze + optimize_for_inference"] = f"failed: {error}"
         times = time_interleaved(runners, warmup=3, repeats=repeats)
     reference = statistics.median(times["onnxruntime"])
-    return [{"variant": key, "median_ms": 1e3 * statistics.median(t), "min_ms": 1e3 * min(t),
-             "vs_onnxruntime": statistics.median(t) / reference, "note": notes.get(key, "")}
-            for key, t in times.items()]
+    return [
+        {
+            "variant": key,
+            "median_ms": 1e3 * statistics.median(t),
+            "min_ms": 1e3 * min(t),
+            "vs_onnxruntime": statistics.median(t) / reference,
+            "note": notes.get(key, ""),
+        }
+        for key, t in times.items()
+    ]
 
 
 def _no_grad_call(module, batch):
@@ -196,8 +223,15 @@ def _no_grad_call(module, batch):
         return module(batch.contiguous(memory_format=torch.channels_last))
 
 
-def section_int8(repeats: int, data: Path | None, checkpoint: Path | None, epochs: int,
-                 calibration_images: int, settings: list[str], fragile_model: bool) -> dict:
+def section_int8(
+    repeats: int,
+    data: Path | None,
+    checkpoint: Path | None,
+    epochs: int,
+    calibration_images: int,
+    settings: list[str],
+    fragile_model: bool,
+) -> dict:
     print("[3] int8 settings ...", flush=True)
     torch.set_num_threads(2)
     result: dict = {"settings": {name: INT8_SETTINGS[name].describe() for name in settings}}
@@ -218,8 +252,10 @@ def section_int8(repeats: int, data: Path | None, checkpoint: Path | None, epoch
             repeats=repeats,
         )
         reference = statistics.median(times["float32"])
-        result["latency"] = {k: {"median_ms": 1e3 * statistics.median(t),
-                                 "vs_float32": statistics.median(t) / reference} for k, t in times.items()}
+        result["latency"] = {
+            k: {"median_ms": 1e3 * statistics.median(t), "vs_float32": statistics.median(t) / reference}
+            for k, t in times.items()
+        }
 
     # Accuracy: CIFAR-10 models on the held-out validation split.
     if data is None or not data.is_dir():
@@ -230,8 +266,10 @@ def section_int8(repeats: int, data: Path | None, checkpoint: Path | None, epoch
     checkpoints = [("main", checkpoint or cached_cifar_model(split, epochs))]
     if fragile_model:  # an under-trained model: what the quantization settings do to a fragile one
         checkpoints.append(("after 1 epoch", cached_cifar_model(split, 1)))
-    result["models"] = [evaluate_int8_settings(label, path, split, calibration_images, settings)
-                        for label, path in checkpoints]
+    result["models"] = [
+        evaluate_int8_settings(label, path, split, calibration_images, settings)
+        for label, path in checkpoints
+    ]
     return result
 
 
@@ -244,8 +282,9 @@ def cached_cifar_model(split: tuple, epochs: int) -> Path:
     return path
 
 
-def evaluate_int8_settings(label: str, checkpoint: Path, split: tuple, calibration_images: int,
-                           settings: list[str]) -> dict:
+def evaluate_int8_settings(
+    label: str, checkpoint: Path, split: tuple, calibration_images: int, settings: list[str]
+) -> dict:
     """Top-1 agreement with float32 and accuracy of every int8 setting, on the validation split."""
     print(f"  int8 settings on the {label} CIFAR-10 model ...", flush=True)
     train_paths, _, val_paths, val_labels, class_names = split
@@ -282,11 +321,14 @@ def evaluate_int8_settings(label: str, checkpoint: Path, split: tuple, calibrati
         if "float-depthwise" in settings:  # is the breakage ONNX Runtime's optimizer? Run it without.
             import onnxruntime
 
-            session = onnxruntime.InferenceSession(str(tmp / "cifar.float-depthwise.onnx"),
-                                                   providers=["CPUExecutionProvider"],
-                                                   disabled_optimizers=["WeightBiasQuantization"])
+            session = onnxruntime.InferenceSession(
+                str(tmp / "cifar.float-depthwise.onnx"),
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=["WeightBiasQuantization"],
+            )
             result["float_depthwise_without_weight_bias_quantization"] = dataclasses.asdict(
-                compare_predictions(float_logits, run_session(session, images), labels))
+                compare_predictions(float_logits, run_session(session, images), labels)
+            )
     return result
 
 
@@ -298,11 +340,14 @@ def disagreement_margins(float_logits: np.ndarray, quantized_logits: np.ndarray)
     margin = top_two[:, 1] - top_two[:, 0]
     differ = float_logits.argmax(1) != quantized_logits.argmax(1)
     confident = margin >= 0.1
-    return {"disagreements": int(differ.sum()), "images": len(differ),
-            "median_margin_where_they_differ": float(np.median(margin[differ])) if differ.any() else None,
-            "median_margin_overall": float(np.median(margin)),
-            "share_with_margin_at_least_0.1": float(confident.mean()),
-            "agreement_with_margin_at_least_0.1": float((~differ[confident]).mean())}
+    return {
+        "disagreements": int(differ.sum()),
+        "images": len(differ),
+        "median_margin_where_they_differ": float(np.median(margin[differ])) if differ.any() else None,
+        "median_margin_overall": float(np.median(margin)),
+        "share_with_margin_at_least_0.1": float(confident.mean()),
+        "agreement_with_margin_at_least_0.1": float((~differ[confident]).mean()),
+    }
 
 
 def depthwise_weight_spread(model: MobileNet) -> list[float]:
@@ -340,10 +385,22 @@ def section_wait_policy() -> list[dict]:
             if policy:
                 env["OMP_WAIT_POLICY"] = policy
             load = os.getloadavg()[0]
-            out = subprocess.run([sys.executable, "-c", OMP_PROBE], env=env, capture_output=True, text=True,
-                                 check=True, timeout=600)
-            rows.append({"policy": policy or "unset (libgomp default)", "round": round_,
-                         "median_ms": float(out.stdout.strip().splitlines()[-1]), "load_average_1min": load})
+            out = subprocess.run(
+                [sys.executable, "-c", OMP_PROBE],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=600,
+            )
+            rows.append(
+                {
+                    "policy": policy or "unset (libgomp default)",
+                    "round": round_,
+                    "median_ms": float(out.stdout.strip().splitlines()[-1]),
+                    "load_average_1min": load,
+                }
+            )
     return rows
 
 
@@ -394,11 +451,18 @@ def render_markdown(results: dict, command: str) -> str:
     names = [row["name"] for row in bench["models"]]
     theory = bench["models"][1]["mult_adds"] / bench["models"][0]["mult_adds"]
     lines += [f"## 1. MobileNetV1 1.0-{s['resolution']} and its full-convolution twin", ""]
-    lines += [f"Mult-adds: {names[0]} {bench['models'][0]['mult_adds']:,}, {names[1]} "
-              f"{bench['models'][1]['mult_adds']:,} ({theory:.2f}×).", ""]
-    lines += ["| backend | batch | " + " | ".join(f"{n} ms | {n} img/s" for n in names)
-              + " | vs onnxruntime | measured speedup (theory " + f"{theory:.2f}×) |",
-              "|---|---:|" + "---:|---:|" * len(names) + "---:|---:|"]
+    lines += [
+        f"Mult-adds: {names[0]} {bench['models'][0]['mult_adds']:,}, {names[1]} "
+        f"{bench['models'][1]['mult_adds']:,} ({theory:.2f}×).",
+        "",
+    ]
+    lines += [
+        "| backend | batch | "
+        + " | ".join(f"{n} ms | {n} img/s" for n in names)
+        + " | vs onnxruntime | measured speedup (theory "
+        + f"{theory:.2f}×) |",
+        "|---|---:|" + "---:|---:|" * len(names) + "---:|---:|",
+    ]
     by_key = {(r["model"], r["backend"], r["batch"]): r for r in bench["results"]}
     speedups = {(r["backend"], r["batch"]): r for r in bench["speedups"]}
     for backend in s["backends"]:
@@ -406,8 +470,11 @@ def render_markdown(results: dict, command: str) -> str:
             cells = []
             for name in names:
                 r = by_key[(name, backend, batch)]
-                cells += ([f"failed: {r['error']}", ""] if r["error"] else
-                          [_ms(r["median_ms"]), f"{r['images_per_s']:.1f}"])
+                cells += (
+                    [f"failed: {r['error']}", ""]
+                    if r["error"]
+                    else [_ms(r["median_ms"]), f"{r['images_per_s']:.1f}"]
+                )
             ort = by_key.get((names[0], "onnxruntime", batch))
             mine = by_key[(names[0], backend, batch)]
             ratio = (
@@ -416,8 +483,11 @@ def render_markdown(results: dict, command: str) -> str:
                 else "—"
             )
             sp = speedups[(backend, batch)]
-            speed = ("—" if sp["measured"] is None
-                     else f"{sp['measured']:.2f}× ({100 * sp['fraction_of_theory']:.0f}%)")
+            speed = (
+                "—"
+                if sp["measured"] is None
+                else f"{sp['measured']:.2f}× ({100 * sp['fraction_of_theory']:.0f}%)"
+            )
             lines.append(f"| {backend} | {batch} | " + " | ".join(cells) + f" | {ratio} | {speed} |")
     lines += [
         "",
@@ -425,12 +495,19 @@ def render_markdown(results: dict, command: str) -> str:
         "",
     ]
 
-    lines += ["## 2. Running the float32 model (MobileNetV1 1.0-224, batch 1)", "",
-              f"Side by side, {results['float_variants_repeats']} rounds.", "",
-              "| variant | median ms | min ms | vs onnxruntime | note |", "|---|---:|---:|---:|---|"]
+    lines += [
+        "## 2. Running the float32 model (MobileNetV1 1.0-224, batch 1)",
+        "",
+        f"Side by side, {results['float_variants_repeats']} rounds.",
+        "",
+        "| variant | median ms | min ms | vs onnxruntime | note |",
+        "|---|---:|---:|---:|---|",
+    ]
     for row in results["float_variants"]:
-        lines.append(f"| {row['variant']} | {_ms(row['median_ms'])} | {_ms(row['min_ms'])} | "
-                     f"{row['vs_onnxruntime']:.2f}× | {row['note']} |")
+        lines.append(
+            f"| {row['variant']} | {_ms(row['median_ms'])} | {_ms(row['min_ms'])} | "
+            f"{row['vs_onnxruntime']:.2f}× | {row['note']} |"
+        )
     lines.append("")
 
     q = results["int8"]
@@ -449,12 +526,18 @@ def render_markdown(results: dict, command: str) -> str:
     ]
     for m in models:
         meta = m["metadata"]
-        trained = (f"trained here, {meta.get('epochs')} epochs on {meta.get('train_images'):,} images in "
-                   f"{meta.get('seconds')} s" if meta.get("trained_by") else "given with --checkpoint")
-        lines.append(f"- {m['label']} model: `{m['checkpoint']}` ({trained}); float32 accuracy "
-                     f"{100 * m['torch_float_accuracy']:.2f}%; {m['calibration_images']} calibration images; "
-                     f"depthwise weight spread (largest channel's range over the median channel's, after BN "
-                     f"folding) up to {max(m['depthwise_weight_spread']):,.0f}×.")
+        trained = (
+            f"trained here, {meta.get('epochs')} epochs on {meta.get('train_images'):,} images in "
+            f"{meta.get('seconds')} s"
+            if meta.get("trained_by")
+            else "given with --checkpoint"
+        )
+        lines.append(
+            f"- {m['label']} model: `{m['checkpoint']}` ({trained}); float32 accuracy "
+            f"{100 * m['torch_float_accuracy']:.2f}%; {m['calibration_images']} calibration images; "
+            f"depthwise weight spread (largest channel's range over the median channel's, after BN "
+            f"folding) up to {max(m['depthwise_weight_spread']):,.0f}×."
+        )
     header = "| setting | what it is | ms | vs float32 |"
     rule = "|---|---|---:|---:|"
     for m in models:
@@ -471,8 +554,10 @@ def render_markdown(results: dict, command: str) -> str:
         row = f"| {name} | {text} | {_ms(lat['median_ms'])} | {lat['vs_float32']:.2f}× |"
         for m in models:
             acc = m["accuracy"][name]
-            row += (f" {100 * acc['top1_agreement']:.2f}% | {100 * acc['quantized_accuracy']:.2f}% | "
-                    f"{100 * (acc['quantized_accuracy'] - acc['float_accuracy']):+.2f} |")
+            row += (
+                f" {100 * acc['top1_agreement']:.2f}% | {100 * acc['quantized_accuracy']:.2f}% | "
+                f"{100 * (acc['quantized_accuracy'] - acc['float_accuracy']):+.2f} |"
+            )
         lines.append(row)
     for m in models:
         fixed = m.get("float_depthwise_without_weight_bias_quantization")
@@ -481,7 +566,7 @@ def render_markdown(results: dict, command: str) -> str:
                 "",
                 f"{m['label']} model, float-depthwise with ONNX Runtime's `WeightBiasQuantization` optimizer "
                 'disabled (`InferenceSession(..., disabled_optimizers=["WeightBiasQuantization"])`): '
-                'agreement '
+                "agreement "
                 f"{100 * fixed['top1_agreement']:.2f}%, accuracy {100 * fixed['quantized_accuracy']:.2f}%.",
             ]
         margins = m.get("default_disagreements")
@@ -500,9 +585,14 @@ def render_markdown(results: dict, command: str) -> str:
         lines += ["", q["accuracy_note"]]
     lines.append("")
 
-    lines += ["## 4. OpenMP wait policy (PyTorch channels_last, MobileNetV1 1.0-224, batch 1, 2 threads)", "",
-              "Fresh processes, alternated; the 1-minute load average shows how busy the machine was.", "",
-              "| OMP_WAIT_POLICY | round | median ms | load average |", "|---|---:|---:|---:|"]
+    lines += [
+        "## 4. OpenMP wait policy (PyTorch channels_last, MobileNetV1 1.0-224, batch 1, 2 threads)",
+        "",
+        "Fresh processes, alternated; the 1-minute load average shows how busy the machine was.",
+        "",
+        "| OMP_WAIT_POLICY | round | median ms | load average |",
+        "|---|---:|---:|---:|",
+    ]
     for row in results["wait_policy"]:
         lines.append(
             f"| {row['policy']} | {row['round']} | {row['median_ms']:.2f} | {row['load_average_1min']:.2f} |"
@@ -523,8 +613,9 @@ def summarize_targets(results: dict) -> list[str]:
         return "—" if not (mine and ort) else f"{mine['median_ms'] / ort['median_ms']:.2f}×"
 
     float_backends = [b for b in bench["settings"]["backends"] if b != "onnxruntime-int8"]
-    fastest = min((b for b in float_backends if (name, b, 1) in by_key),
-                  key=lambda b: by_key[(name, b, 1)]["median_ms"])
+    fastest = min(
+        (b for b in float_backends if (name, b, 1) in by_key), key=lambda b: by_key[(name, b, 1)]["median_ms"]
+    )
     variants = {row["variant"]: row for row in results["float_variants"]}
     spinning = variants.get("onnxruntime, spinning threads (ORT default)")
     lines = [
@@ -553,15 +644,23 @@ def summarize_targets(results: dict) -> list[str]:
     main_model = (results["int8"].get("models") or [None])[0]
     if main_model:
         acc = main_model["accuracy"]["default"]
-        lines.append(f"| int8: ≥ 99% top-1 agreement, ≤ 1 point accuracy drop on CIFAR-10 validation | "
-                     f"{100 * acc['top1_agreement']:.2f}% agreement, "
-                     f"{100 * (acc['quantized_accuracy'] - acc['float_accuracy']):+.2f} points "
-                     f"({main_model['label']} model, section 3) |")
+        lines.append(
+            f"| int8: ≥ 99% top-1 agreement, ≤ 1 point accuracy drop on CIFAR-10 validation | "
+            f"{100 * acc['top1_agreement']:.2f}% agreement, "
+            f"{100 * (acc['quantized_accuracy'] - acc['float_accuracy']):+.2f} points "
+            f"({main_model['label']} model, section 3) |"
+        )
     row = speedups.get((fastest, 1))
-    lines.append(f"| {name} over {twin} ≥ 6.8× on the fastest path (theory {row['theoretical']:.2f}×) | "
-                 + ", ".join(f"{b} batch {n}: {speedups[(b, n)]['measured']:.2f}×"
-                             for b in ("onnxruntime", "torch") for n in bench["settings"]["batches"]
-                             if speedups.get((b, n)) and speedups[(b, n)]["measured"]) + " |")
+    lines.append(
+        f"| {name} over {twin} ≥ 6.8× on the fastest path (theory {row['theoretical']:.2f}×) | "
+        + ", ".join(
+            f"{b} batch {n}: {speedups[(b, n)]['measured']:.2f}×"
+            for b in ("onnxruntime", "torch")
+            for n in bench["settings"]["batches"]
+            if speedups.get((b, n)) and speedups[(b, n)]["measured"]
+        )
+        + " |"
+    )
     lines += [
         "",
         "The machine is shared and was busy (load averages above), so figures move from run to run: "
@@ -582,8 +681,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="when training the CIFAR-10 model here")
     parser.add_argument("--calibration-images", type=int, default=512)
     parser.add_argument("--output", type=Path, help="default: docs/benchmarks.md (--quick: runs/benchmarks/)")
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="only rewrite the markdown from a results JSON this script wrote (no measuring)")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only rewrite the markdown from a results JSON this script wrote (no measuring)",
+    )
     args = parser.parse_args()
     if args.render:
         results = json.loads(args.render.read_text())
@@ -619,8 +722,11 @@ def main() -> None:
     results["seconds"] = time.time() - start
     command = ".venv/bin/python benchmarks/cpu_inference.py" + " ".join([""] + sys.argv[1:])
     results["command"] = command
-    json_path = (CACHE / "cpu_inference-quick.json" if args.quick
-                 else REPO / "benchmarks" / "results" / "cpu_inference.json")
+    json_path = (
+        CACHE / "cpu_inference-quick.json"
+        if args.quick
+        else REPO / "benchmarks" / "results" / "cpu_inference.json"
+    )
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     output.parent.mkdir(parents=True, exist_ok=True)

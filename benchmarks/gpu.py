@@ -50,8 +50,13 @@ SECTIONS = ("tests", "copy", "depthwise", "blocks", "models")
 # The issue's shapes: (channels, input size, stride) of the depthwise anchors, batch 128.
 DEPTHWISE_SHAPES = [(32, 112, 1), (64, 112, 2), (128, 56, 1), (256, 28, 1), (512, 14, 1), (1024, 7, 1)]
 # (in, out, input size, stride) of the issue's separable-vs-full anchors (same C in and out).
-ANCHOR_BLOCKS = [(32, 32, 112, 1), (128, 128, 56, 1), (256, 256, 28, 1), (512, 512, 14, 1),
-                 (1024, 1024, 7, 1)]
+ANCHOR_BLOCKS = [
+    (32, 32, 112, 1),
+    (128, 128, 56, 1),
+    (256, 256, 28, 1),
+    (512, 512, 14, 1),
+    (1024, 1024, 7, 1),
+]
 # Targets of the issue (H100, bf16, channels_last).
 DEPTHWISE_BANDWIDTH_SHARE = 0.85  # of the measured copy bandwidth, forward
 BACKWARD_OVER_FORWARD = 2.5
@@ -63,22 +68,35 @@ V2_OVER_COMPILE = 1.5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"JSON to write (default {DEFAULT_OUT})")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
-                        help=f"what to run, of {', '.join(SECTIONS)} (default: all)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: fewer rounds, batch 32 for the models, no torch.compile")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"JSON to write (default {DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        metavar="SECTION",
+        help=f"what to run, of {', '.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: fewer rounds, batch 32 for the models, no torch.compile",
+    )
     args = parser.parse_args(argv)
     if not args.out.parent.is_dir():
-        parser.error(f"--out {args.out}: directory {args.out.parent} does not exist; "
-                     "create it or pick another")
+        parser.error(
+            f"--out {args.out}: directory {args.out.parent} does not exist; create it or pick another"
+        )
     return args
 
 
 # --- timing --------------------------------------------------------------------------------------
+
 
 def _graphed(runner, calls: int):
     """`calls` calls of runner captured in one CUDA graph; returns its replay. Kernel-level figures
@@ -97,8 +115,9 @@ def _graphed(runner, calls: int):
     return graph.replay
 
 
-def time_side_by_side(runners: dict, rounds: int, calls: int, device: torch.device,
-                      graphs: bool = False) -> tuple[dict[str, float], dict[str, str]]:
+def time_side_by_side(
+    runners: dict, rounds: int, calls: int, device: torch.device, graphs: bool = False
+) -> tuple[dict[str, float], dict[str, str]]:
     """Median milliseconds per call of every runner, and how each was timed. One untimed warm-up
     call each (compiles, tunes), then `rounds` rounds in which each runner is timed over `calls`
     calls with CUDA events on a GPU: replaying a CUDA graph of them if `graphs` (falling back to
@@ -142,6 +161,7 @@ def channels_last(*shape: int, dtype: torch.dtype, device: torch.device, require
 
 # --- sections ------------------------------------------------------------------------------------
 
+
 def run_tests() -> dict:
     """The kernel tests (including the slow sweeps), compiled for this GPU, one fixed config per
     kernel (tuning every test shape would take longer than the tests)."""
@@ -149,13 +169,28 @@ def run_tests() -> dict:
     env["MOBILENETS_KERNELS_AUTOTUNE"] = "0"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(REPO / "tests" / "test_kernels.py")], cwd=REPO, env=env, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(REPO / "tests" / "test_kernels.py"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     lines = result.stdout.strip().splitlines()
-    return {"returncode": result.returncode, "summary": lines[-1] if lines else result.stderr.strip()[-500:],
-            "failures": [line for line in lines if line.startswith("FAILED")][:20],
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "returncode": result.returncode,
+        "summary": lines[-1] if lines else result.stderr.strip()[-500:],
+        "failures": [line for line in lines if line.startswith("FAILED")][:20],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def measure_copy(device: torch.device, dtype: torch.dtype, elements: int, rounds: int) -> dict:
@@ -166,8 +201,9 @@ def measure_copy(device: torch.device, dtype: torch.dtype, elements: int, rounds
     return {"bytes": moved, "ms": ms, "tb_per_s": moved / ms / 1e9}
 
 
-def measure_depthwise(shapes, batch: int, dtype: torch.dtype, device: torch.device, rounds: int,
-                      graphs: bool = True) -> list[dict]:
+def measure_depthwise(
+    shapes, batch: int, dtype: torch.dtype, device: torch.device, rounds: int, graphs: bool = True
+) -> list[dict]:
     """cuDNN (F.conv2d, groups=C) against the Triton kernel, 3×3, padding 1, no epilogue."""
     rows = []
     for channels, size, stride in shapes:
@@ -182,16 +218,32 @@ def measure_depthwise(shapes, batch: int, dtype: torch.dtype, device: torch.devi
         # Forward + backward in one runner (a graph captures the backward only with its forward);
         # the backward's time is the difference.
         both, both_methods = time_side_by_side(
-            {name: (lambda f=f: torch.autograd.grad(f(), (x, weight), grad)) for name, f in
-             (("cudnn", cudnn), ("triton", ours))}, rounds, 5, device, graphs)
+            {
+                name: (lambda f=f: torch.autograd.grad(f(), (x, weight), grad))
+                for name, f in (("cudnn", cudnn), ("triton", ours))
+            },
+            rounds,
+            5,
+            device,
+            graphs,
+        )
         moved = (x.numel() + expected.numel()) * x.element_size()
-        row = {"channels": channels, "size": size, "stride": stride, "batch": batch,
-               "max_relative_error": relative_error(actual, expected)}
+        row = {
+            "channels": channels,
+            "size": size,
+            "stride": stride,
+            "batch": batch,
+            "max_relative_error": relative_error(actual, expected),
+        }
         for name in ("cudnn", "triton"):
             backward = both[name] - forward[name]
-            row[name] = {"forward_ms": forward[name], "forward_tb_per_s": moved / forward[name] / 1e9,
-                         "backward_ms": backward, "backward_over_forward": backward / forward[name],
-                         "timing": {"forward": methods[name], "forward_backward": both_methods[name]}}
+            row[name] = {
+                "forward_ms": forward[name],
+                "forward_tb_per_s": moved / forward[name] / 1e9,
+                "backward_ms": backward,
+                "backward_over_forward": backward / forward[name],
+                "timing": {"forward": methods[name], "forward_backward": both_methods[name]},
+            }
         rows.append(row)
     return rows
 
@@ -206,37 +258,63 @@ def mobilenet_v1_blocks(resolution: int = 224) -> list[tuple[int, int, int, int]
     return blocks
 
 
-def measure_blocks(shapes, batch: int, dtype: torch.dtype, device: torch.device, rounds: int,
-                   graphs: bool = True) -> list[dict]:
+def measure_blocks(
+    shapes, batch: int, dtype: torch.dtype, device: torch.device, rounds: int, graphs: bool = True
+) -> list[dict]:
     """Inference of one block (BN folded into biases, ReLU): fused Triton vs cuDNN depthwise +
     pointwise vs the full 3×3 convolution it replaces."""
     rows = []
     for in_channels, out_channels, size, stride in shapes:
+
         def param(*shape):
             return (torch.randn(*shape, device=device) / (shape[1] * shape[-1] ** 2) ** 0.5).to(dtype)
+
         x = channels_last(batch, in_channels, size, size, dtype=dtype, device=device)
-        dw, pw, full = param(in_channels, 1, 3, 3), param(out_channels, in_channels, 1, 1), param(
-            out_channels, in_channels, 3, 3)
+        dw, pw, full = (
+            param(in_channels, 1, 3, 3),
+            param(out_channels, in_channels, 1, 1),
+            param(out_channels, in_channels, 3, 3),
+        )
         dw_bias, pw_bias = (torch.randn(c, device=device).to(dtype) for c in (in_channels, out_channels))
         runners = {
-            "triton_fused": lambda: separable_conv2d(x, dw, None, dw_bias, pw, None, pw_bias, stride,
-                                                     (1, 1, 1, 1), 1, "relu", "relu"),
-            "cudnn_separable": lambda: F.relu(F.conv2d(
-                F.relu(F.conv2d(x, dw, dw_bias, stride, 1, 1, in_channels)), pw, pw_bias), inplace=True),
+            "triton_fused": lambda: separable_conv2d(
+                x, dw, None, dw_bias, pw, None, pw_bias, stride, (1, 1, 1, 1), 1, "relu", "relu"
+            ),
+            "cudnn_separable": lambda: F.relu(
+                F.conv2d(F.relu(F.conv2d(x, dw, dw_bias, stride, 1, 1, in_channels)), pw, pw_bias),
+                inplace=True,
+            ),
             "cudnn_full": lambda: F.relu(F.conv2d(x, full, pw_bias, stride, 1), inplace=True),
         }
         with torch.inference_mode():
             error = relative_error(runners["triton_fused"](), runners["cudnn_separable"]())
             ms, methods = time_side_by_side(runners, rounds, 10, device, graphs)
-        rows.append({"in_channels": in_channels, "out_channels": out_channels, "size": size, "stride": stride,
-                     "batch": batch, "ms": ms, "timing": methods, "max_relative_error": error,
-                     "fused_speedup_over_cudnn_separable": ms["cudnn_separable"] / ms["triton_fused"],
-                     "fused_speedup_over_full": ms["cudnn_full"] / ms["triton_fused"]})
+        rows.append(
+            {
+                "in_channels": in_channels,
+                "out_channels": out_channels,
+                "size": size,
+                "stride": stride,
+                "batch": batch,
+                "ms": ms,
+                "timing": methods,
+                "max_relative_error": error,
+                "fused_speedup_over_cudnn_separable": ms["cudnn_separable"] / ms["triton_fused"],
+                "fused_speedup_over_full": ms["cudnn_full"] / ms["triton_fused"],
+            }
+        )
     return rows
 
 
-def _model_runners(name: str, batch: int, resolution: int, device: torch.device, dtype: torch.dtype,
-                   train: bool, variants: list[str]) -> tuple[dict, dict]:
+def _model_runners(
+    name: str,
+    batch: int,
+    resolution: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    train: bool,
+    variants: list[str],
+) -> tuple[dict, dict]:
     """Runners (one inference batch or one training step each) for every variant of model `name`,
     and the errors of variants that could not be built. Variants: eager, compile, triton."""
     base = create_model(name, resolution=resolution).to(device).to(memory_format=torch.channels_last)
@@ -258,11 +336,14 @@ def _model_runners(name: str, batch: int, resolution: int, device: torch.device,
                         loss = F.cross_entropy(forward(x), labels)
                     loss.backward()
                     optimizer.step()
+
                 runners[variant] = step
             else:
+
                 def infer(forward=forward):
                     with torch.inference_mode(), torch.autocast(device.type, dtype):
                         return forward(x)
+
                 runners[variant] = infer
             runners[variant]()  # builds (compiles, tunes) here, so a failure is recorded, not raised
         except Exception as error:  # noqa: BLE001 - one variant failing must not lose the others
@@ -271,8 +352,9 @@ def _model_runners(name: str, batch: int, resolution: int, device: torch.device,
     return runners, errors
 
 
-def measure_models(batch: int, resolution: int, device: torch.device, dtype: torch.dtype, rounds: int,
-                   compile_models: bool) -> dict:
+def measure_models(
+    batch: int, resolution: int, device: torch.device, dtype: torch.dtype, rounds: int, compile_models: bool
+) -> dict:
     variants = ["eager", "triton"] + (["compile"] if compile_models else [])
     results = {}
     for label, name, train, wanted in [
@@ -285,16 +367,23 @@ def measure_models(batch: int, resolution: int, device: torch.device, dtype: tor
         runners, errors = _model_runners(name, batch, resolution, device, dtype, train, wanted)
         # Whole models are timed as they run: plain calls, launch overhead included.
         ms, _ = time_side_by_side(runners, rounds, 3, device) if runners else ({}, {})
-        entry = {"batch": batch, "resolution": resolution, "ms": ms, "errors": errors,
-                 "images_per_s": {variant: batch / value * 1000 for variant, value in ms.items()}}
+        entry = {
+            "batch": batch,
+            "resolution": resolution,
+            "ms": ms,
+            "errors": errors,
+            "images_per_s": {variant: batch / value * 1000 for variant, value in ms.items()},
+        }
         if not train and {"eager", "triton"} <= runners.keys():
-            entry["triton_vs_eager_logits_max_relative_error"] = relative_error(runners["triton"](),
-                                                                                runners["eager"]())
+            entry["triton_vs_eager_logits_max_relative_error"] = relative_error(
+                runners["triton"](), runners["eager"]()
+            )
         results[label] = entry
     return results
 
 
 # --- targets and report --------------------------------------------------------------------------
+
 
 def check_targets(results: dict) -> list[dict]:
     """Every figure of the issue's list with its target and whether this run met it."""
@@ -302,21 +391,34 @@ def check_targets(results: dict) -> list[dict]:
 
     def check(figure: str, value: float | None, target: str, passed: bool | None):
         checks.append({"figure": figure, "value": value, "target": target, "passed": passed})
+
     copy_tb = results.get("copy", {}).get("tb_per_s")
     for row in results.get("depthwise", []):
         shape = f"depthwise C={row['channels']} H={row['size']} s{row['stride']}"
         ours = row["triton"]
         if copy_tb:
             share = ours["forward_tb_per_s"] / copy_tb
-            check(f"{shape}: forward share of copy bandwidth", share, f"≥ {DEPTHWISE_BANDWIDTH_SHARE}",
-                  share >= DEPTHWISE_BANDWIDTH_SHARE)
-        check(f"{shape}: backward / forward", ours["backward_over_forward"], f"≤ {BACKWARD_OVER_FORWARD}",
-              ours["backward_over_forward"] <= BACKWARD_OVER_FORWARD)
+            check(
+                f"{shape}: forward share of copy bandwidth",
+                share,
+                f"≥ {DEPTHWISE_BANDWIDTH_SHARE}",
+                share >= DEPTHWISE_BANDWIDTH_SHARE,
+            )
+        check(
+            f"{shape}: backward / forward",
+            ours["backward_over_forward"],
+            f"≤ {BACKWARD_OVER_FORWARD}",
+            ours["backward_over_forward"] <= BACKWARD_OVER_FORWARD,
+        )
     for row in results.get("blocks", {}).get("mobilenet_v1", []):
         shape = f"block {row['in_channels']}→{row['out_channels']} H={row['size']} s{row['stride']}"
         speedup = row["fused_speedup_over_cudnn_separable"]
-        check(f"{shape}: fused vs cuDNN dw+pw", speedup, f"≥ {FUSED_OVER_CUDNN_SPEEDUP}×",
-              speedup >= FUSED_OVER_CUDNN_SPEEDUP)
+        check(
+            f"{shape}: fused vs cuDNN dw+pw",
+            speedup,
+            f"≥ {FUSED_OVER_CUDNN_SPEEDUP}×",
+            speedup >= FUSED_OVER_CUDNN_SPEEDUP,
+        )
         over_full = row["fused_speedup_over_full"]
         check(f"{shape}: fused vs full 3×3", over_full, "> 1×", over_full > 1)
     models = results.get("models", {})
@@ -324,18 +426,29 @@ def check_targets(results: dict) -> list[dict]:
     def images(label, variant):
         return models.get(label, {}).get("images_per_s", {}).get(variant)
 
-    for label, target in (("mobilenet_v1_inference", V1_INFERENCE_IMAGES_PER_S),
-                          ("mobilenet_v1_training", V1_TRAINING_IMAGES_PER_S)):
+    for label, target in (
+        ("mobilenet_v1_inference", V1_INFERENCE_IMAGES_PER_S),
+        ("mobilenet_v1_training", V1_TRAINING_IMAGES_PER_S),
+    ):
         ours, twin = images(label, "triton"), images("conv_" + label, "eager")
-        check(f"{label}: Triton backend img/s", ours, f"≥ {target:,}",
-              None if ours is None else ours >= target)
+        check(
+            f"{label}: Triton backend img/s", ours, f"≥ {target:,}", None if ours is None else ours >= target
+        )
         ratio = None if ours is None or twin is None else ours / twin
-        check(f"{label}: Triton backend / full-convolution twin", ratio, f"≥ {OVER_TWIN}×",
-              None if ratio is None else ratio >= OVER_TWIN)
+        check(
+            f"{label}: Triton backend / full-convolution twin",
+            ratio,
+            f"≥ {OVER_TWIN}×",
+            None if ratio is None else ratio >= OVER_TWIN,
+        )
     ours, compiled = images("mobilenet_v2_inference", "triton"), images("mobilenet_v2_inference", "compile")
     ratio = None if ours is None or compiled is None else ours / compiled
-    check("mobilenet_v2_inference: Triton backend / torch.compile", ratio, f"≥ {V2_OVER_COMPILE}×",
-          None if ratio is None else ratio >= V2_OVER_COMPILE)
+    check(
+        "mobilenet_v2_inference: Triton backend / torch.compile",
+        ratio,
+        f"≥ {V2_OVER_COMPILE}×",
+        None if ratio is None else ratio >= V2_OVER_COMPILE,
+    )
     return checks
 
 
@@ -343,10 +456,17 @@ def machine() -> dict:
     import triton  # optional dependency: only this GPU script and mobilenets.kernels need it
 
     properties = torch.cuda.get_device_properties(0)
-    return {"gpu": properties.name, "capability": f"{properties.major}.{properties.minor}",
-            "memory_gib": round(properties.total_memory / 2**30, 1), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "triton": triton.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "gpu": properties.name,
+        "capability": f"{properties.major}.{properties.minor}",
+        "memory_gib": round(properties.total_memory / 2**30, 1),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "triton": triton.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def summary_table(results: dict) -> str:
@@ -362,17 +482,23 @@ def summary_table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not torch.cuda.is_available():
-        print("benchmarks/gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); nothing was measured",
-              file=sys.stderr)
+        print(
+            "benchmarks/gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); nothing was measured",
+            file=sys.stderr,
+        )
         return 2
     device, dtype = torch.device("cuda"), torch.bfloat16
     torch.backends.cudnn.benchmark = True
     rounds = 3 if args.quick else 7
     started = time.perf_counter()
-    results = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "arguments": sys.argv[1:] if argv is None else argv,
-               "machine": machine(), "dtype": "bfloat16", "memory_format": "channels_last",
-               "quick": args.quick}
+    results = {
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "arguments": sys.argv[1:] if argv is None else argv,
+        "machine": machine(),
+        "dtype": "bfloat16",
+        "memory_format": "channels_last",
+        "quick": args.quick,
+    }
 
     def save(section: str, value) -> None:
         results[section] = value
@@ -388,11 +514,20 @@ def main(argv: list[str] | None = None) -> int:
     if "depthwise" in args.sections:
         save("depthwise", measure_depthwise(DEPTHWISE_SHAPES, 128, dtype, device, rounds))
     if "blocks" in args.sections:
-        save("blocks", {"anchors": measure_blocks(ANCHOR_BLOCKS, 128, dtype, device, rounds),
-                        "mobilenet_v1": measure_blocks(mobilenet_v1_blocks(), 128, dtype, device, rounds)})
+        save(
+            "blocks",
+            {
+                "anchors": measure_blocks(ANCHOR_BLOCKS, 128, dtype, device, rounds),
+                "mobilenet_v1": measure_blocks(mobilenet_v1_blocks(), 128, dtype, device, rounds),
+            },
+        )
     if "models" in args.sections:
-        save("models", measure_models(32 if args.quick else 256, 224, device, dtype, rounds,
-                                      compile_models=not args.quick))
+        save(
+            "models",
+            measure_models(
+                32 if args.quick else 256, 224, device, dtype, rounds, compile_models=not args.quick
+            ),
+        )
     print(summary_table(results))
     tests = results.get("tests", {})
     print(f"tests: {tests.get('summary', 'not run')}; wrote {args.out} in {results['seconds']} s")

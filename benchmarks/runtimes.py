@@ -55,15 +55,21 @@ def measure_accuracy(args) -> dict:
     path = bundled_checkpoint("cifar10")
     source = load_source(str(path))
     split, preprocessing = source.split, source.preprocessing
-    bundle = load_data(args.data, preprocessing["size"], split["val_fraction"], split["seed"],
-                       val_files=split.get("val_files"))
+    bundle = load_data(
+        args.data,
+        preprocessing["size"],
+        split["val_fraction"],
+        split["seed"],
+        val_files=split.get("val_files"),
+    )
     bundle.mean, bundle.std = tuple(preprocessing["mean"]), tuple(preprocessing["std"])
     images, labels = as_arrays(make_loader(bundle.val, bundle, 500, train=False))
     if args.val_images:
-        images, labels = images[:args.val_images], labels[:args.val_images]
+        images, labels = images[: args.val_images], labels[: args.val_images]
     order = torch.randperm(len(bundle.train), generator=torch.Generator().manual_seed(0))
-    calibration, _ = as_arrays(make_loader(bundle.train.subset(order[:args.calibration_images]), bundle, 500,
-                                           train=False))
+    calibration, _ = as_arrays(
+        make_loader(bundle.train.subset(order[: args.calibration_images]), bundle, 500, train=False)
+    )
     reference = run_torch(source.model, images, batch_size=500)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,13 +79,19 @@ def measure_accuracy(args) -> dict:
             start = time.perf_counter()
             try:
                 file = Path(tmp) / f"{backend}{runtime.suffix}"
-                export_model(source, runtime, file, precision=precision,
-                             calibration=calibration if precision == "int8" else None)
+                export_model(
+                    source,
+                    runtime,
+                    file,
+                    precision=precision,
+                    calibration=calibration if precision == "int8" else None,
+                )
                 exported = load_exported(file, threads=args.threads)
                 in_effect = getattr(exported.runner, "precision_in_effect", precision)
                 if in_effect != precision:
-                    raise RuntimeError(f"not measured: {runtime.title} runs {precision} as {in_effect} "
-                                       "on this CPU")
+                    raise RuntimeError(
+                        f"not measured: {runtime.title} runs {precision} as {in_effect} on this CPU"
+                    )
                 logits = exported.runner.run(images)
             except Exception as error:  # recorded, not fatal: the other paths still get measured
                 rows[backend] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
@@ -88,23 +100,41 @@ def measure_accuracy(args) -> dict:
             result = compare_predictions(reference, logits, labels)
             change = 100 * (result.quantized_accuracy - result.float_accuracy)
             rows[backend] = {
-                "format": format_name, "precision": precision,
-                "top1_agreement": result.top1_agreement, "float32_top1": result.float_accuracy,
-                "top1": result.quantized_accuracy, "accuracy_change_points": round(change, 4),
+                "format": format_name,
+                "precision": precision,
+                "top1_agreement": result.top1_agreement,
+                "float32_top1": result.float_accuracy,
+                "top1": result.quantized_accuracy,
+                "accuracy_change_points": round(change, 4),
                 "max_abs_logit_diff": float(np.abs(logits - reference).max()),
                 "passes_gate": passes(result.top1_agreement, change),
                 "seconds": round(time.perf_counter() - start, 1),
             }
-            print(f"{backend}: agreement {100 * result.top1_agreement:.2f}%, accuracy "
-                  f"{100 * result.quantized_accuracy:.2f}% ({change:+.2f} points)", flush=True)
-    return {"weights": str(path), "images": len(images), "calibration_images": len(calibration),
-            "float32_top1_pytorch": float((reference.argmax(1) == labels).mean()), "backends": rows}
+            print(
+                f"{backend}: agreement {100 * result.top1_agreement:.2f}%, accuracy "
+                f"{100 * result.quantized_accuracy:.2f}% ({change:+.2f} points)",
+                flush=True,
+            )
+    return {
+        "weights": str(path),
+        "images": len(images),
+        "calibration_images": len(calibration),
+        "float32_top1_pytorch": float((reference.argmax(1) == labels).mean()),
+        "backends": rows,
+    }
 
 
 def measure_latency(args) -> dict:
     source = load_source("mobilenet_v1")  # 1.0-224, random weights
-    report = run_benchmark(source, args.backends, args.batches, threads=args.threads, repeats=args.repeats,
-                           warmup=args.warmup, twin=False)
+    report = run_benchmark(
+        source,
+        args.backends,
+        args.batches,
+        threads=args.threads,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        twin=False,
+    )
     times = {(m.backend, m.batch): m.times_ms for m in report.results}
     errors = {(m.backend, m.batch): m.error for m in report.results if m.error}
     ratios = {}
@@ -121,18 +151,22 @@ def measure_latency(args) -> dict:
     return {"settings": report.settings, "ratios": ratios}
 
 
-def markdown(accuracy: dict | None, latency: dict | None, batches: tuple[int, ...],
-             backends: tuple[str, ...]) -> str:
+def markdown(
+    accuracy: dict | None, latency: dict | None, batches: tuple[int, ...], backends: tuple[str, ...]
+) -> str:
     columns = [f"latency vs ORT f32, batch {b}" for b in batches]
-    lines = ["| path | " + " | ".join(columns) + " | top-1 agreement | accuracy change (points) | gate |",
-             "|---|" + "---:|" * len(columns) + "---:|---:|---|"]
+    lines = [
+        "| path | " + " | ".join(columns) + " | top-1 agreement | accuracy change (points) | gate |",
+        "|---|" + "---:|" * len(columns) + "---:|---:|---|",
+    ]
     for backend in backends:
         precision = BACKENDS[backend][1]
         cells = []
         for batch in batches:
             entry = (latency or {}).get("ratios", {}).get(f"{backend}@{batch}")
-            cells.append("—" if entry is None else f"{entry['ratio']:.2f}×" if "ratio" in entry
-                         else "not measured")
+            cells.append(
+                "—" if entry is None else f"{entry['ratio']:.2f}×" if "ratio" in entry else "not measured"
+            )
         row = (accuracy or {}).get("backends", {}).get(backend)
         if row is None:
             agreement = change = gate = "—"
@@ -140,28 +174,35 @@ def markdown(accuracy: dict | None, latency: dict | None, batches: tuple[int, ..
             agreement, change, gate = "—", "—", row["error"]
         else:
             agreement, change = f"{100 * row['top1_agreement']:.2f}%", f"{row['accuracy_change_points']:+.2f}"
-            gate = ("reference" if precision == "f32" else
-                    "recommended" if row["passes_gate"] else "fails")
+            gate = "reference" if precision == "f32" else "recommended" if row["passes_gate"] else "fails"
         lines.append(f"| {backend} | " + " | ".join(cells) + f" | {agreement} | {change} | {gate} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data",
-                        default=str(Path(__file__).resolve().parents[2] / "shared/data/cifar10/train"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/cifar10/train")
+    )
     parser.add_argument("--calibration-images", type=int, default=512)
     parser.add_argument("--val-images", type=int, default=0, help="use only the first N (default: all)")
     parser.add_argument("--batch-size", default="1,32")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--backends", default=",".join(BACKENDS),
-                        help="comma-separated subset of the runtime backends (default: all)")
+    parser.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="comma-separated subset of the runtime backends (default: all)",
+    )
     parser.add_argument("--skip-accuracy", action="store_true")
-    parser.add_argument("--latency-from", type=Path, metavar="JSON",
-                        help="take the latency of an earlier run's output (measured on a quiet machine) "
-                             "instead of measuring it")
+    parser.add_argument(
+        "--latency-from",
+        type=Path,
+        metavar="JSON",
+        help="take the latency of an earlier run's output (measured on a quiet machine) "
+        "instead of measuring it",
+    )
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--write-gates", action="store_true", help=f"write {GATES_FILE.name} for bench")
     parser.add_argument("--output", default=str(RESULTS / "runtimes.json"))
@@ -182,8 +223,13 @@ def main() -> None:
     else:
         latency = None if args.skip_latency else measure_latency(args)
     machine = machine_description()
-    report = {"started": started, "machine": machine, "gate": {"min_agreement": MIN_AGREEMENT,
-              "max_change_points": MAX_CHANGE_POINTS}, "accuracy": accuracy, "latency": latency}
+    report = {
+        "started": started,
+        "machine": machine,
+        "gate": {"min_agreement": MIN_AGREEMENT, "max_change_points": MAX_CHANGE_POINTS},
+        "accuracy": accuracy,
+        "latency": latency,
+    }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
@@ -191,15 +237,21 @@ def main() -> None:
     output.with_suffix(".md").write_text(table + "\n")
     print(table)
     if args.write_gates and accuracy is not None:
-        save_measurement({"measured_on": {"cpu": machine["cpu"], "cpu_features": machine["cpu_features"],
-                                          "images": accuracy["images"], "weights": "cifar10",
-                                          "weights_file": bundled_checkpoint("cifar10").name,
-                                          "weights_sha256": hashlib.sha256(
-                                              bundled_checkpoint("cifar10").read_bytes()).hexdigest(),
-                                          "date": started,
-                                          "versions": {k: v for k, v in machine.items()
-                                                       if k not in ("cpu", "cpu_features")}},
-                          "backends": accuracy["backends"]})
+        save_measurement(
+            {
+                "measured_on": {
+                    "cpu": machine["cpu"],
+                    "cpu_features": machine["cpu_features"],
+                    "images": accuracy["images"],
+                    "weights": "cifar10",
+                    "weights_file": bundled_checkpoint("cifar10").name,
+                    "weights_sha256": hashlib.sha256(bundled_checkpoint("cifar10").read_bytes()).hexdigest(),
+                    "date": started,
+                    "versions": {k: v for k, v in machine.items() if k not in ("cpu", "cpu_features")},
+                },
+                "backends": accuracy["backends"],
+            }
+        )
         print(f"wrote {GATES_FILE}")
 
 

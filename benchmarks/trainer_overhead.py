@@ -97,10 +97,14 @@ def main() -> None:
         )
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     isa = [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f" {f}" in flags]
-    print(f"machine: {cpu} ({platform.machine()}), {os.cpu_count()} cores, ISA {' '.join(isa) or 'n/a'}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"model: {args.model} width {args.width}, stem stride 1, 32×32 digits (1,617 training images), "
-          f"batch {args.batch_size}, SGD; median of {args.rounds} interleaved epochs\n")
+    print(
+        f"machine: {cpu} ({platform.machine()}), {os.cpu_count()} cores, ISA {' '.join(isa) or 'n/a'}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"model: {args.model} width {args.width}, stem stride 1, 32×32 digits (1,617 training images), "
+        f"batch {args.batch_size}, SGD; median of {args.rounds} interleaved epochs\n"
+    )
     base = statistics.median(results["NCHW fp32"]["bare"])
     print(
         f"{'variant':<30} {'bare loop img/s':>16} {'trainer img/s':>14} {'trainer/bare':>13} "

@@ -149,8 +149,14 @@ class Session:
     def gpu_benchmark(self, name: str, sections: list[str]) -> tuple[list[str], dict]:
         """benchmarks/gpu.py on `sections`, writing NAME.json and NAME.log among the runs: the
         command and the subprocess options."""
-        command = [sys.executable, "benchmarks/gpu.py", "--sections", *sections,
-                   "--out", str(self.runs / f"{name}.json")]
+        command = [
+            sys.executable,
+            "benchmarks/gpu.py",
+            "--sections",
+            *sections,
+            "--out",
+            str(self.runs / f"{name}.json"),
+        ]
         log = open(self.runs / f"{name}.log", "w")
         return command, {"cwd": ROOT, "env": self.env, "stdout": log, "stderr": subprocess.STDOUT}
 

@@ -92,8 +92,12 @@ def digits(tmp_path_factory):
             optimizer.step()
     model.eval()
     root = tmp_path_factory.mktemp("digits")
-    checkpoint = save_checkpoint(root / "digits.safetensors", model, class_names=[str(d) for d in range(10)],
-                                 preprocessing={"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3})
+    checkpoint = save_checkpoint(
+        root / "digits.safetensors",
+        model,
+        class_names=[str(d) for d in range(10)],
+        preprocessing={"size": 32, "mean": [0.5] * 3, "std": [0.5] * 3},
+    )
     folder = root / "images"
     for i in held_out:  # the same upscaling, through Pillow, as a user's folder would be read
         (folder / str(data.target[i])).mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,11 @@ class V2Block(nn.Module):
         hidden = int(round(inp * expand_ratio))
         self.use_res_connect = stride == 1 and inp == oup
         layers = [conv_norm_act(inp, hidden, 1)] if expand_ratio != 1 else []
-        layers += [conv_norm_act(hidden, hidden, stride=stride, groups=hidden),
-                   nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
+        layers += [
+            conv_norm_act(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -81,8 +84,15 @@ class V2Block(nn.Module):
 class TorchvisionV2(nn.Module):
     def __init__(self, num_classes=1000, width_mult=1.0):
         super().__init__()
-        setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
-                   [6, 320, 1, 1]]
+        setting = [
+            [1, 16, 1, 1],
+            [6, 24, 2, 2],
+            [6, 32, 3, 2],
+            [6, 64, 4, 2],
+            [6, 96, 3, 1],
+            [6, 160, 3, 2],
+            [6, 320, 1, 1],
+        ]
         channels = make_divisible(32 * width_mult)
         last = make_divisible(1280 * max(1.0, width_mult))
         features = [conv_norm_act(3, channels, stride=2)]
@@ -117,9 +127,12 @@ def native_stderr(module: str, runner: str, path, verbose: bool) -> str:
     import sys
 
     env = {**os.environ, "MOBILENETS_VERBOSE": "1" if verbose else "0"}
-    code = (f"from mobilenets.deploy.{module} import {runner}; import numpy as np; "
-            f"r = {runner}({str(path)!r}); r.run(np.zeros((1, 3, 32, 32), np.float32))")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                            timeout=300)
+    code = (
+        f"from mobilenets.deploy.{module} import {runner}; import numpy as np; "
+        f"r = {runner}({str(path)!r}); r.run(np.zeros((1, 3, 32, 32), np.float32))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     return result.stderr

@@ -40,18 +40,28 @@ def test_tiny_bench_json_is_well_formed():
         "2",
         "--warmup-calls",
         "1",
-        "--format", "json",
+        "--format",
+        "json",
     )
     assert torch.get_num_threads() == previous  # restored
     data = json.loads(out)
-    assert set(data) == {"machine", "settings", "models", "results", "speedups", "accuracy_gates",
-                         "accuracy_gates_measured_on"}
+    assert set(data) == {
+        "machine",
+        "settings",
+        "models",
+        "results",
+        "speedups",
+        "accuracy_gates",
+        "accuracy_gates_measured_on",
+    }
     assert data["accuracy_gates"] == {"onnxruntime": {"status": "reference"}}  # float32: not gated
     assert data["machine"]["cores"] >= 1 and "cpu" in data["machine"] and "onnxruntime" in data["machine"]
     assert data["settings"]["threads"] == 1 and data["settings"]["batches"] == [1, 2]
     assert [m["name"] for m in data["models"]] == ["mobilenet_v1", "conv_mobilenet_v1"]
-    assert data["models"][0]["mult_adds"] == cost("mobilenet_v1", width_mult=0.25, resolution=32,
-                                                  num_classes=5).mult_adds
+    assert (
+        data["models"][0]["mult_adds"]
+        == cost("mobilenet_v1", width_mult=0.25, resolution=32, num_classes=5).mult_adds
+    )
     assert len(data["results"]) == 2 * 3 * 2  # models × backends × batches
     for row in data["results"]:
         assert row["error"] is None, row
@@ -137,9 +147,16 @@ def test_bench_errors_name_what_was_wrong(argv, error, message):
 # Accuracy gates: one measurement per CPU feature set
 # --------------------------------------------------------------------------------------------
 def gate_measurement(cpu: str, features: list[str], agreement: float) -> dict:
-    return {"measured_on": {"cpu": cpu, "cpu_features": features, "images": 10, "date": "today",
-                            "weights_file": "w.safetensors"},
-            "backends": {"onnxruntime-int8": {"top1_agreement": agreement, "accuracy_change_points": 0.0}}}
+    return {
+        "measured_on": {
+            "cpu": cpu,
+            "cpu_features": features,
+            "images": 10,
+            "date": "today",
+            "weights_file": "w.safetensors",
+        },
+        "backends": {"onnxruntime-int8": {"top1_agreement": agreement, "accuracy_change_points": 0.0}},
+    }
 
 
 def test_gates_are_judged_by_the_measurement_of_a_cpu_with_the_same_features(tmp_path):

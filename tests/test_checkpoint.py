@@ -12,9 +12,14 @@ from mobilenets.checkpoint import load_checkpoint, load_model, read_header, save
 def test_round_trip_restores_weights_config_and_metadata(tmp_path):
     torch.manual_seed(0)
     model = create_model("mobilenet_v3_small", width_mult=0.75, num_classes=4).eval()
-    path = save_checkpoint(tmp_path / "ckpt.safetensors", model, class_names=list("abcd"),
-                           preprocessing={"size": 64, "mean": [0.5] * 3, "std": [0.25] * 3},
-                           metadata={"epoch": 3}, tensors={"optimizer.0.momentum": torch.ones(5)})
+    path = save_checkpoint(
+        tmp_path / "ckpt.safetensors",
+        model,
+        class_names=list("abcd"),
+        preprocessing={"size": 64, "mean": [0.5] * 3, "std": [0.25] * 3},
+        metadata={"epoch": 3},
+        tensors={"optimizer.0.momentum": torch.ones(5)},
+    )
     checkpoint = load_checkpoint(path)
     assert checkpoint.class_names == list("abcd")
     assert checkpoint.preprocessing["size"] == 64
@@ -58,6 +63,7 @@ def test_bad_files_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a safetensors file"):
         load_checkpoint(junk)
     from safetensors.torch import save_file
+
     plain = tmp_path / "plain.safetensors"
     save_file({"w": torch.zeros(1)}, str(plain))
     with pytest.raises(ValueError, match="not a mobilenets checkpoint"):

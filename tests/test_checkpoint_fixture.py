@@ -19,8 +19,22 @@ from mobilenets.pretrained import imagenet_class_names
 # --image-size 32 --no-progress --workers 0` at commit f754fd0; outputs recorded then.
 FIXTURE = Path(__file__).parent / "fixtures" / "mobilenet_v1_w0.125_digits32_epoch1.safetensors"
 OUTPUTS = json.loads(FIXTURE.with_suffix(".outputs.json").read_text())
-TRAIN_ARGS = ["train", "--data", "digits", "--batch-size", "512", "--lr", "0.05", "--width", "0.125",
-              "--image-size", "32", "--no-progress", "--workers", "0"]
+TRAIN_ARGS = [
+    "train",
+    "--data",
+    "digits",
+    "--batch-size",
+    "512",
+    "--lr",
+    "0.05",
+    "--width",
+    "0.125",
+    "--image-size",
+    "32",
+    "--no-progress",
+    "--workers",
+    "0",
+]
 
 
 def fixture_input() -> torch.Tensor:
@@ -74,13 +88,22 @@ def test_a_converted_checkpoint_in_the_old_format_loads(tmp_path):
     torch.manual_seed(0)
     model = MobileNet(model_config("mobilenet_v3_small", width_mult=0.5, minimalistic=True)).eval()
     recipe = {"size": 224, "resize": 256, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear"}
-    path = save_checkpoint(tmp_path / "new.safetensors", model, class_names=imagenet_class_names(),
-                           preprocessing=recipe, metadata={"converted_from": {"library": "keras"}})
+    path = save_checkpoint(
+        tmp_path / "new.safetensors",
+        model,
+        class_names=imagenet_class_names(),
+        preprocessing=recipe,
+        metadata={"converted_from": {"library": "keras"}},
+    )
     header = read_header(path)
     assert header["config"]["minimalistic"] is True
     del header["config"]["minimalistic"]
-    header["config"]["extra"] = {"source": {"library": "keras"}, "preprocessing": recipe,
-                                 "class_names": "imagenet-1k", "minimalistic": True}
+    header["config"]["extra"] = {
+        "source": {"library": "keras"},
+        "preprocessing": recipe,
+        "class_names": "imagenet-1k",
+        "minimalistic": True,
+    }
     old = tmp_path / "old.safetensors"
     save_file(load_file(str(path)), str(old), metadata={"mobilenets": json.dumps(header)})
 

@@ -258,8 +258,13 @@ def test_every_stated_default_is_the_default():
     for name, command in subcommands().items():
         fields = {}  # the options add_dataclass_options made, by their group
         for group in command._action_groups:
-            owner = ModelOptions if group.title == "model options" else \
-                TrainConfig if group.title.startswith("training options") else None
+            owner = (
+                ModelOptions
+                if group.title == "model options"
+                else TrainConfig
+                if group.title.startswith("training options")
+                else None
+            )
             if owner is not None:
                 defaults = flags(owner)
                 fields.update({o: defaults.get(o) for a in group._group_actions for o in a.option_strings})
@@ -275,4 +280,8 @@ def test_every_stated_default_is_the_default():
             default = action.default if action.default is not None else fields.get(flag)
             if default is not None:
                 assert stated[0].split(",")[0].split(" ")[0] == str(default).split(",")[0], (
-                    name, flag, stated[0], default)
+                    name,
+                    flag,
+                    stated[0],
+                    default,
+                )

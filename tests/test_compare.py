@@ -53,8 +53,15 @@ def printed_ratios(text: str) -> tuple[float, float]:
 
 
 def recipe(out) -> TrainConfig:
-    return TrainConfig(data="digits", epochs=1, batch_size=32, lr=0.1, out=str(out), progress=False,
-                       model_options={"width_mult": 0.25})
+    return TrainConfig(
+        data="digits",
+        epochs=1,
+        batch_size=32,
+        lr=0.1,
+        out=str(out),
+        progress=False,
+        model_options={"width_mult": 0.25},
+    )
 
 
 @pytest.mark.slow

@@ -34,8 +34,10 @@ def test_params_with_batchnorm():
 
 
 def test_table_2_breakdown_by_type():
-    shares = {e["type"]: (round(e["mult_adds_percent"], 2), round(e["weights_percent"], 2))
-              for e in cost("mobilenet_v1").by_type()}
+    shares = {
+        e["type"]: (round(e["mult_adds_percent"], 2), round(e["weights_percent"], 2))
+        for e in cost("mobilenet_v1").by_type()
+    }
     assert shares == {
         "Conv 1×1": (94.86, 74.59),
         "Conv DW 3×3": (3.06, 1.06),
@@ -98,8 +100,11 @@ def test_analytic_costs_equal_hooks_on_the_real_model(name, options):
     assert [r.name for r in report.rows] == list(measured)  # same layers in the same order
     for row in report.rows:
         got = measured[row.name]
-        assert (row.mult_adds, row.params, row.output_shape) == \
-               (got["mult_adds"], got["params"], got["output_shape"]), row.name
+        assert (row.mult_adds, row.params, row.output_shape) == (
+            got["mult_adds"],
+            got["params"],
+            got["output_shape"],
+        ), row.name
     assert report.params_with_norm == sum(p.numel() for p in model.parameters())
 
 

@@ -24,7 +24,7 @@ finally:
 """
 ENTRIES = {
     "python -m mobilenets": "import runpy; sys.argv = ['mobilenets', 'list']; "
-                            "runpy.run_module('mobilenets', run_name='__main__', alter_sys=True)",
+    "runpy.run_module('mobilenets', run_name='__main__', alter_sys=True)",
     "console script": "from mobilenets.cli import main; sys.exit(main(['list']))",
 }
 
@@ -38,8 +38,10 @@ def run(code: str, policy: str | None) -> subprocess.CompletedProcess:
 
 # Each entry point once (a subprocess that imports torch takes seconds): one sets the policy, the
 # other keeps the user's.
-@pytest.mark.parametrize("entry, user_policy, expected", [("python -m mobilenets", None, "PASSIVE"),
-                                                          ("console script", "ACTIVE", "ACTIVE")])
+@pytest.mark.parametrize(
+    "entry, user_policy, expected",
+    [("python -m mobilenets", None, "PASSIVE"), ("console script", "ACTIVE", "ACTIVE")],
+)
 def test_the_command_line_sets_the_wait_policy_before_torch_loads(entry, user_policy, expected):
     result = run(WATCH.format(entry=ENTRIES[entry]), user_policy)
     assert result.returncode == 0, result.stderr
@@ -62,7 +64,8 @@ def test_every_public_name_has_a_docstring_and_the_package_is_typed():
 
     import mobilenets
 
-    undocumented = [name for name in mobilenets.__all__
-                    if not (getattr(mobilenets, name).__doc__ or "").strip()]
+    undocumented = [
+        name for name in mobilenets.__all__ if not (getattr(mobilenets, name).__doc__ or "").strip()
+    ]
     assert undocumented == []
     assert (Path(mobilenets.__file__).parent / "py.typed").is_file()

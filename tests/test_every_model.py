@@ -26,8 +26,12 @@ COMMON = [
     {"width_mult": 0.25, "resolution": 64, "features_only": True},
     {"width_mult": 0.25, "resolution": 32, "stem_stride": 1, "num_classes": 10},
 ]
-FAMILY = {"mobilenet_v1": {"depth_multiplier": 2}, "shallow_mobilenet_v1": {"depth_multiplier": 2},
-          "mobilenet_v3_large": {"minimalistic": True}, "mobilenet_v3_small": {"minimalistic": True}}
+FAMILY = {
+    "mobilenet_v1": {"depth_multiplier": 2},
+    "shallow_mobilenet_v1": {"depth_multiplier": 2},
+    "mobilenet_v3_large": {"minimalistic": True},
+    "mobilenet_v3_small": {"minimalistic": True},
+}
 
 
 def cases() -> list:
@@ -152,8 +156,11 @@ def test_analytic_cost_equals_the_hooks_on_the_model(name, options):
     assert [row.name for row in report.rows] == list(measured)
     for row in report.rows:
         got = measured[row.name]
-        assert (row.mult_adds, row.params, row.output_shape) == \
-               (got["mult_adds"], got["params"], got["output_shape"]), row.name
+        assert (row.mult_adds, row.params, row.output_shape) == (
+            got["mult_adds"],
+            got["params"],
+            got["output_shape"],
+        ), row.name
     assert report.params_with_norm == sum(p.numel() for p in model.parameters())
 
 

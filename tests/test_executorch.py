@@ -60,11 +60,14 @@ def test_float32_matches_pytorch(v1_file):
     assert relative_difference(logits, run_torch(model, batch)) <= RELATIVE_TOLERANCE
 
 
-@pytest.mark.parametrize("name, width, resolution", [
-    ("mobilenet_v2", 0.35, 64),
-    # V3's hard-sigmoid, as F.hardsigmoid, left scalar-constant copies outside the delegate.
-    ("mobilenet_v3_small", 0.75, 64),
-])
+@pytest.mark.parametrize(
+    "name, width, resolution",
+    [
+        ("mobilenet_v2", 0.35, 64),
+        # V3's hard-sigmoid, as F.hardsigmoid, left scalar-constant copies outside the delegate.
+        ("mobilenet_v3_small", 0.75, 64),
+    ],
+)
 def test_v2_and_v3_float32_match_pytorch_in_one_segment(tmp_path, name, width, resolution):
     model = randomized(create_model(name, width_mult=width, resolution=resolution, num_classes=10))
     path = export_executorch(model, tmp_path / f"{name}.pte")  # traced at batch 1, yet dynamic
@@ -146,7 +149,7 @@ def test_int8_needs_calibration_images(tmp_path):
 def test_a_corrupt_file_is_one_clear_error(v1_file, tmp_path, damage):
     data = v1_file[1].read_bytes()
     bad = tmp_path / "bad.pte"
-    damaged = {"truncated": data[:len(data) // 3], "garbage": b"not a program" * 100, "empty": b""}
+    damaged = {"truncated": data[: len(data) // 3], "garbage": b"not a program" * 100, "empty": b""}
     bad.write_bytes(damaged[damage])
     with pytest.raises(ValueError, match=r"bad\.pte is not a valid ExecuTorch program .*--format executorch"):
         ExecutorchRunner(bad)
@@ -164,7 +167,6 @@ def test_a_missing_package_names_the_install(monkeypatch, tmp_path):
         export_executorch(model, tmp_path / "x.pte")
     with pytest.raises(ValueError, match=r"pip install 'mobilenets\[executorch\]'"):
         ExecutorchRunner(tmp_path / "x.pte")
-
 
 
 @pytest.mark.parametrize("verbose", [False, True])

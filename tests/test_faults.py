@@ -353,9 +353,7 @@ def test_bad_photo_names_the_file_and_the_flag(tmp_path, capsys, damage, split):
         assert "epoch 1/" not in err and not (out / "last.safetensors").exists()
     # with the flag the file is skipped (it is really decoded, not just verify()-ed) and the run finishes
     assert (
-        main(
-            ["train", "--data", str(tmp_path / "data"), "-o", str(out), *PHOTO_TRAIN, "--skip-bad-images"]
-        )
+        main(["train", "--data", str(tmp_path / "data"), "-o", str(out), *PHOTO_TRAIN, "--skip-bad-images"])
         == 0
     )
     assert "skipped 1 unreadable images" in capsys.readouterr().out
@@ -401,7 +399,8 @@ def test_eval_predict_and_calibration_with_bad_images(tmp_path, run, capsys):
                 "--split",
                 "all",
                 "--skip-bad-images",
-                "--format", "json",
+                "--format",
+                "json",
             ]
         )
         == 0
@@ -485,12 +484,14 @@ def test_convert_refuses_to_overwrite(torchvision_file, tmp_path, capsys):
     one_error_line(capsys, str(trained), "exists", "--force")
     assert trained.read_bytes() == b"a trained checkpoint"
     for out in (torchvision_file, tmp_path / "." / "tv.pth"):  # OUT = SRC: never, even with --force
-        assert main(["convert", "--from", "torchvision", str(torchvision_file), "-o", str(out),
-                     "--force"]) == 2
+        assert (
+            main(["convert", "--from", "torchvision", str(torchvision_file), "-o", str(out), "--force"]) == 2
+        )
         one_error_line(capsys, "source file itself")
     assert torchvision_file.read_bytes() == source_bytes
-    assert main(["convert", "--from", "torchvision", str(torchvision_file), "-o", str(trained),
-                 "--force"]) == 0
+    assert (
+        main(["convert", "--from", "torchvision", str(torchvision_file), "-o", str(trained), "--force"]) == 0
+    )
     assert load_checkpoint(trained).model.config.num_classes == 10
 
 
@@ -572,13 +573,17 @@ def test_eval_on_a_changed_folder_keeps_the_recorded_validation_files(tmp_path, 
         tmp_path / "data" / "a" / "new.png", 32, seed=100
     )  # one more image changes the recomputed split
     with pytest.warns(UserWarning, match=r"changed since training .* would have put \d+ training images"):
-        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"),
-                     "--format=json"]) == 0
+        assert (
+            main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--format=json"])
+            == 0
+        )
     assert json.loads(capsys.readouterr().out)["images"] == 4
     (tmp_path / "data" / recorded[0]).unlink()
     with pytest.warns(UserWarning, match="1 of the 4 validation images gone"):
-        assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"),
-                     "--format=json"]) == 0
+        assert (
+            main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "data"), "--format=json"])
+            == 0
+        )
     assert json.loads(capsys.readouterr().out)["images"] == 3
 
 
@@ -596,8 +601,9 @@ def test_eval_on_another_folder_scores_every_image_and_says_so(tmp_path, capsys)
     for i, name in enumerate(recorded[:1] + [f"{c}/new{j}.png" for c in "ab" for j in range(15)]):
         write_image(tmp_path / "new" / name, 32, seed=200 + i)  # one recorded name among 31 images
     capsys.readouterr()
-    assert main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "new"),
-                 "--format=json"]) == 0
+    assert (
+        main(["eval", str(out / "last.safetensors"), "--data", str(tmp_path / "new"), "--format=json"]) == 0
+    )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["images"] == 31 and "no recorded split for this folder" in metrics["scope"]
     assert "holds 1 of the 4 validation files" in metrics["scope"]
@@ -784,8 +790,9 @@ def test_keras_weights_only_file_records_the_size_in_its_published_name(request,
         for name in source["model_weights"]:
             source.copy(source["model_weights"][name], target, name)
         target.attrs["layer_names"] = source["model_weights"].attrs["layer_names"]
-    assert main(["convert", "--from", "keras", str(weights_only), "-o",
-                 str(tmp_path / "v1.safetensors")]) == 0
+    assert (
+        main(["convert", "--from", "keras", str(weights_only), "-o", str(tmp_path / "v1.safetensors")]) == 0
+    )
     checkpoint = load_checkpoint(tmp_path / "v1.safetensors")
     assert checkpoint.preprocessing["size"] == 128 and checkpoint.model.config.resolution == 128
 
@@ -951,8 +958,27 @@ def test_a_collapsed_model_is_flagged_in_eval_and_after_training(tmp_path, capsy
     assert collapse_warning({**healthy, "top_prediction_share": 1.0}, ["only"]) is None
     # A learning rate of 8 drives every image to one answer without overflowing (seed 0, digits).
     out = tmp_path / "run"
-    assert main(["train", "--data", "digits", "--output", str(out), "--epochs", "1", "--batch-size", "64",
-                 "--width", "0.25", "--lr", "8", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "digits",
+                "--output",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "64",
+                "--width",
+                "0.25",
+                "--lr",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "collapsed to one class" in capsys.readouterr().out
     assert main(["eval", str(out / "last.safetensors"), "--data", "digits"]) == 0
     assert "collapsed to one class" in capsys.readouterr().out
@@ -995,8 +1021,9 @@ def test_weights_holding_nan_are_refused_at_load_with_the_tensor_name(tmp_path, 
     from mobilenets import create_model
     from mobilenets.checkpoint import METADATA_KEY, read_metadata, save_checkpoint
 
-    good = save_checkpoint(tmp_path / "good.safetensors", create_model("mobilenet_v1", width_mult=0.25,
-                                                                         num_classes=3))
+    good = save_checkpoint(
+        tmp_path / "good.safetensors", create_model("mobilenet_v1", width_mult=0.25, num_classes=3)
+    )
     tensors = load_file(str(good))
     tensors["model.features.3.pw.conv.weight"][0, 0] = float("nan")
     bad = tmp_path / "bad.safetensors"
@@ -1013,8 +1040,12 @@ def test_ctrl_c_while_the_command_is_still_importing_is_one_line():
     import sys
     import time
 
-    process = subprocess.Popen([sys.executable, "-m", "mobilenets", "list"], stderr=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mobilenets", "list"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     time.sleep(1.0)  # after Python has started, while torch (seconds) is still importing
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
@@ -1042,9 +1073,16 @@ def test_export_never_overwrites_without_force(tmp_path, capsys):
 
     # OpenVINO writes X.xml and X.bin: an unrelated X.bin is a target too
     assert [p.name for p in _export_targets(RUNTIMES["openvino"], tmp_path / "X.xml", "f32")] == [
-        "X.xml", "X.bin", "X.xml.json"]
+        "X.xml",
+        "X.bin",
+        "X.xml.json",
+    ]
     assert [p.name for p in _export_targets(RUNTIMES["onnx"], tmp_path / "m.onnx", "int8")] == [
-        "m.onnx", "m.onnx.json", "m.int8.onnx", "m.int8.onnx.json"]
+        "m.onnx",
+        "m.onnx.json",
+        "m.int8.onnx",
+        "m.int8.onnx.json",
+    ]
     out = tmp_path / "m.onnx"
     argv = ["export", "mobilenet_v1", "--width", "0.25", "--resolution", "32", "-o", str(out)]
     (tmp_path / "m.onnx.json").write_text("my notes")  # someone else's file with the sidecar's name

@@ -30,8 +30,9 @@ def test_without_cuda_it_says_so_in_one_line_and_exits_2(gpu, tmp_path, capsys):
     out = tmp_path / "gpu.json"
     assert gpu.main(["--out", str(out)]) == 2
     captured = capsys.readouterr()
-    assert captured.err == ("benchmarks/gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); "
-                            "nothing was measured\n")
+    assert captured.err == (
+        "benchmarks/gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); nothing was measured\n"
+    )
     assert captured.out == "" and not out.exists()
 
 
@@ -67,21 +68,41 @@ def test_sections_measure_and_agree_on_cpu(gpu):
     assert row["triton"]["timing"] == {"forward": "calls", "forward_backward": "calls"}
     assert isinstance(row["triton"]["backward_over_forward"], float)
     [block] = gpu.measure_blocks([(5, 7, 6, 2)], 2, torch.float32, cpu, rounds=1)
-    assert block["max_relative_error"] < 1e-5 and set(block["ms"]) == {"triton_fused", "cudnn_separable",
-                                                                         "cudnn_full"}
+    assert block["max_relative_error"] < 1e-5 and set(block["ms"]) == {
+        "triton_fused",
+        "cudnn_separable",
+        "cudnn_full",
+    }
 
 
 def test_targets_pass_and_fail_as_the_issue_states(gpu):
     results = {
         "copy": {"tb_per_s": 3.0},
-        "depthwise": [{"channels": 32, "size": 112, "stride": 1,
-                       "triton": {"forward_tb_per_s": 2.6, "backward_over_forward": 2.6}}],
-        "blocks": {"mobilenet_v1": [{"in_channels": 32, "out_channels": 64, "size": 112, "stride": 1,
-                                     "fused_speedup_over_cudnn_separable": 1.6,
-                                     "fused_speedup_over_full": 0.9}]},
-        "models": {"mobilenet_v1_inference": {"images_per_s": {"triton": 120_000.0}},
-                   "conv_mobilenet_v1_inference": {"images_per_s": {"eager": 30_000.0}},
-                   "mobilenet_v2_inference": {"images_per_s": {"triton": 60_000.0}}},
+        "depthwise": [
+            {
+                "channels": 32,
+                "size": 112,
+                "stride": 1,
+                "triton": {"forward_tb_per_s": 2.6, "backward_over_forward": 2.6},
+            }
+        ],
+        "blocks": {
+            "mobilenet_v1": [
+                {
+                    "in_channels": 32,
+                    "out_channels": 64,
+                    "size": 112,
+                    "stride": 1,
+                    "fused_speedup_over_cudnn_separable": 1.6,
+                    "fused_speedup_over_full": 0.9,
+                }
+            ]
+        },
+        "models": {
+            "mobilenet_v1_inference": {"images_per_s": {"triton": 120_000.0}},
+            "conv_mobilenet_v1_inference": {"images_per_s": {"eager": 30_000.0}},
+            "mobilenet_v2_inference": {"images_per_s": {"triton": 60_000.0}},
+        },
     }
     passed = {row["figure"]: row["passed"] for row in gpu.check_targets(results)}
     assert passed == {

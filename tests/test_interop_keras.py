@@ -33,8 +33,12 @@ def randomize(model, seed: int = 0):
             continue
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = weights
-            weights = [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
-                       rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)]
+            weights = [
+                rng.uniform(0.5, 1.5, gamma.shape),
+                rng.normal(0, 0.2, beta.shape),
+                rng.normal(0, 0.2, mean.shape),
+                rng.uniform(0.5, 2.0, var.shape),
+            ]
         else:  # keep Keras's kernel initialization (it keeps activations in range), randomize biases
             weights = [w if w.ndim > 1 else rng.normal(0, 0.1, w.shape) for w in weights]
         layer.set_weights([np.asarray(w, np.float32) for w in weights])
@@ -80,8 +84,11 @@ def parity(keras_model, model: MobileNet, size: int, raw: bool = False) -> float
 @pytest.mark.parametrize("alpha", [0.25, 0.5, 0.75, 1.0])
 @pytest.mark.parametrize("size", [128, 224, 113])
 def test_mobilenet_v1_logits_match_keras(tmp_path, alpha, size):
-    reference = randomize(keras.applications.MobileNet(weights=None, alpha=alpha, input_shape=(size, size, 3),
-                                                       classifier_activation=None))
+    reference = randomize(
+        keras.applications.MobileNet(
+            weights=None, alpha=alpha, input_shape=(size, size, 3), classifier_activation=None
+        )
+    )
     reference.save(tmp_path / "v1.keras")
     model = from_keras(tmp_path / "v1.keras")
     assert (model.config.name, model.config.width_mult, model.config.resolution) == (
@@ -95,8 +102,11 @@ def test_mobilenet_v1_logits_match_keras(tmp_path, alpha, size):
 
 
 def test_mobilenet_v1_depth_multiplier_2(tmp_path):
-    reference = randomize(keras.applications.MobileNet(weights=None, alpha=0.5, depth_multiplier=2,
-                                                       input_shape=(128, 128, 3), classifier_activation=None))
+    reference = randomize(
+        keras.applications.MobileNet(
+            weights=None, alpha=0.5, depth_multiplier=2, input_shape=(128, 128, 3), classifier_activation=None
+        )
+    )
     reference.save(tmp_path / "v1.h5")
     model = from_keras(tmp_path / "v1.h5")
     assert model.config.blocks[1].depth_multiplier == 2
@@ -104,8 +114,9 @@ def test_mobilenet_v1_depth_multiplier_2(tmp_path):
 
 
 def test_mobilenet_v1_without_top_matches_keras_feature_maps_at_any_size():
-    reference = randomize(keras.applications.MobileNet(weights=None, alpha=0.5, include_top=False,
-                                                       input_shape=(None, None, 3)))
+    reference = randomize(
+        keras.applications.MobileNet(weights=None, alpha=0.5, include_top=False, input_shape=(None, None, 3))
+    )
     model = from_keras(reference)
     assert model.config.head is None
     # One Keras output per stride 2..32: the last layer of each stride, as our feature_info says.
@@ -130,8 +141,11 @@ def test_mobilenet_v1_without_top_matches_keras_feature_maps_at_any_size():
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("alpha", [0.35, 1.0, 1.4])
 def test_mobilenet_v2_logits_match_keras(tmp_path, alpha):
-    reference = randomize(keras.applications.MobileNetV2(weights=None, alpha=alpha, input_shape=(224, 224, 3),
-                                                         classifier_activation=None))
+    reference = randomize(
+        keras.applications.MobileNetV2(
+            weights=None, alpha=alpha, input_shape=(224, 224, 3), classifier_activation=None
+        )
+    )
     reference.save(tmp_path / "v2.keras")
     model = from_keras(tmp_path / "v2.keras")
     assert (model.config.name, model.config.width_mult, model.config.bn_eps) == ("mobilenet_v2", alpha, 1e-3)
@@ -140,20 +154,26 @@ def test_mobilenet_v2_logits_match_keras(tmp_path, alpha):
 
 
 def test_mobilenet_v2_without_fixed_size_uses_keras_padding_at_odd_sizes():
-    reference = randomize(keras.applications.MobileNetV2(weights=None, alpha=0.5, include_top=False,
-                                                         input_shape=(None, None, 3)))
+    reference = randomize(
+        keras.applications.MobileNetV2(
+            weights=None, alpha=0.5, include_top=False, input_shape=(None, None, 3)
+        )
+    )
     model = from_keras(reference)
     assert model.config.padding == "keras"
     assert parity(reference, model, 113) <= TOLERANCE
 
 
-@pytest.mark.parametrize("builder, alpha, minimalistic", [
-    ("MobileNetV3Large", 1.0, False),
-    ("MobileNetV3Large", 1.0, True),
-    ("MobileNetV3Large", 0.75, False),
-    ("MobileNetV3Small", 1.0, False),
-    ("MobileNetV3Small", 1.0, True),
-])
+@pytest.mark.parametrize(
+    "builder, alpha, minimalistic",
+    [
+        ("MobileNetV3Large", 1.0, False),
+        ("MobileNetV3Large", 1.0, True),
+        ("MobileNetV3Large", 0.75, False),
+        ("MobileNetV3Small", 1.0, False),
+        ("MobileNetV3Small", 1.0, True),
+    ],
+)
 def test_mobilenet_v3_logits_match_keras_with_its_preprocessing_layer(tmp_path, builder, alpha, minimalistic):
     reference = randomize(
         getattr(keras.applications, builder)(
@@ -190,8 +210,11 @@ def test_mobilenet_v3_without_preprocessing_layer_at_an_odd_size():
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_v1():
-    return randomize(keras.applications.MobileNet(weights=None, alpha=0.25, input_shape=(128, 128, 3),
-                                                  classifier_activation=None))
+    return randomize(
+        keras.applications.MobileNet(
+            weights=None, alpha=0.25, input_shape=(128, 128, 3), classifier_activation=None
+        )
+    )
 
 
 def test_every_keras_format_converts_to_the_same_model(tmp_path, small_v1):
@@ -211,8 +234,11 @@ def test_every_keras_format_converts_to_the_same_model(tmp_path, small_v1):
 def test_legacy_tf_keras_names_and_layout(tmp_path):
     """The published V2/V3 files were written by tf.keras 2: weights only, "layer_names" and
     "weight_names" attributes, names such as "Conv/BatchNorm" (nested groups in HDF5) and "Logits"."""
-    reference = randomize(keras.applications.MobileNetV3Small(weights=None, input_shape=(224, 224, 3),
-                                                              classifier_activation=None))
+    reference = randomize(
+        keras.applications.MobileNetV3Small(
+            weights=None, input_shape=(224, 224, 3), classifier_activation=None
+        )
+    )
     model = from_keras(reference)
     old_names = {
         keras_layer_names("mobilenet_v3_small", model.config, slot)[0]: keras_layer_names(

@@ -225,11 +225,16 @@ class TimmMobileNet(nn.Module):
         return self.classifier(x.flatten(1))
 
 
-
-
-TIMM_NAMES = ["mobilenetv1_100", "mobilenetv2_035", "mobilenetv2_140", "mobilenetv3_large_100",
-              "mobilenetv3_small_050", "mobilenetv3_small_075", "tf_mobilenetv3_large_minimal_100",
-              "tf_mobilenetv3_small_100"]
+TIMM_NAMES = [
+    "mobilenetv1_100",
+    "mobilenetv2_035",
+    "mobilenetv2_140",
+    "mobilenetv3_large_100",
+    "mobilenetv3_small_050",
+    "mobilenetv3_small_075",
+    "tf_mobilenetv3_large_minimal_100",
+    "tf_mobilenetv3_small_100",
+]
 
 
 @pytest.mark.parametrize("timm_name", TIMM_NAMES)
@@ -254,10 +259,15 @@ def test_timm_needs_its_model_name_unless_the_file_name_says_it(tmp_path):
     assert timm_name_from_file("model.safetensors") is None
 
 
-@pytest.mark.parametrize("timm_name, why", [
-    ("mobilenetv2_110d", "more blocks"), ("mobilenetv1_100h", "head convolution"),
-    ("mobilenetv3_rw", "re-implementation"), ("mobilenetv4_conv_small", "MobileNetV4"),
-])
+@pytest.mark.parametrize(
+    "timm_name, why",
+    [
+        ("mobilenetv2_110d", "more blocks"),
+        ("mobilenetv1_100h", "head convolution"),
+        ("mobilenetv3_rw", "re-implementation"),
+        ("mobilenetv4_conv_small", "MobileNetV4"),
+    ],
+)
 def test_unsupported_timm_models_say_why(timm_name, why):
     with pytest.raises(ValueError, match=why):
         parse_timm_name(timm_name)

@@ -69,10 +69,19 @@ V3_LARGE = [
     (160, 5, 960, 160, True, "HS", 1),
     (160, 5, 960, 160, True, "HS", 1),
 ]
-V3_SMALL = [(16, 3, 16, 16, True, "RE", 2), (16, 3, 72, 24, False, "RE", 2), (24, 3, 88, 24, False, "RE", 1),
-            (24, 5, 96, 40, True, "HS", 2), (40, 5, 240, 40, True, "HS", 1), (40, 5, 240, 40, True, "HS", 1),
-            (40, 5, 120, 48, True, "HS", 1), (48, 5, 144, 48, True, "HS", 1), (48, 5, 288, 96, True, "HS", 2),
-            (96, 5, 576, 96, True, "HS", 1), (96, 5, 576, 96, True, "HS", 1)]
+V3_SMALL = [
+    (16, 3, 16, 16, True, "RE", 2),
+    (16, 3, 72, 24, False, "RE", 2),
+    (24, 3, 88, 24, False, "RE", 1),
+    (24, 5, 96, 40, True, "HS", 2),
+    (40, 5, 240, 40, True, "HS", 1),
+    (40, 5, 240, 40, True, "HS", 1),
+    (40, 5, 120, 48, True, "HS", 1),
+    (48, 5, 144, 48, True, "HS", 1),
+    (48, 5, 288, 96, True, "HS", 2),
+    (96, 5, 576, 96, True, "HS", 1),
+    (96, 5, 576, 96, True, "HS", 1),
+]
 
 
 class TorchvisionV3(nn.Module):
@@ -84,13 +93,15 @@ class TorchvisionV3(nn.Module):
         last_in = setting[-1][3]
         features.append(conv_norm_act(last_in, 6 * last_in, 1, act=nn.Hardswish, norm=norm))
         self.features = nn.Sequential(*features)
-        self.classifier = nn.Sequential(nn.Linear(6 * last_in, last_channel), nn.Hardswish(inplace=True),
-                                        nn.Dropout(p=0.2, inplace=True), nn.Linear(last_channel, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(6 * last_in, last_channel),
+            nn.Hardswish(inplace=True),
+            nn.Dropout(p=0.2, inplace=True),
+            nn.Linear(last_channel, num_classes),
+        )
 
     def forward(self, x):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
-
-
 
 
 TRANSCRIBED = {
@@ -117,8 +128,11 @@ def test_v2_width_is_read_from_the_weights_and_checked():
     model = from_torchvision(reference.state_dict())
     assert (model.config.width_mult, model.config.num_classes) == (0.5, 10)
     assert_parity(reference, model)
-    with pytest.raises(WeightMismatch, match=r"features\.0\.0\.weight has shape \(16, 3, 3, 3\) but "
-                                             r"features\.0\.conv\.weight of mobilenet_v2 \(width_mult=1"):
+    with pytest.raises(
+        WeightMismatch,
+        match=r"features\.0\.0\.weight has shape \(16, 3, 3, 3\) but "
+        r"features\.0\.conv\.weight of mobilenet_v2 \(width_mult=1",
+    ):
         from_torchvision(reference.state_dict(), width_mult=1.0)
 
 

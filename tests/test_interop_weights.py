@@ -283,9 +283,7 @@ def test_convert_and_predict_commands(keras_v1_file, tmp_path):
     predict = argparse.ArgumentParser()
     predict.add_argument("--top-k", type=int, default=5)
     configure_predict_weights(predict)
-    args = predict.parse_args(
-        ["--weights", str(tmp_path / "v1.safetensors"), "--top-k", "3"]
-    )
+    args = predict.parse_args(["--weights", str(tmp_path / "v1.safetensors"), "--top-k", "3"])
     lines = run_predict_weights(args, [str(image)]).splitlines()
     assert lines[0] == str(image) and len(lines) == 4 and lines[1].strip().endswith(result["top"][0][0])
 
@@ -293,13 +291,22 @@ def test_convert_and_predict_commands(keras_v1_file, tmp_path):
 def test_convert_command_errors(keras_v1_file, tmp_path):
     parser = argparse.ArgumentParser()
     configure_convert_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["convert", "--from", "keras", str(tmp_path / "none.h5"), "-o",
-                              str(tmp_path / "o")])
+    args = parser.parse_args(
+        ["convert", "--from", "keras", str(tmp_path / "none.h5"), "-o", str(tmp_path / "o")]
+    )
     with pytest.raises(FileNotFoundError, match="none.h5"):
         run_convert(args)
     args = parser.parse_args(
-        ["convert", "--from", "keras", "--model", "mobilenet_v2", str(keras_v1_file), "-o",
-         str(tmp_path / "o")]
+        [
+            "convert",
+            "--from",
+            "keras",
+            "--model",
+            "mobilenet_v2",
+            str(keras_v1_file),
+            "-o",
+            str(tmp_path / "o"),
+        ]
     )
     with pytest.raises(ValueError, match="no layer 'Conv1' for features.0.conv of mobilenet_v2"):
         run_convert(args)

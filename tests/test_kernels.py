@@ -30,8 +30,9 @@ slow = pytest.mark.skipif(os.environ.get("MOBILENETS_FAST") == "1", reason="slow
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def explicit_padding(mode: str, height: int, width: int, kernel_size: int, stride: int,
-                     dilation: int = 1) -> tuple[int, ...]:
+def explicit_padding(
+    mode: str, height: int, width: int, kernel_size: int, stride: int, dilation: int = 1
+) -> tuple[int, ...]:
     """(left, right, top, bottom) of the modules' "torch" (symmetric) or "same" (TensorFlow) padding."""
     if mode == "torch":
         return (dilation * (kernel_size - 1) // 2,) * 4
@@ -42,16 +43,30 @@ def explicit_padding(mode: str, height: int, width: int, kernel_size: int, strid
 
 def random_case(channels, height, width, kernel_size, dtype, generator, batch=2):
     """Channels_last input, weight, folded-BN-like scale and shift, all on DEVICE."""
+
     def rand(*shape, low=-1.0, high=1.0):
         return (low + (high - low) * torch.rand(*shape, generator=generator)).to(DEVICE)
+
     x = rand(batch, channels, height, width, low=-3, high=3).to(dtype)
     x = x.contiguous(memory_format=torch.channels_last)
     weight = rand(channels, 1, kernel_size, kernel_size)
     return x, weight, rand(channels, low=0.5, high=1.5), rand(channels)
 
 
-def check_depthwise(kernel_size, stride, padding_mode, activation, channels=20, height=8, width=7,
-                    dtype=torch.float32, use_scale=True, use_shift=True, tolerance=2e-5, dilation=1):
+def check_depthwise(
+    kernel_size,
+    stride,
+    padding_mode,
+    activation,
+    channels=20,
+    height=8,
+    width=7,
+    dtype=torch.float32,
+    use_scale=True,
+    use_shift=True,
+    tolerance=2e-5,
+    dilation=1,
+):
     generator = torch.Generator().manual_seed(kernel_size * 100 + stride * 10 + channels)
     x, weight, scale, shift = random_case(channels, height, width, kernel_size, dtype, generator)
     scale = scale if use_scale else None
@@ -61,8 +76,9 @@ def check_depthwise(kernel_size, stride, padding_mode, activation, channels=20, 
 
     y = depthwise_conv2d(x, weight, scale, shift, stride, padding, dilation, activation)
     # The reference sees the same (rounded) inputs, in float32.
-    reference = depthwise_conv2d_reference(x.float(), weight, scale, shift, stride, padding, dilation,
-                                           activation)
+    reference = depthwise_conv2d_reference(
+        x.float(), weight, scale, shift, stride, padding, dilation, activation
+    )
     assert y.shape == reference.shape and y.dtype == dtype
     assert y.is_contiguous(memory_format=torch.channels_last)
     scale_of = reference.abs().max().item() + 1e-6
@@ -74,8 +90,13 @@ def check_depthwise(kernel_size, stride, padding_mode, activation, channels=20, 
     for name, leaf, actual, wanted in zip(["input", "weight", "shift"], leaves, grads, expected):
         assert actual.dtype == leaf.dtype and actual.shape == leaf.shape
         peak = wanted.abs().max().item() + 1e-6
-        torch.testing.assert_close(actual.float(), wanted.float(), atol=tolerance * peak, rtol=tolerance,
-                                   msg=lambda m, name=name: f"{name} gradient: {m}")
+        torch.testing.assert_close(
+            actual.float(),
+            wanted.float(),
+            atol=tolerance * peak,
+            rtol=tolerance,
+            msg=lambda m, name=name: f"{name} gradient: {m}",
+        )
 
 
 # Every kernel size, stride, padding mode and activation at least once, in combinations that
@@ -135,8 +156,10 @@ def test_depthwise_nchw_input_works_through_strides():
 # weight kernel's pixel splits or a partial channel block). In float32 a network's gradient cannot be
 # compared that tightly: see test_training_runs_the_depthwise_kernels_and_matches.
 
-def check_depthwise_float64(batch, channels, height, width, stride, layout, kernel_size=3,
-                            padding_mode="torch"):
+
+def check_depthwise_float64(
+    batch, channels, height, width, stride, layout, kernel_size=3, padding_mode="torch"
+):
     generator = torch.Generator().manual_seed(batch * 1000 + channels * 10 + stride)
     x, weight, _, shift = random_case(channels, height, width, kernel_size, torch.float64, generator, batch)
     x = x.contiguous(memory_format=layout).requires_grad_()
@@ -151,8 +174,13 @@ def check_depthwise_float64(batch, channels, height, width, stride, layout, kern
     wanted = torch.autograd.grad(expected, (x, weight, shift), grad)
     assert actual[0].is_contiguous(memory_format=layout)
     for name, a, b in zip(["input", "weight", "shift"], actual, wanted):
-        torch.testing.assert_close(a, b, atol=1e-10 * b.abs().max().item(), rtol=1e-10,
-                                   msg=lambda m, name=name: f"{name} gradient: {m}")
+        torch.testing.assert_close(
+            a,
+            b,
+            atol=1e-10 * b.abs().max().item(),
+            rtol=1e-10,
+            msg=lambda m, name=name: f"{name} gradient: {m}",
+        )
 
 
 CHANNELS_LAST, CONTIGUOUS = torch.channels_last, torch.contiguous_format
@@ -199,40 +227,80 @@ def test_depthwise_rejects_a_trainable_scale_and_bad_shapes():
         depthwise_conv2d(x, weight, activation="gelu")
 
 
-def check_separable(kernel_size, stride, padding_mode, dw_activation, pw_activation, channels=20,
-                    out_channels=40, height=8, width=7, dtype=torch.float32, folded=True, tolerance=2e-5,
-                    dilation=1):
+def check_separable(
+    kernel_size,
+    stride,
+    padding_mode,
+    dw_activation,
+    pw_activation,
+    channels=20,
+    out_channels=40,
+    height=8,
+    width=7,
+    dtype=torch.float32,
+    folded=True,
+    tolerance=2e-5,
+    dilation=1,
+):
     generator = torch.Generator().manual_seed(kernel_size * 100 + stride * 10 + out_channels)
     x, dw_weight, dw_scale, dw_shift = random_case(channels, height, width, kernel_size, dtype, generator)
-    pw_weight = (torch.randn(out_channels, channels, 1, 1, generator=generator) / channels ** 0.5).to(DEVICE)
+    pw_weight = (torch.randn(out_channels, channels, 1, 1, generator=generator) / channels**0.5).to(DEVICE)
     pw_scale = (0.5 + torch.rand(out_channels, generator=generator)).to(DEVICE)
     pw_shift = torch.randn(out_channels, generator=generator).to(DEVICE)
     if not folded:  # a model without BN: no scales, biases only on the pointwise side
         dw_scale = dw_shift = pw_scale = None
     padding = explicit_padding(padding_mode, height, width, kernel_size, stride, dilation)
-    y = separable_conv2d(x, dw_weight, dw_scale, dw_shift, pw_weight, pw_scale, pw_shift, stride, padding,
-                         dilation, dw_activation, pw_activation)
-    expected = separable_conv2d_reference(x.float(), dw_weight, dw_scale, dw_shift, pw_weight, pw_scale,
-                                          pw_shift, stride, padding, dilation, dw_activation, pw_activation)
+    y = separable_conv2d(
+        x,
+        dw_weight,
+        dw_scale,
+        dw_shift,
+        pw_weight,
+        pw_scale,
+        pw_shift,
+        stride,
+        padding,
+        dilation,
+        dw_activation,
+        pw_activation,
+    )
+    expected = separable_conv2d_reference(
+        x.float(),
+        dw_weight,
+        dw_scale,
+        dw_shift,
+        pw_weight,
+        pw_scale,
+        pw_shift,
+        stride,
+        padding,
+        dilation,
+        dw_activation,
+        pw_activation,
+    )
     assert y.shape == expected.shape and y.dtype == dtype
     assert y.is_contiguous(memory_format=torch.channels_last)
     peak = expected.abs().max().item()
     torch.testing.assert_close(y.float(), expected, atol=tolerance * peak, rtol=tolerance)
 
 
-@pytest.mark.parametrize("kernel_size, stride, padding_mode, dw_activation, pw_activation", [
-    (3, 1, "torch", "relu", "relu"),  # MobileNetV1
-    (3, 2, "same", "relu6", "none"),  # a V2 depthwise → projection
-    (5, 2, "torch", "hardswish", "hardswish"),
-    (5, 1, "same", "none", "relu6"),
-])
+@pytest.mark.parametrize(
+    "kernel_size, stride, padding_mode, dw_activation, pw_activation",
+    [
+        (3, 1, "torch", "relu", "relu"),  # MobileNetV1
+        (3, 2, "same", "relu6", "none"),  # a V2 depthwise → projection
+        (5, 2, "torch", "hardswish", "hardswish"),
+        (5, 1, "same", "none", "relu6"),
+    ],
+)
 def test_fused_separable_matches_reference(kernel_size, stride, padding_mode, dw_activation, pw_activation):
     check_separable(kernel_size, stride, padding_mode, dw_activation, pw_activation)
 
 
 def test_fused_separable_channel_counts_off_the_block_sizes_and_no_bn():
-    check_separable(3, 2, "same", "relu", "relu", channels=33, out_channels=17, height=5, width=9,
-                    folded=False)
+    check_separable(
+        3, 2, "same", "relu", "relu", channels=33, out_channels=17, height=5, width=9, folded=False
+    )
 
 
 def test_fused_separable_dilated_with_several_output_blocks():
@@ -267,19 +335,33 @@ def test_full_sweep(kernel, kernel_size, stride, padding_mode, activation):
     if kernel == "depthwise":
         check_depthwise(kernel_size, stride, padding_mode, activation, channels=37, height=9, width=10)
     else:
-        check_separable(kernel_size, stride, padding_mode, activation, activation, channels=37,
-                        out_channels=50, height=9, width=10)
+        check_separable(
+            kernel_size,
+            stride,
+            padding_mode,
+            activation,
+            activation,
+            channels=37,
+            out_channels=50,
+            height=9,
+            width=10,
+        )
 
 
 # --- the backend switch ------------------------------------------------------------------------
+
 
 def with_running_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
     """Fresh BatchNorms are identities; give each the statistics and affine a trained one has, so
     folding them is not trivially exact."""
     generator = torch.Generator().manual_seed(seed)
     for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
-        for tensor, low, high in ((norm.running_mean, -0.5, 0.5), (norm.running_var, 0.3, 2.0),
-                                  (norm.weight.data, 0.5, 1.5), (norm.bias.data, -0.3, 0.3)):
+        for tensor, low, high in (
+            (norm.running_mean, -0.5, 0.5),
+            (norm.running_var, 0.3, 2.0),
+            (norm.weight.data, 0.5, 1.5),
+            (norm.bias.data, -0.3, 0.3),
+        ):
             tensor.copy_(low + (high - low) * torch.rand(tensor.shape, generator=generator))
     return model
 
@@ -297,7 +379,9 @@ def kernel_calls(monkeypatch):
         def wrapper(*args, **kwargs):
             calls[name] += 1
             return function(*args, **kwargs)
+
         monkeypatch.setattr(backend, name, wrapper)
+
     for name in calls:
         counting(name)
     return calls
@@ -312,8 +396,13 @@ def twins(module: nn.Module, train: bool) -> tuple[nn.Module, nn.Module]:
 def assert_same_gradients(fast: nn.Module, reference: nn.Module, tolerance: float) -> None:
     for (name, actual), expected in zip(fast.named_parameters(), reference.parameters()):
         peak = expected.grad.abs().max().item() + 1e-12
-        torch.testing.assert_close(actual.grad, expected.grad, atol=tolerance * peak, rtol=tolerance,
-                                   msg=lambda m, name=name: f"gradient of {name}: {m}")
+        torch.testing.assert_close(
+            actual.grad,
+            expected.grad,
+            atol=tolerance * peak,
+            rtol=tolerance,
+            msg=lambda m, name=name: f"gradient of {name}: {m}",
+        )
 
 
 def test_inference_runs_the_fused_kernel_and_matches(kernel_calls):
@@ -333,12 +422,15 @@ def test_inference_runs_the_fused_kernel_and_matches(kernel_calls):
 
 def stem_and_block(channels: int, out_channels: int, stride: int) -> nn.Module:
     """A MobileNetV1 stem (a full 3×3 convolution, on PyTorch) and a depthwise separable block."""
-    return nn.Sequential(ConvNormAct.standard(3, channels, 3, 1),
-                         DepthwiseSeparableConv2d(channels, out_channels, stride=stride))
+    return nn.Sequential(
+        ConvNormAct.standard(3, channels, 3, 1),
+        DepthwiseSeparableConv2d(channels, out_channels, stride=stride),
+    )
 
 
-def assert_same_training_step(reference: nn.Module, fast: nn.Module, x: torch.Tensor, weights: torch.Tensor,
-                              tolerance: float) -> None:
+def assert_same_training_step(
+    reference: nn.Module, fast: nn.Module, x: torch.Tensor, weights: torch.Tensor, tolerance: float
+) -> None:
     """One forward and backward of both (float64) modules: the outputs, the input's and every
     parameter's gradient (convolution weights, BN γ and β) and BN's running statistics agree."""
     results = []
@@ -349,12 +441,22 @@ def assert_same_training_step(reference: nn.Module, fast: nn.Module, x: torch.Te
         results.append((out.detach(), leaf.grad))
     (expected, expected_grad), (actual, actual_grad) = results
     torch.testing.assert_close(actual, expected, atol=tolerance * expected.abs().max().item(), rtol=tolerance)
-    torch.testing.assert_close(actual_grad, expected_grad, atol=tolerance * expected_grad.abs().max().item(),
-                               rtol=tolerance, msg=lambda m: f"input gradient: {m}")
+    torch.testing.assert_close(
+        actual_grad,
+        expected_grad,
+        atol=tolerance * expected_grad.abs().max().item(),
+        rtol=tolerance,
+        msg=lambda m: f"input gradient: {m}",
+    )
     assert_same_gradients(fast, reference, tolerance)
     for (name, actual_buffer), expected_buffer in zip(fast.named_buffers(), reference.buffers()):
-        torch.testing.assert_close(actual_buffer, expected_buffer, atol=tolerance, rtol=tolerance,
-                                   msg=lambda m, name=name: f"{name}: {m}")
+        torch.testing.assert_close(
+            actual_buffer,
+            expected_buffer,
+            atol=tolerance,
+            rtol=tolerance,
+            msg=lambda m, name=name: f"{name}: {m}",
+        )
 
 
 @pytest.mark.parametrize("batch, channels, stride", [(1, 5, 2), (3, 33, 1), (8, 20, 2)])
@@ -387,8 +489,9 @@ def test_training_runs_the_depthwise_kernels_and_matches(kernel_calls):
     # once showed with an unseeded model; in float64 no flip happens and everything agrees to 1e-9.
     # stem_stride=1 keeps the last layers at 2×2.
     torch.manual_seed(0)
-    model = create_model("mobilenet_v1", width_mult=0.25, resolution=32, num_classes=10, dropout=0.0,
-                         stem_stride=1).double()
+    model = create_model(
+        "mobilenet_v1", width_mult=0.25, resolution=32, num_classes=10, dropout=0.0, stem_stride=1
+    ).double()
     reference, fast = twins(model, train=True)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(8, 3, 32, 32, generator=generator, dtype=torch.float64).to(DEVICE)
@@ -402,8 +505,11 @@ def test_training_runs_the_depthwise_kernels_and_matches(kernel_calls):
 def test_inverted_residual_block_with_se_and_hardswish(train, kernel_calls):
     # A MobileNetV3 block: 5×5 depthwise, TensorFlow padding, hard-swish, squeeze-excite between the
     # depthwise and projection (so only the depthwise unit runs on a kernel).
-    block = with_running_statistics(InvertedResidual(8, 12, 24, kernel_size=5, stride=2, padding="same",
-                                                     activation="hardswish", se_channels=8))
+    block = with_running_statistics(
+        InvertedResidual(
+            8, 12, 24, kernel_size=5, stride=2, padding="same", activation="hardswish", se_channels=8
+        )
+    )
     reference, fast = twins(block, train)
     x = torch.randn(2, 8, 9, 8).to(DEVICE).contiguous(memory_format=torch.channels_last)
     expected, actual = reference(x), fast(x)
@@ -414,16 +520,21 @@ def test_inverted_residual_block_with_se_and_hardswish(train, kernel_calls):
     assert_same_gradients(fast, reference, tolerance=1e-3)
 
 
-
-@pytest.mark.parametrize("in_channels, out_channels, expanded, kernel_size, stride, padding, activation", [
-    (8, 8, 20, 3, 1, "torch", "relu6"),  # V2: expansion, residual; 20 channels, a partial GEMM block
-    (8, 12, 8, 5, 2, "same", "hardswish"),  # V3 without SE: no expansion, TensorFlow padding, stride 2
-])
-def test_inverted_residual_inference_fuses_depthwise_and_projection(in_channels, out_channels, expanded,
-                                                                    kernel_size, stride, padding,
-                                                                    activation, kernel_calls):
-    block = with_running_statistics(InvertedResidual(in_channels, out_channels, expanded, kernel_size, stride,
-                                                     padding, activation=activation))
+@pytest.mark.parametrize(
+    "in_channels, out_channels, expanded, kernel_size, stride, padding, activation",
+    [
+        (8, 8, 20, 3, 1, "torch", "relu6"),  # V2: expansion, residual; 20 channels, a partial GEMM block
+        (8, 12, 8, 5, 2, "same", "hardswish"),  # V3 without SE: no expansion, TensorFlow padding, stride 2
+    ],
+)
+def test_inverted_residual_inference_fuses_depthwise_and_projection(
+    in_channels, out_channels, expanded, kernel_size, stride, padding, activation, kernel_calls
+):
+    block = with_running_statistics(
+        InvertedResidual(
+            in_channels, out_channels, expanded, kernel_size, stride, padding, activation=activation
+        )
+    )
     reference, fast = twins(block, train=False)
     assert type(fast) is backend.TritonInvertedResidual
     x = torch.randn(2, in_channels, 9, 7).to(DEVICE).contiguous(memory_format=torch.channels_last)
@@ -432,6 +543,7 @@ def test_inverted_residual_inference_fuses_depthwise_and_projection(in_channels,
     assert kernel_calls == {"depthwise_conv2d": 0, "depthwise_forward": 0, "separable_forward": 1}
     assert actual.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(actual, expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-4)
+
 
 def test_eval_mode_with_gradients_keeps_batchnorm_parameters_trainable(kernel_calls):
     # Eval-mode BN whose γ, β still train (fine-tuning): nothing may be folded into a constant.
@@ -460,7 +572,6 @@ def test_switching_back_restores_classes_and_keeps_state():
         use_backend(model, "cuda")
 
 
-
 def test_create_model_selects_the_backend(monkeypatch):
     options = dict(width_mult=0.25, resolution=32, num_classes=10)
     torch.manual_seed(0)
@@ -480,6 +591,7 @@ def test_create_model_selects_the_backend(monkeypatch):
     monkeypatch.setattr(backend, "TRITON_INSTALLED", False)
     with pytest.warns(RuntimeWarning, match="needs triton.*keeps running on PyTorch"):
         assert backend_of(create_model("mobilenet_v1", backend="triton", **options)) == "torch"
+
 
 def test_unavailable_kernels_fall_back_with_one_warning_or_raise_when_strict(monkeypatch):
     monkeypatch.setattr(backend, "TRITON_INSTALLED", False)
@@ -533,6 +645,8 @@ def test_tuning_choice_per_mode(monkeypatch):
     monkeypatch.setattr(triton_common, "INTERPRET", False)
     monkeypatch.setattr(triton_common, "AUTOTUNE", False)
     assert triton_common.tuned("kernel", configs, ["C"], {"BLOCK_P": 8}) == (
-        "kernel", {"BLOCK_P": 64, "BLOCK_C": 16, "num_warps": 4, "num_stages": 3})
+        "kernel",
+        {"BLOCK_P": 64, "BLOCK_C": 16, "num_warps": 4, "num_stages": 3},
+    )
     monkeypatch.setattr(triton_common, "INTERPRET", True)
     assert triton_common.tuned("kernel", configs, ["C"], {"BLOCK_P": 8}) == ("kernel", {"BLOCK_P": 8})

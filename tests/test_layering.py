@@ -9,8 +9,23 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "mobilenets"
 
 # Lowest first: a unit may import from units before it, never from units after it. The package's
 # __init__ (the public API) and __main__ sit on top of all of them.
-LAYERS = ("config", "files", "layers", "zoo", "fuse", "models", "kernels", "checkpoint", "costs", "data",
-          "pretrained", "factory", "deploy", "training", "cli")
+LAYERS = (
+    "config",
+    "files",
+    "layers",
+    "zoo",
+    "fuse",
+    "models",
+    "kernels",
+    "checkpoint",
+    "costs",
+    "data",
+    "pretrained",
+    "factory",
+    "deploy",
+    "training",
+    "cli",
+)
 TOP = ("mobilenets", "mobilenets.__main__")
 
 
@@ -21,8 +36,10 @@ def module_name(path: Path) -> str:
 
 def read_sources() -> dict[str, tuple[bool, ast.Module]]:
     """module name → (is a package __init__, its syntax tree)"""
-    return {module_name(path): (path.name == "__init__.py", ast.parse(path.read_text(encoding="utf-8")))
-            for path in sorted(ROOT.rglob("*.py"))}
+    return {
+        module_name(path): (path.name == "__init__.py", ast.parse(path.read_text(encoding="utf-8")))
+        for path in sorted(ROOT.rglob("*.py"))
+    }
 
 
 SOURCES = read_sources()
@@ -36,7 +53,7 @@ def imported_modules(sources: dict, module: str, node: ast.Import | ast.ImportFr
         base = node.module
         if node.level:
             package = module.split(".") if sources[module][0] else module.split(".")[:-1]
-            package = package[:len(package) - (node.level - 1)]
+            package = package[: len(package) - (node.level - 1)]
             base = ".".join(package + ([node.module] if node.module else []))
         # `from PACKAGE import SUBMODULE` imports the submodule; `from MODULE import NAME`, the module.
         submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in sources]
@@ -82,7 +99,7 @@ def import_cycles(sources: dict) -> list[str]:
             if target.startswith(module + "."):  # a package's __init__ exporting its submodules' names
                 continue
             if state.get(target) == "open":
-                cycles.append(" -> ".join(stack[stack.index(target):] + [target]))
+                cycles.append(" -> ".join(stack[stack.index(target) :] + [target]))
             elif target not in state:
                 visit(target, stack)
         stack.pop()
@@ -99,18 +116,25 @@ def function_level_imports(sources: dict) -> list[str]:
     for module, (_, tree) in sources.items():
         for function in ast.walk(tree):
             if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                found += [f"{module}:{node.lineno}" for node in ast.walk(function)
-                          if isinstance(node, (ast.Import, ast.ImportFrom))
-                          and imported_modules(sources, module, node)]
+                found += [
+                    f"{module}:{node.lineno}"
+                    for node in ast.walk(function)
+                    if isinstance(node, (ast.Import, ast.ImportFrom))
+                    and imported_modules(sources, module, node)
+                ]
     return found
 
 
 def private_imports(sources: dict) -> list[str]:
     """`from OTHER_MODULE import _name`: a private name used outside the module that defines it."""
-    return [f"{module}:{node.lineno} imports {alias.name}"
-            for module, (_, tree) in sources.items() for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and imported_modules(sources, module, node)
-            for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return [
+        f"{module}:{node.lineno} imports {alias.name}"
+        for module, (_, tree) in sources.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and imported_modules(sources, module, node)
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
 
 
 def test_every_unit_is_in_a_layer():
@@ -139,9 +163,11 @@ def planted(**modules: str) -> dict:
 
 def test_the_checks_catch_what_they_forbid():
     assert upward_imports(planted(**{"mobilenets.costs.planted": "from ..cli.app import main\n"})) == [
-        "mobilenets.costs.planted imports mobilenets.cli.app, which is above it"]
+        "mobilenets.costs.planted imports mobilenets.cli.app, which is above it"
+    ]
     assert upward_imports(planted(**{"mobilenets.zoo": "from . import create_model\n"})) == [
-        "mobilenets.zoo imports mobilenets (import the module that defines the name)"]
+        "mobilenets.zoo imports mobilenets (import the module that defines the name)"
+    ]
     assert function_level_imports(
         planted(**{"mobilenets.costs.planted": "def f():\n    import mobilenets.zoo\n"})
     ) == ["mobilenets.costs.planted:2"]
@@ -149,4 +175,5 @@ def test_the_checks_catch_what_they_forbid():
         planted(**{"mobilenets.costs.a": "from . import b\n", "mobilenets.costs.b": "from .a import x\n"})
     ) == ["mobilenets.costs.a -> mobilenets.costs.b -> mobilenets.costs.a"]
     assert private_imports(planted(**{"mobilenets.deploy.planted": "from .bench import _hidden\n"})) == [
-        "mobilenets.deploy.planted:1 imports _hidden"]
+        "mobilenets.deploy.planted:1 imports _hidden"
+    ]

@@ -24,9 +24,9 @@ def depthwise_reference(x, weight, bias, stride, pad, dilation, depth_multiplier
     for c in range(x.shape[1]):
         for m in range(depth_multiplier):
             o = c * depth_multiplier + m  # PyTorch grouped-conv output order: channel-major
-            w = weight[o:o + 1]  # (1, 1, K, K)
-            b = None if bias is None else bias[o:o + 1]
-            outputs.append(F.conv2d(x[:, c:c + 1], w, b, stride=stride, dilation=dilation))
+            w = weight[o : o + 1]  # (1, 1, K, K)
+            b = None if bias is None else bias[o : o + 1]
+            outputs.append(F.conv2d(x[:, c : c + 1], w, b, stride=stride, dilation=dilation))
     return torch.cat(outputs, dim=1)
 
 

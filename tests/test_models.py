@@ -55,8 +55,16 @@ def test_channels_last_equals_nchw(name):
 
 
 def test_options_are_applied():
-    model = create_model("mobilenet_v1", width_mult=0.5, num_classes=5, in_channels=1, dropout=0.3,
-                         depth_multiplier=2, activation="relu6", bn_eps=1e-3)
+    model = create_model(
+        "mobilenet_v1",
+        width_mult=0.5,
+        num_classes=5,
+        in_channels=1,
+        dropout=0.3,
+        depth_multiplier=2,
+        activation="relu6",
+        bn_eps=1e-3,
+    )
     assert model(torch.randn(2, 1, 64, 64)).shape == (2, 5)
     assert model.head.dropout.p == 0.3
     assert model.features[1].dw.conv.out_channels == 2 * model.features[1].dw.conv.in_channels
@@ -75,21 +83,38 @@ def test_conv_and_shallow_variants_structure():
 
 def test_v1_channel_counts_truncate_like_keras():
     config = model_config("mobilenet_v1", width_mult=0.75)
-    assert [b.out_channels for b in config.blocks] == [24, 48, 96, 96, 192, 192, 384, 384, 384, 384, 384, 384,
-                                                         768, 768]
+    assert [b.out_channels for b in config.blocks] == [
+        24,
+        48,
+        96,
+        96,
+        192,
+        192,
+        384,
+        384,
+        384,
+        384,
+        384,
+        384,
+        768,
+        768,
+    ]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(width_mult=0), "width_mult"),
-    (dict(width_mult=-0.5), "width_mult"),
-    (dict(resolution=31), "resolution"),
-    (dict(resolution=224.0), "resolution"),
-    (dict(num_classes=0), "num_classes"),
-    (dict(padding="reflect"), "padding"),
-    (dict(dropout=1.0), "dropout"),
-    (dict(minimalistic=True), "minimalistic"),
-    (dict(activation="gelu"), "activation"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(width_mult=0), "width_mult"),
+        (dict(width_mult=-0.5), "width_mult"),
+        (dict(resolution=31), "resolution"),
+        (dict(resolution=224.0), "resolution"),
+        (dict(num_classes=0), "num_classes"),
+        (dict(padding="reflect"), "padding"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(minimalistic=True), "minimalistic"),
+        (dict(activation="gelu"), "activation"),
+    ],
+)
 def test_bad_options_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         create_model("mobilenet_v1", **kwargs)

@@ -255,8 +255,10 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
     target = tmp_path / "plot.png"
     target.write_bytes(b"old")
     figure = plt.figure()
-    monkeypatch.setattr("mobilenets.files.write_atomically",
-                        lambda path, data: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    monkeypatch.setattr(
+        "mobilenets.files.write_atomically",
+        lambda path, data: (_ for _ in ()).throw(OSError(28, "No space left on device")),
+    )
     with pytest.raises(OSError):
         write_figure(figure, target)
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]

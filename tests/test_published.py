@@ -106,8 +106,20 @@ def test_predict_takes_the_weights_key(stand_in, tmp_path, capsys):
 def test_eval_takes_the_weights_key(tmp_path, monkeypatch, capsys):
     register_stand_in(tmp_path, monkeypatch, [str(d) for d in range(10)])
     assert (
-        main(["eval", "--weights", "standin", "--data", "digits", "-o", str(tmp_path / "c.png"),
-              "--format", "json"]) == 0
+        main(
+            [
+                "eval",
+                "--weights",
+                "standin",
+                "--data",
+                "digits",
+                "-o",
+                str(tmp_path / "c.png"),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
     )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["images"] == 180 and len(metrics["per_class"]) == 10  # digits' 10% held out
@@ -157,8 +169,12 @@ def test_the_shipped_cifar10_model_records_how_it_was_made():
 )
 def test_eval_of_the_shipped_cifar10_model_reproduces_its_recorded_accuracy(capsys, tmp_path):
     png = str(tmp_path / "confusion.png")
-    assert main(["eval", "--weights", "cifar10", "--data", str(SHARED_CIFAR), "--format", "json",
-                 "--output", png]) == 0
+    assert (
+        main(
+            ["eval", "--weights", "cifar10", "--data", str(SHARED_CIFAR), "--format", "json", "--output", png]
+        )
+        == 0
+    )
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["images"] == 5000  # the run's own held-out split (seed 0, 10%)
     # within 3 images: training evaluated in channels_last, eval in NCHW (summation order differs)
@@ -204,8 +220,12 @@ def test_a_key_with_several_models_defaults_to_its_first(tmp_path, monkeypatch):
     torch.manual_seed(1)
     twin = create_model("conv_mobilenet_v1", width_mult=0.25, resolution=32, num_classes=10, stem_stride=1)
     packaged = tmp_path / "a" / "package" / "twin.safetensors"
-    save_checkpoint(packaged, twin, class_names=NAMES,
-                    preprocessing={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "resize": 32})
+    save_checkpoint(
+        packaged,
+        twin,
+        class_names=NAMES,
+        preprocessing={"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "resize": 32},
+    )
     entry = registry.published_entry("standin", packaged, hashlib.sha256(packaged.read_bytes()).hexdigest())
     monkeypatch.setattr(registry, "_REGISTRY", [*registry.registered(), entry])
     assert registry.default_model("standin") == "mobilenet_v1"
@@ -243,8 +263,10 @@ def test_every_shipped_model_loads_and_says_how_it_was_made(entry):
 def test_the_table4_pair_ships_with_the_same_recipe():
     pair = {e.model: read_header(registry.bundled_file(e)) for e in SHIPPED_ENTRIES if e.width_mult == 0.25}
     assert set(pair) == {"mobilenet_v1", "conv_mobilenet_v1"}
-    recipes = [{k: v for k, v in header["train_config"].items() if k not in ("model", "out")}
-               for header in pair.values()]
+    recipes = [
+        {k: v for k, v in header["train_config"].items() if k not in ("model", "out")}
+        for header in pair.values()
+    ]
     assert recipes[0] == recipes[1] and recipes[0]["epochs"] >= 30
     assert pair["mobilenet_v1"]["split"]["val_files"] == pair["conv_mobilenet_v1"]["split"]["val_files"]
 
@@ -265,8 +287,12 @@ def test_weights_transforms_prepare_an_image_as_predict_does(tmp_path):
     Image.fromarray(pixels).save(tmp_path / "x.png")
     expected = preprocess_image(tmp_path / "x.png", entry.preprocessing)[0]
     assert expected.shape == (3, 32, 32)
-    for given in (Image.fromarray(pixels), tmp_path / "x.png", torch.from_numpy(pixels).permute(2, 0, 1),
-                  torch.from_numpy(pixels).permute(2, 0, 1).float() / 255):
+    for given in (
+        Image.fromarray(pixels),
+        tmp_path / "x.png",
+        torch.from_numpy(pixels).permute(2, 0, 1),
+        torch.from_numpy(pixels).permute(2, 0, 1).float() / 255,
+    ):
         assert torch.allclose(transform(given), expected, atol=1e-6), type(given)
     with pytest.raises(TypeError, match="PIL image, a file path or a C×H×W tensor"):
         transform([1, 2, 3])

@@ -177,7 +177,8 @@ def test_bench_times_a_reference_model(capsys):
         "1",
         "--threads",
         "1",
-        "--format", "json",
+        "--format",
+        "json",
     )
     assert code == 0
     report = json.loads(out)

@@ -36,8 +36,10 @@ SLOW_FORMATS = ("executorch", "tflite")
 
 def formats(*values) -> list:
     """Every registered format (followed by `values`) as parameters, the slow ones marked slow."""
-    return [pytest.param(name, *values, marks=[pytest.mark.slow] if name in SLOW_FORMATS else [])
-            for name in RUNTIMES]
+    return [
+        pytest.param(name, *values, marks=[pytest.mark.slow] if name in SLOW_FORMATS else [])
+        for name in RUNTIMES
+    ]
 
 
 FLOAT_PATHS = formats("f32")
@@ -61,8 +63,9 @@ def v1_source():
 @pytest.mark.parametrize("batch_size", [None, 2])
 def test_float32_paths_match_pytorch(format_name, precision, batch_size, v1_source, tmp_path):
     runtime = RUNTIMES[format_name]
-    path = export_model(v1_source, runtime, tmp_path / f"m{runtime.suffix}", precision=precision,
-                        batch_size=batch_size)
+    path = export_model(
+        v1_source, runtime, tmp_path / f"m{runtime.suffix}", precision=precision, batch_size=batch_size
+    )
     exported = load_exported(path, threads=1)
     if runtime.dynamic_batch:  # the batch is fixed where asked, else any
         assert exported.runner.input_shape == (batch_size, 3, 32, 32)
@@ -141,8 +144,22 @@ def test_bf16_is_reported_as_what_the_cpu_runs(v1_source, tmp_path):
 def openvino_int8(digits, tmp_path_factory):
     checkpoint, folder = digits
     out = tmp_path_factory.mktemp("openvino") / "digits.int8.xml"
-    args = ["export", str(checkpoint), "--format", "openvino", "--precision", "int8", "--calibration",
-            str(folder), "--calibration-images", "100", "--eval-images", "297", "--output", str(out)]
+    args = [
+        "export",
+        str(checkpoint),
+        "--format",
+        "openvino",
+        "--precision",
+        "int8",
+        "--calibration",
+        str(folder),
+        "--calibration-images",
+        "100",
+        "--eval-images",
+        "297",
+        "--output",
+        str(out),
+    ]
     return out, args
 
 
@@ -163,8 +180,25 @@ def test_openvino_int8_agrees_with_float(openvino_int8, capsys):
 
 
 def eval_json(capsys, model: str, folder: Path) -> dict:
-    assert main(["eval", model, "--data", str(folder), "--split", "all", "--format", "json", "--workers", "0",
-                 "--output", str(folder.parent / "confusion.png")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                model,
+                "--data",
+                str(folder),
+                "--split",
+                "all",
+                "--format",
+                "json",
+                "--workers",
+                "0",
+                "--output",
+                str(folder.parent / "confusion.png"),
+            ]
+        )
+        == 0
+    )
     return json.loads(capsys.readouterr().out)
 
 
@@ -267,8 +301,11 @@ def test_damaged_exported_files_are_one_line(command, format_name, damage, expor
     path = exported_files.copy_to(format_name, tmp_path)
     function, fragment = DAMAGES[damage]
     function(path)
-    argv = (["eval", str(path), "--data", "digits"] if command == "eval"
-            else ["predict", str(path), images_for_predict(tmp_path)])
+    argv = (
+        ["eval", str(path), "--data", "digits"]
+        if command == "eval"
+        else ["predict", str(path), images_for_predict(tmp_path)]
+    )
     assert main(argv) == 2
     line = one_error_line(capsys, fragment, "export it again")
     assert "Traceback" not in line
@@ -294,17 +331,36 @@ def test_a_sidecar_written_for_other_bytes_is_caught_by_the_runtime(exported_fil
     one_error_line(capsys, "ONNX Runtime cannot load", str(path))
 
 
-@pytest.mark.parametrize("format_name, package", [
-    ("openvino", "openvino"), ("openvino", "nncf"), ("onnx", "onnxruntime"),
-    pytest.param("executorch", "executorch", marks=pytest.mark.slow),
-])
-def test_a_missing_package_names_the_pip_install(format_name, package, exported_files, monkeypatch, capsys,
-                                                 tmp_path):
+@pytest.mark.parametrize(
+    "format_name, package",
+    [
+        ("openvino", "openvino"),
+        ("openvino", "nncf"),
+        ("onnx", "onnxruntime"),
+        pytest.param("executorch", "executorch", marks=pytest.mark.slow),
+    ],
+)
+def test_a_missing_package_names_the_pip_install(
+    format_name, package, exported_files, monkeypatch, capsys, tmp_path
+):
     extra = RUNTIMES[format_name].extra
     path = exported_files.path(format_name)  # exported before the package goes missing
     monkeypatch.setitem(sys.modules, package, None)  # import fails as if it were not installed
-    assert main(["export", "mobilenet_v1", "--width", "0.25", "--format", format_name,
-                 "--output", str(tmp_path / f"x{RUNTIMES[format_name].suffix}")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "mobilenet_v1",
+                "--width",
+                "0.25",
+                "--format",
+                format_name,
+                "--output",
+                str(tmp_path / f"x{RUNTIMES[format_name].suffix}"),
+            ]
+        )
+        == 2
+    )
     one_error_line(capsys, f"pip install 'mobilenets[{extra}]'", repr(package))
     assert main(["predict", str(path), images_for_predict(tmp_path)]) == 2
     one_error_line(capsys, f"pip install 'mobilenets[{extra}]'")
@@ -331,9 +387,31 @@ def test_export_flags_are_checked_first(argv, fragment, tmp_path, monkeypatch, c
 
 
 def test_bench_runs_the_openvino_backends(capsys):
-    assert main(["bench", "mobilenet_v1", "--width", "0.25", "--resolution", "32", "--compare", "none",
-                 "--backend", "onnxruntime,openvino,openvino-bf16,openvino-int8", "--repeats", "1",
-                 "--warmup-calls", "1", "--threads", "1", "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "mobilenet_v1",
+                "--width",
+                "0.25",
+                "--resolution",
+                "32",
+                "--compare",
+                "none",
+                "--backend",
+                "onnxruntime,openvino,openvino-bf16,openvino-int8",
+                "--repeats",
+                "1",
+                "--warmup-calls",
+                "1",
+                "--threads",
+                "1",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)  # stdout holds nothing but the JSON (nncf is quiet)
     results = {row["backend"]: row for row in report["results"]}
     assert results["openvino"]["error"] is None and results["openvino"]["median_ms"] > 0

@@ -46,8 +46,9 @@ def test_float32_matches_pytorch(v1_file):
     assert relative_difference(logits, run_torch(model, batch)) <= RELATIVE_TOLERANCE
 
 
-@pytest.mark.parametrize("name, width, resolution", [("mobilenet_v2", 0.35, 64),
-                                                     ("mobilenet_v3_small", 0.75, 64)])
+@pytest.mark.parametrize(
+    "name, width, resolution", [("mobilenet_v2", 0.35, 64), ("mobilenet_v3_small", 0.75, 64)]
+)
 def test_v2_and_v3_float32_match_pytorch(tmp_path, name, width, resolution):
     model = randomized(create_model(name, width_mult=width, resolution=resolution, num_classes=10))
     path = export_tflite(model, tmp_path / f"{name}.tflite")  # traced at batch 1, yet dynamic
@@ -114,7 +115,7 @@ def test_int8_needs_calibration_images(tmp_path):
 def test_a_corrupt_file_is_one_clear_error(v1_file, tmp_path, damage):
     data = v1_file[1].read_bytes()
     bad = tmp_path / "bad.tflite"
-    damaged = {"truncated": data[:len(data) // 3], "garbage": b"not a model" * 100, "empty": b""}
+    damaged = {"truncated": data[: len(data) // 3], "garbage": b"not a model" * 100, "empty": b""}
     bad.write_bytes(damaged[damage])
     with pytest.raises(ValueError, match=r"bad\.tflite is not a valid LiteRT model .*--format tflite"):
         TfliteRunner(bad)
@@ -133,7 +134,6 @@ def test_a_missing_package_names_the_install(monkeypatch, tmp_path, package):
             export_tflite(create_model("mobilenet_v1", width_mult=0.25, resolution=32), tmp_path / "x.tflite")
         else:
             TfliteRunner(tmp_path / "x.tflite")
-
 
 
 @pytest.mark.parametrize("verbose", [False, True])

@@ -38,8 +38,14 @@ def trained(tmp_path_factory):
 def test_two_epochs_on_digits_learn(trained):
     out, result = trained
     assert result.history[-1]["val_top1"] > 0.6  # chance is 0.1
-    for name in ("last.safetensors", "best.safetensors", "metrics.csv", "metrics.jsonl", "curves.png",
-                 "train_config.json"):
+    for name in (
+        "last.safetensors",
+        "best.safetensors",
+        "metrics.csv",
+        "metrics.jsonl",
+        "curves.png",
+        "train_config.json",
+    ):
         assert (out / name).is_file(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and {"val_top5", "images_per_second", "lr"} <= set(rows[0])
@@ -165,15 +171,18 @@ def test_eval_and_predict_on_the_trained_checkpoint(trained, tmp_path, capsys):
     assert lines[0] == str(image) and len(lines) == 4 and lines[1].strip().endswith("0")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--data", "/nonexistent/images"], "does not exist"),
-    (["train", "resnet50"], "unknown model 'resnet50'"),
-    (["train", "--epochs", "0"], "epochs must be a positive integer"),
-    (["train", "--width", "-1"], "width_mult must be a positive number"),
-    (["train", "--resume", "--output", "/tmp/mobilenets-no-such-run"], "no checkpoint at"),
-    (["eval", "/tmp/missing.safetensors", "--data", "digits"], "no checkpoint at"),
-    (["predict", "/tmp/missing.safetensors", "x.png"], "no checkpoint at"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "/nonexistent/images"], "does not exist"),
+        (["train", "resnet50"], "unknown model 'resnet50'"),
+        (["train", "--epochs", "0"], "epochs must be a positive integer"),
+        (["train", "--width", "-1"], "width_mult must be a positive number"),
+        (["train", "--resume", "--output", "/tmp/mobilenets-no-such-run"], "no checkpoint at"),
+        (["eval", "/tmp/missing.safetensors", "--data", "digits"], "no checkpoint at"),
+        (["predict", "/tmp/missing.safetensors", "x.png"], "no checkpoint at"),
+    ],
+)
 def test_cli_errors_exit_2(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -40,8 +40,16 @@ def digit_folder(root, digits, per_class=None):
 
 
 def run(out, data, **changes):
-    base = dict(data=str(data), epochs=2, batch_size=16, lr=0.05, out=str(out), progress=False, workers=0,
-                model_options=TINY)
+    base = dict(
+        data=str(data),
+        epochs=2,
+        batch_size=16,
+        lr=0.05,
+        out=str(out),
+        progress=False,
+        workers=0,
+        model_options=TINY,
+    )
     return train(TrainConfig(**{**base, **changes}))
 
 
@@ -67,11 +75,15 @@ def test_fine_tuning_beats_scratch_on_new_classes(parent, tmp_path, capsys):
     tuned = run(tmp_path / "tuned", unseen, weights=str(checkpoint))
     assert "a new classifier for 3 classes replaces the 7-class one" in capsys.readouterr().err
     assert tuned.history[-1]["val_top1"] > scratch.history[-1]["val_top1"] + 0.1, (
-        tuned.history, scratch.history
+        tuned.history,
+        scratch.history,
     )
     header = read_header(tmp_path / "tuned" / "last.safetensors")
-    assert header["config"]["head"]["num_classes"] == 3 and header["class_names"] == ["digit7", "digit8",
-                                                                                          "digit9"]
+    assert header["config"]["head"]["num_classes"] == 3 and header["class_names"] == [
+        "digit7",
+        "digit8",
+        "digit9",
+    ]
     assert header["parent"]["weights"] == str(checkpoint)
     assert header["parent"]["sha256"] == sha256(checkpoint)
     parent_header = read_header(checkpoint)
@@ -98,8 +110,9 @@ def test_continuation_keeps_the_parents_validation_split(parent, tmp_path, capsy
     # another seed and fraction would draw another split: the parent's must win
     run(tmp_path / "more", seen, weights=str(checkpoint), epochs=1, seed=5, val_fraction=0.3)
     assert "validation split" in capsys.readouterr().err
-    child, parent_split = (read_header(p)["split"] for p in (tmp_path / "more" / "last.safetensors",
-                                                              checkpoint))
+    child, parent_split = (
+        read_header(p)["split"] for p in (tmp_path / "more" / "last.safetensors", checkpoint)
+    )
     assert child["val_files"] == parent_split["val_files"] and child["from_parent"]
     lineage = read_header(tmp_path / "more" / "last.safetensors")["lineage"]
     assert len(lineage) == 1 and lineage[0]["val_top1"] == read_header(checkpoint)["history"][-1]["val_top1"]
@@ -110,23 +123,48 @@ def test_lineage_grows_with_each_generation(parent, tmp_path):
     run(tmp_path / "gen1", unseen, weights=str(checkpoint), epochs=1)
     run(tmp_path / "gen2", unseen, weights=str(tmp_path / "gen1" / "last.safetensors"), epochs=1)
     lineage = read_header(tmp_path / "gen2" / "last.safetensors")["lineage"]
-    assert [entry["sha256"] for entry in lineage] == [sha256(checkpoint),
-                                                      sha256(tmp_path / "gen1" / "last.safetensors")]
+    assert [entry["sha256"] for entry in lineage] == [
+        sha256(checkpoint),
+        sha256(tmp_path / "gen1" / "last.safetensors"),
+    ]
 
 
 def test_cli_trains_from_weights_and_infers_the_model(parent, tmp_path, capsys):
     checkpoint, _, unseen = parent
     out = tmp_path / "cli"
-    assert main(["train", "--weights", str(checkpoint), "--data", str(unseen), "--epochs", "1",
-                 "--batch-size", "16", "--width", "0.25", "--output", str(out), "--no-progress",
-                 "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--weights",
+                str(checkpoint),
+                "--data",
+                str(unseen),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--width",
+                "0.25",
+                "--output",
+                str(out),
+                "--no-progress",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert "trained mobilenet_v1 for 1 epochs" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, fragments", [
-    (["mobilenet_v2"], ("holds a mobilenet_v1, not mobilenet_v2",)),
-    (["--width", "0.5"], ("width_mult=0.5 does not fit the weights",)),
-])
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["mobilenet_v2"], ("holds a mobilenet_v1, not mobilenet_v2",)),
+        (["--width", "0.5"], ("width_mult=0.5 does not fit the weights",)),
+    ],
+)
 def test_weights_that_do_not_fit_get_one_line(parent, tmp_path, capsys, argv, fragments):
     checkpoint, _, unseen = parent
     out = tmp_path / "bad"
@@ -159,9 +197,14 @@ def test_cutout_erases_at_most_one_square_per_image(shape, size):
     zeros = (erased == 0).all(1)  # N×H×W: erased on every channel
     for image in range(shape[0]):
         rows, cols = torch.nonzero(zeros[image], as_tuple=True)
-        assert len(rows) <= size * size and (len(rows) == 0 or (
-            rows.max() - rows.min() < size and cols.max() - cols.min() < size
-            and len(rows) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)))
+        assert len(rows) <= size * size and (
+            len(rows) == 0
+            or (
+                rows.max() - rows.min() < size
+                and cols.max() - cols.min() < size
+                and len(rows) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+            )
+        )
     untouched = ~zeros[:, None].expand_as(batch)
     assert torch.equal(erased[untouched], batch[untouched])
     again = transforms.cutout(batch, size, torch.Generator().manual_seed(0))
@@ -177,8 +220,9 @@ def test_eval_reports_flip_tta_apart_from_the_plain_figures(parent, capsys):
     checkpoint, seen, _ = parent
     assert main(["eval", str(checkpoint), "--data", str(seen), "--format", "json", "--workers", "0"]) == 0
     plain = json.loads(capsys.readouterr().out)
-    assert main(["eval", str(checkpoint), "--data", str(seen), "--format=json", "--tta",
-                 "--workers", "0"]) == 0
+    assert (
+        main(["eval", str(checkpoint), "--data", str(seen), "--format=json", "--tta", "--workers", "0"]) == 0
+    )
     both = json.loads(capsys.readouterr().out)
     assert "tta" not in plain and both["top1"] == plain["top1"] and both["loss"] == plain["loss"]
     assert 0 < both["tta"]["top1"] <= 1 and both["tta"]["kind"] == "horizontal flip"

@@ -54,7 +54,7 @@ def test_random_crop_with_padding_cuts_the_drawn_windows():
     offsets = torch.randint(0, 3, (2, 2), generator=torch.Generator().manual_seed(3)).tolist()
     padded = torch.nn.functional.pad(batch, (1, 1, 1, 1))
     for i, (top, left) in enumerate(offsets):
-        assert torch.equal(out[i], padded[i, :, top:top + 3, left:left + 3])
+        assert torch.equal(out[i], padded[i, :, top : top + 3, left : left + 3])
     # offset (1, 1) is the identity; (0, 0) shifts the image down-right with a zero border
     shifted = transforms.random_crop_with_padding(batch[:1], 1, torch.Generator().manual_seed(0))
     assert shifted.shape == (1, 1, 3, 3)

@@ -82,8 +82,9 @@ def inverted_residual_reference(x, block, kernel, stride, padding, activation):
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("se_channels", [None, 8])
 @pytest.mark.parametrize("activation, padding", [("relu6", "torch"), ("hardswish", "same"), ("relu", "same")])
-def test_inverted_residual_matches_reference(in_channels, out_channels, expanded, kernel, stride, se_channels,
-                                             activation, padding):
+def test_inverted_residual_matches_reference(
+    in_channels, out_channels, expanded, kernel, stride, se_channels, activation, padding
+):
     torch.manual_seed(0)
     block = InvertedResidual(
         in_channels,
@@ -107,8 +108,10 @@ def test_inverted_residual_matches_reference(in_channels, out_channels, expanded
         )
 
 
-@pytest.mark.parametrize("in_channels, out_channels, stride, residual", [
-    (16, 16, 1, True), (16, 16, 2, False), (16, 24, 1, False), (24, 16, 1, False)])
+@pytest.mark.parametrize(
+    "in_channels, out_channels, stride, residual",
+    [(16, 16, 1, True), (16, 16, 2, False), (16, 24, 1, False), (24, 16, 1, False)],
+)
 def test_residual_exactly_when_shapes_allow(in_channels, out_channels, stride, residual):
     block = InvertedResidual(in_channels, out_channels, 4 * in_channels, stride=stride).eval()
     assert block.use_residual == residual
@@ -143,11 +146,24 @@ def test_hard_activations_at_break_points():
     torch.testing.assert_close(hard_swish(grid), grid * torch.clamp(grid + 3, 0, 6) / 6)
 
 
-@pytest.mark.parametrize("value, expected", [
-    (32 * 0.35, 16),  # 11.2 rounds to 8, which would lose > 10%: bumped to 16
-    (16 * 0.35, 8), (32 * 1.4, 48), (1280 * 1.4, 1792), (1280 * 1.3, 1664), (96 * 0.75, 72), (12, 16), (4, 8),
-    (20, 24), (26, 24), (27.9, 32), (28, 32), (3.0, 8),  # 27.9 → 24 would lose > 10%
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (32 * 0.35, 16),  # 11.2 rounds to 8, which would lose > 10%: bumped to 16
+        (16 * 0.35, 8),
+        (32 * 1.4, 48),
+        (1280 * 1.4, 1792),
+        (1280 * 1.3, 1664),
+        (96 * 0.75, 72),
+        (12, 16),
+        (4, 8),
+        (20, 24),
+        (26, 24),
+        (27.9, 32),
+        (28, 32),
+        (3.0, 8),  # 27.9 → 24 would lose > 10%
+    ],
+)
 def test_make_divisible_rounds_like_the_references(value, expected):
     assert make_divisible(value) == expected
 
@@ -190,8 +206,12 @@ def test_v2_v3_figures(name, options, params, mult_adds, paper):
 
 
 V2_WIDTHS = [0.35, 0.5, 0.75, 1.0, 1.3, 1.4]
-V3_VARIANTS = [(name, width, minimal) for name in ("mobilenet_v3_large", "mobilenet_v3_small")
-               for width in (0.75, 1.0) for minimal in (False, True)]
+V3_VARIANTS = [
+    (name, width, minimal)
+    for name in ("mobilenet_v3_large", "mobilenet_v3_small")
+    for width in (0.75, 1.0)
+    for minimal in (False, True)
+]
 
 
 @pytest.mark.parametrize("width", V2_WIDTHS)
@@ -233,8 +253,9 @@ def test_v2_v3_cost_equals_hooks_and_round_trips(name, width, minimal):
     model = create_model(name, **options).eval()
     report = cost(name, **options)
     measured = hook_costs(model, 161)
-    assert [(r.name, r.mult_adds, r.params) for r in report.rows] == \
-           [(n, m["mult_adds"], m["params"]) for n, m in measured.items()]
+    assert [(r.name, r.mult_adds, r.params) for r in report.rows] == [
+        (n, m["mult_adds"], m["params"]) for n, m in measured.items()
+    ]
     rebuilt = MobileNet.from_config(json.loads(json.dumps(model.config.to_dict())))
     assert rebuilt.config == model.config
     x = torch.randn(1, 3, 64, 64)
@@ -242,8 +263,12 @@ def test_v2_v3_cost_equals_hooks_and_round_trips(name, width, minimal):
     rebuilt.eval()
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), model(x))
-        torch.testing.assert_close(model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last)),
-                                   rebuilt(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last)),
+            rebuilt(x),
+            rtol=1e-4,
+            atol=1e-5,
+        )
 
 
 def test_v3_uses_the_reference_batchnorm_settings():

@@ -13,8 +13,18 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "config": ("BlockConfig", "HeadConfig", "ModelConfig", "ModelOptions"),
     "costs.analysis": ("cost", "hook_costs", "layer_costs", "separable_vs_standard"),
-    "layers": ("Conv2d", "ConvNormAct", "DepthwiseConv2d", "DepthwiseSeparableConv2d", "InvertedResidual",
-               "PointwiseConv2d", "SqueezeExcite", "hard_sigmoid", "hard_swish", "same_padding"),
+    "layers": (
+        "Conv2d",
+        "ConvNormAct",
+        "DepthwiseConv2d",
+        "DepthwiseSeparableConv2d",
+        "InvertedResidual",
+        "PointwiseConv2d",
+        "SqueezeExcite",
+        "hard_sigmoid",
+        "hard_swish",
+        "same_padding",
+    ),
     "fuse": ("fuse_bn",),
     "models": ("MobileNet",),
     "factory": ("create_model", "list_models"),
@@ -38,4 +48,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(list(globals()) + __all__)
-

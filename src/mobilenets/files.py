@@ -45,8 +45,10 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output folder"
         os.close(fd)
         os.unlink(probe)
     except OSError as error:
-        raise OutputError(f"cannot write to the {what} {folder} ({_reason(error)}); "
-                          f"choose another path or fix its permissions") from None
+        raise OutputError(
+            f"cannot write to the {what} {folder} ({_reason(error)}); "
+            f"choose another path or fix its permissions"
+        ) from None
     return folder
 
 
@@ -164,8 +166,10 @@ class OutputLock:
             return ""
 
     def _refuse(self, holder: str) -> None:
-        raise OutputError(f"{self.path.parent} is in use by another run ({holder or 'unknown process'}); "
-                          f"wait for it to finish or choose another {self.what}")
+        raise OutputError(
+            f"{self.path.parent} is in use by another run ({holder or 'unknown process'}); "
+            f"wait for it to finish or choose another {self.what}"
+        )
 
     def acquire(self) -> "OutputLock":
         try:
@@ -180,8 +184,13 @@ class OutputLock:
                 self._refuse(self._holder())
         else:
             fields = self._holder().split()  # "pid PID on HOST"
-            if len(fields) == 4 and fields[1].isdigit() and fields[3] == socket.gethostname() \
-                    and int(fields[1]) != os.getpid() and _pid_alive(int(fields[1])):
+            if (
+                len(fields) == 4
+                and fields[1].isdigit()
+                and fields[3] == socket.gethostname()
+                and int(fields[1]) != os.getpid()
+                and _pid_alive(int(fields[1]))
+            ):
                 os.close(fd)
                 self._refuse(" ".join(fields))
         os.ftruncate(fd, 0)
@@ -218,5 +227,15 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-__all__ = ["LOCK_NAME", "OutputError", "OutputLock", "check_writable_file", "check_writable_folder",
-           "fsync_folder", "remove_stale_temporaries", "umask", "remove_unused_folder", "write_atomically"]
+__all__ = [
+    "LOCK_NAME",
+    "OutputError",
+    "OutputLock",
+    "check_writable_file",
+    "check_writable_folder",
+    "fsync_folder",
+    "remove_stale_temporaries",
+    "umask",
+    "remove_unused_folder",
+    "write_atomically",
+]

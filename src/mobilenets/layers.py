@@ -45,8 +45,9 @@ def keras_padding(kernel_size: int, stride: int, dilation: int = 1, depthwise: b
     return (before, after, before, after)
 
 
-def resolve_padding(padding: Padding, kernel_size: int, stride: int, dilation: int = 1,
-                    depthwise: bool = False) -> Padding:
+def resolve_padding(
+    padding: Padding, kernel_size: int, stride: int, dilation: int = 1, depthwise: bool = False
+) -> Padding:
     """The padding one layer applies for a padding mode: "keras" becomes what Keras gives that layer
     (`keras_padding`); every other mode already is one."""
     if padding == "keras":
@@ -63,14 +64,25 @@ class Conv2d(nn.Conv2d):
     otherwise computes the asymmetric padding from the input size on each call.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: Padding = "torch", dilation: int = 1, groups: int = 1, bias: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: Padding = "torch",
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+    ):
         explicit = None
-        padding = resolve_padding(padding, kernel_size, stride, dilation,
-                                  depthwise=groups > 1 and groups == in_channels)
+        padding = resolve_padding(
+            padding, kernel_size, stride, dilation, depthwise=groups > 1 and groups == in_channels
+        )
         if isinstance(padding, tuple):
-            if len(padding) != 4 or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0
-                                            for p in padding):
+            if len(padding) != 4 or not all(
+                isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in padding
+            ):
                 raise ValueError(
                     f"explicit padding must be four non-negative ints (left, right, top, bottom); "
                     f"got {padding!r}"
@@ -86,8 +98,10 @@ class Conv2d(nn.Conv2d):
         elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
             static = padding
         else:
-            raise ValueError(f"padding must be a non-negative int, 'valid', 'same', 'torch', 'keras' or "
-                             f"(left, right, top, bottom); got {padding!r}")
+            raise ValueError(
+                f"padding must be a non-negative int, 'valid', 'same', 'torch', 'keras' or "
+                f"(left, right, top, bottom); got {padding!r}"
+            )
         super().__init__(in_channels, out_channels, kernel_size, stride, static or 0, dilation, groups, bias)
         self.dynamic_same = static is None
         self.explicit_padding = explicit  # (left, right, top, bottom), applied before the convolution
@@ -113,12 +127,28 @@ class DepthwiseConv2d(Conv2d):
     Costs D_K·D_K·M·D_F·D_F mult-adds instead of D_K·D_K·M·N·D_F·D_F (MobileNet paper eq. 3).
     """
 
-    def __init__(self, in_channels: int, kernel_size: int = 3, stride: int = 1, padding: Padding = "torch",
-                 dilation: int = 1, depth_multiplier: int = 1, bias: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: Padding = "torch",
+        dilation: int = 1,
+        depth_multiplier: int = 1,
+        bias: bool = False,
+    ):
         if depth_multiplier < 1:
             raise ValueError(f"depth_multiplier must be ≥ 1; got {depth_multiplier}")
-        super().__init__(in_channels, in_channels * depth_multiplier, kernel_size, stride, padding, dilation,
-                         groups=in_channels, bias=bias)
+        super().__init__(
+            in_channels,
+            in_channels * depth_multiplier,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups=in_channels,
+            bias=bias,
+        )
         self.depth_multiplier = depth_multiplier
 
 
@@ -166,17 +196,33 @@ class ConvNormAct(nn.Module):
     for every block type.
     """
 
-    def __init__(self, conv: Conv2d, norm: str = "batchnorm", activation: str = "relu",
-                 bn_eps: float = 1e-5, bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        conv: Conv2d,
+        norm: str = "batchnorm",
+        activation: str = "relu",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         self.conv = conv
         self.norm = make_norm(norm, conv.out_channels, bn_eps, bn_momentum)
         self.act = make_activation(activation)
 
     @classmethod
-    def standard(cls, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: Padding = "torch", dilation: int = 1, norm: str = "batchnorm",
-                 activation: str = "relu", bn_eps: float = 1e-5, bn_momentum: float = 0.1) -> "ConvNormAct":
+    def standard(
+        cls,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: Padding = "torch",
+        dilation: int = 1,
+        norm: str = "batchnorm",
+        activation: str = "relu",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ) -> "ConvNormAct":
         """A standard (full) convolution unit; its bias only where there is no norm to shift it."""
         conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=norm == "none")
         return cls(conv, norm, activation, bn_eps, bn_momentum)
@@ -216,8 +262,13 @@ class DepthwiseSeparableConv2d(nn.Module):
             bn_eps,
             bn_momentum,
         )
-        self.pw = ConvNormAct(PointwiseConv2d(in_channels * depth_multiplier, out_channels, bias=no_norm),
-                              norm, activation, bn_eps, bn_momentum)
+        self.pw = ConvNormAct(
+            PointwiseConv2d(in_channels * depth_multiplier, out_channels, bias=no_norm),
+            norm,
+            activation,
+            bn_eps,
+            bn_momentum,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pw(self.dw(x))
@@ -248,17 +299,33 @@ class InvertedResidual(nn.Module):
     information ("linear bottlenecks").
     """
 
-    def __init__(self, in_channels: int, out_channels: int, expanded_channels: int, kernel_size: int = 3,
-                 stride: int = 1, padding: Padding = "torch", dilation: int = 1, activation: str = "relu6",
-                 se_channels: int | None = None, norm: str = "batchnorm", bn_eps: float = 1e-5,
-                 bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        expanded_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: Padding = "torch",
+        dilation: int = 1,
+        activation: str = "relu6",
+        se_channels: int | None = None,
+        norm: str = "batchnorm",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         bias = norm == "none"
         self.use_residual = stride == 1 and in_channels == out_channels
         self.expand = None
         if expanded_channels != in_channels:
-            self.expand = ConvNormAct(PointwiseConv2d(in_channels, expanded_channels, bias=bias),
-                                      norm, activation, bn_eps, bn_momentum)
+            self.expand = ConvNormAct(
+                PointwiseConv2d(in_channels, expanded_channels, bias=bias),
+                norm,
+                activation,
+                bn_eps,
+                bn_momentum,
+            )
         self.dw = ConvNormAct(
             DepthwiseConv2d(expanded_channels, kernel_size, stride, padding, dilation, bias=bias),
             norm,
@@ -267,8 +334,9 @@ class InvertedResidual(nn.Module):
             bn_momentum,
         )
         self.se = SqueezeExcite(expanded_channels, se_channels) if se_channels else None
-        self.project = ConvNormAct(PointwiseConv2d(expanded_channels, out_channels, bias=bias),
-                                   norm, "none", bn_eps, bn_momentum)
+        self.project = ConvNormAct(
+            PointwiseConv2d(expanded_channels, out_channels, bias=bias), norm, "none", bn_eps, bn_momentum
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x if self.expand is None else self.expand(x)

@@ -20,13 +20,20 @@ def build_block(block: BlockConfig, config: ModelConfig) -> nn.Module:
     """The module for one body block; the single place where config fields meet layer arguments."""
     norm_args = dict(norm=config.norm, bn_eps=config.bn_eps, bn_momentum=config.bn_momentum)
     # in, out, kernel, stride, padding, dilation: the leading arguments of both layer constructors
-    geometry = (block.in_channels, block.out_channels, block.kernel_size, block.stride, config.padding,
-                block.dilation)
+    geometry = (
+        block.in_channels,
+        block.out_channels,
+        block.kernel_size,
+        block.stride,
+        config.padding,
+        block.dilation,
+    )
     if block.kind == "conv":
         return ConvNormAct.standard(*geometry, activation=block.activation, **norm_args)
     if block.kind == "separable":
-        return DepthwiseSeparableConv2d(*geometry, block.depth_multiplier, activation=block.activation,
-                                        **norm_args)
+        return DepthwiseSeparableConv2d(
+            *geometry, block.depth_multiplier, activation=block.activation, **norm_args
+        )
     return InvertedResidual(
         block.in_channels,
         block.out_channels,

@@ -36,38 +36,62 @@ def make_divisible(
 # --------------------------------------------------------------------------------------------
 MOBILENET_V1_BODY = (
     # kind,        c,    s      input (224×224)
-    ("conv",       32,   2),  # 224×224×3
-    ("separable",  64,   1),  # 112×112×32
-    ("separable",  128,  2),  # 112×112×64
-    ("separable",  128,  1),  # 56×56×128
-    ("separable",  256,  2),  # 56×56×128
-    ("separable",  256,  1),  # 28×28×256
-    ("separable",  512,  2),  # 28×28×256
-    ("separable",  512,  1),  # 14×14×512  ┐
-    ("separable",  512,  1),  # 14×14×512  │
-    ("separable",  512,  1),  # 14×14×512  │ "5×" in Table 1; removed in the
-    ("separable",  512,  1),  # 14×14×512  │ shallow MobileNet of Table 5
-    ("separable",  512,  1),  # 14×14×512  ┘
-    ("separable",  1024, 2),  # 14×14×512
-    ("separable",  1024, 1),  # 7×7×1024 (printed "s2", see above)
+    ("conv", 32, 2),  # 224×224×3
+    ("separable", 64, 1),  # 112×112×32
+    ("separable", 128, 2),  # 112×112×64
+    ("separable", 128, 1),  # 56×56×128
+    ("separable", 256, 2),  # 56×56×128
+    ("separable", 256, 1),  # 28×28×256
+    ("separable", 512, 2),  # 28×28×256
+    ("separable", 512, 1),  # 14×14×512  ┐
+    ("separable", 512, 1),  # 14×14×512  │
+    ("separable", 512, 1),  # 14×14×512  │ "5×" in Table 1; removed in the
+    ("separable", 512, 1),  # 14×14×512  │ shallow MobileNet of Table 5
+    ("separable", 512, 1),  # 14×14×512  ┘
+    ("separable", 1024, 2),  # 14×14×512
+    ("separable", 1024, 1),  # 7×7×1024 (printed "s2", see above)
 )
 # Then: Avg Pool 7×7 → FC 1024×1000 → Softmax.
 MOBILENET_V1_SHALLOW_ROWS = range(7, 12)  # the five 14×14×512 separable rows (Table 5)
 
 
-def _zoo_config(name: str, blocks: list[BlockConfig], options: ModelOptions, *, dropout: float, bn_eps: float,
-                bn_momentum: float = 0.1, hidden_channels: int | None = None,
-                hidden_activation: str = "none") -> ModelConfig:
+def _zoo_config(
+    name: str,
+    blocks: list[BlockConfig],
+    options: ModelOptions,
+    *,
+    dropout: float,
+    bn_eps: float,
+    bn_momentum: float = 0.1,
+    hidden_channels: int | None = None,
+    hidden_activation: str = "none",
+) -> ModelConfig:
     """A zoo model's config from its blocks: the classifier head on the last block (none with
     features_only), and the options every model takes. dropout and bn_eps are the model's defaults,
     which the options override."""
-    head = None if options.features_only else HeadConfig(
-        blocks[-1].out_channels, options.num_classes, hidden_channels, hidden_activation,
-        dropout if options.dropout is None else options.dropout)
-    return ModelConfig(name, tuple(blocks), head, in_channels=options.in_channels,
-                       resolution=options.resolution, padding=options.padding,
-                       bn_eps=options.bn_eps or bn_eps, bn_momentum=bn_momentum,
-                       width_mult=options.width_mult, minimalistic=options.minimalistic)
+    head = (
+        None
+        if options.features_only
+        else HeadConfig(
+            blocks[-1].out_channels,
+            options.num_classes,
+            hidden_channels,
+            hidden_activation,
+            dropout if options.dropout is None else options.dropout,
+        )
+    )
+    return ModelConfig(
+        name,
+        tuple(blocks),
+        head,
+        in_channels=options.in_channels,
+        resolution=options.resolution,
+        padding=options.padding,
+        bn_eps=options.bn_eps or bn_eps,
+        bn_momentum=bn_momentum,
+        width_mult=options.width_mult,
+        minimalistic=options.minimalistic,
+    )
 
 
 def _v1_config(name: str, options: ModelOptions, body: tuple) -> ModelConfig:
@@ -83,8 +107,17 @@ def _v1_config(name: str, options: ModelOptions, body: tuple) -> ModelConfig:
                 f"width_mult {options.width_mult} leaves a layer of {paper_channels} channels with none"
             )
         if kind == "separable":
-            blocks.append(BlockConfig("separable", channels, out_channels, 3, stride, activation=activation,
-                                      depth_multiplier=options.depth_multiplier))
+            blocks.append(
+                BlockConfig(
+                    "separable",
+                    channels,
+                    out_channels,
+                    3,
+                    stride,
+                    activation=activation,
+                    depth_multiplier=options.depth_multiplier,
+                )
+            )
         else:  # the stem
             blocks.append(BlockConfig("conv", channels, out_channels, 3, stride, activation=activation))
         channels = out_channels
@@ -99,7 +132,8 @@ def full_conv_twin(config: ModelConfig) -> ModelConfig | None:
         return None
     blocks = tuple(
         dataclasses.replace(block, kind="conv", depth_multiplier=1) if block.kind == "separable" else block
-        for block in config.blocks)
+        for block in config.blocks
+    )
     name = config.name if config.name.startswith("conv_") else f"conv_{config.name}"
     return config.replace(name=name, blocks=blocks)
 
@@ -128,11 +162,11 @@ def shallow_mobilenet_v1_config(options: ModelOptions) -> ModelConfig:
 MOBILENET_V2_STEM = 32  # conv2d 3×3, stride 2
 MOBILENET_V2_BODY = (
     # t,  c,   n, s
-    (1, 16,  1, 1),
-    (6, 24,  2, 2),
-    (6, 32,  3, 2),
-    (6, 64,  4, 2),
-    (6, 96,  3, 1),
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 )
@@ -174,35 +208,35 @@ def mobilenet_v2_config(options: ModelOptions) -> ModelConfig:
 # --------------------------------------------------------------------------------------------
 MOBILENET_V3_LARGE_BODY = (
     # k, exp, c,   SE,    NL,   s       input
-    (3, 16,  16,  False, "RE", 1),  # 112²×16
-    (3, 64,  24,  False, "RE", 2),  # 112²×16
-    (3, 72,  24,  False, "RE", 1),  # 56²×24
-    (5, 72,  40,  True,  "RE", 2),  # 56²×24
-    (5, 120, 40,  True,  "RE", 1),  # 28²×40
-    (5, 120, 40,  True,  "RE", 1),  # 28²×40
-    (3, 240, 80,  False, "HS", 2),  # 28²×40
-    (3, 200, 80,  False, "HS", 1),  # 14²×80
-    (3, 184, 80,  False, "HS", 1),  # 14²×80
-    (3, 184, 80,  False, "HS", 1),  # 14²×80
-    (3, 480, 112, True,  "HS", 1),  # 14²×80
-    (3, 672, 112, True,  "HS", 1),  # 14²×112
-    (5, 672, 160, True,  "HS", 2),  # 14²×112
-    (5, 960, 160, True,  "HS", 1),  # 7²×160
-    (5, 960, 160, True,  "HS", 1),  # 7²×160
+    (3, 16, 16, False, "RE", 1),  # 112²×16
+    (3, 64, 24, False, "RE", 2),  # 112²×16
+    (3, 72, 24, False, "RE", 1),  # 56²×24
+    (5, 72, 40, True, "RE", 2),  # 56²×24
+    (5, 120, 40, True, "RE", 1),  # 28²×40
+    (5, 120, 40, True, "RE", 1),  # 28²×40
+    (3, 240, 80, False, "HS", 2),  # 28²×40
+    (3, 200, 80, False, "HS", 1),  # 14²×80
+    (3, 184, 80, False, "HS", 1),  # 14²×80
+    (3, 184, 80, False, "HS", 1),  # 14²×80
+    (3, 480, 112, True, "HS", 1),  # 14²×80
+    (3, 672, 112, True, "HS", 1),  # 14²×112
+    (5, 672, 160, True, "HS", 2),  # 14²×112
+    (5, 960, 160, True, "HS", 1),  # 7²×160
+    (5, 960, 160, True, "HS", 1),  # 7²×160
 )
 MOBILENET_V3_SMALL_BODY = (
     # k, exp, c,  SE,    NL,   s       input
-    (3, 16,  16, True,  "RE", 2),  # 112²×16
-    (3, 72,  24, False, "RE", 2),  # 56²×16
-    (3, 88,  24, False, "RE", 1),  # 28²×24
-    (5, 96,  40, True,  "HS", 2),  # 28²×24
-    (5, 240, 40, True,  "HS", 1),  # 14²×40
-    (5, 240, 40, True,  "HS", 1),  # 14²×40
-    (5, 120, 48, True,  "HS", 1),  # 14²×40
-    (5, 144, 48, True,  "HS", 1),  # 14²×48
-    (5, 288, 96, True,  "HS", 2),  # 14²×48
-    (5, 576, 96, True,  "HS", 1),  # 7²×96
-    (5, 576, 96, True,  "HS", 1),  # 7²×96
+    (3, 16, 16, True, "RE", 2),  # 112²×16
+    (3, 72, 24, False, "RE", 2),  # 56²×16
+    (3, 88, 24, False, "RE", 1),  # 28²×24
+    (5, 96, 40, True, "HS", 2),  # 28²×24
+    (5, 240, 40, True, "HS", 1),  # 14²×40
+    (5, 240, 40, True, "HS", 1),  # 14²×40
+    (5, 120, 48, True, "HS", 1),  # 14²×40
+    (5, 144, 48, True, "HS", 1),  # 14²×48
+    (5, 288, 96, True, "HS", 2),  # 14²×48
+    (5, 576, 96, True, "HS", 1),  # 7²×96
+    (5, 576, 96, True, "HS", 1),  # 7²×96
 )
 MOBILENET_V3_STEM = 16  # conv2d 3×3, stride 2, hard-swish
 # Both tables end: conv2d 1×1 (6 × last c: 960 / 576) → pool → 1×1 "NBN" (1280 / 1024) → 1×1 k.
@@ -249,8 +283,16 @@ def _v3_config(name: str, options: ModelOptions, body: tuple) -> ModelConfig:
     if width > 1.0:  # as V2, the head is widened only for α > 1 (Keras convention)
         hidden = make_divisible(hidden * width)
     # torchvision and the TF reference use BN epsilon 1e-3 for V3.
-    return _zoo_config(name, blocks, options, dropout=0.2, bn_eps=1e-3, bn_momentum=0.01,
-                       hidden_channels=hidden, hidden_activation=nonlinearity("HS"))
+    return _zoo_config(
+        name,
+        blocks,
+        options,
+        dropout=0.2,
+        bn_eps=1e-3,
+        bn_momentum=0.01,
+        hidden_channels=hidden,
+        hidden_activation=nonlinearity("HS"),
+    )
 
 
 def mobilenet_v3_large_config(options: ModelOptions) -> ModelConfig:

@@ -27,8 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="MobileNets: models and their cost, training, published weights, deployment.",
         epilog="`mobilenets COMMAND --help` describes each command's flags.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="native runtimes' own log lines too")
+    parser.add_argument("-v", "--verbose", action="store_true", help="native runtimes' own log lines too")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for group in (core, pretrained, deploy, explain):  # the order of `mobilenets --help`
         group.register(sub)
@@ -69,4 +68,3 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # `mobilenets weights | head`: the reader has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return 0
-

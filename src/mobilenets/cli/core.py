@@ -49,51 +49,92 @@ def register(subparsers) -> None:
     p.set_defaults(run=run_config)
 
     p = subparsers.add_parser("cost", help="per-layer params and mult-adds of a model")
-    p.add_argument("model", metavar="MODEL",
-                   help=f"one of: {', '.join(list_models() + list(REFERENCE_MODELS))}")
+    p.add_argument(
+        "model", metavar="MODEL", help=f"one of: {', '.join(list_models() + list(REFERENCE_MODELS))}"
+    )
     p.add_argument("--by-type", action="store_true", help="breakdown by layer type (paper Table 2)")
-    p.add_argument("--compare", metavar="MODEL[,MODEL]", help="models side by side: MobileNets get the same "
-                   f"options, reference models ({', '.join(REFERENCE_MODELS)}) their paper's input size")
+    p.add_argument(
+        "--compare",
+        metavar="MODEL[,MODEL]",
+        help="models side by side: MobileNets get the same "
+        f"options, reference models ({', '.join(REFERENCE_MODELS)}) their paper's input size",
+    )
     p.add_argument("--format", default="table", choices=FORMATS)
     add_model_options(p)
     p.set_defaults(run=run_cost)
 
     p = subparsers.add_parser("train", help="train on an image folder, CIFAR-10 or digits")
-    p.add_argument("model", nargs="?", metavar="MODEL", help=f"one of: {', '.join(list_models())} (default: "
-                   "mobilenet_v1; with --weights the weights' model; with --resume the run's own)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        metavar="MODEL",
+        help=f"one of: {', '.join(list_models())} (default: "
+        "mobilenet_v1; with --weights the weights' model; with --resume the run's own)",
+    )
     deprecated(p, "--model", "the positional MODEL", dest="model" + OLD)
     add_dataclass_options(p, TrainConfig, "training options")
     add_model_options(p)
     p.set_defaults(run=run_train)
 
     p = subparsers.add_parser("eval", help="accuracy of a checkpoint or an exported file")
-    p.add_argument("checkpoint", nargs="?", metavar="MODEL_OR_FILE", help=f"a checkpoint file, an exported "
-                   f"model ({EXPORTED_SUFFIXES}, with the sidecar FILE.json export wrote), or with --weights "
-                   f"the model of those weights ({', '.join(list_models())})")
-    p.add_argument("--weights", metavar="KEY", help="weights this project ships (cifar10): with MODEL and "
-                   "--width choosing among them (default: the key's first)")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        metavar="MODEL_OR_FILE",
+        help=f"a checkpoint file, an exported "
+        f"model ({EXPORTED_SUFFIXES}, with the sidecar FILE.json export wrote), or with --weights "
+        f"the model of those weights ({', '.join(list_models())})",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="KEY",
+        help="weights this project ships (cifar10): with MODEL and "
+        "--width choosing among them (default: the key's first)",
+    )
     p.add_argument("--data", required=True, help="image folder PATH, 'digits' or 'cifar10:PATH'")
-    p.add_argument("--split", default="val", choices=("val", "all"),
-                   help="val: the checkpoint's own validation split; all: every image of --data")
-    add_option(p, "--output", aliases=("--confusion",), metavar="PNG",
-               help="where to write the confusion matrix (default: beside the checkpoint)")
+    p.add_argument(
+        "--split",
+        default="val",
+        choices=("val", "all"),
+        help="val: the checkpoint's own validation split; all: every image of --data",
+    )
+    add_option(
+        p,
+        "--output",
+        aliases=("--confusion",),
+        metavar="PNG",
+        help="where to write the confusion matrix (default: beside the checkpoint)",
+    )
     add_option(p, "--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--format", default="table", choices=("table", "json"),
-                   help="table, or json: every metric (default table)")
+    p.add_argument(
+        "--format",
+        default="table",
+        choices=("table", "json"),
+        help="table, or json: every metric (default table)",
+    )
     deprecated(p, "--json", "--format json", dest="format", value="json")
     p.add_argument("--skip-bad-images", action="store_true", help="warn about and skip unreadable images")
     deprecated(p, "--model", "the positional MODEL_OR_FILE", dest="checkpoint" + OLD)
-    p.add_argument("--width", dest="width_mult", type=float, metavar="WIDTH_MULT",
-                   help="with --weights: which width")
-    p.add_argument("--tta", action="store_true", help="also report flip test-time augmentation (each image "
-                   "and its mirror; on its own line, the plain figures stay as they are)")
+    p.add_argument(
+        "--width", dest="width_mult", type=float, metavar="WIDTH_MULT", help="with --weights: which width"
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="also report flip test-time augmentation (each image "
+        "and its mirror; on its own line, the plain figures stay as they are)",
+    )
     p.set_defaults(run=run_eval)
 
     p = subparsers.add_parser("predict", help="top-k classes of image files")
-    p.add_argument("inputs", nargs="+", metavar="[MODEL_OR_FILE] IMAGE",
-                   help=f"a checkpoint or an exported model ({EXPORTED_SUFFIXES}), then image files; with "
-                   "--weights, optionally the model of those weights, then image files")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[MODEL_OR_FILE] IMAGE",
+        help=f"a checkpoint or an exported model ({EXPORTED_SUFFIXES}), then image files; with "
+        "--weights, optionally the model of those weights, then image files",
+    )
     p.add_argument("--top-k", type=int, default=5)
     configure_predict_weights(p)
     p.set_defaults(run=run_predict)
@@ -104,8 +145,13 @@ def register(subparsers) -> None:
         description="Train MobileNetV1 and its full-convolution twin alike; compare cost, speed "
         "and accuracy (paper Table 4).",
     )
-    add_dataclass_options(p, TrainConfig, "training options (compare defaults: " +
-                          ", ".join(f"{k}={v}" for k, v in COMPARE_DEFAULTS.items()) + ", width 0.5)")
+    add_dataclass_options(
+        p,
+        TrainConfig,
+        "training options (compare defaults: "
+        + ", ".join(f"{k}={v}" for k, v in COMPARE_DEFAULTS.items())
+        + ", width 0.5)",
+    )
     add_model_options(p)
     p.set_defaults(run=run_compare)
 
@@ -183,8 +229,9 @@ def _eval_source(args: argparse.Namespace) -> tuple[str | None, str | None]:
             return target, None
     if weights is not None:
         if target is not None and target not in list_models():
-            raise ValueError(f"with --weights, MODEL_OR_FILE is a model ({', '.join(list_models())}); got "
-                             f"{target!r}")
+            raise ValueError(
+                f"with --weights, MODEL_OR_FILE is a model ({', '.join(list_models())}); got {target!r}"
+            )
         return weights, target
     if target is None:
         raise ValueError("eval needs MODEL_OR_FILE (a checkpoint or an exported file) or --weights KEY")
@@ -199,15 +246,18 @@ def run_eval(args: argparse.Namespace) -> str:
     key, model_or_file = _eval_source(args)
     shipped = None if key is None else bundled_checkpoint(key, model_or_file, args.width_mult)
     if key is not None and shipped is None:
-        raise ValueError(f"--weights {key}: eval scores the weights this project trained and ships "
-                         f"(cifar10); for others, convert them to a checkpoint first (mobilenets convert)")
+        raise ValueError(
+            f"--weights {key}: eval scores the weights this project trained and ships "
+            f"(cifar10); for others, convert them to a checkpoint first (mobilenets convert)"
+        )
     checkpoint = shipped or model_or_file
     if shipped is not None:
         png = args.output or f"{shipped.stem}_confusion.png"  # e.g. cifar10_mobilenet_v1_0.25_...
     else:
         png = args.output or str(Path(checkpoint).with_suffix("")) + "_confusion.png"
-    metrics = evaluate_checkpoint(checkpoint, args.data, args.split, args.batch_size, args.workers, png,
-                                  args.skip_bad_images, args.tta)
+    metrics = evaluate_checkpoint(
+        checkpoint, args.data, args.split, args.batch_size, args.workers, png, args.skip_bad_images, args.tta
+    )
     if args.format == "json":
         return json.dumps(metrics, indent=2)
     width = max(len(n) for n in metrics["class_names"])

@@ -67,8 +67,13 @@ CALIBRATION_IMAGES = 512  # enough for min-max ranges to settle (docs/deployment
 
 def add_calibration_options(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--calibration", metavar="DATA", help=help)
-    parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES, metavar="N",
-                        help=f"images drawn from DATA to calibrate on (default {CALIBRATION_IMAGES})")
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=CALIBRATION_IMAGES,
+        metavar="N",
+        help=f"images drawn from DATA to calibrate on (default {CALIBRATION_IMAGES})",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,39 +88,81 @@ def register(subparsers) -> None:
 
 def configure_export_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("export", help="ONNX, OpenVINO, ExecuTorch, LiteRT (float, int8) or web")
-    p.add_argument("model", metavar="MODEL_OR_FILE", help=f"a checkpoint file, or a zoo model name "
-                   f"({', '.join(list_models())}) with random weights")
-    p.add_argument("--format", default="onnx", help=f"output format: {', '.join(RUNTIMES)}, or web (a "
-                   "folder: page + ONNX model + ONNX Runtime Web, see --web-runtime) (default onnx)")
+    p.add_argument(
+        "model",
+        metavar="MODEL_OR_FILE",
+        help=f"a checkpoint file, or a zoo model name ({', '.join(list_models())}) with random weights",
+    )
+    p.add_argument(
+        "--format",
+        default="onnx",
+        help=f"output format: {', '.join(RUNTIMES)}, or web (a "
+        "folder: page + ONNX model + ONNX Runtime Web, see --web-runtime) (default onnx)",
+    )
     precisions = "; ".join(f"{r.format}: {'|'.join(r.precisions)}" for r in RUNTIMES.values())
     p.add_argument("--precision", help=f"{precisions} (default f32; int8 needs --calibration)")
-    add_option(p, "--output", help="the file to write (default: next to the checkpoint, or "
-                   "./NAME.SUFFIX for a zoo model: .onnx, .xml for OpenVINO, .pte, .tflite); its sidecar "
-                   "FILE.json goes beside it")
-    add_option(p, "--batch-size", dest="batch_size", type=int, metavar="N",
-                   help="fix the file's batch size at N (default: onnx 1, openvino any; executorch: "
-                   "any up to max(N, 64), N default 1; tflite: N, default 1)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} "
-                   f"(default {DEFAULT_OPSET})")
+    add_option(
+        p,
+        "--output",
+        help="the file to write (default: next to the checkpoint, or "
+        "./NAME.SUFFIX for a zoo model: .onnx, .xml for OpenVINO, .pte, .tflite); its sidecar "
+        "FILE.json goes beside it",
+    )
+    add_option(
+        p,
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        metavar="N",
+        help="fix the file's batch size at N (default: onnx 1, openvino any; executorch: "
+        "any up to max(N, 64), N default 1; tflite: N, default 1)",
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {MIN_OPSET}-{MAX_OPSET} (default {DEFAULT_OPSET})",
+    )
     p.add_argument("--dynamic-batch", action="store_true", help="onnx: any batch size (default: fixed at 1)")
     p.add_argument(
-        "--fp16", action="store_true", help="onnx: --precision f16, float16 weights and activations "
-        "(float32 inputs/outputs)"
+        "--fp16",
+        action="store_true",
+        help="onnx: --precision f16, float16 weights and activations (float32 inputs/outputs)",
     )
     p.add_argument("--int8", action="store_true", help="--precision int8 (onnx: also writes the float model)")
     add_calibration_options(p, "image folder (class-per-folder or flat) for --int8")
-    p.add_argument("--int8-setting", default="default", metavar="NAME",
-                   help=f"one of: {', '.join(INT8_SETTINGS)} (default: default, see docs/deployment.md)")
-    p.add_argument("--eval", metavar="DATA", help="labelled image folder for the int8 agreement and accuracy "
-                   "(default: other images of --calibration)")
-    p.add_argument("--eval-images", type=int, default=1000, metavar="N",
-                   help="images used to compare int8 with float (default 1000)")
+    p.add_argument(
+        "--int8-setting",
+        default="default",
+        metavar="NAME",
+        help=f"one of: {', '.join(INT8_SETTINGS)} (default: default, see docs/deployment.md)",
+    )
+    p.add_argument(
+        "--eval",
+        metavar="DATA",
+        help="labelled image folder for the int8 agreement and accuracy "
+        "(default: other images of --calibration)",
+    )
+    p.add_argument(
+        "--eval-images",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="images used to compare int8 with float (default 1000)",
+    )
     p.add_argument("--seed", type=int, default=0, help="which images are drawn; weights of zoo models")
-    p.add_argument("--force", action="store_true", help="replace files an earlier export wrote (each is "
-                   "replaced only once its new version is complete)")
-    p.add_argument("--web-runtime", metavar="DIR", help=f"--format web: an installed onnxruntime-web to "
-                   f"copy into the folder (default ${WEB_RUNTIME_ENV}, else ./.web-runtime from `make "
-                   f"web-runtime`)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace files an earlier export wrote (each is replaced only once its new version is complete)",
+    )
+    p.add_argument(
+        "--web-runtime",
+        metavar="DIR",
+        help=f"--format web: an installed onnxruntime-web to "
+        f"copy into the folder (default ${WEB_RUNTIME_ENV}, else ./.web-runtime from `make "
+        f"web-runtime`)",
+    )
     add_model_options(p)
     p.set_defaults(run=run_export)
     return p
@@ -161,9 +208,15 @@ def _check_export_args(args: argparse.Namespace) -> tuple[Runtime, str]:
             f"unknown --int8-setting {args.int8_setting!r}; available: {', '.join(INT8_SETTINGS)}"
         )
     if runtime.format != "onnx":
-        onnx_only = [flag for flag, used in (("--opset", args.opset != DEFAULT_OPSET),
-                                             ("--dynamic-batch", args.dynamic_batch),
-                                             ("--int8-setting", args.int8_setting != "default")) if used]
+        onnx_only = [
+            flag
+            for flag, used in (
+                ("--opset", args.opset != DEFAULT_OPSET),
+                ("--dynamic-batch", args.dynamic_batch),
+                ("--int8-setting", args.int8_setting != "default"),
+            )
+            if used
+        ]
         if onnx_only:
             raise ValueError(f"{onnx_only[0]} applies to --format onnx only")
     for flag, value in (
@@ -200,21 +253,28 @@ class Int8Images:
     eval_labels: np.ndarray | None
 
 
-def _int8_images(args: argparse.Namespace, source: ModelSource, calibration_folder: ImageFolder,
-                 eval_folder: ImageFolder) -> Int8Images:
+def _int8_images(
+    args: argparse.Namespace, source: ModelSource, calibration_folder: ImageFolder, eval_folder: ImageFolder
+) -> Int8Images:
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(calibration_folder.paths))
-    calibration_paths = [calibration_folder.paths[i] for i in order[:args.calibration_images]]
+    calibration_paths = [calibration_folder.paths[i] for i in order[: args.calibration_images]]
     if eval_folder is calibration_folder:  # the images not used to calibrate
-        eval_indices = order[args.calibration_images:args.calibration_images + args.eval_images]
+        eval_indices = order[args.calibration_images : args.calibration_images + args.eval_images]
     else:
-        eval_indices = rng.permutation(len(eval_folder.paths))[:args.eval_images]
+        eval_indices = rng.permutation(len(eval_folder.paths))[: args.eval_images]
     labels = labels_for_model(eval_folder, source.class_names, source.model.config.num_classes)
-    return Int8Images(calibration_folder,
-                      load_images(calibration_paths, source.preprocessing, "calibration images"), eval_folder,
-                      load_images([eval_folder.paths[i] for i in eval_indices], source.preprocessing,
-                                  "images to compare int8 with float"),
-                      None if labels is None else labels[eval_indices])
+    return Int8Images(
+        calibration_folder,
+        load_images(calibration_paths, source.preprocessing, "calibration images"),
+        eval_folder,
+        load_images(
+            [eval_folder.paths[i] for i in eval_indices],
+            source.preprocessing,
+            "images to compare int8 with float",
+        ),
+        None if labels is None else labels[eval_indices],
+    )
 
 
 def _calibration_note(images: Int8Images, requested: int) -> list[str]:
@@ -222,18 +282,22 @@ def _calibration_note(images: Int8Images, requested: int) -> list[str]:
     count = len(images.calibration)
     if count >= min(requested, CALIBRATION_IMAGES):
         return []
-    return [f"note: calibrated on {count} image{'s' if count != 1 else ''} (all the folder holds), fewer "
-            f"than the {CALIBRATION_IMAGES} "
-            "recommended: the activation ranges may not settle; a larger --calibration folder of images "
-            "like the model will see gives a more faithful int8 model"]
+    return [
+        f"note: calibrated on {count} image{'s' if count != 1 else ''} (all the folder holds), fewer "
+        f"than the {CALIBRATION_IMAGES} "
+        "recommended: the activation ranges may not settle; a larger --calibration folder of images "
+        "like the model will see gives a more faithful int8 model"
+    ]
 
 
 def _agreement_lines(images: Int8Images, float_logits, int8_logits, reference: str) -> list[str]:
     if len(images.eval_images) == 0:
         return ["int8 vs float: no images left to compare on (pass --eval DATA)"]
     result = compare_predictions(float_logits, int8_logits, images.eval_labels)
-    lines = [f"int8 vs float ({reference}) on {result.images} images from {images.eval_folder.root}: "
-             f"top-1 agreement {_percent(result.top1_agreement)}"]
+    lines = [
+        f"int8 vs float ({reference}) on {result.images} images from {images.eval_folder.root}: "
+        f"top-1 agreement {_percent(result.top1_agreement)}"
+    ]
     if result.float_accuracy is not None:
         lines.append(
             f"accuracy: float {_percent(result.float_accuracy)}, int8 {_percent(result.quantized_accuracy)} "
@@ -291,8 +355,14 @@ def _run_export(args, runtime, precision, source, output, calibration_folder, ev
     images = _int8_images(args, source, calibration_folder, eval_folder) if calibration_folder else None
     if runtime.format == "onnx":
         return _export_onnx(args, source, output, precision, images)
-    export_model(source, runtime, output, precision=precision,
-                 calibration=None if images is None else images.calibration, batch_size=args.batch_size)
+    export_model(
+        source,
+        runtime,
+        output,
+        precision=precision,
+        calibration=None if images is None else images.calibration,
+        batch_size=args.batch_size,
+    )
     exported = load_exported(output)
     model, (channels, size, _) = source.model, exported.info["input"]
     probe = np.random.default_rng(args.seed).standard_normal((4, channels, size, size), dtype=np.float32)
@@ -307,30 +377,44 @@ def _run_export(args, runtime, precision, source, output, calibration_folder, ev
     ]
     in_effect = getattr(exported.runner, "precision_in_effect", precision)
     if in_effect != precision:
-        lines.append(f"note: on this machine {runtime.title} runs this file in {in_effect}, not {precision} "
-                     f"({bf16_unavailable_reason() or 'the runtime chose so'}); the file keeps {precision} "
-                     "for machines that have it")
+        lines.append(
+            f"note: on this machine {runtime.title} runs this file in {in_effect}, not {precision} "
+            f"({bf16_unavailable_reason() or 'the runtime chose so'}); the file keeps {precision} "
+            "for machines that have it"
+        )
     if images is not None:
-        lines.insert(1, f"int8: calibrated on {len(images.calibration)} images from "
-                        f"{images.calibration_folder.root}")
+        lines.insert(
+            1, f"int8: calibrated on {len(images.calibration)} images from {images.calibration_folder.root}"
+        )
         lines += _calibration_note(images, args.calibration_images)
-        lines += _agreement_lines(images, run_torch(model, images.eval_images),
-                                  exported.runner.run(images.eval_images), "PyTorch float32")
+        lines += _agreement_lines(
+            images,
+            run_torch(model, images.eval_images),
+            exported.runner.run(images.eval_images),
+            "PyTorch float32",
+        )
     return "\n".join(lines)
 
 
-def _export_onnx(args: argparse.Namespace, source: ModelSource, output: Path, precision: str,
-                 images: Int8Images | None) -> str:
+def _export_onnx(
+    args: argparse.Namespace, source: ModelSource, output: Path, precision: str, images: Int8Images | None
+) -> str:
     model, size = source.model, int(source.preprocessing["size"])
     dynamic = args.dynamic_batch or precision == "int8"
     onnx = RUNTIMES["onnx"]
-    export_model(source, onnx, output, precision="f16" if precision == "f16" else "f32",
-                 batch_size=None if dynamic else args.batch_size or 1,
-                 build=partial(export_onnx_model, opset=args.opset))
+    export_model(
+        source,
+        onnx,
+        output,
+        precision="f16" if precision == "f16" else "f32",
+        batch_size=None if dynamic else args.batch_size or 1,
+        build=partial(export_onnx_model, opset=args.opset),
+    )
     summary = summarize_graph(output)
     rng = np.random.default_rng(args.seed)
-    probe = rng.standard_normal((1 if summary.batch_dim == 1 else 4, model.config.in_channels, size, size),
-                                dtype=np.float32)
+    probe = rng.standard_normal(
+        (1 if summary.batch_dim == 1 else 4, model.config.in_channels, size, size), dtype=np.float32
+    )
     parity = compare_with_torch(output, model, probe)
     ops = ", ".join(f"{op} {count}" for op, count in summary.op_counts.items())
     lines = [
@@ -351,14 +435,29 @@ def _export_onnx(args: argparse.Namespace, source: ModelSource, output: Path, pr
     def quantize(model, path, **_) -> Path:  # from the float file just written, not a second export
         return quantize_int8(output, path, images.calibration, setting)
 
-    export_model(source, onnx, int8_path, precision="int8", calibration=images.calibration, batch_size=None,
-                 build=quantize)
-    lines.append(f"wrote {int8_path} (int8: {setting.describe()}; calibrated on {len(images.calibration)} "
-                 f"images from {images.calibration_folder.root}, {os.path.getsize(int8_path) / 1e6:.1f} MB)")
-    return "\n".join(lines + _calibration_note(images, args.calibration_images)
-                     + _agreement_lines(images, run_session(ort_session(output), images.eval_images),
-                                                run_session(ort_session(int8_path), images.eval_images),
-                                                "ONNX Runtime float32"))
+    export_model(
+        source,
+        onnx,
+        int8_path,
+        precision="int8",
+        calibration=images.calibration,
+        batch_size=None,
+        build=quantize,
+    )
+    lines.append(
+        f"wrote {int8_path} (int8: {setting.describe()}; calibrated on {len(images.calibration)} "
+        f"images from {images.calibration_folder.root}, {os.path.getsize(int8_path) / 1e6:.1f} MB)"
+    )
+    return "\n".join(
+        lines
+        + _calibration_note(images, args.calibration_images)
+        + _agreement_lines(
+            images,
+            run_session(ort_session(output), images.eval_images),
+            run_session(ort_session(int8_path), images.eval_images),
+            "ONNX Runtime float32",
+        )
+    )
 
 
 def run_web_export(args: argparse.Namespace) -> str:
@@ -395,17 +494,19 @@ def run_web_export(args: argparse.Namespace) -> str:
     text = report.replace(str(staging), str(target))
     mb = {key: value / 1e6 for key, value in sizes.items()}
     version = runtime_version(dist) or "(version unknown)"
-    return "\n".join([
-        text,
-        f"wrote {target}/ for the browser: index.html and app.js, {model_file.name} "
-        f"({mb['model']:.1f} MB with its sidecar), ONNX Runtime Web {version} in ort/ (WebAssembly "
-        f"{mb['runtime_wasm']:.1f} MB; WebGPU {mb['runtime_webgpu']:.1f} MB, fetched instead where the "
-        "browser has WebGPU)",
-        f"a visitor downloads {mb['model'] + mb['page'] + mb['runtime_wasm']:.1f} MB (WebAssembly) or "
-        f"{mb['model'] + mb['page'] + mb['runtime_webgpu']:.1f} MB (WebGPU); the folder works from any "
-        "static host",
-        f"try it: mobilenets serve {target}",
-    ])
+    return "\n".join(
+        [
+            text,
+            f"wrote {target}/ for the browser: index.html and app.js, {model_file.name} "
+            f"({mb['model']:.1f} MB with its sidecar), ONNX Runtime Web {version} in ort/ (WebAssembly "
+            f"{mb['runtime_wasm']:.1f} MB; WebGPU {mb['runtime_webgpu']:.1f} MB, fetched instead where the "
+            "browser has WebGPU)",
+            f"a visitor downloads {mb['model'] + mb['page'] + mb['runtime_wasm']:.1f} MB (WebAssembly) or "
+            f"{mb['model'] + mb['page'] + mb['runtime_webgpu']:.1f} MB (WebGPU); the folder works from any "
+            "static host",
+            f"try it: mobilenets serve {target}",
+        ]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,11 +514,16 @@ def run_web_export(args: argparse.Namespace) -> str:
 # --------------------------------------------------------------------------------------------
 def configure_serve_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help="serve a web export on this machine (for a browser or phone)")
-    p.add_argument("folder", metavar="DIR",
-                   help="the folder `mobilenets export ... --format web -o DIR` wrote")
+    p.add_argument(
+        "folder", metavar="DIR", help="the folder `mobilenets export ... --format web -o DIR` wrote"
+    )
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this "
-                   "machine only; 0.0.0.0 for other devices on the network, where the camera needs https)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this "
+        "machine only; 0.0.0.0 for other devices on the network, where the camera needs https)",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="log each request")
     p.set_defaults(run=run_serve)
     return p
@@ -431,8 +537,10 @@ def run_serve(args: argparse.Namespace) -> str:
     except OSError as error:
         if isinstance(error, FileNotFoundError):
             raise
-        raise ValueError(f"cannot listen on {args.host}:{args.port} ({error.strerror or error}): "
-                         f"pass another --port (0 picks a free one)") from None
+        raise ValueError(
+            f"cannot listen on {args.host}:{args.port} ({error.strerror or error}): "
+            f"pass another --port (0 picks a free one)"
+        ) from None
     host, port = server.server_address[:2]
     print(f"serving {args.folder} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
@@ -449,9 +557,13 @@ def run_serve(args: argparse.Namespace) -> str:
 # --------------------------------------------------------------------------------------------
 def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="CPU latency per backend, beside the full-conv twin")
-    p.add_argument("model", nargs="?", metavar="MODEL_OR_FILE",
-                   help="a zoo model name or a reference model (vgg16, googlenet, alexnet, squeezenet, "
-                        "resnet50), random weights; or a checkpoint file")
+    p.add_argument(
+        "model",
+        nargs="?",
+        metavar="MODEL_OR_FILE",
+        help="a zoo model name or a reference model (vgg16, googlenet, alexnet, squeezenet, "
+        "resnet50), random weights; or a checkpoint file",
+    )
     deprecated(p, "--model", "the positional MODEL_OR_FILE", dest="model" + OLD)
     p.add_argument(
         "--backend",
@@ -463,17 +575,28 @@ def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--repeats", type=int, default=10, help="timed rounds; the median is reported (default 10)"
     )
-    add_option(p, "--warmup-calls", dest="warmup", type=int, default=3,
-               help="untimed calls per runner first (default 3)")
-    p.add_argument("--compare", default="twin", choices=("twin", "none"),
-                   help="twin: beside the full-convolution twin (conv_mobilenet_v1 for the V1 family); "
-                   "none: the model alone (default twin)")
+    add_option(
+        p,
+        "--warmup-calls",
+        dest="warmup",
+        type=int,
+        default=3,
+        help="untimed calls per runner first (default 3)",
+    )
+    p.add_argument(
+        "--compare",
+        default="twin",
+        choices=("twin", "none"),
+        help="twin: beside the full-convolution twin (conv_mobilenet_v1 for the V1 family); "
+        "none: the model alone (default twin)",
+    )
     deprecated(p, "--no-twin", "--compare none", dest="compare", value="none")
     add_calibration_options(
         p, "image folder to calibrate onnxruntime-int8 (default: random images; speed only)"
     )
-    p.add_argument("--format", default="table", choices=("table", "json"),
-                   help="table, or json (default table)")
+    p.add_argument(
+        "--format", default="table", choices=("table", "json"), help="table, or json (default table)"
+    )
     deprecated(p, "--json", "--format json", dest="format", value="json")
     add_model_options(p)
     p.set_defaults(run=run_bench)
@@ -512,10 +635,19 @@ def run_bench(args: argparse.Namespace) -> str:
     calibration = None
     if args.calibration:
         folder = list_images(args.calibration)
-        order = np.random.default_rng(0).permutation(len(folder.paths))[:args.calibration_images]
-        calibration = load_images([folder.paths[i] for i in order], source.preprocessing,
-                                  "calibration images")
-    report = run_benchmark(source, backends, batches, threads=args.threads, repeats=args.repeats,
-                           warmup=args.warmup, twin=args.compare == "twin", calibration=calibration,
-                           progress=True)
+        order = np.random.default_rng(0).permutation(len(folder.paths))[: args.calibration_images]
+        calibration = load_images(
+            [folder.paths[i] for i in order], source.preprocessing, "calibration images"
+        )
+    report = run_benchmark(
+        source,
+        backends,
+        batches,
+        threads=args.threads,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        twin=args.compare == "twin",
+        calibration=calibration,
+        progress=True,
+    )
     return json.dumps(report.to_dict(), indent=2) if args.format == "json" else render_text(report)

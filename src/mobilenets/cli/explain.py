@@ -30,7 +30,8 @@ def register(subparsers) -> None:
 def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("profile", help="per-layer time, mult-adds, bytes and roofline on this machine")
     p.add_argument(
-        "model", metavar="MODEL",
+        "model",
+        metavar="MODEL",
         help="a zoo model or a reference model (vgg16, googlenet, alexnet, squeezenet, resnet50)",
     )
     p.add_argument(
@@ -57,11 +58,18 @@ def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--repeats", type=int, default=10, help="interleaved timed rounds; the fastest is kept (default 10)"
     )
-    add_option(p, "--warmup-calls", dest="warmup", type=int, default=2,
-               help="untimed calls per runner first (default 2)")
+    add_option(
+        p,
+        "--warmup-calls",
+        dest="warmup",
+        type=int,
+        default=2,
+        help="untimed calls per runner first (default 2)",
+    )
     p.add_argument("--format", default="table", choices=PROFILE_FORMATS)
-    add_option(p, "--output", dest="png", aliases=("--png",), metavar="PNG",
-               help="write the roofline plot here")
+    add_option(
+        p, "--output", dest="png", aliases=("--png",), metavar="PNG", help="write the roofline plot here"
+    )
     p.add_argument("--force", action="store_true", help="replace an existing -o file")
     add_model_options(p)
     p.set_defaults(run=run_profile)
@@ -116,8 +124,14 @@ def configure_choose_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--families", default="v1,v2,v3", help="comma-separated from v1,v2,v3 (default: v1,v2,v3)")
     p.add_argument("--with-popular", action="store_true", help="add ResNet-50, GoogLeNet and VGG16")
     p.add_argument("--measure-only", action="store_true", help="measure and print; draw no plot")
-    add_option(p, "--output", dest="png", aliases=("--png",), metavar="PNG",
-               help="the plot (default: choose-BACKEND-batchN.png here)")
+    add_option(
+        p,
+        "--output",
+        dest="png",
+        aliases=("--png",),
+        metavar="PNG",
+        help="the plot (default: choose-BACKEND-batchN.png here)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing plot")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(

@@ -67,8 +67,15 @@ def add_option(parser, canonical: str, *, aliases: tuple[str, ...] = (), **kwarg
         if action.nargs == 0:
             deprecated(parser, old, canonical, action.dest, value=action.const)
         else:
-            deprecated(parser, old, canonical, action.dest, type=action.type, nargs=action.nargs,
-                       metavar=action.metavar)
+            deprecated(
+                parser,
+                old,
+                canonical,
+                action.dest,
+                type=action.type,
+                nargs=action.nargs,
+                metavar=action.metavar,
+            )
     return action
 
 

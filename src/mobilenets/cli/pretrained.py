@@ -248,8 +248,9 @@ def run_convert(args: argparse.Namespace) -> str:
     if args.out_positional is not None:
         if args.out not in (None, args.out_positional):
             raise ValueError(f"OUT given twice ({args.out_positional!r} and -o {args.out!r}); give it once")
-        warn_deprecated("mobilenets convert", "OUT as a second positional argument",
-                        f"-o {args.out_positional}")
+        warn_deprecated(
+            "mobilenets convert", "OUT as a second positional argument", f"-o {args.out_positional}"
+        )
         args.out = args.out_positional
     if args.out is None:
         raise ValueError("convert needs -o OUT, the checkpoint to write (.safetensors)")
@@ -282,8 +283,13 @@ def configure_predict_weights(parser: argparse.ArgumentParser) -> None:
         help="e.g. cifar10, keras-imagenet, torchvision-imagenet-v1, timm-imagenet, a file or a URL; "
         "then every positional argument is an image",
     )
-    deprecated(group, "--model", "the positional MODEL_OR_FILE (predict MODEL --weights KEY IMAGE...)",
-               dest="model", choices=CONVERTIBLE)
+    deprecated(
+        group,
+        "--model",
+        "the positional MODEL_OR_FILE (predict MODEL --weights KEY IMAGE...)",
+        dest="model",
+        choices=CONVERTIBLE,
+    )
     parser.set_defaults(model=None)
     group.add_argument("--width", dest="width_mult", type=float, metavar="WIDTH_MULT", help="with --weights")
     group.add_argument(

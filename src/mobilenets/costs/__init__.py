@@ -5,14 +5,21 @@ The package is `costs`, not `cost`: `mobilenets.cost` is the function the README
 subpackage of that name would replace it as an attribute of `mobilenets` once imported."""
 
 from .analysis import (
-           CostReport,
-           LayerCost,
-           SeparableComparison,
-           cost,
-           hook_costs,
-           layer_costs,
-           separable_vs_standard,
+    CostReport,
+    LayerCost,
+    SeparableComparison,
+    cost,
+    hook_costs,
+    layer_costs,
+    separable_vs_standard,
 )
 
-__all__ = ["CostReport", "LayerCost", "SeparableComparison", "cost", "hook_costs", "layer_costs",
-           "separable_vs_standard"]
+__all__ = [
+    "CostReport",
+    "LayerCost",
+    "SeparableComparison",
+    "cost",
+    "hook_costs",
+    "layer_costs",
+    "separable_vs_standard",
+]

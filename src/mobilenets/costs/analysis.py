@@ -44,8 +44,9 @@ class LayerCost:
         return self.weights + self.bias
 
 
-def conv_output_size(size: int, kernel_size: int, stride: int, dilation: int, padding: str,
-                     depthwise: bool = False) -> int:
+def conv_output_size(
+    size: int, kernel_size: int, stride: int, dilation: int, padding: str, depthwise: bool = False
+) -> int:
     padding = resolve_padding(padding, kernel_size, stride, dilation, depthwise)
     if padding == "same":
         return math.ceil(size / stride)
@@ -99,12 +100,21 @@ def layer_costs(config: ModelConfig, resolution: int | tuple[int, int] | None = 
                 for size in in_size
             )
             out_size = height, width
-        per_output = (layer.in_channels // layer.groups) * layer.kernel_size ** 2
-        rows.append(LayerCost(layer.path, type_, layer.stride, shape, (*in_size, layer.in_channels),
-                              (*out_size, layer.out_channels), weights=layer.out_channels * per_output,
-                              bias=layer.out_channels if layer.bias else 0,
-                              norm_params=2 * layer.out_channels if layer.norm else 0,
-                              mult_adds=out_size[0] * out_size[1] * layer.out_channels * per_output))
+        per_output = (layer.in_channels // layer.groups) * layer.kernel_size**2
+        rows.append(
+            LayerCost(
+                layer.path,
+                type_,
+                layer.stride,
+                shape,
+                (*in_size, layer.in_channels),
+                (*out_size, layer.out_channels),
+                weights=layer.out_channels * per_output,
+                bias=layer.out_channels if layer.bias else 0,
+                norm_params=2 * layer.out_channels if layer.norm else 0,
+                mult_adds=out_size[0] * out_size[1] * layer.out_channels * per_output,
+            )
+        )
     return rows
 
 
@@ -129,18 +139,27 @@ class SeparableComparison:
     @property
     def formula(self) -> float:
         """1/N + 1/D_K², the paper's eq. (5) reduction."""
-        return 1 / self.out_channels + 1 / self.kernel_size ** 2
+        return 1 / self.out_channels + 1 / self.kernel_size**2
 
 
-def separable_vs_standard(in_channels: int, out_channels: int, kernel_size: int = 3,
-                          feature_size: int | tuple[int, int] = 14, depth_multiplier: int = 1,
-                          name: str = "layer") -> SeparableComparison:
+def separable_vs_standard(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 3,
+    feature_size: int | tuple[int, int] = 14,
+    depth_multiplier: int = 1,
+    name: str = "layer",
+) -> SeparableComparison:
     """One layer's cost both ways at output size D_F (paper Table 3)."""
     out_h, out_w = _resolution_pair(feature_size)
     mid = in_channels * depth_multiplier
     k2 = kernel_size * kernel_size
     return SeparableComparison(
-        name, kernel_size, in_channels, out_channels, (out_h, out_w),
+        name,
+        kernel_size,
+        in_channels,
+        out_channels,
+        (out_h, out_w),
         separable_mult_adds=out_h * out_w * (mid * k2 + mid * out_channels),
         standard_mult_adds=out_h * out_w * in_channels * out_channels * k2,
         separable_params=mid * k2 + mid * out_channels,
@@ -181,8 +200,9 @@ class CostReport:
         """
         groups: dict[str, dict] = {}
         for row in self.rows:
-            entry = groups.setdefault(row.type, {"type": row.type, "layers": 0, "mult_adds": 0, "weights": 0,
-                                                 "params": 0})
+            entry = groups.setdefault(
+                row.type, {"type": row.type, "layers": 0, "mult_adds": 0, "weights": 0, "params": 0}
+            )
             entry["layers"] += 1
             entry["mult_adds"] += row.mult_adds
             entry["weights"] += row.weights
@@ -199,8 +219,14 @@ class CostReport:
         return sorted(groups.values(), key=order)
 
     def totals(self) -> dict:
-        return {"model": self.model, "resolution": list(self.resolution), "mult_adds": self.mult_adds,
-                "params": self.params, "params_with_norm": self.params_with_norm, "layers": len(self.rows)}
+        return {
+            "model": self.model,
+            "resolution": list(self.resolution),
+            "mult_adds": self.mult_adds,
+            "params": self.params,
+            "params_with_norm": self.params_with_norm,
+            "layers": len(self.rows),
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -236,8 +262,14 @@ def cost(model, resolution: int | tuple[int, int] | None = None, **options) -> C
         if block.kind != "separable":
             continue
         dw, pw = by_name[f"features.{index}.dw.conv"], by_name[f"features.{index}.pw.conv"]
-        comparison = separable_vs_standard(block.in_channels, block.out_channels, block.kernel_size,
-                                           pw.output_shape[:2], block.depth_multiplier, f"features.{index}")
+        comparison = separable_vs_standard(
+            block.in_channels,
+            block.out_channels,
+            block.kernel_size,
+            pw.output_shape[:2],
+            block.depth_multiplier,
+            f"features.{index}",
+        )
         assert comparison.separable_mult_adds == dw.mult_adds + pw.mult_adds  # same formula, two ways
         separable.append(comparison)
     return CostReport(config.name, _resolution_pair(resolution or config.resolution), rows, separable)
@@ -268,6 +300,7 @@ def hook_costs(
                 if inputs[0].dim() == 4
                 else (1, 1, inputs[0].shape[1]),
             }
+
         return record
 
     for name, module in model.named_modules():
@@ -312,8 +345,10 @@ def render_rows(header: list[str], rows: list[list], fmt: str) -> str:
         lines += ["| " + " | ".join(row) + " |" for row in cells]
         return "\n".join(lines)
     widths = [max(len(h), *(len(row[i]) for row in cells)) if cells else len(h) for i, h in enumerate(header)]
-    numeric = [all(row[i].replace(",", "").replace(".", "").rstrip("%M").isdigit() for row in cells if row[i])
-               for i in range(len(header))]
+    numeric = [
+        all(row[i].replace(",", "").replace(".", "").rstrip("%M").isdigit() for row in cells if row[i])
+        for i in range(len(header))
+    ]
 
     def line(values):
         return "  ".join(
@@ -343,28 +378,52 @@ def render_layers(report: CostReport, fmt: str = "table") -> str:
 
 def render_by_type(report: CostReport, fmt: str = "table") -> str:
     header = ["type", "layers", "mult-adds", "mult-adds %", "weights", "weights %"]
-    rows = [[e["type"], e["layers"], e["mult_adds"], f"{e['mult_adds_percent']:.2f}%", e["weights"],
-             f"{e['weights_percent']:.2f}%"] for e in report.by_type()]
+    rows = [
+        [
+            e["type"],
+            e["layers"],
+            e["mult_adds"],
+            f"{e['mult_adds_percent']:.2f}%",
+            e["weights"],
+            f"{e['weights_percent']:.2f}%",
+        ]
+        for e in report.by_type()
+    ]
     return render_rows(header, rows, fmt)
 
 
 def render_separable(report: CostReport, fmt: str = "table") -> str:
     header = ["block", "D_K", "M", "N", "D_F", "separable", "standard", "ratio", "1/N + 1/D_K²"]
-    rows = [[c.name, c.kernel_size, c.in_channels, c.out_channels, _shape(c.output_size),
-             _millions(c.separable_mult_adds), _millions(c.standard_mult_adds), f"{c.ratio:.4f}",
-             f"{c.formula:.4f}"] for c in report.separable]
+    rows = [
+        [
+            c.name,
+            c.kernel_size,
+            c.in_channels,
+            c.out_channels,
+            _shape(c.output_size),
+            _millions(c.separable_mult_adds),
+            _millions(c.standard_mult_adds),
+            f"{c.ratio:.4f}",
+            f"{c.formula:.4f}",
+        ]
+        for c in report.separable
+    ]
     return render_rows(header, rows, fmt)
 
 
 def render_summary(reports: list[CostReport], fmt: str = "table") -> str:
     header = ["model", "resolution", "mult-adds", "params", "params+BN"]
-    rows = [[r.model, _shape(r.resolution), f"{r.mult_adds:,}", f"{r.params:,}", f"{r.params_with_norm:,}"]
-            for r in reports]
+    rows = [
+        [r.model, _shape(r.resolution), f"{r.mult_adds:,}", f"{r.params:,}", f"{r.params_with_norm:,}"]
+        for r in reports
+    ]
     text = render_rows(header, rows, fmt)
     if len(reports) == 2 and fmt in ("table", "markdown"):
         base, other = reports
-        text += (f"\n\n{other.model} / {base.model}: {other.mult_adds / base.mult_adds:.2f}× the mult-adds, "
-                 f"{other.params / base.params:.2f}× the params")
+        text += (
+            f"\n\n{other.model} / {base.model}: {other.mult_adds / base.mult_adds:.2f}× the mult-adds, "
+            f"{other.params / base.params:.2f}× the params"
+        )
     return text
 
 

@@ -28,8 +28,24 @@ from .images import (
 )
 
 __all__ = [
-    "DataBundle", "DataError", "FileImages", "FileLoader", "IMAGE_EXTENSIONS", "ImageFolder", "MemoryImages",
-    "MemoryLoader", "Preprocess", "held_out_split", "list_images", "load_cifar10_batches", "load_data",
-    "load_digits", "make_loader", "open_image", "predict_top_k", "preprocess_image", "scan_image_folder",
+    "DataBundle",
+    "DataError",
+    "FileImages",
+    "FileLoader",
+    "IMAGE_EXTENSIONS",
+    "ImageFolder",
+    "MemoryImages",
+    "MemoryLoader",
+    "Preprocess",
+    "held_out_split",
+    "list_images",
+    "load_cifar10_batches",
+    "load_data",
+    "load_digits",
+    "make_loader",
+    "open_image",
+    "predict_top_k",
+    "preprocess_image",
+    "scan_image_folder",
     "to_rgb",
 ]

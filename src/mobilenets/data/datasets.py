@@ -453,8 +453,16 @@ class _Loader:
     """Batches of `data` in the order of (seed, epoch), this rank's share; training drops the last
     partial batch (and shuffles and augments), evaluation keeps every image in order."""
 
-    def __init__(self, data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        data: MemoryImages | FileImages,
+        bundle: DataBundle,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.data, self.bundle, self.train, self.seed = data, bundle, train, seed
         self.order = _ShardedOrder(len(data), batch_size, train, seed, rank, world_size, drop_last=train)
 
@@ -465,8 +473,17 @@ class _Loader:
 class MemoryLoader(_Loader):
     """Batches from decoded images: random crop with padding, flips and Cutout done on whole batches."""
 
-    def __init__(self, data: MemoryImages, bundle: DataBundle, batch_size: int, train: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, cutout: int = 0):
+    def __init__(
+        self,
+        data: MemoryImages,
+        bundle: DataBundle,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        cutout: int = 0,
+    ):
         super().__init__(data, bundle, batch_size, train, seed, rank, world_size)
         self.cutout = cutout
         self.padding = max(1, data.images.shape[-1] // 8)  # 4 px at 32, as the standard CIFAR recipe
@@ -518,8 +535,18 @@ class FileLoader(_Loader):
     """Batches read from files by worker processes (random resized crop + flip for training,
     resize + center crop for evaluation)."""
 
-    def __init__(self, data: FileImages, bundle: DataBundle, batch_size: int, train: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 2, cutout: int = 0):
+    def __init__(
+        self,
+        data: FileImages,
+        bundle: DataBundle,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 2,
+        cutout: int = 0,
+    ):
         super().__init__(data, bundle, batch_size, train, seed, rank, world_size)
         self.cutout = cutout
         self.dataset = _FileDataset(data, bundle, train, seed)
@@ -551,9 +578,17 @@ def _collate_or_error(items: list[tuple[torch.Tensor | None, int | str]]):
     return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
-def make_loader(data: MemoryImages | FileImages, bundle: DataBundle, batch_size: int, train: bool,
-                seed: int = 0, rank: int = 0, world_size: int = 1,
-                workers: int = 2, cutout: int = 0) -> MemoryLoader | FileLoader:
+def make_loader(
+    data: MemoryImages | FileImages,
+    bundle: DataBundle,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 2,
+    cutout: int = 0,
+) -> MemoryLoader | FileLoader:
     """The loader for `data`: in memory (batch augmentation on tensors) or from files (worker
     processes). cutout: the side of the square Cutout erases from each training image (0: none)."""
     if isinstance(data, MemoryImages):

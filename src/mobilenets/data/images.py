@@ -201,14 +201,20 @@ class Preprocess:
             array = pixels.expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy()
             image = Image.fromarray(array, "RGB")
         if not isinstance(image, Image.Image):
-            raise TypeError(f"transforms() takes a PIL image, a file path or a C×H×W tensor; got "
-                            f"{type(image).__name__}")
+            raise TypeError(
+                f"transforms() takes a PIL image, a file path or a C×H×W tensor; got {type(image).__name__}"
+            )
         return prepare(to_rgb(image), self.preprocessing)[0]
 
 
 @torch.no_grad()
-def predict_top_k(model: nn.Module, images: list[str | os.PathLike], preprocessing: dict,
-                  class_names: list[str], top_k: int = 5) -> list[dict]:
+def predict_top_k(
+    model: nn.Module,
+    images: list[str | os.PathLike],
+    preprocessing: dict,
+    class_names: list[str],
+    top_k: int = 5,
+) -> list[dict]:
     """The `top_k` most probable classes of each image file, each image prepared by `preprocessing`:
     [{"image": path, "top": [(class name, probability), ...]}, ...], most probable first. The model
     is run in eval mode and left in the mode it came in."""
@@ -220,16 +226,26 @@ def predict_top_k(model: nn.Module, images: list[str | os.PathLike], preprocessi
     model.eval()
     results = []
     try:
-        for path in tqdm(images, desc="predicting", unit="image", file=sys.stderr, leave=False,
-                         disable=None if len(images) > 20 else True):
+        for path in tqdm(
+            images,
+            desc="predicting",
+            unit="image",
+            file=sys.stderr,
+            leave=False,
+            disable=None if len(images) > 20 else True,
+        ):
             probabilities = model(preprocess_image(path, preprocessing)).softmax(1)[0]
             if len(class_names) != len(probabilities):
                 raise ValueError(
                     f"{len(class_names)} class names for a model with {len(probabilities)} classes"
                 )
             values, indices = probabilities.topk(min(top_k, len(class_names)))
-            results.append({"image": str(path),
-                            "top": [(class_names[i], v) for v, i in zip(values.tolist(), indices.tolist())]})
+            results.append(
+                {
+                    "image": str(path),
+                    "top": [(class_names[i], v) for v, i in zip(values.tolist(), indices.tolist())],
+                }
+            )
     finally:
         model.train(was_training)
     return results

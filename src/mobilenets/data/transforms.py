@@ -48,9 +48,13 @@ def center_crop(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
-def random_resized_crop(image: Image.Image, size: int, generator: torch.Generator,
-                        scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Image.Image:
+def random_resized_crop(
+    image: Image.Image,
+    size: int,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Image.Image:
     """Inception-style crop: a random area fraction in `scale` and aspect ratio in `ratio`,
     resized to size×size; falls back to the central crop after 10 failed draws."""
     width, height = image.size

@@ -135,23 +135,35 @@ class PreparedModel:
             return self.calibration
         size = self.resolution  # for timing only: the scales do not change the speed
         return np.random.default_rng(0).standard_normal(
-            (SYNTHETIC_CALIBRATION_IMAGES, self.model.config.in_channels, size, size), dtype=np.float32)
+            (SYNTHETIC_CALIBRATION_IMAGES, self.model.config.in_channels, size, size), dtype=np.float32
+        )
 
     def onnx_int8(self) -> Path:
         path = self.workdir / f"{self.model.config.name}.int8.onnx"
-        return self.get("int8", lambda: quantize_int8(self.onnx_float(), path, self.calibration_images(),
-                                                      INT8_DEFAULT))
+        return self.get(
+            "int8", lambda: quantize_int8(self.onnx_float(), path, self.calibration_images(), INT8_DEFAULT)
+        )
 
     def exported(self, runtime: Runtime, precision: str, batch: int) -> Path:
         """The file `export` writes for this runtime and precision (one per batch size where the
         runtime's files fix their batch)."""
         batch_size = None if runtime.dynamic_batch else batch
         name = f"{self.model.config.name}.{precision}.{batch_size or 'any'}{runtime.suffix}"
-        source = ModelSource(self.model, self.model.config.name,
-                             {**default_preprocessing(self.model), "size": self.resolution})
+        source = ModelSource(
+            self.model, self.model.config.name, {**default_preprocessing(self.model), "size": self.resolution}
+        )
         calibration = self.calibration_images() if precision == "int8" else None
-        return self.get(name, lambda: export_model(source, runtime, self.workdir / name, precision=precision,
-                                                   calibration=calibration, batch_size=batch_size))
+        return self.get(
+            name,
+            lambda: export_model(
+                source,
+                runtime,
+                self.workdir / name,
+                precision=precision,
+                calibration=calibration,
+                batch_size=batch_size,
+            ),
+        )
 
 
 def make_runner(backend: str, prepared: PreparedModel, batch: torch.Tensor, threads: int) -> Runner:
@@ -224,11 +236,17 @@ class Measurement:
         return None if not self.times_ms else self.batch / (self.median_ms / 1e3)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "backend": self.backend, "batch": self.batch,
-                "median_ms": _round(self.median_ms), "images_per_s": _round(self.images_per_s),
-                "min_ms": _round(min(self.times_ms)) if self.times_ms else None,
-                "max_ms": _round(max(self.times_ms)) if self.times_ms else None,
-                "times_ms": [_round(t) for t in self.times_ms], "error": self.error}
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "batch": self.batch,
+            "median_ms": _round(self.median_ms),
+            "images_per_s": _round(self.images_per_s),
+            "min_ms": _round(min(self.times_ms)) if self.times_ms else None,
+            "max_ms": _round(max(self.times_ms)) if self.times_ms else None,
+            "times_ms": [_round(t) for t in self.times_ms],
+            "error": self.error,
+        }
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -262,21 +280,36 @@ class BenchReport:
                 )
                 measured = None if fast.error or slow.error else slow.median_ms / fast.median_ms
                 fraction = None if measured is None else measured / theory
-                rows.append({"backend": backend, "batch": batch, "measured": _round(measured),
-                             "theoretical": _round(theory), "fraction_of_theory": _round(fraction)})
+                rows.append(
+                    {
+                        "backend": backend,
+                        "batch": batch,
+                        "measured": _round(measured),
+                        "theoretical": _round(theory),
+                        "fraction_of_theory": _round(fraction),
+                    }
+                )
         return rows
 
     def accuracy_gates(self) -> dict:
         """Per runtime backend: "reference" (float32), "recommended", "fails gate" or "not measured"
         (gates.py: the shipped CIFAR-10 model's agreement and accuracy change, measured beforehand)."""
-        return {backend: verdict(backend, RUNTIME_BACKENDS[backend][1], self.gates)
-                for backend in self.settings["backends"] if backend in RUNTIME_BACKENDS}
+        return {
+            backend: verdict(backend, RUNTIME_BACKENDS[backend][1], self.gates)
+            for backend in self.settings["backends"]
+            if backend in RUNTIME_BACKENDS
+        }
 
     def to_dict(self) -> dict:
-        return {"machine": self.machine, "settings": self.settings, "models": self.models,
-                "results": [m.to_dict() for m in self.results], "speedups": self.speedups(),
-                "accuracy_gates": self.accuracy_gates(),
-                "accuracy_gates_measured_on": self.gates["measured_on"]}
+        return {
+            "machine": self.machine,
+            "settings": self.settings,
+            "models": self.models,
+            "results": [m.to_dict() for m in self.results],
+            "speedups": self.speedups(),
+            "accuracy_gates": self.accuracy_gates(),
+            "accuracy_gates_measured_on": self.gates["measured_on"],
+        }
 
 
 def run_benchmark(
@@ -359,8 +392,9 @@ def run_benchmark(
     for net, role in models:
         is_reference = is_reference_model(net.config.name)
         report = reference_cost(net) if is_reference else cost(net.config, resolution=size)
-        model_rows.append({"name": net.config.name, "role": role, "mult_adds": report.mult_adds,
-                           "params": report.params})
+        model_rows.append(
+            {"name": net.config.name, "role": role, "mult_adds": report.mult_adds, "params": report.params}
+        )
     return BenchReport(machine_description(), settings, model_rows, list(results.values()))
 
 
@@ -378,12 +412,15 @@ def load_average() -> list[float] | None:
 def render_text(report: BenchReport) -> str:
     s, m = report.settings, report.machine
     names = [row["name"] for row in report.models]
-    lines = [f"{m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_features']) or 'no AVX-512/AMX'}); "
-             f"torch {m['torch']}, onnxruntime {m['onnxruntime']}",
-             f"{s['resolution']}×{s['resolution']} NCHW float32, {s['threads']} threads, "
-             f"median of {s['repeats']} interleaved rounds after {s['warmup']} warm-up calls",
-             f"load average before/after: {s['load_average_before']} / {s['load_average_after']}; "
-             f"OMP_WAIT_POLICY {s['omp_wait_policy']}", ""]
+    lines = [
+        f"{m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_features']) or 'no AVX-512/AMX'}); "
+        f"torch {m['torch']}, onnxruntime {m['onnxruntime']}",
+        f"{s['resolution']}×{s['resolution']} NCHW float32, {s['threads']} threads, "
+        f"median of {s['repeats']} interleaved rounds after {s['warmup']} warm-up calls",
+        f"load average before/after: {s['load_average_before']} / {s['load_average_after']}; "
+        f"OMP_WAIT_POLICY {s['omp_wait_policy']}",
+        "",
+    ]
     header = f"{'backend':<21}{'batch':>6}" + "".join(f"{name:>34}" for name in names)
     speedups = {(row["backend"], row["batch"]): row for row in report.speedups()}
     gates = report.accuracy_gates()
@@ -396,23 +433,35 @@ def render_text(report: BenchReport) -> str:
             line = f"{backend:<21}{batch:>6}"
             for name in names:
                 result = report.result(name, backend, batch)
-                cell = (f"failed ({result.error[:24]})" if result.error else
-                        f"{result.median_ms:9.2f} ms {result.images_per_s:9.1f} img/s")
+                cell = (
+                    f"failed ({result.error[:24]})"
+                    if result.error
+                    else f"{result.median_ms:9.2f} ms {result.images_per_s:9.1f} img/s"
+                )
                 line += f"{cell:>34}"
             row = speedups.get((backend, batch))
             if row is not None:
-                line += "   " + ("n/a" if row["measured"] is None else
-                                 f"{row['measured']:.2f}× ({100 * row['fraction_of_theory']:.0f}% of theory)")
+                line += "   " + (
+                    "n/a"
+                    if row["measured"] is None
+                    else f"{row['measured']:.2f}× ({100 * row['fraction_of_theory']:.0f}% of theory)"
+                )
             if backend in gates:
                 line += f"   {describe(gates[backend])}"
             lines.append(line)
     if any(g["status"] != "reference" for g in gates.values()):
         where = report.gates["measured_on"]
-        measured = (f"{where['images']} images, measured on {where['cpu']} on {where['date']}" if where else
-                    report.gates["why"])
-        lines += ["", f"accuracy gate: top-1 agreement with float32 ≥ {100 * MIN_AGREEMENT:.0f}% and accuracy"
-                  f" change ≤ {MAX_CHANGE_POINTS} points on the cifar10 model's validation split "
-                  f"({measured}; benchmarks/runtimes.py); only paths that pass are recommended"]
+        measured = (
+            f"{where['images']} images, measured on {where['cpu']} on {where['date']}"
+            if where
+            else report.gates["why"]
+        )
+        lines += [
+            "",
+            f"accuracy gate: top-1 agreement with float32 ≥ {100 * MIN_AGREEMENT:.0f}% and accuracy"
+            f" change ≤ {MAX_CHANGE_POINTS} points on the cifar10 model's validation split "
+            f"({measured}; benchmarks/runtimes.py); only paths that pass are recommended",
+        ]
     if any(row["measured"] is not None and row["fraction_of_theory"] > 1 for row in speedups.values()):
         lines += [
             "",

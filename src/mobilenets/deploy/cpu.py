@@ -7,8 +7,19 @@ from __future__ import annotations
 import platform
 
 # The instruction-set features that decide which kernels the backends can use.
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
-                "amx_tile", "amx_int8", "amx_bf16")
+CPU_FEATURES = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
 
 
 def cpu_model_and_features() -> tuple[str, list[str]]:

@@ -81,8 +81,13 @@ def traced_input(model: MobileNet, batch_size: int, resolution: int | None) -> t
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
     resolution = resolution or model.config.resolution
-    example = torch.randn(batch_size, model.config.in_channels, resolution, resolution,
-                          generator=torch.Generator().manual_seed(0))
+    example = torch.randn(
+        batch_size,
+        model.config.in_channels,
+        resolution,
+        resolution,
+        generator=torch.Generator().manual_seed(0),
+    )
     return example, ({0: torch.export.Dim("batch", min=1, max=max(batch_size, MAX_DYNAMIC_BATCH))},)
 
 
@@ -92,12 +97,16 @@ def with_dynamic_batch(example: torch.Tensor) -> torch.Tensor:
 
 def check_calibration(calibration: np.ndarray | None, example: torch.Tensor) -> np.ndarray:
     if calibration is None or len(calibration) == 0:
-        raise ValueError("int8 export needs calibration images (N×C×H×W float32, preprocessed as the "
-                         "model expects; e.g. --calibration FOLDER)")
+        raise ValueError(
+            "int8 export needs calibration images (N×C×H×W float32, preprocessed as the "
+            "model expects; e.g. --calibration FOLDER)"
+        )
     calibration = np.asarray(calibration, dtype=np.float32)
     if calibration.ndim != 4 or calibration.shape[1:] != tuple(example.shape[1:]):
-        raise ValueError(f"calibration images must be N×{'×'.join(map(str, example.shape[1:]))}; "
-                         f"got shape {calibration.shape}")
+        raise ValueError(
+            f"calibration images must be N×{'×'.join(map(str, example.shape[1:]))}; "
+            f"got shape {calibration.shape}"
+        )
     return calibration
 
 
@@ -105,11 +114,17 @@ def calibrate(prepared: Callable[[torch.Tensor], object], calibration: np.ndarra
     """Run the observers of a PT2E-prepared module over every calibration image."""
     with torch.no_grad():
         for start in range(0, len(calibration), CALIBRATION_BATCH):
-            prepared(torch.from_numpy(calibration[start:start + CALIBRATION_BATCH]))
+            prepared(torch.from_numpy(calibration[start : start + CALIBRATION_BATCH]))
 
 
-def quantize_pt2e(module: nn.Module, quantizer, example: torch.Tensor, dynamic_shapes: tuple,
-                  calibration: np.ndarray, fold_quantize: bool = True) -> nn.Module:
+def quantize_pt2e(
+    module: nn.Module,
+    quantizer,
+    example: torch.Tensor,
+    dynamic_shapes: tuple,
+    calibration: np.ndarray,
+    fold_quantize: bool = True,
+) -> nn.Module:
     """PT2E static quantization of `module` with `quantizer`, calibrated on `calibration`: a
     module whose graph carries quantize/dequantize pairs, for a backend to lower."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -121,9 +136,15 @@ def quantize_pt2e(module: nn.Module, quantizer, example: torch.Tensor, dynamic_s
     return convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
-def export_executorch(model: MobileNet, path: str | os.PathLike, *, int8: bool = False,
-                      calibration: np.ndarray | None = None, batch_size: int = 1,
-                      resolution: int | None = None) -> Path:
+def export_executorch(
+    model: MobileNet,
+    path: str | os.PathLike,
+    *,
+    int8: bool = False,
+    calibration: np.ndarray | None = None,
+    batch_size: int = 1,
+    resolution: int | None = None,
+) -> Path:
     """Fold BatchNorm, lower `model` to an ExecuTorch program with the XNNPACK delegate (the
     whole network in one delegated segment), write it to `path` (.pte).
 
@@ -149,8 +170,9 @@ def export_executorch(model: MobileNet, path: str | os.PathLike, *, int8: bool =
     with quiet_converter():
         if int8:
             quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            module = quantize_pt2e(module, quantizer, example, dynamic_shapes,
-                                   check_calibration(calibration, example))
+            module = quantize_pt2e(
+                module, quantizer, example, dynamic_shapes, check_calibration(calibration, example)
+            )
         program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes)
         program = program.run_decompositions({torch.ops.aten.hardsigmoid.default: hard_sigmoid_as_relu6})
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
@@ -174,15 +196,19 @@ def check_one_segment(graph_module: torch.fx.GraphModule) -> None:
     """The lowered graph must be one delegate call (and the getitem that unpacks its output)."""
     targets = [str(node.target) for node in graph_module.graph.nodes if node.op == "call_function"]
     delegates = sum("executorch_call_delegate" in target for target in targets)
-    left = sorted({target for target in targets if "executorch_call_delegate" not in target
-                   and "getitem" not in target})
+    left = sorted(
+        {target for target in targets if "executorch_call_delegate" not in target and "getitem" not in target}
+    )
     if delegates != 1 or left:
-        raise RuntimeError(f"XNNPACK took the network in {delegates} segments and left {left or 'nothing'} "
-                           "outside; a mobilenets layer needs a delegatable form (DeployableClassifier)")
+        raise RuntimeError(
+            f"XNNPACK took the network in {delegates} segments and left {left or 'nothing'} "
+            "outside; a mobilenets layer needs a delegatable form (DeployableClassifier)"
+        )
 
 
-def run_in_batches(run_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
-                   batch_size: int | None, max_batch: int) -> np.ndarray:
+def run_in_batches(
+    run_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int | None, max_batch: int
+) -> np.ndarray:
     """Logits of every image through `run_batch`, fed `batch_size` images at a time (the last
     chunk padded with zeros and the padding's outputs dropped), or up to `max_batch` at a time
     when the batch is dynamic (batch_size None)."""
@@ -191,8 +217,9 @@ def run_in_batches(run_batch: Callable[[np.ndarray], np.ndarray], images: np.nda
 
 def check_images(images: np.ndarray, input_shape: tuple, path: Path) -> None:
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape[1:]):
-        raise ValueError(f"{path} takes N×{'×'.join(map(str, input_shape[1:]))} images; "
-                         f"got shape {images.shape}")
+        raise ValueError(
+            f"{path} takes N×{'×'.join(map(str, input_shape[1:]))} images; got shape {images.shape}"
+        )
 
 
 class ExecutorchRunner:
@@ -220,11 +247,15 @@ class ExecutorchRunner:
                 method = runtime.load_program(self.path).load_method("forward")
             sizes = tuple(method.metadata.input_tensor_meta(0).sizes()) if method is not None else ()
         except (RuntimeError, ValueError) as error:
-            raise ValueError(f"{self.path} is not a valid ExecuTorch program ({first_line(error)}); "
-                             "export it again: mobilenets export CHECKPOINT --format executorch") from None
+            raise ValueError(
+                f"{self.path} is not a valid ExecuTorch program ({first_line(error)}); "
+                "export it again: mobilenets export CHECKPOINT --format executorch"
+            ) from None
         if len(sizes) != 4:
-            raise ValueError(f"{self.path} does not hold a `forward` method taking N×C×H×W images; "
-                             "export it with: mobilenets export CHECKPOINT --format executorch")
+            raise ValueError(
+                f"{self.path} does not hold a `forward` method taking N×C×H×W images; "
+                "export it with: mobilenets export CHECKPOINT --format executorch"
+            )
         self.method = method
         self.max_batch = sizes[0]
         self.dynamic = accepts_smaller_batches(method, sizes)

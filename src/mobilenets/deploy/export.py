@@ -93,8 +93,14 @@ def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> 
     if model.head is None:
         raise ValueError(f"{spec} holds a feature extractor (no classifier head); export needs a classifier")
     preprocessing = {**default_preprocessing(model), **(checkpoint.preprocessing or {})}
-    return ModelSource(model, spec, preprocessing, checkpoint.class_names, from_checkpoint=True,
-                       split=checkpoint.metadata.get("split"))
+    return ModelSource(
+        model,
+        spec,
+        preprocessing,
+        checkpoint.class_names,
+        from_checkpoint=True,
+        split=checkpoint.metadata.get("split"),
+    )
 
 
 def default_preprocessing(model: MobileNet) -> dict:
@@ -170,8 +176,10 @@ def require(package: str, extra: str, user: str) -> None:
         with native_output_silenced():  # some log as they load (absl, torchao's optional kernels)
             importlib.import_module(package)
     except ImportError:
-        raise MissingPackage(f"{user} needs the Python package {package!r}, which is not installed: "
-                             f"pip install 'mobilenets[{extra}]'") from None
+        raise MissingPackage(
+            f"{user} needs the Python package {package!r}, which is not installed: "
+            f"pip install 'mobilenets[{extra}]'"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -198,9 +206,16 @@ def check_opset(opset: int) -> None:
         )
 
 
-def export_onnx(model: MobileNet, path: str | os.PathLike, *, resolution: int | None = None,
-                opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, fp16: bool = False,
-                batch_size: int = 1) -> Path:
+def export_onnx(
+    model: MobileNet,
+    path: str | os.PathLike,
+    *,
+    resolution: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+    fp16: bool = False,
+    batch_size: int = 1,
+) -> Path:
     """Fold BatchNorm, export `model` to ONNX at `path`, check it with onnx.checker.
 
     The input is `input` (N×C×H×W float32, N fixed to batch_size unless dynamic_batch), the output
@@ -220,9 +235,16 @@ def export_onnx(model: MobileNet, path: str | os.PathLike, *, resolution: int | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with quiet_tools():
-        program = torch.onnx.export(deployable, (example,), dynamo=True, opset_version=opset, verbose=False,
-                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=dynamic_shapes)
+        program = torch.onnx.export(
+            deployable,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            verbose=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=dynamic_shapes,
+        )
     program.save(str(path))
     onnx.checker.check_model(str(path), full_check=True)
     return path
@@ -253,12 +275,17 @@ def summarize_graph(path: str | os.PathLike) -> GraphSummary:
             depthwise += 1
     opset = next(o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx"))
     dim = graph.input[0].type.tensor_type.shape.dim[0]
-    return GraphSummary(opset, dict(Counter(n.op_type for n in graph.node)), depthwise,
-                        f"dynamic ({dim.dim_param})" if dim.dim_param else dim.dim_value)
+    return GraphSummary(
+        opset,
+        dict(Counter(n.op_type for n in graph.node)),
+        depthwise,
+        f"dynamic ({dim.dim_param})" if dim.dim_param else dim.dim_value,
+    )
 
 
-def ort_session(path: str | os.PathLike, threads: int | None = None, optimization: str = "all",
-                spinning: bool = True):
+def ort_session(
+    path: str | os.PathLike, threads: int | None = None, optimization: str = "all", spinning: bool = True
+):
     """An ONNX Runtime CPU session: the settings every measurement in this library uses.
 
     optimization "all" includes the layout transforms (NCHWc blocking for float convolutions,
@@ -268,10 +295,12 @@ def ort_session(path: str | os.PathLike, threads: int | None = None, optimizatio
     """
     import onnxruntime as ort
 
-    levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    levels = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
     if optimization not in levels:
         raise ValueError(f"optimization must be one of {', '.join(levels)}; got {optimization!r}")
     options = ort.SessionOptions()
@@ -288,8 +317,12 @@ def ort_session(path: str | os.PathLike, threads: int | None = None, optimizatio
 def run_session(session, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Logits for `images`, in batches (the file's own batch when it is fixed)."""
     fixed = session.get_inputs()[0].shape[0]
-    return run_in_batches(lambda batch: session.run(None, {INPUT_NAME: batch})[0], images,
-                          fixed if isinstance(fixed, int) else batch_size, pad=isinstance(fixed, int))
+    return run_in_batches(
+        lambda batch: session.run(None, {INPUT_NAME: batch})[0],
+        images,
+        fixed if isinstance(fixed, int) else batch_size,
+        pad=isinstance(fixed, int),
+    )
 
 
 def run_in_batches(call, images: np.ndarray, batch_size: int, pad: bool) -> np.ndarray:
@@ -300,11 +333,11 @@ def run_in_batches(call, images: np.ndarray, batch_size: int, pad: bool) -> np.n
         return np.zeros((0, 0), np.float32)
     outputs = []
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
+        batch = images[start : start + batch_size]
         missing = batch_size - len(batch)
         if pad and missing:
             batch = np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), np.float32)])
-        outputs.append(np.asarray(call(batch), dtype=np.float32)[:batch_size - missing if pad else None])
+        outputs.append(np.asarray(call(batch), dtype=np.float32)[: batch_size - missing if pad else None])
     return np.concatenate(outputs)
 
 
@@ -324,15 +357,23 @@ class OnnxRunner:
 ONNX_PRECISIONS = ("f32", "f16", "int8")
 
 
-def export_onnx_model(model: MobileNet, path: str | os.PathLike, *, precision: str = "f32",
-                      calibration: np.ndarray | None = None, batch_size: int | None = 1,
-                      resolution: int | None = None, opset: int = DEFAULT_OPSET) -> Path:
+def export_onnx_model(
+    model: MobileNet,
+    path: str | os.PathLike,
+    *,
+    precision: str = "f32",
+    calibration: np.ndarray | None = None,
+    batch_size: int | None = 1,
+    resolution: int | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
     """The ONNX file of one precision (the runtime registry's entry point; `export_onnx` and
     `quantize_int8` are the steps). batch_size None: any batch."""
     if precision not in ONNX_PRECISIONS:
         raise ValueError(f"ONNX precision must be one of {', '.join(ONNX_PRECISIONS)}; got {precision!r}")
-    options = dict(resolution=resolution, opset=opset, dynamic_batch=batch_size is None,
-                   batch_size=batch_size or 1)
+    options = dict(
+        resolution=resolution, opset=opset, dynamic_batch=batch_size is None, batch_size=batch_size or 1
+    )
     if precision != "int8":
         return export_onnx(model, path, fp16=precision == "f16", **options)
     if calibration is None:
@@ -344,8 +385,12 @@ def export_onnx_model(model: MobileNet, path: str | os.PathLike, *, precision: s
 
 @torch.inference_mode()
 def run_torch(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.concatenate([model(torch.from_numpy(images[i:i + batch_size])).numpy()
-                           for i in range(0, len(images), batch_size)])
+    return np.concatenate(
+        [
+            model(torch.from_numpy(images[i : i + batch_size])).numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
 @dataclass
@@ -363,8 +408,11 @@ def compare_with_torch(path: str | os.PathLike, model: MobileNet, images: np.nda
     """ONNX Runtime's outputs for `path` against the (unfused, float32) PyTorch model's."""
     expected = run_torch(model.eval(), images)
     actual = run_session(ort_session(path), images)
-    return Parity(float(np.abs(actual - expected).max()), float(np.abs(expected).max()),
-                  float((actual.argmax(1) == expected.argmax(1)).mean()))
+    return Parity(
+        float(np.abs(actual - expected).max()),
+        float(np.abs(expected).max()),
+        float((actual.argmax(1) == expected.argmax(1)).mean()),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,8 +431,12 @@ class Int8Setting:
     reduce_range: str = "first_conv"
 
     def describe(self) -> str:
-        parts = [self.quant_format.upper(), "per-channel" if self.per_channel else "per-tensor",
-                 f"{self.activations} activations", f"{self.calibration} calibration"]
+        parts = [
+            self.quant_format.upper(),
+            "per-channel" if self.per_channel else "per-tensor",
+            f"{self.activations} activations",
+            f"{self.calibration} calibration",
+        ]
         if self.keep_float != "none":
             parts.append(f"{self.keep_float} kept float")
         if self.reduce_range != "none":
@@ -432,7 +484,7 @@ class _ArrayReader:
     """Feeds calibration images to ONNX Runtime in batches (CalibrationDataReader protocol)."""
 
     def __init__(self, images: np.ndarray, batch_size: int):
-        self.batches = iter([images[i:i + batch_size] for i in range(0, len(images), batch_size)])
+        self.batches = iter([images[i : i + batch_size] for i in range(0, len(images), batch_size)])
 
     def get_next(self) -> dict | None:
         batch = next(self.batches, None)
@@ -454,8 +506,12 @@ def _nodes_kept_float(path: Path, keep_float: str) -> list[str]:
     return []
 
 
-def quantize_int8(float_path: str | os.PathLike, output: str | os.PathLike, calibration: np.ndarray,
-                  setting: Int8Setting = INT8_DEFAULT) -> Path:
+def quantize_int8(
+    float_path: str | os.PathLike,
+    output: str | os.PathLike,
+    calibration: np.ndarray,
+    setting: Int8Setting = INT8_DEFAULT,
+) -> Path:
     """Static int8 quantization of the float ONNX model at `float_path`, calibrated on
     `calibration` (N×3×H×W float32, preprocessed as the model expects)."""
     import onnx
@@ -489,13 +545,19 @@ def quantize_int8(float_path: str | os.PathLike, output: str | os.PathLike, cali
             convs = [n for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
             overrides = {convs[0].input[1]: [{"reduce_range": True}]} if convs else {}
         quantize_static(
-            str(prepared), str(output), _ArrayReader(calibration, batch_size),
+            str(prepared),
+            str(output),
+            _ArrayReader(calibration, batch_size),
             quant_format=QuantFormat.QDQ if setting.quant_format == "qdq" else QuantFormat.QOperator,
-            per_channel=setting.per_channel, reduce_range=setting.reduce_range == "all",
+            per_channel=setting.per_channel,
+            reduce_range=setting.reduce_range == "all",
             activation_type=QuantType.QUInt8 if setting.activations == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                              "percentile": CalibrationMethod.Percentile}[setting.calibration],
+            calibrate_method={
+                "minmax": CalibrationMethod.MinMax,
+                "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile,
+            }[setting.calibration],
             nodes_to_exclude=_nodes_kept_float(prepared, setting.keep_float),
             extra_options={"TensorQuantOverrides": overrides} if overrides else {},
         )
@@ -518,8 +580,9 @@ class Agreement:
         return self.float_accuracy - self.quantized_accuracy
 
 
-def compare_predictions(float_logits: np.ndarray, quantized_logits: np.ndarray,
-                        labels: np.ndarray | None = None) -> Agreement:
+def compare_predictions(
+    float_logits: np.ndarray, quantized_logits: np.ndarray, labels: np.ndarray | None = None
+) -> Agreement:
     float_top1, quantized_top1 = float_logits.argmax(1), quantized_logits.argmax(1)
     agreement = Agreement(len(float_top1), float((float_top1 == quantized_top1).mean()))
     if labels is not None:

@@ -41,8 +41,12 @@ def passes(top1_agreement: float, accuracy_change_points: float) -> bool:
     return top1_agreement >= MIN_AGREEMENT and abs(accuracy_change_points) <= MAX_CHANGE_POINTS
 
 
-def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | None = None,
-               weights_file: str | None = None, weights_sha256: str | None = None) -> dict:
+def load_gates(
+    path: str | os.PathLike = GATES_FILE,
+    cpu_features: list[str] | None = None,
+    weights_file: str | None = None,
+    weights_sha256: str | None = None,
+) -> dict:
     """The measurement for a CPU with `cpu_features` (default: this machine's) of the weights in
     `weights_file` (default: the `cifar10` weights this package ships):
     {"measured_on": {...}, "backends": {backend: {"top1_agreement", "accuracy_change_points", ...}
@@ -63,13 +67,18 @@ def load_gates(path: str | os.PathLike = GATES_FILE, cpu_features: list[str] | N
     if this_cpu:
         other = this_cpu[0]["measured_on"]
         digest = f", SHA-256 {other['weights_sha256'][:12]}" if other.get("weights_sha256") else ""
-        why = (f"measured on this CPU for other weights ({other.get('weights_file')}{digest}), not the "
-               f"shipped {weights_file}: rerun benchmarks/runtimes.py --write-gates")
+        why = (
+            f"measured on this CPU for other weights ({other.get('weights_file')}{digest}), not the "
+            f"shipped {weights_file}: rerun benchmarks/runtimes.py --write-gates"
+        )
     elif measurements:
-        elsewhere = "; ".join(f"{m['measured_on']['cpu']} ({', '.join(m['measured_on']['cpu_features'])})"
-                              for m in measurements)
-        why = (f"measured on {elsewhere}, not on a CPU with this one's features "
-               f"({', '.join(cpu_features) or 'none of ' + ', '.join(CPU_FEATURES)})")
+        elsewhere = "; ".join(
+            f"{m['measured_on']['cpu']} ({', '.join(m['measured_on']['cpu_features'])})" for m in measurements
+        )
+        why = (
+            f"measured on {elsewhere}, not on a CPU with this one's features "
+            f"({', '.join(cpu_features) or 'none of ' + ', '.join(CPU_FEATURES)})"
+        )
     else:
         why = "no gate measurement"
     return {"measured_on": None, "backends": {}, "why": why}
@@ -85,8 +94,10 @@ def read_measurements(path: str | os.PathLike = GATES_FILE) -> list[dict]:
         return []
     content = json.loads(path.read_text(encoding="utf-8"))
     if content.get("format") != GATES_FORMAT:
-        raise ValueError(f"{path}: not an accuracy gates file of format {GATES_FORMAT!r}; "
-                         "rewrite it with benchmarks/runtimes.py --write-gates")
+        raise ValueError(
+            f"{path}: not an accuracy gates file of format {GATES_FORMAT!r}; "
+            "rewrite it with benchmarks/runtimes.py --write-gates"
+        )
     return content["measurements"]
 
 
@@ -106,15 +117,22 @@ def verdict(backend: str, precision: str, gates: dict) -> dict:
         return {"status": "reference"}
     entry = gates["backends"].get(backend)
     if entry is None or "top1_agreement" not in entry:
-        return {"status": "not measured",
-                "why": (entry or {}).get("error", gates.get("why", "no gate measurement"))}
+        return {
+            "status": "not measured",
+            "why": (entry or {}).get("error", gates.get("why", "no gate measurement")),
+        }
     ok = passes(entry["top1_agreement"], entry["accuracy_change_points"])
-    return {"status": "recommended" if ok else "fails gate", "top1_agreement": entry["top1_agreement"],
-            "accuracy_change_points": entry["accuracy_change_points"]}
+    return {
+        "status": "recommended" if ok else "fails gate",
+        "top1_agreement": entry["top1_agreement"],
+        "accuracy_change_points": entry["accuracy_change_points"],
+    }
 
 
 def describe(result: dict) -> str:
     if result["status"] in ("recommended", "fails gate"):
-        return (f"{result['status']} ({100 * result['top1_agreement']:.2f}% agree, "
-                f"{result['accuracy_change_points']:+.2f} pts)")
+        return (
+            f"{result['status']} ({100 * result['top1_agreement']:.2f}% agree, "
+            f"{result['accuracy_change_points']:+.2f} pts)"
+        )
     return result["status"]

@@ -44,9 +44,15 @@ def supports_bf16() -> bool:
     return "BF16" in cpu_capabilities()
 
 
-def export_openvino(model: MobileNet, path: str | os.PathLike, *, precision: str = "f32",
-                    calibration: np.ndarray | None = None, batch_size: int | None = None,
-                    resolution: int | None = None) -> Path:
+def export_openvino(
+    model: MobileNet,
+    path: str | os.PathLike,
+    *,
+    precision: str = "f32",
+    calibration: np.ndarray | None = None,
+    batch_size: int | None = None,
+    resolution: int | None = None,
+) -> Path:
     """Write `model` as an OpenVINO IR at `path` (.xml, with its .bin beside it).
 
     batch_size None: any batch (the runner compiles one static shape per batch it is given).
@@ -60,8 +66,13 @@ def export_openvino(model: MobileNet, path: str | os.PathLike, *, precision: str
     path = Path(path)
     resolution = resolution or model.config.resolution
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", resolution=resolution,
-                                dynamic_batch=batch_size is None, batch_size=batch_size or 1)
+        onnx_path = export_onnx(
+            model,
+            Path(tmp) / "model.onnx",
+            resolution=resolution,
+            dynamic_batch=batch_size is None,
+            batch_size=batch_size or 1,
+        )
         converted = ov.convert_model(str(onnx_path))
     if precision == "int8":
         converted = _quantize(converted, calibration, batch_size)
@@ -77,9 +88,10 @@ def _quantize(model, calibration: np.ndarray, batch_size: int | None):
     step = batch_size or 32
     usable = len(calibration) - len(calibration) % step if batch_size else len(calibration)
     if usable == 0:
-        raise ValueError(f"OpenVINO int8 at batch {step} needs at least {step} calibration images; "
-                         f"got {len(calibration)}")
-    batches = [calibration[i:i + step] for i in range(0, usable, step)]
+        raise ValueError(
+            f"OpenVINO int8 at batch {step} needs at least {step} calibration images; got {len(calibration)}"
+        )
+    batches = [calibration[i : i + step] for i in range(0, usable, step)]
     nncf.set_log_level(logging.ERROR)
     with quiet_tools():
         return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
@@ -97,8 +109,10 @@ class OpenVINORunner:
         self.model = self.core.read_model(str(path))
         shape = self.model.inputs[0].get_partial_shape()
         self.input_shape = tuple(d.get_length() if d.is_static else None for d in shape)
-        self.config = {"INFERENCE_PRECISION_HINT": HINTS[precision],
-                       "PERFORMANCE_HINT": "LATENCY"}  # one stream: the measurement every runtime gets
+        self.config = {
+            "INFERENCE_PRECISION_HINT": HINTS[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+        }  # one stream: the measurement every runtime gets
         if threads is not None:
             self.config["INFERENCE_NUM_THREADS"] = threads
         self.requested_precision = precision

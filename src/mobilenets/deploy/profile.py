@@ -598,8 +598,11 @@ def _same_layer(layer: LayerCost, shapes: list[list[int]]) -> bool:
     kernel = layer.filter_shape[0]
     per_group = layer.filter_shape[2] if len(layer.filter_shape) == 4 else 1  # depthwise: K×K×M
     weight_out, weight_in, *weight_size = shapes[1]
-    return (_same_channels(weight_out, out_c) and _same_channels(weight_in, per_group)
-            and weight_size == [kernel, kernel])
+    return (
+        _same_channels(weight_out, out_c)
+        and _same_channels(weight_in, per_group)
+        and weight_size == [kernel, kernel]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -701,8 +704,13 @@ def profile(
                     target.plain()
             for target in targets:
                 target.hooked()  # one untimed call records the layers; its times are dropped below
-            times = time_interleaved(runners, warmup=0, repeats=repeats, clock=CLOCKS[clock],
-                                     progress="profile" if progress else None)
+            times = time_interleaved(
+                runners,
+                warmup=0,
+                repeats=repeats,
+                clock=CLOCKS[clock],
+                progress="profile" if progress else None,
+            )
             profiles = []
             for index, target in enumerate(targets):
                 rows = target.collect()

@@ -59,9 +59,17 @@ class Runtime:
 
 def _with_precision(export: Callable[..., Path]) -> Callable[..., Path]:
     """An export_<format>(..., int8=bool) called the registry's way, with `precision`."""
+
     def adapted(model, path, *, precision: str, calibration, batch_size: int, resolution: int) -> Path:
-        return export(model, path, int8=precision == "int8", calibration=calibration, batch_size=batch_size,
-                      resolution=resolution)
+        return export(
+            model,
+            path,
+            int8=precision == "int8",
+            calibration=calibration,
+            batch_size=batch_size,
+            resolution=resolution,
+        )
+
     return adapted
 
 
@@ -90,20 +98,58 @@ def _embed_openvino(path: Path, text: str) -> None:
 RUNTIMES: dict[str, Runtime] = {
     runtime.format: runtime
     for runtime in (
-        Runtime("onnx", "ONNX Runtime", ".onnx", (), "export", ("onnx", "onnxscript", "onnxruntime"),
-                ONNX_PRECISIONS, True, export_onnx_model,
-                lambda path, threads, precision: OnnxRunner(path, threads), _embed_onnx),
-        Runtime("openvino", "OpenVINO", ".xml", (".bin",), "openvino",
-                ("openvino", "nncf", "onnx", "onnxscript"), OPENVINO_PRECISIONS, True, export_openvino,
-                OpenVINORunner, _embed_openvino),
+        Runtime(
+            "onnx",
+            "ONNX Runtime",
+            ".onnx",
+            (),
+            "export",
+            ("onnx", "onnxscript", "onnxruntime"),
+            ONNX_PRECISIONS,
+            True,
+            export_onnx_model,
+            lambda path, threads, precision: OnnxRunner(path, threads),
+            _embed_onnx,
+        ),
+        Runtime(
+            "openvino",
+            "OpenVINO",
+            ".xml",
+            (".bin",),
+            "openvino",
+            ("openvino", "nncf", "onnx", "onnxscript"),
+            OPENVINO_PRECISIONS,
+            True,
+            export_openvino,
+            OpenVINORunner,
+            _embed_openvino,
+        ),
         # The phone formats are exported for one batch size (dynamic_batch False: 1 unless asked):
         # ExecuTorch files take any batch up to max(batch_size, 64), LiteRT files exactly theirs.
-        Runtime("executorch", "ExecuTorch", ".pte", (), "executorch", ("executorch",), ("f32", "int8"),
-                False, _with_precision(export_executorch),
-                lambda path, threads, precision: ExecutorchRunner(path, threads)),
-        Runtime("tflite", "LiteRT", ".tflite", (), "tflite", ("litert_torch", "ai_edge_litert"),
-                ("f32", "int8"), False, _with_precision(export_tflite),
-                lambda path, threads, precision: TfliteRunner(path, threads)),
+        Runtime(
+            "executorch",
+            "ExecuTorch",
+            ".pte",
+            (),
+            "executorch",
+            ("executorch",),
+            ("f32", "int8"),
+            False,
+            _with_precision(export_executorch),
+            lambda path, threads, precision: ExecutorchRunner(path, threads),
+        ),
+        Runtime(
+            "tflite",
+            "LiteRT",
+            ".tflite",
+            (),
+            "tflite",
+            ("litert_torch", "ai_edge_litert"),
+            ("f32", "int8"),
+            False,
+            _with_precision(export_tflite),
+            lambda path, threads, precision: TfliteRunner(path, threads),
+        ),
     )
 }
 
@@ -141,8 +187,10 @@ def require_runtime(runtime: Runtime) -> None:
 
 def check_precision(runtime: Runtime, precision: str) -> None:
     if precision not in runtime.precisions:
-        raise ValueError(f"{runtime.title} ({runtime.format}) exports precisions "
-                         f"{', '.join(runtime.precisions)}; got {precision!r}")
+        raise ValueError(
+            f"{runtime.title} ({runtime.format}) exports precisions "
+            f"{', '.join(runtime.precisions)}; got {precision!r}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,9 +209,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def export_model(source: ModelSource, runtime: Runtime, path: str | os.PathLike, *, precision: str,
-                 calibration: np.ndarray | None = None, batch_size: int | None = None,
-                 build: Callable[..., Path] | None = None) -> Path:
+def export_model(
+    source: ModelSource,
+    runtime: Runtime,
+    path: str | os.PathLike,
+    *,
+    precision: str,
+    calibration: np.ndarray | None = None,
+    batch_size: int | None = None,
+    build: Callable[..., Path] | None = None,
+) -> Path:
     """Export `source.model` for `runtime` at `path` with its sidecar; returns `path`.
 
     build: what writes the file, when not `runtime.export` (same arguments), e.g. ONNX int8
@@ -182,8 +237,14 @@ def export_model(source: ModelSource, runtime: Runtime, path: str | os.PathLike,
     size = int(source.preprocessing["size"])
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
-        staged = (build or runtime.export)(source.model, Path(tmp) / path.name, precision=precision,
-                                calibration=calibration, batch_size=batch_size, resolution=size)
+        staged = (build or runtime.export)(
+            source.model,
+            Path(tmp) / path.name,
+            precision=precision,
+            calibration=calibration,
+            batch_size=batch_size,
+            resolution=size,
+        )
         info = sidecar.build(
             runtime=runtime.format,
             precision=precision,
@@ -253,8 +314,10 @@ def read_sidecar(path: str | os.PathLike, runtime: Runtime) -> dict:
     path = Path(path)
     again = f"export it again (mobilenets export CHECKPOINT --format {runtime.format})"
     if not sidecar_path(path).is_file():
-        raise ValueError(f"{path} has no sidecar {sidecar_path(path).name} beside it (it records the "
-                         f"preprocessing, class names and precision that eval and predict need); {again}")
+        raise ValueError(
+            f"{path} has no sidecar {sidecar_path(path).name} beside it (it records the "
+            f"preprocessing, class names and precision that eval and predict need); {again}"
+        )
     info = sidecar.read(sidecar_path(path), again)
     if info["runtime"] != runtime.format:
         raise ValueError(
@@ -268,8 +331,10 @@ def read_sidecar(path: str | os.PathLike, runtime: Runtime) -> dict:
         if not file.is_file():
             raise ValueError(f"{file} is missing ({runtime.title} needs it beside {path.name}); {again}")
         if info["files"].get(file.name) != _sha256(file):
-            raise ValueError(f"{file} does not match its sidecar {sidecar_path(path).name} (SHA-256 "
-                             f"differs): it was changed or truncated after export; {again}")
+            raise ValueError(
+                f"{file} does not match its sidecar {sidecar_path(path).name} (SHA-256 "
+                f"differs): it was changed or truncated after export; {again}"
+            )
     return info
 
 
@@ -290,8 +355,10 @@ def check_signature(path: Path, runtime: Runtime, again: str) -> None:
         head = handle.read(offset + len(expected))
     if head[offset:] != expected:
         where = f"bytes {offset}-{offset + len(expected) - 1}"
-        raise ValueError(f"{path} is not a {runtime.title} file ({where} are {head[offset:]!r}, a "
-                         f"{runtime.suffix} file has {expected!r} there); {again}")
+        raise ValueError(
+            f"{path} is not a {runtime.title} file ({where} are {head[offset:]!r}, a "
+            f"{runtime.suffix} file has {expected!r} there); {again}"
+        )
 
 
 def load_exported(path: str | os.PathLike, threads: int | None = None) -> ExportedModel:
@@ -321,5 +388,7 @@ def bf16_unavailable_reason() -> str | None:
     capabilities = cpu_capabilities()
     if "BF16" in capabilities:
         return None
-    return (f"this CPU has no bf16 support in OpenVINO (capabilities: {', '.join(capabilities)}; bf16 needs "
-            f"AVX-512 BF16 or AMX): OpenVINO would run it in f32")
+    return (
+        f"this CPU has no bf16 support in OpenVINO (capabilities: {', '.join(capabilities)}; bf16 needs "
+        f"AVX-512 BF16 or AMX): OpenVINO would run it in f32"
+    )

@@ -42,9 +42,15 @@ from .executorch import (
 from .export import native_output_silenced, require
 
 
-def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = False,
-                  calibration: np.ndarray | None = None, batch_size: int = 1,
-                  resolution: int | None = None) -> Path:
+def export_tflite(
+    model: MobileNet,
+    path: str | os.PathLike,
+    *,
+    int8: bool = False,
+    calibration: np.ndarray | None = None,
+    batch_size: int = 1,
+    resolution: int | None = None,
+) -> Path:
     """Fold BatchNorm, convert `model` with litert-torch, write the LiteRT flatbuffer to `path`.
 
     The input is N×C×H×W float32 at `resolution` (default: the model's), N dynamic (the file's
@@ -70,13 +76,21 @@ def export_tflite(model: MobileNet, path: str | os.PathLike, *, int8: bool = Fal
             from litert_torch.quantize.quant_config import QuantConfig
 
             quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-                pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+                pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+            )
             # litert-torch folds the quantize ops itself (its own tests convert with fold_quantize=False)
-            module = quantize_pt2e(module, quantizer, example, dynamic_shapes,
-                                   check_calibration(calibration, example), fold_quantize=False)
+            module = quantize_pt2e(
+                module,
+                quantizer,
+                example,
+                dynamic_shapes,
+                check_calibration(calibration, example),
+                fold_quantize=False,
+            )
             config = QuantConfig(pt2e_quantizer=quantizer)
-        converted = litert_torch.convert(module, (traced,), quant_config=config,
-                                         dynamic_shapes=dynamic_shapes)
+        converted = litert_torch.convert(
+            module, (traced,), quant_config=config, dynamic_shapes=dynamic_shapes
+        )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         converted.export(str(path))
@@ -103,12 +117,16 @@ class TfliteRunner:
                 self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
                 self.interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as error:
-            raise ValueError(f"{self.path} is not a valid LiteRT model ({first_line(error)}); "
-                             "export it again: mobilenets export CHECKPOINT --format tflite") from None
+            raise ValueError(
+                f"{self.path} is not a valid LiteRT model ({first_line(error)}); "
+                "export it again: mobilenets export CHECKPOINT --format tflite"
+            ) from None
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0]["shape"]) != 4:
-            raise ValueError(f"{self.path} does not hold a classifier taking N×C×H×W images and returning "
-                             "logits; export it with: mobilenets export CHECKPOINT --format tflite")
+            raise ValueError(
+                f"{self.path} does not hold a classifier taking N×C×H×W images and returning "
+                "logits; export it with: mobilenets export CHECKPOINT --format tflite"
+            )
         self.input, self.output = inputs[0], outputs[0]
         shape = tuple(int(size) for size in self.input["shape"])
         self.dynamic = int(self.input["shape_signature"][0]) == -1

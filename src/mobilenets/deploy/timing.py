@@ -24,10 +24,14 @@ from torch import nn
 Runner = Callable[[], object]
 
 
-def time_interleaved(runners: dict[str, Runner], warmup: int = 3, repeats: int = 10,
-                     min_window_s: float = 0.0,
-                     clock: Callable[[], float] = time.perf_counter,
-                     progress: str | None = None) -> dict[str, list[float]]:
+def time_interleaved(
+    runners: dict[str, Runner],
+    warmup: int = 3,
+    repeats: int = 10,
+    min_window_s: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
+    progress: str | None = None,
+) -> dict[str, list[float]]:
     """Seconds per call of every runner: `warmup` untimed calls each, then `repeats` rounds in
     which every runner is timed once, over as many calls as it takes to fill `min_window_s`.
 
@@ -39,8 +43,12 @@ def time_interleaved(runners: dict[str, Runner], warmup: int = 3, repeats: int =
 
             rounds = tqdm(rounds, desc=f"{progress}: timing rounds", file=sys.stderr, leave=False)
         else:
-            print(f"{progress}: timing {len(runners)} runners, {warmup} warm-up calls then {repeats} "
-                  "interleaved rounds", file=sys.stderr, flush=True)
+            print(
+                f"{progress}: timing {len(runners)} runners, {warmup} warm-up calls then {repeats} "
+                "interleaved rounds",
+                file=sys.stderr,
+                flush=True,
+            )
     for runner in runners.values():
         for _ in range(warmup):
             runner()
@@ -74,17 +82,25 @@ def median_round(times: dict[str, list[float]], numerator: str, denominator: str
     return order[(len(order) - 1) // 2]
 
 
-def training_step_runner(model: nn.Module, batch_size: int, image_size: int, lr: float = 0.01,
-                         channels_last: bool = False, amp: bool = False, seed: int = 0,
-                         compiled: bool = False) -> Runner:
+def training_step_runner(
+    model: nn.Module,
+    batch_size: int,
+    image_size: int,
+    lr: float = 0.01,
+    channels_last: bool = False,
+    amp: bool = False,
+    seed: int = 0,
+    compiled: bool = False,
+) -> Runner:
     """One SGD training step (forward, cross-entropy, backward, update) of `model` on a fixed
     random batch: what an epoch repeats, without the data loading that both models share.
     amp: bfloat16 autocast; compiled: the model under torch.compile (inductor, forward and backward;
     the first calls compile, so warm up before timing)."""
     generator = torch.Generator().manual_seed(seed)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    images = torch.randn(batch_size, model.config.in_channels, image_size, image_size,
-                         generator=generator).contiguous(memory_format=memory_format)
+    images = torch.randn(
+        batch_size, model.config.in_channels, image_size, image_size, generator=generator
+    ).contiguous(memory_format=memory_format)
     labels = torch.randint(0, model.config.num_classes, (batch_size,), generator=generator)
     model = model.to(memory_format=memory_format).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
@@ -103,8 +119,13 @@ def training_step_runner(model: nn.Module, batch_size: int, image_size: int, lr:
 
 def inference_runner(model: nn.Module, batch_size: int, image_size: int, seed: int = 0) -> Runner:
     """One forward pass of `model` in eval mode on a fixed random batch."""
-    images = torch.randn(batch_size, model.config.in_channels, image_size, image_size,
-                         generator=torch.Generator().manual_seed(seed))
+    images = torch.randn(
+        batch_size,
+        model.config.in_channels,
+        image_size,
+        image_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
     model = model.eval()
 
     def forward() -> None:

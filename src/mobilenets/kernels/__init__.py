@@ -11,5 +11,14 @@ See docs/kernels.md.
 from .backend import BACKENDS, TRITON_INSTALLED, backend_of, check_backend, unavailable_reason, use_backend
 from .reference import ACTIVATION_CODES, depthwise_conv2d_reference, separable_conv2d_reference
 
-__all__ = ["ACTIVATION_CODES", "BACKENDS", "TRITON_INSTALLED", "backend_of", "check_backend",
-           "depthwise_conv2d_reference", "separable_conv2d_reference", "unavailable_reason", "use_backend"]
+__all__ = [
+    "ACTIVATION_CODES",
+    "BACKENDS",
+    "TRITON_INSTALLED",
+    "backend_of",
+    "check_backend",
+    "depthwise_conv2d_reference",
+    "separable_conv2d_reference",
+    "unavailable_reason",
+    "use_backend",
+]

@@ -57,8 +57,10 @@ def unavailable_reason() -> str | None:
     if not TRITON_INSTALLED:
         return "the Triton backend needs triton: pip install 'mobilenets[triton]'"
     if not INTERPRET and not torch.cuda.is_available():
-        return ("the Triton backend needs a CUDA GPU (or TRITON_INTERPRET=1 set before triton is imported, "
-                "to run its kernels slowly on CPU for testing)")
+        return (
+            "the Triton backend needs a CUDA GPU (or TRITON_INTERPRET=1 set before triton is imported, "
+            "to run its kernels slowly on CPU for testing)"
+        )
     return None
 
 
@@ -87,9 +89,14 @@ def is_depthwise_unit(module: nn.Module) -> bool:
     conv = module.conv
     square = conv.kernel_size[0] == conv.kernel_size[1]
     same_steps = conv.stride[0] == conv.stride[1] and conv.dilation[0] == conv.dilation[1]
-    return (conv.groups == conv.in_channels == conv.out_channels and conv.padding_mode == "zeros" and square
-            and same_steps and isinstance(module.norm, (nn.BatchNorm2d, nn.Identity))
-            and activation_name(module.act) is not None)
+    return (
+        conv.groups == conv.in_channels == conv.out_channels
+        and conv.padding_mode == "zeros"
+        and square
+        and same_steps
+        and isinstance(module.norm, (nn.BatchNorm2d, nn.Identity))
+        and activation_name(module.act) is not None
+    )
 
 
 def _cached(module: nn.Module, dtype: torch.dtype, build):
@@ -151,11 +158,14 @@ class TritonConvNormAct(ConvNormAct):
         activation = activation_name(self.act)
         foldable = has_fixed_norm(self) and not _trains(self.norm)
         if foldable and not torch.is_grad_enabled():
-            taps, scale, shift = _cached(self, x.dtype,
-                                         lambda: (taps_by_channel(conv.weight, compute_dtype(x.dtype)),
-                                                 *folded_affine(self, x.dtype)))
-            return depthwise_forward(x, taps, scale, shift, conv.kernel_size[0], *geometry, activation,
-                                     store_pre=False)[0]
+            taps, scale, shift = _cached(
+                self,
+                x.dtype,
+                lambda: (taps_by_channel(conv.weight, compute_dtype(x.dtype)), *folded_affine(self, x.dtype)),
+            )
+            return depthwise_forward(
+                x, taps, scale, shift, conv.kernel_size[0], *geometry, activation, store_pre=False
+            )[0]
         if foldable:  # gradients wanted, BN (if any) frozen: its scale is a constant, a bias still trains
             return depthwise_conv2d(x, conv.weight, *folded_affine(self, x.dtype), *geometry, activation)
         return self.act(self.norm(depthwise_conv2d(x, conv.weight, None, conv.bias, *geometry, "none")))
@@ -170,8 +180,13 @@ def fused_arguments(owner: nn.Module, dw: nn.Module, pw: ConvNormAct, x: torch.T
     if pw_activation is None or not (has_fixed_norm(dw) and has_fixed_norm(pw)):
         return None
     conv = dw.conv
-    operands = _cached(owner, x.dtype, lambda: prepare_separable(
-        conv.weight, *folded_affine(dw, x.dtype), pw.conv.weight, *folded_affine(pw, x.dtype), x.dtype))
+    operands = _cached(
+        owner,
+        x.dtype,
+        lambda: prepare_separable(
+            conv.weight, *folded_affine(dw, x.dtype), pw.conv.weight, *folded_affine(pw, x.dtype), x.dtype
+        ),
+    )
     padding = explicit_padding(conv, x.shape[-2], x.shape[-1])
     return operands, conv.stride[0], padding, conv.dilation[0], activation_name(dw.act), pw_activation
 
@@ -200,8 +215,11 @@ class TritonInvertedResidual(InvertedResidual):
 
 
 # Each Triton class and the PyTorch class it stands in for.
-_SWAPS = {TritonConvNormAct: ConvNormAct, TritonDepthwiseSeparableConv2d: DepthwiseSeparableConv2d,
-          TritonInvertedResidual: InvertedResidual}
+_SWAPS = {
+    TritonConvNormAct: ConvNormAct,
+    TritonDepthwiseSeparableConv2d: DepthwiseSeparableConv2d,
+    TritonInvertedResidual: InvertedResidual,
+}
 
 
 def use_backend(model: nn.Module, backend: str, strict: bool = False) -> nn.Module:
@@ -233,5 +251,5 @@ def use_backend(model: nn.Module, backend: str, strict: bool = False) -> nn.Modu
 
 
 def backend_of(model: nn.Module) -> str:
-    """"triton" when any module of `model` runs on the kernels, else "torch"."""
+    """ "triton" when any module of `model` runs on the kernels, else "torch"."""
     return "triton" if any(type(m) in _SWAPS for m in model.modules()) else "torch"

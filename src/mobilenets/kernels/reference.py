@@ -48,21 +48,37 @@ def affine(z: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | No
     return z
 
 
-def depthwise_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None = None,
-                               shift: torch.Tensor | None = None, stride: int = 1,
-                               padding: tuple[int, int, int, int] = (1, 1, 1, 1), dilation: int = 1,
-                               activation: str = "none") -> torch.Tensor:
+def depthwise_conv2d_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: tuple[int, int, int, int] = (1, 1, 1, 1),
+    dilation: int = 1,
+    activation: str = "none",
+) -> torch.Tensor:
     """activation(depthwise_conv(x) · scale + shift): F.conv2d with groups=C, weight (C, 1, K, K)."""
     z = F.conv2d(F.pad(x, padding), weight, None, stride, 0, dilation, groups=x.shape[1])
     return activate(affine(z, scale, shift), activation)
 
 
-def separable_conv2d_reference(x: torch.Tensor, dw_weight: torch.Tensor, dw_scale: torch.Tensor | None,
-                               dw_shift: torch.Tensor | None, pw_weight: torch.Tensor,
-                               pw_scale: torch.Tensor | None, pw_shift: torch.Tensor | None, stride: int = 1,
-                               padding: tuple[int, int, int, int] = (1, 1, 1, 1), dilation: int = 1,
-                               dw_activation: str = "relu", pw_activation: str = "relu") -> torch.Tensor:
+def separable_conv2d_reference(
+    x: torch.Tensor,
+    dw_weight: torch.Tensor,
+    dw_scale: torch.Tensor | None,
+    dw_shift: torch.Tensor | None,
+    pw_weight: torch.Tensor,
+    pw_scale: torch.Tensor | None,
+    pw_shift: torch.Tensor | None,
+    stride: int = 1,
+    padding: tuple[int, int, int, int] = (1, 1, 1, 1),
+    dilation: int = 1,
+    dw_activation: str = "relu",
+    pw_activation: str = "relu",
+) -> torch.Tensor:
     """Depthwise → affine → activation → pointwise (weight (C_out, C, 1, 1)) → affine → activation."""
-    hidden = depthwise_conv2d_reference(x, dw_weight, dw_scale, dw_shift, stride, padding, dilation,
-                                        dw_activation)
+    hidden = depthwise_conv2d_reference(
+        x, dw_weight, dw_scale, dw_shift, stride, padding, dilation, dw_activation
+    )
     return activate(affine(F.conv2d(hidden, pw_weight), pw_scale, pw_shift), pw_activation)

@@ -32,13 +32,39 @@ from .triton_common import (
 
 
 @triton.jit
-def _depthwise_fwd_kernel(x_ptr, w_ptr, scale_ptr, shift_ptr, y_ptr, pre_ptr,
-                          N, C, H, W, OH, OW,
-                          sxn, sxc, sxh, sxw, syn, syc, syh, syw,
-                          stride, dilation, pad_top, pad_left,
-                          K: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
-                          ACT: tl.constexpr, STORE_PRE: tl.constexpr,
-                          BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+def _depthwise_fwd_kernel(
+    x_ptr,
+    w_ptr,
+    scale_ptr,
+    shift_ptr,
+    y_ptr,
+    pre_ptr,
+    N,
+    C,
+    H,
+    W,
+    OH,
+    OW,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    syn,
+    syc,
+    syh,
+    syw,
+    stride,
+    dilation,
+    pad_top,
+    pad_left,
+    K: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    HAS_SHIFT: tl.constexpr,
+    ACT: tl.constexpr,
+    STORE_PRE: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
     n, oh, ow, p_ok, c, c_ok = program_tile(N, OH, OW, C, BLOCK_P, BLOCK_C)
     ih0 = oh * stride - pad_top
     iw0 = ow * stride - pad_left
@@ -63,12 +89,36 @@ def _depthwise_fwd_kernel(x_ptr, w_ptr, scale_ptr, shift_ptr, y_ptr, pre_ptr,
 
 
 @triton.jit
-def _depthwise_bwd_input_kernel(g_ptr, saved_ptr, w_ptr, scale_ptr, dx_ptr,
-                                N, C, H, W, OH, OW,
-                                sgn, sgc, sgh, sgw, sdn, sdc, sdh, sdw,
-                                stride, dilation, pad_top, pad_left,
-                                K: tl.constexpr, HAS_SCALE: tl.constexpr, ACT: tl.constexpr,
-                                BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+def _depthwise_bwd_input_kernel(
+    g_ptr,
+    saved_ptr,
+    w_ptr,
+    scale_ptr,
+    dx_ptr,
+    N,
+    C,
+    H,
+    W,
+    OH,
+    OW,
+    sgn,
+    sgc,
+    sgh,
+    sgw,
+    sdn,
+    sdc,
+    sdh,
+    sdw,
+    stride,
+    dilation,
+    pad_top,
+    pad_left,
+    K: tl.constexpr,
+    HAS_SCALE: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
     # dx[ih, iw] gathers g[oh, ow]·w[kh, kw] over the taps with oh·stride - pad + kh·dilation = ih.
     # `saved` (the output or pre-activation, see activation_grad) has g's strides.
     n, ih, iw, p_ok, c, c_ok = program_tile(N, H, W, C, BLOCK_P, BLOCK_C)
@@ -95,12 +145,36 @@ def _depthwise_bwd_input_kernel(g_ptr, saved_ptr, w_ptr, scale_ptr, dx_ptr,
 
 
 @triton.jit
-def _depthwise_bwd_weight_kernel(g_ptr, saved_ptr, x_ptr, partial_ptr,
-                                 N, C, H, W, OH, OW,
-                                 sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw,
-                                 stride, dilation, pad_top, pad_left, pixels_per_split,
-                                 K: tl.constexpr, TAPS: tl.constexpr, ACT: tl.constexpr,
-                                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+def _depthwise_bwd_weight_kernel(
+    g_ptr,
+    saved_ptr,
+    x_ptr,
+    partial_ptr,
+    N,
+    C,
+    H,
+    W,
+    OH,
+    OW,
+    sgn,
+    sgc,
+    sgh,
+    sgw,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    stride,
+    dilation,
+    pad_top,
+    pad_left,
+    pixels_per_split,
+    K: tl.constexpr,
+    TAPS: tl.constexpr,
+    ACT: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
     # Each program reduces one slice of the output pixels for one block of channels into
     # partial[split, tap, c]: rows 0..K²-1 hold Σ g·x for each tap, row K² holds Σ g (the shift's
     # gradient). The host sums the splits, which keeps the result deterministic (no atomics).
@@ -167,24 +241,66 @@ def depthwise_forward(x, taps, scale, shift, kernel_size, stride, padding, dilat
     y = empty_like_layout(x, (N, C, OH, OW), x.dtype)
     pre = torch.empty_like(y) if store_pre else None
     grid = tile_grid(N * OH * OW, C)
-    _fwd[grid](x, taps, _optional(scale, taps), _optional(shift, taps), y, y if pre is None else pre,
-               N, C, H, W, OH, OW, *x.stride(), *y.stride(), stride, dilation, top, left,
-               K=kernel_size, HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None,
-               ACT=activation_code(activation), STORE_PRE=store_pre, **_FWD_META)
+    _fwd[grid](
+        x,
+        taps,
+        _optional(scale, taps),
+        _optional(shift, taps),
+        y,
+        y if pre is None else pre,
+        N,
+        C,
+        H,
+        W,
+        OH,
+        OW,
+        *x.stride(),
+        *y.stride(),
+        stride,
+        dilation,
+        top,
+        left,
+        K=kernel_size,
+        HAS_SCALE=scale is not None,
+        HAS_SHIFT=shift is not None,
+        ACT=activation_code(activation),
+        STORE_PRE=store_pre,
+        **_FWD_META,
+    )
     return y, pre
 
 
-def depthwise_backward_input(grad, saved, taps, scale, x_shape, like, kernel_size, stride, padding, dilation,
-                             activation):
+def depthwise_backward_input(
+    grad, saved, taps, scale, x_shape, like, kernel_size, stride, padding, dilation, activation
+):
     N, C, H, W = x_shape
     left, _, top, _ = padding
     OH, OW = grad.shape[2:]
     dx = empty_like_layout(like, tuple(x_shape), like.dtype)
     grid = tile_grid(N * H * W, C)
-    _bwd_input[grid](grad, grad if saved is None else saved, taps, _optional(scale, taps), dx,
-                     N, C, H, W, OH, OW, *grad.stride(), *dx.stride(), stride, dilation, top, left,
-                     K=kernel_size, HAS_SCALE=scale is not None, ACT=activation_code(activation),
-                     **_BWD_INPUT_META)
+    _bwd_input[grid](
+        grad,
+        grad if saved is None else saved,
+        taps,
+        _optional(scale, taps),
+        dx,
+        N,
+        C,
+        H,
+        W,
+        OH,
+        OW,
+        *grad.stride(),
+        *dx.stride(),
+        stride,
+        dilation,
+        top,
+        left,
+        K=kernel_size,
+        HAS_SCALE=scale is not None,
+        ACT=activation_code(activation),
+        **_BWD_INPUT_META,
+    )
     return dx
 
 
@@ -200,11 +316,30 @@ def depthwise_backward_weight(grad, saved, x, kernel_size, stride, padding, dila
     rows = triton.next_power_of_2(taps + 1)
     partial = torch.empty((splits, rows, C), dtype=compute_dtype(x.dtype), device=x.device)
     grid = lambda meta: (splits, triton.cdiv(C, meta["BLOCK_C"]))  # noqa: E731
-    _bwd_weight[grid](grad, grad if saved is None else saved, x, partial,
-                      N, C, H, W, OH, OW, *grad.stride(), *x.stride(), stride, dilation, top, left,
-                      pixels_per_split, K=kernel_size, TAPS=rows, ACT=activation_code(activation),
-                      **_BWD_WEIGHT_META)
-    sums = partial[:, :taps + 1].sum(0)
+    _bwd_weight[grid](
+        grad,
+        grad if saved is None else saved,
+        x,
+        partial,
+        N,
+        C,
+        H,
+        W,
+        OH,
+        OW,
+        *grad.stride(),
+        *x.stride(),
+        stride,
+        dilation,
+        top,
+        left,
+        pixels_per_split,
+        K=kernel_size,
+        TAPS=rows,
+        ACT=activation_code(activation),
+        **_BWD_WEIGHT_META,
+    )
+    sums = partial[:, : taps + 1].sum(0)
     return sums[:taps], sums[taps]
 
 
@@ -218,13 +353,25 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, scale, shift, stride, padding, dilation, activation):
         if scale is not None and scale.requires_grad:
-            raise ValueError("the depthwise kernel's scale is a constant (a folded BatchNorm) and gets no "
-                             "gradient; pass scale.detach(), or train with the BatchNorm unfolded")
+            raise ValueError(
+                "the depthwise kernel's scale is a constant (a folded BatchNorm) and gets no "
+                "gradient; pass scale.detach(), or train with the BatchNorm unfolded"
+            )
         kernel_size = weight.shape[-1]
         taps = taps_by_channel(weight, compute_dtype(x.dtype))
         needs_grad = any(ctx.needs_input_grad[i] for i in (0, 1, 3))
-        y, pre = depthwise_forward(x, taps, scale, shift, kernel_size, stride, padding, dilation, activation,
-                                   store_pre=needs_grad and activation == "hardswish")
+        y, pre = depthwise_forward(
+            x,
+            taps,
+            scale,
+            shift,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            activation,
+            store_pre=needs_grad and activation == "hardswish",
+        )
         # What the derivative of the activation needs: the output for ReLU/ReLU6, z for hard-swish.
         saved = pre if activation == "hardswish" else y if activation != "none" else None
         ctx.save_for_backward(x, weight, scale, saved)
@@ -241,11 +388,13 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
         grad_x = grad_weight = grad_shift = None
         if ctx.needs_input_grad[0]:
             taps = taps_by_channel(weight, compute_dtype(x.dtype))
-            grad_x = depthwise_backward_input(grad_y, saved, taps, scale, x.shape, x, kernel_size, stride,
-                                              padding, dilation, activation)
+            grad_x = depthwise_backward_input(
+                grad_y, saved, taps, scale, x.shape, x, kernel_size, stride, padding, dilation, activation
+            )
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
-            tap_sums, shift_sums = depthwise_backward_weight(grad_y, saved, x, kernel_size, stride, padding,
-                                                             dilation, activation)
+            tap_sums, shift_sums = depthwise_backward_weight(
+                grad_y, saved, x, kernel_size, stride, padding, dilation, activation
+            )
             if ctx.needs_input_grad[1]:
                 if scale is not None:
                     tap_sums = tap_sums * scale.to(tap_sums.dtype)
@@ -255,14 +404,23 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
         return grad_x, grad_weight, None, grad_shift, None, None, None, None
 
 
-def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None = None,
-                     shift: torch.Tensor | None = None, stride: int = 1,
-                     padding: tuple[int, int, int, int] = (1, 1, 1, 1), dilation: int = 1,
-                     activation: str = "none") -> torch.Tensor:
+def depthwise_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: tuple[int, int, int, int] = (1, 1, 1, 1),
+    dilation: int = 1,
+    activation: str = "none",
+) -> torch.Tensor:
     """The Triton twin of `reference.depthwise_conv2d_reference` (same arguments, same result)."""
     if x.dim() != 4 or weight.shape != (x.shape[1], 1, weight.shape[-1], weight.shape[-1]):
-        raise ValueError(f"depthwise_conv2d expects x (N, C, H, W) and weight (C, 1, K, K); got x "
-                         f"{tuple(x.shape)} and weight {tuple(weight.shape)}")
+        raise ValueError(
+            f"depthwise_conv2d expects x (N, C, H, W) and weight (C, 1, K, K); got x "
+            f"{tuple(x.shape)} and weight {tuple(weight.shape)}"
+        )
     activation_code(activation)
-    return DepthwiseConv2dFunction.apply(x, weight, scale, shift, stride, tuple(padding), dilation,
-                                         activation)
+    return DepthwiseConv2dFunction.apply(
+        x, weight, scale, shift, stride, tuple(padding), dilation, activation
+    )

@@ -37,12 +37,42 @@ from .triton_depthwise import taps_by_channel
 
 
 @triton.jit
-def _separable_fwd_kernel(x_ptr, dw_w_ptr, dw_scale_ptr, dw_shift_ptr, pw_w_ptr, pw_scale_ptr, pw_shift_ptr,
-                          y_ptr, N, C, H, W, OH, OW, COUT,
-                          sxn, sxc, sxh, sxw, syn, syc, syh, syw,
-                          stride, dilation, pad_top, pad_left,
-                          K: tl.constexpr, DW_ACT: tl.constexpr, PW_ACT: tl.constexpr, DOT_FP32: tl.constexpr,
-                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _separable_fwd_kernel(
+    x_ptr,
+    dw_w_ptr,
+    dw_scale_ptr,
+    dw_shift_ptr,
+    pw_w_ptr,
+    pw_scale_ptr,
+    pw_shift_ptr,
+    y_ptr,
+    N,
+    C,
+    H,
+    W,
+    OH,
+    OW,
+    COUT,
+    sxn,
+    sxc,
+    sxh,
+    sxw,
+    syn,
+    syc,
+    syh,
+    syw,
+    stride,
+    dilation,
+    pad_top,
+    pad_left,
+    K: tl.constexpr,
+    DW_ACT: tl.constexpr,
+    PW_ACT: tl.constexpr,
+    DOT_FP32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     n, oh, ow, p_ok, co, co_ok = program_tile(N, OH, OW, COUT, BLOCK_M, BLOCK_N)
     ih0 = oh * stride - pad_top
     iw0 = ow * stride - pad_left
@@ -79,7 +109,8 @@ _fused, _FUSED_META = tuned(
     ["C", "COUT", "H", "W", "stride"],
     # The interpreter pays per operation, not per element: large blocks. The tests' channel counts
     # (20, 33, 37 in; 17, 40, 70 out) leave partial blocks, and several of them.
-    {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32})
+    {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32},
+)
 
 
 def _per_channel(values: torch.Tensor | None, channels: int, default: float, device) -> torch.Tensor:
@@ -92,6 +123,7 @@ class SeparableOperands(NamedTuple):
     """The fused kernel's weights as it reads them: depthwise taps (K·K, C) float32, per-channel
     float32 scales and shifts, pointwise weight (C, C_out) in the GEMM's type. Preparing them takes
     a handful of small kernels, so the backend does it once per weights (see backend._cached)."""
+
     dw_taps: torch.Tensor
     dw_scale: torch.Tensor
     dw_shift: torch.Tensor
@@ -100,24 +132,39 @@ class SeparableOperands(NamedTuple):
     pw_shift: torch.Tensor
 
 
-def prepare_separable(dw_weight: torch.Tensor, dw_scale: torch.Tensor | None, dw_shift: torch.Tensor | None,
-                      pw_weight: torch.Tensor, pw_scale: torch.Tensor | None, pw_shift: torch.Tensor | None,
-                      dtype: torch.dtype) -> SeparableOperands:
+def prepare_separable(
+    dw_weight: torch.Tensor,
+    dw_scale: torch.Tensor | None,
+    dw_shift: torch.Tensor | None,
+    pw_weight: torch.Tensor,
+    pw_scale: torch.Tensor | None,
+    pw_shift: torch.Tensor | None,
+    dtype: torch.dtype,
+) -> SeparableOperands:
     """Operands for inputs of `dtype`: float32 models multiply in float32 (as does the interpreter,
     whose bf16 `tl.dot` is wrong), bf16/fp16 ones on tensor cores in their own type."""
     channels, out_channels, device = dw_weight.shape[0], pw_weight.shape[0], dw_weight.device
     gemm_dtype = torch.float32 if INTERPRET or dtype == torch.float32 else dtype
     pw = pw_weight.detach().reshape(out_channels, channels).t().contiguous().to(gemm_dtype)
-    return SeparableOperands(taps_by_channel(dw_weight, torch.float32),
-                             _per_channel(dw_scale, channels, 1.0, device),
-                             _per_channel(dw_shift, channels, 0.0, device), pw,
-                             _per_channel(pw_scale, out_channels, 1.0, device),
-                             _per_channel(pw_shift, out_channels, 0.0, device))
+    return SeparableOperands(
+        taps_by_channel(dw_weight, torch.float32),
+        _per_channel(dw_scale, channels, 1.0, device),
+        _per_channel(dw_shift, channels, 0.0, device),
+        pw,
+        _per_channel(pw_scale, out_channels, 1.0, device),
+        _per_channel(pw_shift, out_channels, 0.0, device),
+    )
 
 
-def separable_forward(x: torch.Tensor, operands: SeparableOperands, stride: int,
-                      padding: tuple[int, int, int, int], dilation: int, dw_activation: str,
-                      pw_activation: str) -> torch.Tensor:
+def separable_forward(
+    x: torch.Tensor,
+    operands: SeparableOperands,
+    stride: int,
+    padding: tuple[int, int, int, int],
+    dilation: int,
+    dw_activation: str,
+    pw_activation: str,
+) -> torch.Tensor:
     """Launch the fused kernel on prepared operands (no checks: see separable_conv2d)."""
     N, C, H, W = x.shape
     kernel_size = math.isqrt(operands.dw_taps.shape[0])
@@ -127,29 +174,61 @@ def separable_forward(x: torch.Tensor, operands: SeparableOperands, stride: int,
     OW = output_size(W, kernel_size, stride, dilation, left, right)
     y = empty_like_layout(x, (N, cout, OH, OW), x.dtype)
     grid = tile_grid(N * OH * OW, cout, "BLOCK_M", "BLOCK_N")
-    _fused[grid](x, *operands, y, N, C, H, W, OH, OW, cout,
-                 *x.stride(), *y.stride(), stride, dilation, top, left,
-                 K=kernel_size, DW_ACT=activation_code(dw_activation), PW_ACT=activation_code(pw_activation),
-                 DOT_FP32=operands.pw.dtype == torch.float32, **_FUSED_META)
+    _fused[grid](
+        x,
+        *operands,
+        y,
+        N,
+        C,
+        H,
+        W,
+        OH,
+        OW,
+        cout,
+        *x.stride(),
+        *y.stride(),
+        stride,
+        dilation,
+        top,
+        left,
+        K=kernel_size,
+        DW_ACT=activation_code(dw_activation),
+        PW_ACT=activation_code(pw_activation),
+        DOT_FP32=operands.pw.dtype == torch.float32,
+        **_FUSED_META,
+    )
     return y
 
 
-def separable_conv2d(x: torch.Tensor, dw_weight: torch.Tensor, dw_scale: torch.Tensor | None,
-                     dw_shift: torch.Tensor | None, pw_weight: torch.Tensor, pw_scale: torch.Tensor | None,
-                     pw_shift: torch.Tensor | None, stride: int = 1,
-                     padding: tuple[int, int, int, int] = (1, 1, 1, 1), dilation: int = 1,
-                     dw_activation: str = "relu", pw_activation: str = "relu") -> torch.Tensor:
+def separable_conv2d(
+    x: torch.Tensor,
+    dw_weight: torch.Tensor,
+    dw_scale: torch.Tensor | None,
+    dw_shift: torch.Tensor | None,
+    pw_weight: torch.Tensor,
+    pw_scale: torch.Tensor | None,
+    pw_shift: torch.Tensor | None,
+    stride: int = 1,
+    padding: tuple[int, int, int, int] = (1, 1, 1, 1),
+    dilation: int = 1,
+    dw_activation: str = "relu",
+    pw_activation: str = "relu",
+) -> torch.Tensor:
     """The fused Triton twin of `reference.separable_conv2d_reference` (same arguments and result),
     for inference: it raises if autograd would need a gradient through it."""
     C = x.shape[1]
     kernel_size = dw_weight.shape[-1]
     if dw_weight.shape != (C, 1, kernel_size, kernel_size) or pw_weight.shape[1:] != (C, 1, 1):
-        raise ValueError(f"separable_conv2d expects x (N, C, H, W), dw_weight (C, 1, K, K) and pw_weight "
-                         f"(C_out, C, 1, 1); got {tuple(x.shape)}, {tuple(dw_weight.shape)}, "
-                         f"{tuple(pw_weight.shape)}")
+        raise ValueError(
+            f"separable_conv2d expects x (N, C, H, W), dw_weight (C, 1, K, K) and pw_weight "
+            f"(C_out, C, 1, 1); got {tuple(x.shape)}, {tuple(dw_weight.shape)}, "
+            f"{tuple(pw_weight.shape)}"
+        )
     tensors = (x, dw_weight, dw_scale, dw_shift, pw_weight, pw_scale, pw_shift)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        raise ValueError("the fused separable kernel is for inference: run it under torch.no_grad() "
-                         "(or torch.inference_mode()), or train through the depthwise kernel")
+        raise ValueError(
+            "the fused separable kernel is for inference: run it under torch.no_grad() "
+            "(or torch.inference_mode()), or train through the depthwise kernel"
+        )
     operands = prepare_separable(dw_weight, dw_scale, dw_shift, pw_weight, pw_scale, pw_shift, x.dtype)
     return separable_forward(x, operands, stride, tuple(padding), dilation, dw_activation, pw_activation)

@@ -17,8 +17,14 @@ SOURCES = ("keras", "torchvision", "timm")
 CONVERTIBLE = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 
 
-def convert(source: str, src: str | os.PathLike, name: str | None = None, width_mult: float | None = None,
-            resolution: int | None = None, timm_name: str | None = None) -> MobileNet:
+def convert(
+    source: str,
+    src: str | os.PathLike,
+    name: str | None = None,
+    width_mult: float | None = None,
+    resolution: int | None = None,
+    timm_name: str | None = None,
+) -> MobileNet:
     """Our model from a `source` ("keras", "torchvision" or "timm") weights file."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
@@ -29,8 +35,10 @@ def convert(source: str, src: str | os.PathLike, name: str | None = None, width_
     if source == "keras":
         return from_keras(src, name=name, width_mult=width_mult, resolution=resolution)
     if resolution is not None:
-        raise ValueError(f"resolution (--resolution) applies to --from keras only; {source} models are "
-                         f"trained at 224 and run at any size")
+        raise ValueError(
+            f"resolution (--resolution) applies to --from keras only; {source} models are "
+            f"trained at 224 and run at any size"
+        )
     if source == "torchvision":
         return from_torchvision(src, name=name, width_mult=width_mult)
     model = from_timm(src, timm_name=timm_name, name=name)
@@ -54,9 +62,13 @@ def save_converted(model: MobileNet, out: str | os.PathLike) -> Path:
     """Write a converted model in our checkpoint format, with ImageNet class names and the source's
     preprocessing, so `mobilenets predict/eval/export` can use it like a trained checkpoint."""
     extra = model.config.extra
-    return save_checkpoint(out, model, class_names=extra.get("class_names"),
-                           preprocessing=extra.get("preprocessing"),
-                           metadata={"converted_from": extra.get("source")})
+    return save_checkpoint(
+        out,
+        model,
+        class_names=extra.get("class_names"),
+        preprocessing=extra.get("preprocessing"),
+        metadata={"converted_from": extra.get("source")},
+    )
 
 
 __all__ = ["CONVERTIBLE", "SOURCES", "convert", "save_converted"]

@@ -91,7 +91,6 @@ def check_hashes(
         raise HashMismatch(f"{what} has MD5 {md5}, but the published one is {expected_md5}; {fix}")
 
 
-
 def fetch(
     url: str,
     filename: str | None = None,
@@ -186,4 +185,3 @@ def _download(url: str, destination: Path, sha256: str | None, md5: str | None, 
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
-

@@ -39,15 +39,25 @@ def imagenet_class_names() -> list[str]:
     return list(_class_names())
 
 
-def preprocessing(size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                  crop_fraction: float = DEFAULT_CROP_FRACTION, interpolation: str = "bilinear",
-                  note: str | None = None) -> dict:
+def preprocessing(
+    size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    crop_fraction: float = DEFAULT_CROP_FRACTION,
+    interpolation: str = "bilinear",
+    note: str | None = None,
+) -> dict:
     """How to turn an image into this model's input, in the checkpoint format's "preprocessing"
     dict (size, resize, mean, std on 0..1 RGB) plus the interpolation and a human note."""
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}")
-    result = {"size": size, "resize": round(size / crop_fraction), "mean": list(mean), "std": list(std),
-              "interpolation": interpolation}
+    result = {
+        "size": size,
+        "resize": round(size / crop_fraction),
+        "mean": list(mean),
+        "std": list(std),
+        "interpolation": interpolation,
+    }
     if note:
         result["note"] = note
     return result
@@ -73,8 +83,9 @@ def model_preprocessing(model: nn.Module) -> dict:
     return config.extra.get("preprocessing") or preprocessing(config.resolution, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def predict_imagenet(model: nn.Module, images: list[str | os.PathLike], top_k: int = 5,
-                     class_names: list[str] | None = None) -> list[dict]:
+def predict_imagenet(
+    model: nn.Module, images: list[str | os.PathLike], top_k: int = 5, class_names: list[str] | None = None
+) -> list[dict]:
     """Top-k (class name, probability) for each image file, each image prepared as the model's
     source prepared its evaluation images (`data.predict_top_k`).
 
@@ -88,8 +99,11 @@ def predict_imagenet(model: nn.Module, images: list[str | os.PathLike], top_k: i
     if class_names is None:
         class_names = model.config.extra.get("class_names")
     if class_names is None:
-        class_names = imagenet_class_names() if num_classes == IMAGENET_CLASSES else \
-            [str(i) for i in range(num_classes)]
+        class_names = (
+            imagenet_class_names()
+            if num_classes == IMAGENET_CLASSES
+            else [str(i) for i in range(num_classes)]
+        )
     if len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {num_classes} classes")
     return predict_top_k(model, images, model_preprocessing(model), class_names, top_k)

@@ -156,8 +156,12 @@ def _torchvision_entries() -> list[Weights]:
             "torchvision",
             f"{TORCHVISION_BASE}/{file}",
             sha256=file.rsplit("-", 1)[1].split(".")[0],
-            metrics={"top1": top1 / 100, "top5": top5 / 100, "on": "ImageNet-1k validation (50,000)",
-                     "by": "torchvision's weights meta"},
+            metrics={
+                "top1": top1 / 100,
+                "top5": top5 / 100,
+                "on": "ImageNet-1k validation (50,000)",
+                "by": "torchvision's weights meta",
+            },
         )
         for key, model, file, top1, top5 in files
     ]
@@ -458,7 +462,6 @@ def _published_options(entries: list[Weights]) -> str:
             text += " × resolution " + ", ".join(map(str, resolutions))
         parts.append(("minimalistic: " if minimal else "") + text)
     return "; ".join(parts)
-
 
 
 def bundled_file(entry: Weights) -> Path:

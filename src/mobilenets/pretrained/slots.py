@@ -98,8 +98,11 @@ def load_slots(model: nn.Module, read_slot: SlotReader, source: str) -> None:
                 raise WeightMismatch(f"{source} has no {tensor_name} for {slot.path} of {describe(config)}")
             if tuple(given.value.shape) != tuple(target.shape):
                 ours = tuple(target.shape)
-                as_ours = "" if tuple(given.source_shape) == tuple(given.value.shape) else \
-                    f" ({tuple(given.value.shape)} in PyTorch layout)"
+                as_ours = (
+                    ""
+                    if tuple(given.source_shape) == tuple(given.value.shape)
+                    else f" ({tuple(given.value.shape)} in PyTorch layout)"
+                )
                 raise WeightMismatch(
                     f"{source}: {given.name} has shape {tuple(given.source_shape)}{as_ours} but "
                     f"{slot.path}.{tensor_name} of {describe(config)} has shape {ours}"
@@ -130,8 +133,9 @@ def check_all_used(available: list[str], used: set[str], source: str, config: Mo
     left = [name for name in available if name not in used]
     if left:
         shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
-        raise WeightMismatch(f"{source} has weights with no place in {describe(config)}: {shown}; "
-                             f"it is not this architecture")
+        raise WeightMismatch(
+            f"{source} has weights with no place in {describe(config)}: {shown}; it is not this architecture"
+        )
 
 
 def first_success(attempts: list[Callable[[], nn.Module]]) -> nn.Module:

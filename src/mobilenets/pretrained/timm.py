@@ -46,8 +46,12 @@ STAGES = {
     "mobilenet_v3_large": (1, 2, 3, 4, 2, 3, 1),
     "mobilenet_v3_small": (1, 2, 3, 2, 3, 1),
 }
-FAMILIES = {"mobilenetv1": "mobilenet_v1", "mobilenetv2": "mobilenet_v2",
-            "mobilenetv3_large": "mobilenet_v3_large", "mobilenetv3_small": "mobilenet_v3_small"}
+FAMILIES = {
+    "mobilenetv1": "mobilenet_v1",
+    "mobilenetv2": "mobilenet_v2",
+    "mobilenetv3_large": "mobilenet_v3_large",
+    "mobilenetv3_small": "mobilenet_v3_small",
+}
 UNSUPPORTED = {
     "mobilenetv1_100h": "adds a 1×1 head convolution after the body, which our MobileNetV1 does not have",
     "mobilenetv2_110d": "has more blocks per stage (depth multiplier 1.1) than the paper's MobileNetV2",
@@ -73,8 +77,10 @@ def parse_timm_name(timm_name: str) -> tuple[str, float, bool, bool]:
         raise ValueError(f"timm model {base!r} cannot be converted: it {why}")
     match = NAME_PATTERN.match(base)
     if not match:
-        raise ValueError(f"{timm_name!r} is not a timm MobileNet name this converter knows, such as "
-                         f"'mobilenetv2_100', 'mobilenetv3_large_100' or 'tf_mobilenetv3_small_minimal_100'")
+        raise ValueError(
+            f"{timm_name!r} is not a timm MobileNet name this converter knows, such as "
+            f"'mobilenetv2_100', 'mobilenetv3_large_100' or 'tf_mobilenetv3_small_minimal_100'"
+        )
     name = FAMILIES[match["family"]]
     minimal = bool(match["minimal"])
     if minimal and not name.startswith("mobilenet_v3"):
@@ -153,16 +159,29 @@ def from_timm(source: Any, timm_name: str | None = None, name: str | None = None
     if name is not None and name != family:
         raise WeightMismatch(f"timm model {timm_name!r} is a {family}, not {name}")
     tag = timm_name.split(".", 1)[1] if "." in timm_name else None
-    recipe = TIMM_PREPROCESSING.get(tag or "", dict(mean=INCEPTION_MEAN if tf_port else IMAGENET_MEAN,
-                                                     std=INCEPTION_STD if tf_port else IMAGENET_STD))
+    recipe = TIMM_PREPROCESSING.get(
+        tag or "",
+        dict(
+            mean=INCEPTION_MEAN if tf_port else IMAGENET_MEAN, std=INCEPTION_STD if tf_port else IMAGENET_STD
+        ),
+    )
     num_classes = int(state["classifier.bias"].shape[0]) if "classifier.bias" in state else None
     extra = converted_extra(
         {"library": "timm", "model": timm_name, "file": path}, preprocessing(224, **recipe), num_classes
     )
-    config = source_config(family, width_mult=width, num_classes=num_classes, resolution=224,
-                           padding="same" if tf_port else "torch", bn_eps=1e-3 if tf_port else 1e-5,
-                           bn_momentum=0.1, dropout=0.2 if family != "mobilenet_v1" else 0.0, extra=extra,
-                           activation="relu6", minimalistic=minimal)
+    config = source_config(
+        family,
+        width_mult=width,
+        num_classes=num_classes,
+        resolution=224,
+        padding="same" if tf_port else "torch",
+        bn_eps=1e-3 if tf_port else 1e-5,
+        bn_momentum=0.1,
+        dropout=0.2 if family != "mobilenet_v1" else 0.0,
+        extra=extra,
+        activation="relu6",
+        minimalistic=minimal,
+    )
     model = MobileNet(config)
     used: set[str] = set()
     read_slot = slot_reader(state, lambda slot: timm_module_name(family, config, slot), config, label, used)

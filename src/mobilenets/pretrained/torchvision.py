@@ -82,8 +82,9 @@ def torchvision_module_name(name: str, config: ModelConfig, slot: Slot) -> str:
     return f"{base}.{order.index(slot.part)}.{unit}"
 
 
-def from_torchvision(source: Any, name: str | None = None, width_mult: float | None = None,
-                     resize: int | None = None) -> MobileNet:
+def from_torchvision(
+    source: Any, name: str | None = None, width_mult: float | None = None, resize: int | None = None
+) -> MobileNet:
     """A torchvision MobileNetV2/V3 (state dict, .pth file or the model) as our `MobileNet`, in eval mode.
 
     name, width_mult: what you expect it to be (read from the weights when None); a mismatch
@@ -96,8 +97,9 @@ def from_torchvision(source: Any, name: str | None = None, width_mult: float | N
     name = name or detected
     if name is None:
         keys = weight_keys(state)
-        raise WeightMismatch(f"{label} is not a torchvision mobilenet_v2/v3 state dict "
-                             f"(its keys begin {', '.join(keys[:3])})")
+        raise WeightMismatch(
+            f"{label} is not a torchvision mobilenet_v2/v3 state dict (its keys begin {', '.join(keys[:3])})"
+        )
     if name not in MODELS:
         raise ValueError(f"torchvision has no {name} weights to convert; it has {', '.join(MODELS)}")
     if resize is None:
