@@ -1,6 +1,7 @@
 """Faults a user or the machine can cause: each gives one clear line, a non-zero exit code, and
 leaves every good file byte-identical (see docs/reliability.md)."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -228,6 +229,17 @@ def test_eval_png_into_an_unwritable_folder_fails_first(run, tmp_path, capsys):
         one_error_line(capsys, "cannot write", "/sys/kernel")
 
 
+def test_eval_keeps_an_existing_png_unless_force(run, tmp_path, capsys):
+    target = tmp_path / "mine.png"
+    target.write_bytes(b"not eval's")
+    argv = ["eval", str(run / "best.safetensors"), "--data", "digits", "--output", str(target)]
+    assert main(argv) == 2
+    one_error_line(capsys, str(target), "exists", "--force")
+    assert target.read_bytes() == b"not eval's"
+    assert main([*argv, "--force"]) == 0
+    assert target.read_bytes().startswith(b"\x89PNG")
+
+
 # --------------------------------------------------------------------------------------------
 # 4. One run per output folder
 # --------------------------------------------------------------------------------------------
@@ -264,6 +276,64 @@ def test_a_second_run_on_the_same_out_fails_at_once(tmp_path, capsys):
     assert main(train_args(out, epochs=1)) == 0
     assert read_header(out / "last.safetensors")["epoch"] == 1
     assert not (out / ".last.safetensors.abc123.tmp").exists()
+
+
+def test_an_existing_run_is_replaced_only_with_force_and_only_once_the_new_one_ends(
+    run_copy, monkeypatch, capsys
+):
+    before = snapshot(run_copy)
+    assert main(train_args(run_copy)) == 2  # a run is there: --resume, --force or another --output
+    one_error_line(capsys, "last.safetensors exists", "--resume", "--force")
+    assert main(train_args(run_copy, "--force", "--resume")) == 2
+    one_error_line(capsys, "--force and --resume contradict")
+    assert snapshot(run_copy) == before
+
+    # Ctrl-C in the replacing run: the old run is untouched and the message says where the new one is
+    from mobilenets.data import MemoryLoader
+
+    original = MemoryLoader.batches
+
+    def batches(self, epoch, start_step=0):
+        if self.train and epoch == 1:
+            raise KeyboardInterrupt
+        yield from original(self, epoch, start_step)
+
+    staging = run_copy.with_name(run_copy.name + ".new")
+    with monkeypatch.context() as patch:
+        patch.setattr(MemoryLoader, "batches", batches)
+        assert main(train_args(run_copy, "--force", lr=0.05)) == 130
+    one_error_line(capsys, "interrupted in epoch 2", f"{run_copy} still holds the old run", str(staging))
+    assert snapshot(run_copy) == before and (staging / "last.safetensors").is_file()
+    # A second --force does not silently drop that unfinished replacement
+    assert main(train_args(run_copy, "--force", lr=0.05)) == 2
+    one_error_line(capsys, f"{staging} exists", "--resume --output")
+    assert snapshot(run_copy) == before
+
+    shutil.rmtree(staging)
+    assert main(train_args(run_copy, "--force", lr=0.05)) == 0
+    header = read_header(run_copy / "last.safetensors")
+    assert header["train_config"]["lr"] == 0.05 and len(header["history"]) == 2
+    assert snapshot(run_copy) != before
+    leftovers = sorted(p.name for p in run_copy.parent.iterdir() if p.name != run_copy.name)
+    assert leftovers == [], leftovers  # no OUT.new, no hidden old copy
+
+
+def test_headers_record_paths_relative_to_where_the_run_started(tmp_path, monkeypatch):
+    from mobilenets.training.train import portable_command
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    out = tmp_path / "elsewhere" / "run"  # given as an absolute path
+    assert main(train_args(out, epochs=1)) == 0
+    header = read_header(out / "last.safetensors")
+    assert header["train_config"]["out"] == "../elsewhere/run"
+    assert str(tmp_path) not in json.dumps(header["train_config"])
+    assert json.loads((out / "train_config.json").read_text())["out"] == "../elsewhere/run"
+    command = portable_command(
+        ["mobilenets", "train", "--output", str(out), f"--data={tmp_path}/d", "-o", "x"]
+    )
+    assert command == "mobilenets train --output ../elsewhere/run --data=../d -o x"
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ that do not fit."""
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -84,7 +85,10 @@ def test_fine_tuning_beats_scratch_on_new_classes(parent, tmp_path, capsys):
         "digit8",
         "digit9",
     ]
-    assert header["parent"]["weights"] == str(checkpoint)
+    # The parent was given as an absolute path; the header records it relative to where the run started.
+    assert header["parent"]["weights"] == os.path.relpath(checkpoint)
+    recorded = header["train_config"]
+    assert not [name for name in ("data", "out", "weights") if os.path.isabs(recorded[name])], recorded
     assert header["parent"]["sha256"] == sha256(checkpoint)
     parent_header = read_header(checkpoint)
     assert header["preprocessing"]["mean"] == parent_header["preprocessing"]["mean"]  # its input scaling

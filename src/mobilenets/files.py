@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -111,6 +112,36 @@ def check_new_output(path: str | os.PathLike, force: bool, flag: str = "-o") -> 
     if path.is_dir():
         raise ValueError(f"{path} is a folder; {flag} names a file")
     return path
+
+
+def replace_folder(staging: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the complete folder `staging` at `target`; an old `target` is moved aside under a hidden
+    name first and removed only once the new one is in place, so a failure leaves one of the two
+    whole (the web export and `train --force` replace folders this way)."""
+    staging, target = Path(staging), Path(target)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+        os.replace(staging, target)
+        fsync_folder(target.parent)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, target)
+        fsync_folder(target.parent)
+
+
+def portable_path(text: str, start: str | os.PathLike | None = None) -> str:
+    """`text` as a file header records it: an absolute path becomes relative to `start` (the
+    folder the run started in), so no file carries the writing machine's home or user names;
+    relative paths, keys and URLs stay as typed."""
+    if not os.path.isabs(text):
+        return text
+    try:
+        return os.path.relpath(text, start if start is not None else os.getcwd())
+    except ValueError:  # another drive on Windows: no relative form, keep the name alone
+        return os.path.basename(text)
 
 
 def fsync_folder(folder: str | os.PathLike) -> None:
@@ -234,6 +265,8 @@ __all__ = [
     "check_writable_file",
     "check_writable_folder",
     "fsync_folder",
+    "portable_path",
+    "replace_folder",
     "remove_stale_temporaries",
     "umask",
     "remove_unused_folder",

@@ -15,6 +15,7 @@ from ..checkpoint import read_header
 from ..costs.analysis import FORMATS, cost
 from ..costs.reference import REFERENCE_MODELS, compare_costs, render_cost_comparison
 from ..deploy.runtimes import RUNTIMES
+from ..files import check_new_output
 from ..pretrained.registry import bundled_checkpoint
 from ..training.compare import compare_twins, format_compare, write_compare_report
 from ..training.evaluate import collapse_warning, evaluate_checkpoint, predict
@@ -103,8 +104,9 @@ def register(subparsers) -> None:
         "--output",
         aliases=("--confusion",),
         metavar="PNG",
-        help="where to write the confusion matrix (default: beside the checkpoint)",
+        help="where to write the confusion matrix (default: beside the checkpoint, rewritten by each eval)",
     )
+    p.add_argument("--force", action="store_true", help="replace an existing --output PNG")
     add_option(p, "--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
@@ -193,7 +195,7 @@ def _resumed_run(args: argparse.Namespace) -> dict:
     if not last.is_file():
         return {}  # train() says what is missing
     saved = read_header(last).get("train_config") or {}
-    names = {field.name for field in dataclasses.fields(TrainConfig)} - {"resume", "out"}
+    names = {field.name for field in dataclasses.fields(TrainConfig)} - {"resume", "out", "force"}
     return {name: value for name, value in saved.items() if name in names}
 
 
@@ -251,6 +253,8 @@ def run_eval(args: argparse.Namespace) -> str:
             f"(cifar10); for others, convert them to a checkpoint first (mobilenets convert)"
         )
     checkpoint = shipped or model_or_file
+    if args.output and Path(args.output).is_file():  # a file the user named is never replaced unasked
+        check_new_output(args.output, args.force, "--output")  # (the default one is eval's own)
     if shipped is not None:
         png = args.output or f"{shipped.stem}_confusion.png"  # e.g. cifar10_mobilenet_v1_0.25_...
     else:

@@ -55,10 +55,9 @@ from ..deploy.web import (
     check_web_target,
     find_web_runtime,
     make_server,
-    replace_folder,
     runtime_version,
 )
-from ..files import umask
+from ..files import replace_folder, umask
 from ..zoo import list_models
 from .options import OLD, add_model_options, add_option, deprecated, model_options_from_args
 

@@ -127,20 +127,6 @@ def assemble(staging: Path, model_file: Path, dist: Path) -> dict[str, int]:
     return sizes
 
 
-def replace_folder(staging: Path, target: Path) -> None:
-    """Put the complete folder `staging` at `target`; an old `target` is removed only after the new
-    one is in place under a temporary name, so a failure leaves one of the two whole."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, target)
-
-
 class _Handler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
 

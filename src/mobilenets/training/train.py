@@ -42,8 +42,10 @@ from ..files import (
     OutputError,
     OutputLock,
     check_writable_folder,
+    portable_path,
     remove_stale_temporaries,
     remove_unused_folder,
+    replace_folder,
     write_atomically,
 )
 from ..layers import DepthwiseConv2d
@@ -63,7 +65,7 @@ MAX_BATCH = 65_536
 # What --resume may change: the rest decides the data, the model or the optimizer state's meaning.
 # A changed --lr or --epochs is allowed (to recover from divergence, or to train longer); the run
 # is then no longer bit-identical to an uninterrupted one, and a warning says so.
-RESUME_MAY_CHANGE = ("lr", "epochs", "out", "resume", "workers", "progress", "skip_bad_images")
+RESUME_MAY_CHANGE = ("lr", "epochs", "out", "resume", "force", "workers", "progress", "skip_bad_images")
 RESUME_CHANGES_SCHEDULE = ("lr", "epochs")
 SCHEDULES = ("cosine", "step")
 
@@ -117,6 +119,11 @@ class TrainConfig:
     seed: int = flag_field(0, "--seed", "seed of initialisation, data order, augmentation and split")
     out: str = flag_field("runs/train", "--output", "output folder (checkpoints, metrics, plot)")
     resume: bool = flag_field(False, "--resume", "continue from OUT/last.safetensors")
+    force: bool = flag_field(
+        False,
+        "--force",
+        "replace a run already in --output (trained in OUT.new; the old run stays until the new one ends)",
+    )
     image_size: int | None = flag_field(
         None, "--image-size", "model input size (default: the images' own if ≤ 64 px, else 224)"
     )
@@ -129,13 +136,22 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)  # ModelOptions fields the user set
 
     def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_bounds()
+        self._check_choices()
+        ModelOptions.from_kwargs(self.model_options)  # validates names and values early
+
+    def _flag(self, name: str) -> str:
+        return next(f.metadata["flag"] for f in dataclasses.fields(self) if f.name == name)
+
+    def _check_numbers(self) -> None:
+        """Types: finite numbers where numbers are expected, positive integers for counts."""
         for name in ("lr", "weight_decay", "warmup", "label_smoothing", "val_fraction"):
             value = getattr(self, name)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             ):
-                flag = next(f.metadata["flag"] for f in dataclasses.fields(self) if f.name == name)
-                raise ValueError(f"{name} ({flag}) must be a finite number; got {value!r}")
+                raise ValueError(f"{name} ({self._flag(name)}) must be a finite number; got {value!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -148,10 +164,15 @@ class TrainConfig:
             raise ValueError(
                 f"cutout (--cutout) must be a side in pixels from 0 to {MAX_IMAGE_SIZE}; got {self.cutout!r}"
             )
-        if self.freeze_backbone and self.weights is None:
+        if self.image_size is not None and not (
+            isinstance(self.image_size, int) and 32 <= self.image_size <= MAX_IMAGE_SIZE
+        ):
             raise ValueError(
-                "--freeze-backbone needs --weights: a randomly initialised backbone would stay random"
+                f"image_size must be an integer from 32 to {MAX_IMAGE_SIZE}; got {self.image_size!r}"
             )
+
+    def _check_bounds(self) -> None:
+        """Ranges: past them a value is a typo (see MAX_LR and its neighbours)."""
         if self.lr is not None and not 0 < self.lr <= MAX_LR:
             raise ValueError(
                 f"lr (--lr) must be in (0, {MAX_LR:g}]; got {self.lr:g} (MobileNet recipes use 0.01-0.5; "
@@ -162,29 +183,33 @@ class TrainConfig:
                 f"weight_decay (--weight-decay) must be at most {MAX_WEIGHT_DECAY:g}; got "
                 f"{self.weight_decay:g} (typical: 1e-5 to 5e-4)"
             )
-        for name, flag, limit in (
-            ("epochs", "--epochs", MAX_EPOCHS),
-            ("batch_size", "--batch-size", MAX_BATCH),
-        ):
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be ≥ 0; got {self.weight_decay}")
+        for name, limit in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH)):
             if getattr(self, name) > limit:
                 raise ValueError(
-                    f"{name} ({flag}) must be at most {limit:,}; got {getattr(self, name):,} (a typo?)"
+                    f"{name} ({self._flag(name)}) must be at most {limit:,}; got {getattr(self, name):,} "
+                    f"(a typo?)"
                 )
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
         if not 0 <= self.warmup < self.epochs:
             raise ValueError(f"warmup must be in [0, epochs); got {self.warmup}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be ≥ 0; got {self.weight_decay}")
-        if self.image_size is not None and not (
-            isinstance(self.image_size, int) and 32 <= self.image_size <= MAX_IMAGE_SIZE
-        ):
+
+    def _check_choices(self) -> None:
+        """Names and combinations of options."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if self.freeze_backbone and self.weights is None:
             raise ValueError(
-                f"image_size must be an integer from 32 to {MAX_IMAGE_SIZE}; got {self.image_size!r}"
+                "--freeze-backbone needs --weights: a randomly initialised backbone would stay random"
+            )
+        if self.force and self.resume:
+            raise ValueError(
+                "--force and --resume contradict each other: --resume continues the run in --output, "
+                "--force replaces it; pass one"
             )
         if self.model_options.get("features_only"):
             raise ValueError(
@@ -192,7 +217,6 @@ class TrainConfig:
                 "cannot be trained here; train a classifier, then use create_model(..., "
                 "features_only=True, weights=CHECKPOINT)"
             )
-        ModelOptions.from_kwargs(self.model_options)  # validates names and values early
 
     @property
     def peak_lr(self) -> float:
@@ -338,11 +362,39 @@ def provenance() -> dict:
     except (OSError, subprocess.SubprocessError):  # not a git checkout (an installed wheel) or no git
         pass
     return {
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": portable_command([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "git_commit": commit,
         "git_dirty": dirty,
         "torch": torch.__version__,
     }
+
+
+def portable_config(config: TrainConfig) -> dict:
+    """The TrainConfig as checkpoint headers and train_config.json record it: absolute paths made
+    relative to where the run started (the data, the output and a weights file), so a shared
+    checkpoint carries no path of the machine that trained it."""
+    recorded = dataclasses.asdict(config)
+    recorded["out"] = portable_path(config.out)
+    if config.weights is not None:
+        recorded["weights"] = portable_path(config.weights)
+    kind, colon, path = config.data.partition(":")
+    if colon and kind == "cifar10":
+        recorded["data"] = f"cifar10:{portable_path(path)}"
+    else:
+        recorded["data"] = portable_path(config.data)
+    return recorded
+
+
+def portable_command(argv: list[str]) -> str:
+    """The command line as a header records it: each absolute path (alone or after `--flag=`)
+    relative to where the run started."""
+    words = []
+    for word in argv:
+        flag, equals, value = word.partition("=")
+        words.append(
+            f"{flag}={portable_path(value)}" if equals and flag.startswith("-") else portable_path(word)
+        )
+    return shlex.join(words)
 
 
 def _distributed() -> tuple[int, int]:
@@ -404,7 +456,7 @@ def check_resume_config(saved: dict | None, config: TrainConfig, last_path: Path
     when they change the learning-rate schedule."""
     if not saved:
         return
-    current = dataclasses.asdict(config)
+    current = portable_config(config)  # recorded the way the saved run recorded its own
     flags = {f.name: f.metadata.get("flag", f.name) for f in dataclasses.fields(TrainConfig)}
     for name in current:
         if name in saved and name not in RESUME_MAY_CHANGE and saved[name] != current[name]:
@@ -456,144 +508,405 @@ class TrainResult:
 def train(config: TrainConfig) -> TrainResult:
     """Train, evaluate every epoch, checkpoint `last` and `best`; returns the final metrics.
 
-    Rank 0 first proves it can write --output and locks it for the whole run, before any data is read.
+    Rank 0 first proves it can write --output and locks it for the whole run, before any data is
+    read. With --force, a folder that holds a run is replaced only once the new run is complete: it
+    trains in OUT.new beside it, and the two are swapped at the end (see `replacing_run`).
     """
     rank, world_size = _distributed()
     if rank != 0:
-        return _train(config, rank, world_size)
-    created = not Path(config.out).exists()
-    out = check_writable_folder(config.out, "--output folder")
+        return TrainingRun(config, Path(config.out), rank, world_size).run()
+    target = Path(config.out)
+    if config.force and (target / "last.safetensors").exists():
+        return replacing_run(config, target, world_size)
+    return run_in_folder(config, target, rank, world_size)
+
+
+def run_in_folder(config: TrainConfig, folder: Path, rank: int, world_size: int) -> TrainResult:
+    """Rank 0's run with its output in `folder`: created if needed, locked, removed again when the
+    run fails before writing anything."""
+    created = not folder.exists()
+    out = check_writable_folder(folder, "--output folder")
     try:
-        return _locked_train(config, out, rank, world_size)
+        with OutputLock(out):
+            remove_stale_temporaries(out)  # of writes a killed run left; no one else writes here now
+            last_path = out / "last.safetensors"
+            if not config.resume and last_path.exists():
+                raise ValueError(
+                    f"{last_path} exists: pass --resume to continue that run, --force to replace it "
+                    f"(the old run stays until the new one finishes), or choose another --output"
+                )
+            if config.resume and last_path.is_file():  # before minutes of data loading
+                check_resume_config(read_header(last_path).get("train_config"), config, last_path)
+            return TrainingRun(config, out, rank, world_size).run()
     except BaseException:
         if created:  # a run that failed before writing anything leaves no folder (and no lock) behind
             remove_unused_folder(out)
         raise
 
 
-def _locked_train(config: TrainConfig, out: Path, rank: int, world_size: int) -> TrainResult:
-    with OutputLock(out):
-        remove_stale_temporaries(out)  # of writes a killed run left; no one else writes here now
-        last_path = out / "last.safetensors"
-        if not config.resume and last_path.exists():
-            raise ValueError(
-                f"{last_path} exists: pass --resume to continue that run, or choose another --output"
-            )
-        if config.resume and last_path.is_file():  # before minutes of data loading
-            check_resume_config(read_header(last_path).get("train_config"), config, last_path)
-        return _train(config, rank, world_size)
-
-
-def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
-    device = _device()
-    out = Path(config.out)
-    # The parent first: a wrong weights file fails before minutes of data loading.
-    parent = load_parent(config.model, config.weights, config.model_options) if config.weights else None
-    torch.manual_seed(config.seed)
-    bundle = load_data(
-        config.data,
-        config.image_size,
-        config.val_fraction,
-        config.seed,
-        config.skip_bad_images,
-        config.workers,
-        keep_out=parent.val_files if parent else None,
-    )
-    if bundle.split.get("from_parent") and rank == 0:
-        print(
-            f"mobilenets train: validation split: the {len(bundle.val)} images of {config.weights}'s own "
-            f"validation split found in {config.data} (of {len(parent.val_files)}), so none is trained on",
-            file=sys.stderr,
-            flush=True,
-        )
-    if parent is not None and parent.preprocessing:  # the features expect the parent's input scaling
-        bundle = dataclasses.replace(
-            bundle, mean=tuple(parent.preprocessing["mean"]), std=tuple(parent.preprocessing["std"])
-        )
-    model = build_model(config, bundle, parent).to(device)
-    if config.freeze_backbone:
-        freeze_backbone(model)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    optimizer = build_optimizer(config, model)
-    train_loader = make_loader(
-        bundle.train,
-        bundle,
-        config.batch_size,
-        True,
-        config.seed,
-        rank,
-        world_size,
-        config.workers,
-        cutout=config.cutout,
-    )
-    val_loader = make_loader(bundle.val, bundle, max(config.batch_size, 256), False, workers=config.workers)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
-        per_process = len(bundle.train) // world_size
+def replacing_run(config: TrainConfig, target: Path, world_size: int) -> TrainResult:
+    """--force over a folder that holds a run: train in TARGET.new, then swap it in whole. Until
+    then the old run stays as it was; an interrupted or failed replacement leaves it untouched and
+    says where the new run is."""
+    staging = target.with_name(target.name + ".new")
+    if staging.exists():
         raise ValueError(
-            f"batch_size {config.batch_size} is larger than the {per_process} training images"
-            + (f" per process ({world_size} processes)" if world_size > 1 else "")
-            + f" of {config.data}; pass --batch-size {max(1, per_process // 2)} (at most {per_process})"
+            f"{staging} exists (an earlier --force run that did not finish?): continue it with "
+            f"--resume --output {staging}, or delete it, then run again"
         )
+    with OutputLock(target):  # nobody resumes the old run while it is being replaced
+        try:
+            result = run_in_folder(config, staging, 0, world_size)
+        except (Interrupted, Diverged, OutputError) as error:
+            kept = f"{target} still holds the old run" + (
+                f"; the new one is in {staging}" if staging.exists() else ""
+            )
+            raise type(error)(f"{error} ({kept})") from None
+        replace_folder(staging, target)
+    return dataclasses.replace(result, out=str(target))
 
-    epoch, start_step, history, best = 0, 0, [], -1.0
-    pending_validation = None  # an epoch trained but not validated (Ctrl-C during its validation)
-    saved_provenance = None  # of the run that --resume continues
-    last_path, best_path = out / "last.safetensors", out / "best.safetensors"
-    if config.resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
-        saved = load_checkpoint(last_path)
-        if saved.model.config != model.config:
-            raise ValueError(f"--resume: {last_path} holds a different model than this command builds")
-        model.load_state_dict(saved.model.state_dict())
-        optimizer.load_state_dict(_optimizer_from_checkpoint(saved.metadata["optimizer"], saved.tensors))
-        epoch, start_step = saved.metadata["epoch"], saved.metadata["step"]
-        history, best = saved.metadata["history"], saved.metadata["best_val_top1"]
-        pending_validation = saved.metadata.get("pending_validation")
-        saved_provenance = saved.metadata.get("provenance")
+
+class TrainingRun:
+    """One call of `train` on one process: the recipe's steps, in order, as methods.
+
+    `run()` reads like the recipe: build (parent weights, data, model, optimizer, loaders), resume
+    (a saved run's weights, optimizer, RNG and history), then per epoch train, evaluate and
+    checkpoint, and at the end the curves. The state a checkpoint saves lives on the object.
+    """
+
+    def __init__(self, config: TrainConfig, out: Path, rank: int, world_size: int):
+        self.config, self.out, self.rank, self.world_size = config, out, rank, world_size
+        self.device = _device()
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.last_path, self.best_path = out / "last.safetensors", out / "best.safetensors"
+        self.epoch, self.start_step = 0, 0  # the next step to train: (epoch, step within it)
+        self.history: list[dict] = []
+        self.best = -1.0
+        self.pending_validation: dict | None = None  # an epoch trained but not validated (Ctrl-C)
+        self.last_metrics: dict = {}
+        self.bar = None  # one progress bar for the whole run (its ETA is the run's), on rank 0
+        self.provenance = provenance()
+
+    def run(self) -> TrainResult:
+        self.build()
+        if self.config.resume:
+            self.resume()
+        self.begin()
+        first_epoch = self.epoch
+        while self.epoch < self.config.epochs:
+            trained = self.train_epoch()
+            self.epoch += 1
+            self.start_step = 0
+            if self.rank == 0:
+                self.finish_epoch(trained)
+            self.barrier()
+        return self.end(first_epoch)
+
+    # ---- build ------------------------------------------------------------------------------
+    def build(self) -> None:
+        config = self.config
+        # The parent first: a wrong weights file fails before minutes of data loading.
+        self.parent = (
+            load_parent(config.model, config.weights, config.model_options) if config.weights else None
+        )
+        torch.manual_seed(config.seed)
+        self.bundle = self.load_data()
+        self.model = build_model(config, self.bundle, self.parent).to(self.device)
+        if config.freeze_backbone:
+            freeze_backbone(self.model)
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.optimizer = build_optimizer(config, self.model)
+        self.train_loader = make_loader(
+            self.bundle.train,
+            self.bundle,
+            config.batch_size,
+            True,
+            config.seed,
+            self.rank,
+            self.world_size,
+            config.workers,
+            cutout=config.cutout,
+        )
+        self.val_loader = make_loader(
+            self.bundle.val, self.bundle, max(config.batch_size, 256), False, workers=config.workers
+        )
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            per_process = len(self.bundle.train) // self.world_size
+            raise ValueError(
+                f"batch_size {config.batch_size} is larger than the {per_process} training images"
+                + (f" per process ({self.world_size} processes)" if self.world_size > 1 else "")
+                + f" of {config.data}; pass --batch-size {max(1, per_process // 2)} (at most {per_process})"
+            )
+
+    def load_data(self) -> DataBundle:
+        config, parent = self.config, self.parent
+        bundle = load_data(
+            config.data,
+            config.image_size,
+            config.val_fraction,
+            config.seed,
+            config.skip_bad_images,
+            config.workers,
+            keep_out=parent.val_files if parent else None,
+        )
+        if bundle.split.get("from_parent") and self.rank == 0:
+            print(
+                f"mobilenets train: validation split: the {len(bundle.val)} images of {config.weights}'s "
+                f"own validation split found in {config.data} (of {len(parent.val_files)}), so none is "
+                f"trained on",
+                file=sys.stderr,
+                flush=True,
+            )
+        if parent is not None and parent.preprocessing:  # the features expect the parent's input scaling
+            bundle = dataclasses.replace(
+                bundle, mean=tuple(parent.preprocessing["mean"]), std=tuple(parent.preprocessing["std"])
+            )
+        return bundle
+
+    # ---- resume -----------------------------------------------------------------------------
+    def resume(self) -> None:
+        if not self.last_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {self.last_path}")
+        saved = load_checkpoint(self.last_path)
+        if saved.model.config != self.model.config:
+            raise ValueError(f"--resume: {self.last_path} holds a different model than this command builds")
+        self.model.load_state_dict(saved.model.state_dict())
+        self.optimizer.load_state_dict(_optimizer_from_checkpoint(saved.metadata["optimizer"], saved.tensors))
+        self.epoch, self.start_step = saved.metadata["epoch"], saved.metadata["step"]
+        self.history, self.best = saved.metadata["history"], saved.metadata["best_val_top1"]
+        self.pending_validation = saved.metadata.get("pending_validation")
         torch.set_rng_state(saved.tensors["rng.torch"])
+        saved_provenance = saved.metadata.get("provenance")
+        if saved_provenance:
+            # The run is the command that started it; each --resume (and the code it ran) is added,
+            # so a resumed run's header still says how it began.
+            resumed = {k: self.provenance[k] for k in ("command", "git_commit", "git_dirty")}
+            resumed["at_epoch"] = self.epoch
+            self.provenance = {
+                **saved_provenance,
+                "resumes": [*saved_provenance.get("resumes", []), resumed],
+            }
 
-    network = model
-    if world_size > 1:
-        network = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+    # ---- epochs -----------------------------------------------------------------------------
+    def begin(self) -> None:
+        """The network every process steps (DistributedDataParallel under torchrun, wrapped once the
+        weights are final), the run's first writes, an epoch validation a Ctrl-C left pending and
+        the progress bar."""
+        self.network = self.model
+        if self.world_size > 1:
+            self.network = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.write_run_file(self.out / "train_config.json", json.dumps(self.recorded_config(), indent=2))
+        if self.pending_validation is not None:
+            if self.rank == 0:
+                self.finish_epoch(self.pending_validation)
+            self.barrier()
+        if self.config.progress and self.rank == 0 and self.epoch < self.config.epochs:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=self.config.epochs * self.steps_per_epoch,
+                initial=self.epoch * self.steps_per_epoch + self.start_step,
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=False,
+                disable=None,  # a bar on a terminal; in a log file only the per-epoch lines
+            )
+
+    def train_epoch(self) -> dict:
+        """Train epoch `self.epoch` from `self.start_step`; returns its loss, accuracy and speed."""
+        config = self.config
+        self.network.train()
+        if config.freeze_backbone:
+            freeze_backbone(self.model)
+        started = time.perf_counter()
+        totals = {"seen": 0, "loss_sum": 0.0, "correct": 0}
+        if self.bar is not None:
+            self.bar.set_description(f"{config.model} epoch {self.epoch + 1}/{config.epochs}", refresh=False)
+        next_step = self.start_step  # the first step whose update is not yet in the weights
+        try:
+            batches = self.train_loader.batches(self.epoch, self.start_step)
+            for step, (images, labels) in enumerate(batches, start=self.start_step):
+                self.train_step(step, images, labels, totals)
+                next_step = step + 1
+                self.show_step(totals, started)
+        except KeyboardInterrupt:
+            self.close_bar()
+            if self.rank == 0:
+                # A step in flight is either fully applied or not at all; resume at the first one
+                # that is not. (This partial epoch's running train metrics start afresh.)
+                self.save(self.last_path, self.epoch, next_step)
+            raise Interrupted(
+                f"interrupted in epoch {self.epoch + 1}; saved {self.last_path}; continue with --resume"
+            ) from None
+        seconds = time.perf_counter() - started
+        bad_weights = non_finite_tensors(self.model.state_dict())
+        if bad_weights:  # a finite last loss can still leave an overflowed weight behind
+            self.diverged(f"{bad_weights[0]} holds NaN or infinite values", self.steps_per_epoch - 1)
+        counts = torch.tensor([totals["seen"], totals["loss_sum"], totals["correct"]], dtype=torch.float64)
+        if self.world_size > 1:
+            torch.distributed.all_reduce(counts)
+        seen, loss_sum, correct = (value.item() for value in counts)
+        return {
+            "train_loss": loss_sum / max(1, seen),
+            "train_acc": correct / max(1, seen),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_seconds": seconds,
+            "images_per_second": seen / seconds,
+        }
+
+    def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor, totals: dict) -> None:
+        """One optimizer step at the schedule's learning rate; stops before it when the loss is not
+        finite, so the checkpoints on disk keep the last finite state."""
+        config = self.config
+        lr = config.lr_at(self.epoch * self.steps_per_epoch + step, self.steps_per_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images = images.to(self.device, memory_format=self.memory_format, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.amp):
+            logits = self.network(images)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        loss_value = loss.item()
+        if not self.all_finite(math.isfinite(loss_value)):
+            self.diverged(f"the loss is {loss_value}", step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        totals["seen"] += labels.numel()
+        totals["loss_sum"] += loss_value * labels.numel()
+        totals["correct"] += (logits.argmax(1) == labels).sum().item()
+        totals["lr"] = lr
+
+    def all_finite(self, finite: bool) -> bool:
+        """`finite` agreed over every process: all must stop at the same step, or the others wait forever."""
+        if self.world_size == 1:
+            return finite
+        flag = torch.tensor([float(finite)], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def diverged(self, what: str, step: int) -> None:
+        self.close_bar()
+        raise Diverged(_diverged_message(what, self.epoch, step, self.last_path))
+
+    def show_step(self, totals: dict, started: float) -> None:
+        if self.bar is None:
+            return
+        seen = totals["seen"]
+        self.bar.set_postfix(
+            loss=f"{totals['loss_sum'] / seen:.3f}",
+            acc=f"{100 * totals['correct'] / seen:.1f}%",
+            img_s=f"{seen * self.world_size / (time.perf_counter() - started):.0f}",
+            lr=f"{totals['lr']:.3g}",
+            refresh=False,
         )
+        self.bar.update(1)
 
-    run_provenance = provenance()
-    if config.resume and saved_provenance:
-        # The run is the command that started it; each --resume (and the code it ran) is added, so
-        # a resumed run's header still says how it began.
-        resumed = {k: run_provenance[k] for k in ("command", "git_commit", "git_dirty")}
-        resumed["at_epoch"] = epoch
-        run_provenance = {**saved_provenance, "resumes": [*saved_provenance.get("resumes", []), resumed]}
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+    # ---- evaluate and checkpoint ------------------------------------------------------------
+    def finish_epoch(self, trained: dict) -> None:
+        """Validate the epoch just trained (`self.epoch` counts it), record it, write `best` and `last`."""
+        # Creating a worker DataLoader draws from the global RNG: a resumed validation must start
+        # from the state the uninterrupted run had here.
+        rng_state = torch.get_rng_state()
+        try:
+            metrics = evaluate(
+                self.model,
+                self.val_loader,
+                len(self.bundle.class_names),
+                self.device,
+                self.memory_format,
+                self.config.amp,
+            )
+        except KeyboardInterrupt:
+            self.save(self.last_path, self.epoch, 0, pending=trained, rng_state=rng_state)
+            raise Interrupted(
+                f"interrupted while validating epoch {self.epoch}; its training is saved in "
+                f"{self.last_path}; continue with --resume (which validates it first)"
+            ) from None
+        self.last_metrics.update(metrics)
+        row = {
+            "epoch": self.epoch,
+            "train_loss": trained["train_loss"],
+            "train_acc": trained["train_acc"],
+            "val_loss": metrics["loss"],
+            "val_top1": metrics["top1"],
+            "val_top5": metrics["top5"],
+            **{key: trained[key] for key in ("lr", "epoch_seconds", "images_per_second")},
+        }
+        self.history.append(row)
+        improved = metrics["top1"] > self.best
+        self.best = max(self.best, metrics["top1"])
+        try:
+            with _sigint_deferred():
+                if improved:  # best first: a crash between the two leaves the older `last`, so a
+                    self.save(self.best_path, self.epoch, 0)  # resume redoes this epoch and writes both
+                self.save(self.last_path, self.epoch, 0)
+                for name, text in metrics_files(self.history).items():
+                    self.write_run_file(self.out / name, text)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted after epoch {self.epoch}; saved {self.last_path}; continue with --resume"
+            ) from None
+        self.report(row)
+
+    def report(self, row: dict) -> None:
+        line = (
+            f"epoch {row['epoch']}/{self.config.epochs}: train loss {row['train_loss']:.4f} "
+            f"acc {100 * row['train_acc']:.2f}% | val loss {row['val_loss']:.4f} "
+            f"top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
+            f"{row['images_per_second']:.0f} img/s"
+        )
+        if self.bar is not None:  # above the run's progress bar, which stays at the bottom
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def recorded_config(self) -> dict:
+        """The TrainConfig as files record it: absolute paths relative to where the run started."""
+        return portable_config(self.config)
 
     def save(
+        self,
         path: Path,
         next_epoch: int,
         next_step: int,
         pending: dict | None = None,
         rng_state: torch.Tensor | None = None,
     ) -> None:
-        optimizer_doc, optimizer_tensors = _optimizer_to_checkpoint(optimizer)
+        optimizer_doc, optimizer_tensors = _optimizer_to_checkpoint(self.optimizer)
+        parent = self.parent
         try:
             save_checkpoint(
                 path,
-                model,
-                class_names=bundle.class_names,
-                preprocessing=bundle.preprocessing,
+                self.model,
+                class_names=self.bundle.class_names,
+                preprocessing=self.bundle.preprocessing,
                 metadata={
                     "epoch": next_epoch,
                     "step": next_step,
-                    "train_config": dataclasses.asdict(config),
-                    "split": bundle.split,
+                    "train_config": self.recorded_config(),
+                    "split": self.bundle.split,
                     "optimizer": optimizer_doc,
-                    "schedule": {"global_step": next_epoch * steps_per_epoch + next_step},
-                    "history": history,
-                    "best_val_top1": best,
+                    "schedule": {"global_step": next_epoch * self.steps_per_epoch + next_step},
+                    "history": self.history,
+                    "best_val_top1": self.best,
                     "pending_validation": pending,
-                    "provenance": run_provenance,
+                    "provenance": self.provenance,
                     **({"parent": parent.record(), "lineage": parent.lineage()} if parent else {}),
                 },
                 tensors={
@@ -602,194 +915,37 @@ def _train(config: TrainConfig, rank: int, world_size: int) -> TrainResult:
                 },
             )
         except OSError as error:  # disk full, permissions changed, disk gone: the old file is untouched
-            raise write_failed(path, error) from None
+            raise self.write_failed(path, error) from None
 
-    def write_failed(path: Path, error: OSError) -> OutputError:
+    def write_failed(self, path: Path, error: OSError) -> OutputError:
         return OutputError(
             f"cannot write {path} ({error.strerror or error}); the checkpoints already in "
-            f"{out} are intact: free space or fix the folder, then continue with --resume"
+            f"{self.out} are intact: free space or fix the folder, then continue with --resume"
         )
 
-    def write_run_file(path: Path, text: str) -> None:
+    def write_run_file(self, path: Path, text: str) -> None:
         try:
             write_atomically(path, text)
         except OSError as error:
-            raise write_failed(path, error) from None
+            raise self.write_failed(path, error) from None
 
-    def finish_epoch(trained: dict) -> None:
-        """Validate the epoch just trained (`epoch` counts it), record it, write `best` and `last`."""
-        nonlocal best
-        # Creating a worker DataLoader draws from the global RNG: a resumed validation must start
-        # from the state the uninterrupted run had here.
-        rng_state = torch.get_rng_state()
-        try:
-            metrics = evaluate(model, val_loader, len(bundle.class_names), device, memory_format, config.amp)
-        except KeyboardInterrupt:
-            save(last_path, epoch, 0, pending=trained, rng_state=rng_state)
-            raise Interrupted(
-                f"interrupted while validating epoch {epoch}; its training is saved in {last_path}; "
-                f"continue with --resume (which validates it first)"
-            ) from None
-        last_metrics.update(metrics)
-        row = {
-            "epoch": epoch,
-            "train_loss": trained["train_loss"],
-            "train_acc": trained["train_acc"],
-            "val_loss": metrics["loss"],
-            "val_top1": metrics["top1"],
-            "val_top5": metrics["top5"],
-            **{key: trained[key] for key in ("lr", "epoch_seconds", "images_per_second")},
-        }
-        history.append(row)
-        improved = metrics["top1"] > best
-        best = max(best, metrics["top1"])
-        try:
-            with _sigint_deferred():
-                if improved:  # best first: a crash between the two leaves the older `last`, so a
-                    save(best_path, epoch, 0)  # resume redoes this epoch and writes both again
-                save(last_path, epoch, 0)
-                for name, text in metrics_files(history).items():
-                    write_run_file(out / name, text)
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted after epoch {epoch}; saved {last_path}; continue with --resume"
-            ) from None
-        line = (
-            f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} "
-            f"acc {100 * row['train_acc']:.2f}% | val loss {row['val_loss']:.4f} "
-            f"top-1 {100 * row['val_top1']:.2f}% top-5 {100 * row['val_top5']:.2f}% | "
-            f"{row['images_per_second']:.0f} img/s"
+    # ---- end --------------------------------------------------------------------------------
+    def end(self, first_epoch: int) -> TrainResult:
+        self.close_bar()
+        if self.rank == 0 and self.history:
+            title = f"{self.config.model} on {self.config.data} ({Path(self.config.out).name})"
+            plot_curves(self.history, self.out / "curves.png", title)
+        if self.world_size > 1:
+            torch.distributed.destroy_process_group()
+        return TrainResult(
+            history=self.history,
+            best_val_top1=self.best,
+            out=str(self.out),
+            model=self.model,
+            rank=self.rank,
+            epochs_trained=self.epoch - first_epoch,
+            class_names=self.bundle.class_names,
+            skipped_images=self.bundle.skipped,
+            validation_images=len(self.bundle.val),
+            last_metrics=self.last_metrics or None,
         )
-        if bar is not None:  # above the run's progress bar, which stays at the bottom
-            bar.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    bar = None  # one progress bar for the whole run (its ETA is the run's), on rank 0
-    last_metrics: dict = {}
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        write_run_file(out / "train_config.json", json.dumps(dataclasses.asdict(config), indent=2))
-    if pending_validation is not None:
-        if rank == 0:
-            finish_epoch(pending_validation)
-        if world_size > 1:
-            torch.distributed.barrier()
-    first_epoch = epoch
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp)
-    show_progress = config.progress and rank == 0
-    if show_progress and epoch < config.epochs:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=config.epochs * steps_per_epoch,
-            initial=epoch * steps_per_epoch + start_step,
-            unit="step",
-            file=sys.stderr,
-            dynamic_ncols=True,
-            leave=False,
-            disable=None,  # a bar on a terminal; in a log file only the per-epoch lines
-        )
-    while epoch < config.epochs:
-        network.train()
-        if config.freeze_backbone:
-            freeze_backbone(model)
-        started = time.perf_counter()
-        seen, loss_sum, correct = 0, 0.0, 0
-        if bar is not None:
-            bar.set_description(f"{config.model} epoch {epoch + 1}/{config.epochs}", refresh=False)
-        next_step = start_step  # the first step whose update is not yet in the weights
-        try:
-            for step, (images, labels) in enumerate(
-                train_loader.batches(epoch, start_step), start=start_step
-            ):
-                lr = config.lr_at(epoch * steps_per_epoch + step, steps_per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                images = images.to(device, memory_format=memory_format, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                with autocast:
-                    logits = network(images)
-                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-                loss_value = loss.item()
-                finite = math.isfinite(loss_value)
-                if world_size > 1:  # every rank must stop at the same step, or the others wait forever
-                    flag = torch.tensor([float(finite)], device=device)
-                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-                    finite = bool(flag.item())
-                if not finite:  # stop before the step: the checkpoints on disk keep the last finite state
-                    if bar is not None:
-                        bar.close()
-                        bar = None
-                    raise Diverged(_diverged_message(f"the loss is {loss_value}", epoch, step, last_path))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                next_step = step + 1
-                seen += labels.numel()
-                loss_sum += loss_value * labels.numel()
-                correct += (logits.argmax(1) == labels).sum().item()
-                if bar is not None:
-                    elapsed = time.perf_counter() - started
-                    bar.set_postfix(
-                        loss=f"{loss_sum / seen:.3f}",
-                        acc=f"{100 * correct / seen:.1f}%",
-                        img_s=f"{seen * world_size / elapsed:.0f}",
-                        lr=f"{lr:.3g}",
-                        refresh=False,
-                    )
-                    bar.update(1)
-        except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-                bar = None
-            if rank == 0:
-                # A step in flight is either fully applied or not at all; resume at the first one
-                # that is not. (This partial epoch's running train metrics start afresh.)
-                save(last_path, epoch, next_step)
-            raise Interrupted(
-                f"interrupted in epoch {epoch + 1}; saved {last_path}; continue with --resume"
-            ) from None
-        train_seconds = time.perf_counter() - started
-        bad_weights = non_finite_tensors(model.state_dict())
-        if bad_weights:  # a finite last loss can still leave an overflowed weight behind
-            raise Diverged(
-                _diverged_message(
-                    f"{bad_weights[0]} holds NaN or infinite values", epoch, steps_per_epoch - 1, last_path
-                )
-            )
-        totals = torch.tensor([seen, loss_sum, correct], dtype=torch.float64)
-        if world_size > 1:
-            torch.distributed.all_reduce(totals)
-        epoch += 1
-        start_step = 0
-        if rank == 0:
-            finish_epoch(
-                {
-                    "train_loss": totals[1].item() / max(1, totals[0].item()),
-                    "train_acc": totals[2].item() / max(1, totals[0].item()),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "epoch_seconds": train_seconds,
-                    "images_per_second": totals[0].item() / train_seconds,
-                }
-            )
-        if world_size > 1:
-            torch.distributed.barrier()
-    if bar is not None:
-        bar.close()
-    if rank == 0 and history:
-        plot_curves(history, out / "curves.png", f"{config.model} on {config.data} ({out.name})")
-    if world_size > 1:
-        torch.distributed.destroy_process_group()
-    return TrainResult(
-        history=history,
-        best_val_top1=best,
-        out=str(out),
-        model=model,
-        rank=rank,
-        epochs_trained=epoch - first_epoch,
-        class_names=bundle.class_names,
-        skipped_images=bundle.skipped,
-        validation_images=len(bundle.val),
-        last_metrics=last_metrics or None,
-    )

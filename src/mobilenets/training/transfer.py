@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checkpoint import is_checkpoint, lineage_of, read_header
+from ..files import portable_path
 from ..models import MobileNet
 from ..pretrained.registry import bundled_file, default_model, find_weights, weight_keys
 from ..pretrained.weights import load_weights_file, pretrained_model
@@ -111,7 +112,8 @@ def load_parent(name: str, weights: str, options: dict) -> Parent:
     checkpoint = _checkpoint_file(name, weights, parent_options)
     header = read_header(checkpoint) if checkpoint is not None else None
     sha256 = model.config.extra["weights"]["sha256"]
-    return Parent(model=model, label=str(weights), sha256=sha256, header=header)
+    # The label goes into the child's header: a path relative to where the run started, like the rest.
+    return Parent(model=model, label=portable_path(str(weights)), sha256=sha256, header=header)
 
 
 def child_model(
