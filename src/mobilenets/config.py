@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 BLOCK_KINDS = ("conv", "separable", "inverted_residual")
 ACTIVATIONS = ("relu", "relu6", "hardswish", "none")
@@ -190,7 +191,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         data = dict(data)
         if "minimalistic" in data.get("extra", {}) and "minimalistic" not in data:
             # configs written before minimalistic was a field kept it in extra
@@ -206,7 +207,7 @@ class ModelConfig:
             data["head"] = HeadConfig(**data["head"])
         return cls(**data)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -394,7 +395,7 @@ class ModelOptions:
             raise ValueError(f"bn_eps must be a positive number; got {self.bn_eps!r}")
 
     @classmethod
-    def from_kwargs(cls, options: dict) -> "ModelOptions":
+    def from_kwargs(cls, options: dict) -> ModelOptions:
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(options) - set(known))
         if unknown:
