@@ -29,6 +29,7 @@ figures, by scripts/publish_cifar10.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -137,18 +138,22 @@ class Session:
     def save_report(self) -> None:
         (self.out / "session.json").write_text(json.dumps(self.report, indent=2) + "\n")
 
+    def launch(self, name: str, command: list[str], **options) -> subprocess.Popen:
+        """`command` started from the repository root in the session's environment, its output
+        going to NAME.log among the runs."""
+        with open(self.runs / f"{name}.log", "w") as log:  # the child holds its own copy of the file
+            return subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, **options
+            )
+
     def start(self, name: str, command: list[str]) -> None:
-        log = open(self.runs / f"{name}.log", "w")
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process = self.launch(name, command, start_new_session=True)
         self.jobs[name] = (process, time.monotonic())
         self.report["jobs"][name] = {"command": " ".join(command), "started_s": round(self.elapsed(), 1)}
         self.log(f"started {name}: {' '.join(command)}")
 
-    def gpu_benchmark(self, name: str, sections: list[str]) -> tuple[list[str], dict]:
-        """benchmarks/gpu.py on `sections`, writing NAME.json and NAME.log among the runs: the
-        command and the subprocess options."""
+    def gpu_benchmark(self, name: str, sections: list[str]) -> subprocess.Popen:
+        """benchmarks/gpu.py started on `sections`, writing NAME.json and NAME.log among the runs."""
         command = [
             sys.executable,
             "benchmarks/gpu.py",
@@ -157,8 +162,7 @@ class Session:
             "--out",
             str(self.runs / f"{name}.json"),
         ]
-        log = open(self.runs / f"{name}.log", "w")
-        return command, {"cwd": ROOT, "env": self.env, "stdout": log, "stderr": subprocess.STDOUT}
+        return self.launch(name, command)
 
     def train(self, name: str, options: list[str], data: str, epochs: int, workers: int) -> None:
         folder = self.runs / name
@@ -211,10 +215,8 @@ class Session:
 
     def stop(self, name: str, grace: float = 0) -> None:
         process, _ = self.jobs[name]
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(grace)  # a run that has written its last epoch is only plotting and exiting
-        except subprocess.TimeoutExpired:
-            pass
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)  # the trainer saves last.safetensors and exits 130
             try:
@@ -360,8 +362,7 @@ def main() -> int:
     bench = bench and "bench" in args.parts
     tests = None
     if cuda and "tests" in args.parts:
-        command, options = session.gpu_benchmark("gpu_tests", ["tests"])
-        tests = subprocess.Popen(command, **options)
+        tests = session.gpu_benchmark("gpu_tests", ["tests"])
     for name, options in table4.items():
         session.train(name, options, data, table4_epochs, args.workers)
     for name, options in recipes.items():
@@ -402,10 +403,12 @@ def main() -> int:
 
     if bench:
         limit = args.seconds - session.elapsed() - 25
+        benchmark = session.gpu_benchmark("gpu", ["copy", "depthwise", "blocks", "models"])
         try:
-            command, options = session.gpu_benchmark("gpu", ["copy", "depthwise", "blocks", "models"])
-            subprocess.run(command, **options, timeout=max(1, limit))
+            benchmark.wait(max(1, limit))
         except subprocess.TimeoutExpired:
+            benchmark.kill()  # as subprocess.run(timeout=...) does
+            benchmark.wait()
             session.log(
                 f"benchmarks/gpu.py stopped after {limit:.0f} s (gpu.json keeps the sections it finished)"
             )
