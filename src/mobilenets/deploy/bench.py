@@ -38,6 +38,7 @@ eval and predict use, with the same float32 NCHW batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -93,10 +94,8 @@ def _optional_versions() -> dict:
 
     found = {}
     for package in ("openvino", "nncf", "executorch", "ai-edge-litert"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
-        except PackageNotFoundError:
-            pass
     return found
 
 
