@@ -77,7 +77,7 @@ def test_googlenet_inceptions_match_table_1(reports):
     model = create_reference_model("googlenet")
     names = [n for n, widths in GOOGLENET_INCEPTIONS if widths is not None]
     indices = [i for i, m in enumerate(model.features) if type(m).__name__ == "Inception"]
-    for label, index in zip(names, indices):
+    for label, index in zip(names, indices, strict=True):
         if label not in GOOGLENET_INCEPTION_OPS:
             continue
         ops = sum(r.mult_adds for r in reports["googlenet"].rows if r.name.startswith(f"features.{index}."))

@@ -13,6 +13,7 @@ papers' tables plus user options into configs.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -156,7 +157,7 @@ class ModelConfig:
                 f"first block reads {self.blocks[0].in_channels} channels but in_channels is "
                 f"{self.in_channels}"
             )
-        for i, (prev, block) in enumerate(zip(self.blocks, self.blocks[1:]), start=1):
+        for i, (prev, block) in enumerate(itertools.pairwise(self.blocks), start=1):
             if block.in_channels != prev.out_channels:
                 raise ValueError(
                     f"block {i} reads {block.in_channels} channels but block {i - 1} writes "

@@ -282,7 +282,7 @@ def run_eval(args: argparse.Namespace) -> str:
     lines.append("per-class accuracy:")
     lines += [
         f"  {name:<{width}}  {100 * acc:6.2f}%"
-        for name, acc in zip(metrics["class_names"], metrics["per_class"])
+        for name, acc in zip(metrics["class_names"], metrics["per_class"], strict=True)
     ]
     lines.append(f"confusion matrix: {png}")
     return "\n".join(lines)

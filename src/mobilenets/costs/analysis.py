@@ -350,7 +350,7 @@ def render_rows(header: list[str], rows: list[list], fmt: str) -> str:
 
     def line(values):
         return "  ".join(
-            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
         ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in cells])

@@ -158,7 +158,10 @@ def format_compare(results: dict[str, TwinRun]) -> str:
     table = [header] + [(label, a, b, f"{value:.2f}×" if value else "") for label, a, b, value in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     lines = [
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
