@@ -151,6 +151,14 @@ def test_cost_compare_reproduces_table_9_as_json(capsys):
     assert entries["squeezenet"]["published"]["paper_mult_adds_millions"] == 1700
 
 
+def test_cost_of_one_reference_model_as_json_is_one_object_with_its_published_row(capsys):
+    code, out, _ = _run(capsys, "cost", "googlenet", "--format", "json")
+    assert code == 0
+    entry = json.loads(out)
+    assert entry["model"] == "googlenet" and entry["published"]["table"] == "Table 8"
+    assert "MobileNets" in entry["published"]["citation"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -444,7 +444,8 @@ def render_cost_comparison(
         return text
     if fmt == "json":
         payload = json.loads(text)
-        for entry, report in zip(payload, reports):
+        entries = [payload] if len(reports) == 1 else payload  # render() writes one report unlisted
+        for entry, report in zip(entries, reports, strict=True):
             row = _published_row(report, options)
             entry["published"] = None if row is None else {**row, "citation": citation(row["source"])}
         return json.dumps(payload, indent=2)
