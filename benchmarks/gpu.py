@@ -205,47 +205,53 @@ def measure_depthwise(
     shapes, batch: int, dtype: torch.dtype, device: torch.device, rounds: int, graphs: bool = True
 ) -> list[dict]:
     """cuDNN (F.conv2d, groups=C) against the Triton kernel, 3×3, padding 1, no epilogue."""
-    rows = []
-    for channels, size, stride in shapes:
-        x = channels_last(batch, channels, size, size, dtype=dtype, device=device, requires_grad=True)
-        weight = torch.randn(channels, 1, 3, 3, device=device).to(dtype).requires_grad_()
-        ours = lambda: depthwise_conv2d(x, weight, None, None, stride, (1, 1, 1, 1))  # noqa: E731
-        cudnn = lambda: F.conv2d(x, weight, None, stride, 1, 1, channels)  # noqa: E731
-        with torch.no_grad():
-            expected, actual = cudnn(), ours()
-            forward, methods = time_side_by_side({"cudnn": cudnn, "triton": ours}, rounds, 10, device, graphs)
-        grad = torch.randn_like(expected)
-        # Forward + backward in one runner (a graph captures the backward only with its forward);
-        # the backward's time is the difference.
-        both, both_methods = time_side_by_side(
-            {
-                name: (lambda f=f: torch.autograd.grad(f(), (x, weight), grad))
-                for name, f in (("cudnn", cudnn), ("triton", ours))
-            },
-            rounds,
-            5,
-            device,
-            graphs,
-        )
-        moved = (x.numel() + expected.numel()) * x.element_size()
-        row = {
-            "channels": channels,
-            "size": size,
-            "stride": stride,
-            "batch": batch,
-            "max_relative_error": relative_error(actual, expected),
+    return [_measure_depthwise_shape(shape, batch, dtype, device, rounds, graphs) for shape in shapes]
+
+
+def _measure_depthwise_shape(
+    shape, batch: int, dtype: torch.dtype, device: torch.device, rounds: int, graphs: bool
+) -> dict:
+    """measure_depthwise's row for one (channels, size, stride) (a function of its own so that the
+    runners it times close over this shape's tensors rather than over a loop's variables)."""
+    channels, size, stride = shape
+    x = channels_last(batch, channels, size, size, dtype=dtype, device=device, requires_grad=True)
+    weight = torch.randn(channels, 1, 3, 3, device=device).to(dtype).requires_grad_()
+    ours = lambda: depthwise_conv2d(x, weight, None, None, stride, (1, 1, 1, 1))  # noqa: E731
+    cudnn = lambda: F.conv2d(x, weight, None, stride, 1, 1, channels)  # noqa: E731
+    with torch.no_grad():
+        expected, actual = cudnn(), ours()
+        forward, methods = time_side_by_side({"cudnn": cudnn, "triton": ours}, rounds, 10, device, graphs)
+    grad = torch.randn_like(expected)
+    # Forward + backward in one runner (a graph captures the backward only with its forward);
+    # the backward's time is the difference.
+    both, both_methods = time_side_by_side(
+        {
+            name: (lambda f=f: torch.autograd.grad(f(), (x, weight), grad))
+            for name, f in (("cudnn", cudnn), ("triton", ours))
+        },
+        rounds,
+        5,
+        device,
+        graphs,
+    )
+    moved = (x.numel() + expected.numel()) * x.element_size()
+    row = {
+        "channels": channels,
+        "size": size,
+        "stride": stride,
+        "batch": batch,
+        "max_relative_error": relative_error(actual, expected),
+    }
+    for name in ("cudnn", "triton"):
+        backward = both[name] - forward[name]
+        row[name] = {
+            "forward_ms": forward[name],
+            "forward_tb_per_s": moved / forward[name] / 1e9,
+            "backward_ms": backward,
+            "backward_over_forward": backward / forward[name],
+            "timing": {"forward": methods[name], "forward_backward": both_methods[name]},
         }
-        for name in ("cudnn", "triton"):
-            backward = both[name] - forward[name]
-            row[name] = {
-                "forward_ms": forward[name],
-                "forward_tb_per_s": moved / forward[name] / 1e9,
-                "backward_ms": backward,
-                "backward_over_forward": backward / forward[name],
-                "timing": {"forward": methods[name], "forward_backward": both_methods[name]},
-            }
-        rows.append(row)
-    return rows
+    return row
 
 
 def mobilenet_v1_blocks(resolution: int = 224) -> list[tuple[int, int, int, int]]:
@@ -263,47 +269,51 @@ def measure_blocks(
 ) -> list[dict]:
     """Inference of one block (BN folded into biases, ReLU): fused Triton vs cuDNN depthwise +
     pointwise vs the full 3×3 convolution it replaces."""
-    rows = []
-    for in_channels, out_channels, size, stride in shapes:
+    return [_measure_block(block, batch, dtype, device, rounds, graphs) for block in shapes]
 
-        def param(*shape):
-            return (torch.randn(*shape, device=device) / (shape[1] * shape[-1] ** 2) ** 0.5).to(dtype)
 
-        x = channels_last(batch, in_channels, size, size, dtype=dtype, device=device)
-        dw, pw, full = (
-            param(in_channels, 1, 3, 3),
-            param(out_channels, in_channels, 1, 1),
-            param(out_channels, in_channels, 3, 3),
-        )
-        dw_bias, pw_bias = (torch.randn(c, device=device).to(dtype) for c in (in_channels, out_channels))
-        runners = {
-            "triton_fused": lambda: separable_conv2d(
-                x, dw, None, dw_bias, pw, None, pw_bias, stride, (1, 1, 1, 1), 1, "relu", "relu"
-            ),
-            "cudnn_separable": lambda: F.relu(
-                F.conv2d(F.relu(F.conv2d(x, dw, dw_bias, stride, 1, 1, in_channels)), pw, pw_bias),
-                inplace=True,
-            ),
-            "cudnn_full": lambda: F.relu(F.conv2d(x, full, pw_bias, stride, 1), inplace=True),
-        }
-        with torch.inference_mode():
-            error = relative_error(runners["triton_fused"](), runners["cudnn_separable"]())
-            ms, methods = time_side_by_side(runners, rounds, 10, device, graphs)
-        rows.append(
-            {
-                "in_channels": in_channels,
-                "out_channels": out_channels,
-                "size": size,
-                "stride": stride,
-                "batch": batch,
-                "ms": ms,
-                "timing": methods,
-                "max_relative_error": error,
-                "fused_speedup_over_cudnn_separable": ms["cudnn_separable"] / ms["triton_fused"],
-                "fused_speedup_over_full": ms["cudnn_full"] / ms["triton_fused"],
-            }
-        )
-    return rows
+def _measure_block(
+    block, batch: int, dtype: torch.dtype, device: torch.device, rounds: int, graphs: bool
+) -> dict:
+    """measure_blocks's row for one (in, out, input size, stride) block (a function of its own so
+    that the runners it times close over this block's tensors rather than over a loop's variables)."""
+    in_channels, out_channels, size, stride = block
+
+    def param(*shape):
+        return (torch.randn(*shape, device=device) / (shape[1] * shape[-1] ** 2) ** 0.5).to(dtype)
+
+    x = channels_last(batch, in_channels, size, size, dtype=dtype, device=device)
+    dw, pw, full = (
+        param(in_channels, 1, 3, 3),
+        param(out_channels, in_channels, 1, 1),
+        param(out_channels, in_channels, 3, 3),
+    )
+    dw_bias, pw_bias = (torch.randn(c, device=device).to(dtype) for c in (in_channels, out_channels))
+    runners = {
+        "triton_fused": lambda: separable_conv2d(
+            x, dw, None, dw_bias, pw, None, pw_bias, stride, (1, 1, 1, 1), 1, "relu", "relu"
+        ),
+        "cudnn_separable": lambda: F.relu(
+            F.conv2d(F.relu(F.conv2d(x, dw, dw_bias, stride, 1, 1, in_channels)), pw, pw_bias),
+            inplace=True,
+        ),
+        "cudnn_full": lambda: F.relu(F.conv2d(x, full, pw_bias, stride, 1), inplace=True),
+    }
+    with torch.inference_mode():
+        error = relative_error(runners["triton_fused"](), runners["cudnn_separable"]())
+        ms, methods = time_side_by_side(runners, rounds, 10, device, graphs)
+    return {
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "size": size,
+        "stride": stride,
+        "batch": batch,
+        "ms": ms,
+        "timing": methods,
+        "max_relative_error": error,
+        "fused_speedup_over_cudnn_separable": ms["cudnn_separable"] / ms["triton_fused"],
+        "fused_speedup_over_full": ms["cudnn_full"] / ms["triton_fused"],
+    }
 
 
 def _model_runners(

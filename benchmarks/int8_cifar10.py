@@ -39,7 +39,7 @@ from mobilenets.pretrained.registry import bundled_checkpoint  # noqa: E402
 
 
 def as_arrays(loader) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = zip(*loader.batches(0))
+    images, labels = zip(*loader.batches(0), strict=True)
     return torch.cat(images).numpy(), torch.cat(labels).numpy()
 
 

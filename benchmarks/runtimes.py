@@ -47,7 +47,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def as_arrays(loader) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = zip(*loader.batches(0))
+    images, labels = zip(*loader.batches(0), strict=True)
     return torch.cat(images).numpy(), torch.cat(labels).numpy()
 
 
@@ -145,7 +145,7 @@ def measure_latency(args) -> dict:
                 ratios[f"{backend}@{batch}"] = {"error": errors.get(key) or errors.get(base)}
                 continue
             ratios[f"{backend}@{batch}"] = {
-                "ratio": statistics.median(a / b for a, b in zip(times[key], times[base])),
+                "ratio": statistics.median(a / b for a, b in zip(times[key], times[base], strict=True)),
                 "median_ms": statistics.median(times[key]),
             }
     return {"settings": report.settings, "ratios": ratios}

@@ -124,7 +124,7 @@ def main() -> None:
             "batch_size": args.batch_size,
             "threads": args.threads,
             "variants": {
-                v: dict(zip(("channels_last", "bf16_autocast", "torch_compile"), VARIANTS[v]))
+                v: dict(zip(("channels_last", "bf16_autocast", "torch_compile"), VARIANTS[v], strict=True))
                 for v in variants
             },
             "input": "3×32×32, stride-1 stem, 10 classes",
@@ -148,7 +148,7 @@ def main() -> None:
         "| model | width | img/s default | " + " | ".join(f"img/s {v} | {v} / default" for v in others) + " |"
     )
     print("|---|---:|---:|" + "---:|---:|" * len(others))
-    for width, ratio in zip(widths, ratios):
+    for width, ratio in zip(widths, ratios, strict=True):
         for name in MODELS:
             rate = {
                 r["variant"]: r["images_per_s"]

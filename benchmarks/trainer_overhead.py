@@ -85,18 +85,15 @@ def main() -> None:
             results[name]["bare"].append(bare_epoch(config, bundle, memory_format, amp))
             results[name]["trainer"].append(trainer_epoch(config))
 
-    cpu = "unknown"
+    cpuinfo = ""
     if os.path.exists("/proc/cpuinfo"):
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in open("/proc/cpuinfo")
-                if line.startswith("model name")
-            ),
-            cpu,
-        )
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    isa = [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f" {f}" in flags]
+        with open("/proc/cpuinfo") as handle:
+            cpuinfo = handle.read()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        "unknown",
+    )
+    isa = [f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f" {f}" in cpuinfo]
     print(
         f"machine: {cpu} ({platform.machine()}), {os.cpu_count()} cores, ISA {' '.join(isa) or 'n/a'}; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"

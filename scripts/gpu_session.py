@@ -29,6 +29,7 @@ figures, by scripts/publish_cifar10.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -137,18 +138,22 @@ class Session:
     def save_report(self) -> None:
         (self.out / "session.json").write_text(json.dumps(self.report, indent=2) + "\n")
 
+    def launch(self, name: str, command: list[str], **options) -> subprocess.Popen:
+        """`command` started from the repository root in the session's environment, its output
+        going to NAME.log among the runs."""
+        with open(self.runs / f"{name}.log", "w") as log:  # the child holds its own copy of the file
+            return subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, **options
+            )
+
     def start(self, name: str, command: list[str]) -> None:
-        log = open(self.runs / f"{name}.log", "w")
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process = self.launch(name, command, start_new_session=True)
         self.jobs[name] = (process, time.monotonic())
         self.report["jobs"][name] = {"command": " ".join(command), "started_s": round(self.elapsed(), 1)}
         self.log(f"started {name}: {' '.join(command)}")
 
-    def gpu_benchmark(self, name: str, sections: list[str]) -> tuple[list[str], dict]:
-        """benchmarks/gpu.py on `sections`, writing NAME.json and NAME.log among the runs: the
-        command and the subprocess options."""
+    def gpu_benchmark(self, name: str, sections: list[str]) -> subprocess.Popen:
+        """benchmarks/gpu.py started on `sections`, writing NAME.json and NAME.log among the runs."""
         command = [
             sys.executable,
             "benchmarks/gpu.py",
@@ -157,8 +162,7 @@ class Session:
             "--out",
             str(self.runs / f"{name}.json"),
         ]
-        log = open(self.runs / f"{name}.log", "w")
-        return command, {"cwd": ROOT, "env": self.env, "stdout": log, "stderr": subprocess.STDOUT}
+        return self.launch(name, command)
 
     def train(self, name: str, options: list[str], data: str, epochs: int, workers: int) -> None:
         folder = self.runs / name
@@ -211,10 +215,8 @@ class Session:
 
     def stop(self, name: str, grace: float = 0) -> None:
         process, _ = self.jobs[name]
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(grace)  # a run that has written its last epoch is only plotting and exiting
-        except subprocess.TimeoutExpired:
-            pass
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)  # the trainer saves last.safetensors and exits 130
             try:
@@ -298,7 +300,7 @@ def split_file(path: Path, part_bytes: int = 15_000_000) -> list[str]:
     return names
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--archive", type=Path, help="the CIFAR-10 training JPEGs as .tar.xz (cifar10/train/...)"
@@ -331,10 +333,11 @@ def main() -> int:
         action="store_true",
         help="the same steps on the built-in digits, 1-3 epochs, no GPU needed",
     )
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    session = Session(args.out, args.seconds, args.smoke)
-    sys.path.insert(0, str(ROOT / "src"))
+    return parser.parse_args()
+
+
+def record_machine(session: Session) -> bool:
+    """The GPU, torch, Python and CPU count in the report; whether CUDA is there."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -344,28 +347,24 @@ def main() -> int:
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
     }
-    if not cuda and not args.smoke:
-        print("no CUDA GPU here: run with --smoke to try the steps on CPU", file=sys.stderr)
-        return 2
-    session.log(f"machine: {session.report['machine']}")
-    if args.smoke:
-        data, table4_epochs, timing_epochs, bench = "digits", 2, 3, False
-    else:
-        unpack(args.archive)
-        data, table4_epochs, timing_epochs, bench = DATA, TABLE4_EPOCHS, 3, True
-        session.log(f"unpacked {args.archive} to {DATA}")
+    return cuda
 
-    recipes = {name: CONTINUATIONS[name] for name in args.continuations}
-    table4 = TABLE4 if "table4" in args.parts else {}
-    bench = bench and "bench" in args.parts
-    tests = None
-    if cuda and "tests" in args.parts:
-        command, options = session.gpu_benchmark("gpu_tests", ["tests"])
-        tests = subprocess.Popen(command, **options)
-    for name, options in table4.items():
-        session.train(name, options, data, table4_epochs, args.workers)
-    for name, options in recipes.items():
-        session.train(f"timing_{name}", options, data, timing_epochs, args.workers)
+
+def prepare_data(session: Session, args: argparse.Namespace) -> tuple[str, int, int, bool]:
+    """(data, Table 4 epochs, timing epochs, whether to benchmark): the built-in digits for a smoke
+    run, else the CIFAR-10 archive unpacked where the CPU runs read it."""
+    if args.smoke:
+        return "digits", 2, 3, False
+    unpack(args.archive)
+    session.log(f"unpacked {args.archive} to {DATA}")
+    return DATA, TABLE4_EPOCHS, 3, True
+
+
+def continuation_epochs(
+    session: Session, recipes: dict, timing_epochs: int, train_until: float, smoke: bool
+) -> int:
+    """How many epochs the continuations get: their timing runs (already started) are timed and
+    stopped, and as many epochs as fit before `train_until` after a start-up like theirs."""
     seconds_per_epoch = epoch_timing(session, [f"timing_{n}" for n in recipes], timing_epochs)
     for name in recipes:
         session.stop(f"timing_{name}", grace=30)
@@ -373,54 +372,99 @@ def main() -> int:
         max(session.report["jobs"][f"timing_{n}"]["seconds"] for n in recipes)
         - timing_epochs * seconds_per_epoch
     )
-    train_until = args.seconds - (args.bench_seconds if bench else 0) - 25
     budget = train_until - session.elapsed() - max(startup, 0) - 10
-    epochs = 3 if args.smoke else max(1, min(MAX_EPOCHS, int(budget / seconds_per_epoch)))
+    epochs = 3 if smoke else max(1, min(MAX_EPOCHS, int(budget / seconds_per_epoch)))
     session.report["continuation_epochs"] = epochs
     session.log(
         f"{seconds_per_epoch:.2f} s per continuation epoch, {startup:.1f} s to start: "
         f"{epochs} epochs fit in {budget:.0f} s"
     )
-    for name, options in recipes.items():
-        session.train(name, options, data, epochs, args.workers)
+    return epochs
 
-    training = [*table4, *recipes]
-    while not all(session.finished(name) for name in training):
+
+def wait_for_training(session: Session, names: list[str], train_until: float) -> None:
+    """Until every run in `names` has ended, or `train_until`, when those still running are stopped."""
+    while not all(session.finished(name) for name in names):
         if session.elapsed() > train_until:
             session.log("training time is up: stopping what still runs")
-            for name in training:
+            for name in names:
                 session.stop(name)
-            break
+            return
         time.sleep(1)
-    if tests is not None:
-        try:
-            tests.wait(max(1, train_until + 20 - session.elapsed()))
-        except subprocess.TimeoutExpired:
-            tests.kill()
-            session.log("the kernel tests did not finish in time")
-    session.log("training done")
 
-    if bench:
-        limit = args.seconds - session.elapsed() - 25
-        try:
-            command, options = session.gpu_benchmark("gpu", ["copy", "depthwise", "blocks", "models"])
-            subprocess.run(command, **options, timeout=max(1, limit))
-        except subprocess.TimeoutExpired:
-            session.log(
-                f"benchmarks/gpu.py stopped after {limit:.0f} s (gpu.json keeps the sections it finished)"
-            )
-        session.log("benchmarks done")
 
+def wait_for_tests(session: Session, tests: subprocess.Popen, until: float) -> None:
+    """The kernel tests started beside the training, given until `until` and killed after."""
+    try:
+        tests.wait(max(1, until - session.elapsed()))
+    except subprocess.TimeoutExpired:
+        tests.kill()
+        session.log("the kernel tests did not finish in time")
+
+
+def run_benchmarks(session: Session, limit: float) -> None:
+    """benchmarks/gpu.py's timed sections, alone on the GPU, stopped after `limit` seconds."""
+    benchmark = session.gpu_benchmark("gpu", ["copy", "depthwise", "blocks", "models"])
+    try:
+        benchmark.wait(max(1, limit))
+    except subprocess.TimeoutExpired:
+        benchmark.kill()  # as subprocess.run(timeout=...) does
+        benchmark.wait()
+        session.log(
+            f"benchmarks/gpu.py stopped after {limit:.0f} s (gpu.json keeps the sections it finished)"
+        )
+    session.log("benchmarks done")
+
+
+def release_runs(session: Session, table4: dict, recipes: dict, epochs: int, out: Path) -> None:
+    """Each Table 4 run's checkpoint released under `out`, and the best continuation's among those
+    that ran all `epochs`; what was released and each continuation's final accuracy in the report."""
     released = {}
     for name in table4:
-        released[name] = release(session, name, args.out / f"{name}.safetensors")
+        released[name] = release(session, name, out / f"{name}.safetensors")
     finals = {name: session.epochs_done(name) for name in recipes}
     complete = {n: h[-1][1] for n, h in finals.items() if h and len(h) == epochs}
     if complete:
         best = max(complete, key=complete.get)
-        released[best] = release(session, best, args.out / f"{best}.safetensors")
+        released[best] = release(session, best, out / f"{best}.safetensors")
     session.report["released"] = released
     session.report["continuation_final_val_top1"] = {n: (h[-1][1] if h else None) for n, h in finals.items()}
+
+
+def main() -> int:
+    args = parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    session = Session(args.out, args.seconds, args.smoke)
+    sys.path.insert(0, str(ROOT / "src"))
+    cuda = record_machine(session)
+    if not cuda and not args.smoke:
+        print("no CUDA GPU here: run with --smoke to try the steps on CPU", file=sys.stderr)
+        return 2
+    session.log(f"machine: {session.report['machine']}")
+    data, table4_epochs, timing_epochs, bench = prepare_data(session, args)
+
+    recipes = {name: CONTINUATIONS[name] for name in args.continuations}
+    table4 = TABLE4 if "table4" in args.parts else {}
+    bench = bench and "bench" in args.parts
+    tests = session.gpu_benchmark("gpu_tests", ["tests"]) if cuda and "tests" in args.parts else None
+    for name, options in table4.items():
+        session.train(name, options, data, table4_epochs, args.workers)
+    for name, options in recipes.items():
+        session.train(f"timing_{name}", options, data, timing_epochs, args.workers)
+    # Training ends in time for the benchmarks and for releasing and packing (25 s).
+    train_until = args.seconds - (args.bench_seconds if bench else 0) - 25
+    epochs = continuation_epochs(session, recipes, timing_epochs, train_until, args.smoke)
+    for name, options in recipes.items():
+        session.train(name, options, data, epochs, args.workers)
+
+    wait_for_training(session, [*table4, *recipes], train_until)
+    if tests is not None:
+        wait_for_tests(session, tests, train_until + 20)
+    session.log("training done")
+    if bench:
+        run_benchmarks(session, args.seconds - session.elapsed() - 25)
+
+    release_runs(session, table4, recipes, epochs, args.out)
     pack(session)
     for path in sorted(args.out.glob("*.safetensors")):
         split_file(path)

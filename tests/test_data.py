@@ -201,9 +201,12 @@ def test_memory_loader_is_deterministic_and_sharded():
     bundle = load_data("digits")
     full = make_loader(bundle.train, bundle, 50, train=True, seed=7)
     first = [y for _, y in full.batches(2)]
-    assert all(torch.equal(a, b) for a, b in zip(first, [y for _, y in full.batches(2)]))
+    assert all(torch.equal(a, b) for a, b in zip(first, [y for _, y in full.batches(2)], strict=True))
     resumed = [y for _, y in full.batches(2, start_step=5)]
-    assert all(torch.equal(a, b) for a, b in zip(first[5:], resumed)) and len(resumed) == len(first) - 5
+    assert (
+        all(torch.equal(a, b) for a, b in zip(first[5:], resumed, strict=True))
+        and len(resumed) == len(first) - 5
+    )
     shards = [make_loader(bundle.train, bundle, 25, train=True, seed=7, rank=r, world_size=2) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1])
     seen = torch.cat([y for shard in shards for _, y in shard.batches(0)])

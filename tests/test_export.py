@@ -227,7 +227,7 @@ def test_the_cifar10_folder_reads_as_ten_labelled_classes():
     folder = list_images(CIFAR)
     assert len(folder.class_names) == 10 and len(folder.paths) == len(folder.labels) >= 10_000
     batch = load_images(folder.paths[:4], {"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3})
-    assert batch.shape == (4, 3, 32, 32) and -2.01 <= batch.min() and batch.max() <= 2.01
+    assert batch.shape == (4, 3, 32, 32) and batch.min() >= -2.01 and batch.max() <= 2.01
 
 
 # --------------------------------------------------------------------------------------------

@@ -600,7 +600,7 @@ def test_two_urls_with_the_same_file_name_do_not_share_a_cache_entry(tmp_path, m
         urls.append(path.as_uri())
         models.append(model)
     x = torch.randn(1, 3, 64, 64)
-    for url, model in zip(urls, models):
+    for url, model in zip(urls, models, strict=True):
         loaded = create_model("mobilenet_v3_small", weights=url)
         assert torch.equal(loaded(x), model(x)), url
         assert loaded.config.extra["weights"]["weights"] == url

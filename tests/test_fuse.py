@@ -26,7 +26,7 @@ def test_folding_with_tf_same_padding_features_only_and_channels_last():
         channels_last = fused.to(memory_format=torch.channels_last)
         for got in (fused(x), channels_last(x.contiguous(memory_format=torch.channels_last))):
             assert len(got) == len(expected)
-            for a, b in zip(got, expected):
+            for a, b in zip(got, expected, strict=True):
                 assert relative_error(a, b) <= 1e-5
 
 

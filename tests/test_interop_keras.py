@@ -253,7 +253,7 @@ def test_legacy_tf_keras_names_and_layout(tmp_path):
             name = old_names.get(layer.name, layer.name)
             group = handle.create_group(name)
             weight_names = [f"{name}/{w.name}:0" for w in layer.weights]
-            for weight_name, value in zip(weight_names, layer.get_weights()):
+            for weight_name, value in zip(weight_names, layer.get_weights(), strict=True):
                 group.create_dataset(weight_name, data=value)
             group.attrs["weight_names"] = np.array([n.encode() for n in weight_names], dtype="S")
             layer_names.append(name.encode())

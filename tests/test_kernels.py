@@ -87,7 +87,10 @@ def check_depthwise(
     grad = torch.randn(reference.shape, generator=generator).to(DEVICE)
     grads = torch.autograd.grad(y, leaves, grad.to(dtype))
     expected = torch.autograd.grad(reference, leaves, grad.to(dtype).float())
-    for name, leaf, actual, wanted in zip(["input", "weight", "shift"], leaves, grads, expected):
+    # Not strict: without use_shift there are two leaves, and the last name ("shift") goes unused.
+    for name, leaf, actual, wanted in zip(
+        ["input", "weight", "shift"], leaves, grads, expected, strict=False
+    ):
         assert actual.dtype == leaf.dtype and actual.shape == leaf.shape
         peak = wanted.abs().max().item() + 1e-6
         torch.testing.assert_close(
@@ -173,7 +176,7 @@ def check_depthwise_float64(
     actual = torch.autograd.grad(y, (x, weight, shift), grad)
     wanted = torch.autograd.grad(expected, (x, weight, shift), grad)
     assert actual[0].is_contiguous(memory_format=layout)
-    for name, a, b in zip(["input", "weight", "shift"], actual, wanted):
+    for name, a, b in zip(["input", "weight", "shift"], actual, wanted, strict=True):
         torch.testing.assert_close(
             a,
             b,
@@ -394,7 +397,7 @@ def twins(module: nn.Module, train: bool) -> tuple[nn.Module, nn.Module]:
 
 
 def assert_same_gradients(fast: nn.Module, reference: nn.Module, tolerance: float) -> None:
-    for (name, actual), expected in zip(fast.named_parameters(), reference.parameters()):
+    for (name, actual), expected in zip(fast.named_parameters(), reference.parameters(), strict=True):
         peak = expected.grad.abs().max().item() + 1e-12
         torch.testing.assert_close(
             actual.grad,
@@ -449,7 +452,7 @@ def assert_same_training_step(
         msg=lambda m: f"input gradient: {m}",
     )
     assert_same_gradients(fast, reference, tolerance)
-    for (name, actual_buffer), expected_buffer in zip(fast.named_buffers(), reference.buffers()):
+    for (name, actual_buffer), expected_buffer in zip(fast.named_buffers(), reference.buffers(), strict=True):
         torch.testing.assert_close(
             actual_buffer,
             expected_buffer,

@@ -36,7 +36,7 @@ def test_feature_maps_at_strides_2_to_32(name, padding):
     with torch.no_grad():
         maps = model(torch.randn(2, 3, size, size))
     assert len(maps) == 5
-    for feature, info in zip(maps, model.feature_info):
+    for feature, info in zip(maps, model.feature_info, strict=True):
         assert feature.shape[1] == info["channels"]
         if padding == "same":
             assert feature.shape[-1] == math.ceil(size / info["stride"])

@@ -77,7 +77,7 @@ def test_googlenet_inceptions_match_table_1(reports):
     model = create_reference_model("googlenet")
     names = [n for n, widths in GOOGLENET_INCEPTIONS if widths is not None]
     indices = [i for i, m in enumerate(model.features) if type(m).__name__ == "Inception"]
-    for label, index in zip(names, indices):
+    for label, index in zip(names, indices, strict=True):
         if label not in GOOGLENET_INCEPTION_OPS:
             continue
         ops = sum(r.mult_adds for r in reports["googlenet"].rows if r.name.startswith(f"features.{index}."))
@@ -149,6 +149,14 @@ def test_cost_compare_reproduces_table_9_as_json(capsys):
     )
     assert entries["alexnet"]["resolution"] == [227, 227] and entries["alexnet"]["published"]["top1"] == 57.2
     assert entries["squeezenet"]["published"]["paper_mult_adds_millions"] == 1700
+
+
+def test_cost_of_one_reference_model_as_json_is_one_object_with_its_published_row(capsys):
+    code, out, _ = _run(capsys, "cost", "googlenet", "--format", "json")
+    assert code == 0
+    entry = json.loads(out)
+    assert entry["model"] == "googlenet" and entry["published"]["table"] == "Table 8"
+    assert "MobileNets" in entry["published"]["citation"]
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_resume_is_bit_exact(tmp_path, monkeypatch, trained, stop_after):
     saved = read_header(tmp_path / "run" / "last.safetensors")
     assert (saved["epoch"], saved["step"]) == divmod(stop_after, 50)
     resumed = train(TrainConfig(**{**cfg.__dict__, "resume": True})).model
-    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 

@@ -214,7 +214,11 @@ def pictures_for(site) -> dict[str, dict]:
     for name, pixels in pictures.items():
         Image.fromarray(pixels).save(site / name)
     return dict(
-        zip(pictures, predict(site / "model.onnx", [str(site / name) for name in pictures], top_k=10))
+        zip(
+            pictures,
+            predict(site / "model.onnx", [str(site / name) for name in pictures], top_k=10),
+            strict=True,
+        )
     )
 
 

@@ -232,7 +232,9 @@ def _check_tensor_shapes(path: Path, config: ModelConfig) -> None:
         expected = {MODEL_PREFIX + k: tuple(v.shape) for k, v in MobileNet(config).state_dict().items()}
     with safe_open(str(path), framework="pt") as handle:
         found = {
-            k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys() if k.startswith(MODEL_PREFIX)
+            k: tuple(handle.get_slice(k).get_shape())
+            for k in handle.keys()  # noqa: SIM118 (a safe_open handle is not iterable; keys() lists it)
+            if k.startswith(MODEL_PREFIX)
         }
     for name, shape in expected.items():
         if name not in found:

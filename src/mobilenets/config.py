@@ -13,9 +13,11 @@ papers' tables plus user options into configs.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 BLOCK_KINDS = ("conv", "separable", "inverted_residual")
 ACTIVATIONS = ("relu", "relu6", "hardswish", "none")
@@ -155,7 +157,7 @@ class ModelConfig:
                 f"first block reads {self.blocks[0].in_channels} channels but in_channels is "
                 f"{self.in_channels}"
             )
-        for i, (prev, block) in enumerate(zip(self.blocks, self.blocks[1:]), start=1):
+        for i, (prev, block) in enumerate(itertools.pairwise(self.blocks), start=1):
             if block.in_channels != prev.out_channels:
                 raise ValueError(
                     f"block {i} reads {block.in_channels} channels but block {i - 1} writes "
@@ -190,7 +192,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         data = dict(data)
         if "minimalistic" in data.get("extra", {}) and "minimalistic" not in data:
             # configs written before minimalistic was a field kept it in extra
@@ -206,7 +208,7 @@ class ModelConfig:
             data["head"] = HeadConfig(**data["head"])
         return cls(**data)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -394,7 +396,7 @@ class ModelOptions:
             raise ValueError(f"bn_eps must be a positive number; got {self.bn_eps!r}")
 
     @classmethod
-    def from_kwargs(cls, options: dict) -> "ModelOptions":
+    def from_kwargs(cls, options: dict) -> ModelOptions:
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(options) - set(known))
         if unknown:

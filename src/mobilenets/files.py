@@ -202,7 +202,7 @@ class OutputLock:
             f"wait for it to finish or choose another {self.what}"
         )
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
@@ -237,7 +237,7 @@ class OutputLock:
             os.close(self.fd)  # closing releases the flock
             self.fd = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc_info) -> None:

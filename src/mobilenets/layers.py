@@ -222,7 +222,7 @@ class ConvNormAct(nn.Module):
         activation: str = "relu",
         bn_eps: float = 1e-5,
         bn_momentum: float = 0.1,
-    ) -> "ConvNormAct":
+    ) -> ConvNormAct:
         """A standard (full) convolution unit; its bias only where there is no norm to shift it."""
         conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=norm == "none")
         return cls(conv, norm, activation, bn_eps, bn_momentum)

@@ -96,7 +96,7 @@ class MobileNet(nn.Module):
         self._init_weights()
 
     @classmethod
-    def from_config(cls, config: ModelConfig | dict) -> "MobileNet":
+    def from_config(cls, config: ModelConfig | dict) -> MobileNet:
         return cls(config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config))
 
     def _init_weights(self) -> None:
@@ -150,7 +150,7 @@ class MobileNet(nn.Module):
                 maps.append(x)
         return maps
 
-    def reset_classifier(self, num_classes: int) -> "MobileNet":
+    def reset_classifier(self, num_classes: int) -> MobileNet:
         """Replace the last linear layer with a new, randomly initialised one for `num_classes`
         classes (fine-tuning on other data), keeping everything before it and updating `config`, so
         that `cost()`, checkpoints and exports describe the new model. Returns the model itself.
@@ -171,7 +171,7 @@ class MobileNet(nn.Module):
         self.config = self.config.replace(head=head, extra={**self.config.extra, "class_names": None})
         return self
 
-    def fuse_bn(self, inplace: bool = False) -> "MobileNet":
+    def fuse_bn(self, inplace: bool = False) -> MobileNet:
         """For inference: a copy (or this model, if inplace) in eval mode with every BatchNorm folded
         into the convolution before it (see `fuse.fuse_bn`)."""
         return fuse_bn(self, inplace=inplace)

@@ -7,7 +7,7 @@ Every table below is copied from the paper it cites; width multipliers, resoluti
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from .config import BlockConfig, HeadConfig, ModelConfig, ModelOptions
 

@@ -225,10 +225,15 @@ def _eval_source(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(weights key, model) or (None, file) from MODEL_OR_FILE and --weights; `eval cifar10`, the
     older spelling of `eval --weights cifar10`, still works with one deprecation line."""
     target, weights = args.checkpoint, args.weights
-    if weights is None and target is not None and not Path(target).exists() and target not in list_models():
-        if bundled_checkpoint(target) is not None:
-            warn_deprecated("mobilenets eval", f"`eval {target}`", f"--weights {target}")
-            return target, None
+    if (
+        weights is None
+        and target is not None
+        and not Path(target).exists()
+        and target not in list_models()
+        and bundled_checkpoint(target) is not None
+    ):
+        warn_deprecated("mobilenets eval", f"`eval {target}`", f"--weights {target}")
+        return target, None
     if weights is not None:
         if target is not None and target not in list_models():
             raise ValueError(
@@ -281,7 +286,7 @@ def run_eval(args: argparse.Namespace) -> str:
     lines.append("per-class accuracy:")
     lines += [
         f"  {name:<{width}}  {100 * acc:6.2f}%"
-        for name, acc in zip(metrics["class_names"], metrics["per_class"])
+        for name, acc in zip(metrics["class_names"], metrics["per_class"], strict=True)
     ]
     lines.append(f"confusion matrix: {png}")
     return "\n".join(lines)

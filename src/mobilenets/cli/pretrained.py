@@ -121,7 +121,8 @@ def run_weights(args: argparse.Namespace) -> str:
     ]
     widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
     lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
     ]
     lines.append(
         "top-1: as measured here (mobilenets) or stated by the publisher (torchvision); — where neither. "

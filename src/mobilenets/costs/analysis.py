@@ -50,10 +50,8 @@ def conv_output_size(
     padding = resolve_padding(padding, kernel_size, stride, dilation, depthwise)
     if padding == "same":
         return math.ceil(size / stride)
-    if isinstance(padding, tuple):  # Keras's fixed ZeroPadding before a "valid" convolution
-        total = sum(padding[:2])
-    else:  # "torch": symmetric
-        total = 2 * (dilation * (kernel_size - 1) // 2)
+    # a tuple: Keras's fixed ZeroPadding before a "valid" convolution; otherwise "torch": symmetric
+    total = sum(padding[:2]) if isinstance(padding, tuple) else 2 * (dilation * (kernel_size - 1) // 2)
     return (size + total - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
@@ -352,7 +350,7 @@ def render_rows(header: list[str], rows: list[list], fmt: str) -> str:
 
     def line(values):
         return "  ".join(
-            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
         ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in cells])

@@ -158,7 +158,7 @@ def googlenet(num_classes: int = 1000) -> ReferenceModel:
         nn.MaxPool2d(3, 2, ceil_mode=True),
     ]
     channels = 192
-    for name, widths in GOOGLENET_INCEPTIONS:
+    for _name, widths in GOOGLENET_INCEPTIONS:
         if widths is None:
             layers.append(nn.MaxPool2d(3, 2, ceil_mode=True))
             continue
@@ -401,6 +401,11 @@ def _published_row(report: CostReport, options: dict) -> dict | None:
     return paper_comparison(report.model, float(options.get("width_mult", 1.0)), report.resolution[0])
 
 
+def _paper_millions(row: dict | None, key: str) -> str:
+    """A paper's figure from a published row, in millions ("" where the paper gives none)."""
+    return "" if row is None or row[key] is None else f"{row[key]:g}M"
+
+
 def render_paper_comparison(reports: list[CostReport], options: dict, fmt: str = "table") -> str:
     """Our exact counts beside the paper's rounded ones and the published ImageNet top-1."""
     rows, notes = [], {}
@@ -410,19 +415,15 @@ def render_paper_comparison(reports: list[CostReport], options: dict, fmt: str =
         if row is not None:
             notes.setdefault(row["source"], len(notes) + 1)
             source = f"[{notes[row['source']]}] {row['table']}"
-
-        def paper(key: str) -> str:
-            return "" if row is None or row[key] is None else f"{row[key]:g}M"
-
         rows.append(
             [
                 report.model,
                 f"{report.resolution[0]}×{report.resolution[1]}",
                 "" if row is None else f"{row['top1']:.2f}".rstrip("0").rstrip(".") + "%",
                 f"{report.mult_adds / 1e6:,.1f}M",
-                paper("paper_mult_adds_millions"),
+                _paper_millions(row, "paper_mult_adds_millions"),
                 f"{report.params / 1e6:,.2f}M",
-                paper("paper_params_millions"),
+                _paper_millions(row, "paper_params_millions"),
                 source,
             ]
         )
@@ -443,7 +444,8 @@ def render_cost_comparison(
         return text
     if fmt == "json":
         payload = json.loads(text)
-        for entry, report in zip(payload, reports):
+        entries = [payload] if len(reports) == 1 else payload  # render() writes one report unlisted
+        for entry, report in zip(entries, reports, strict=True):
             row = _published_row(report, options)
             entry["published"] = None if row is None else {**row, "citation": citation(row["source"])}
         return json.dumps(payload, indent=2)

@@ -20,9 +20,9 @@ import pickle
 import tarfile
 import warnings
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ class MemoryImages:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor) -> "MemoryImages":
+    def subset(self, index: torch.Tensor) -> MemoryImages:
         return MemoryImages(self.images[index], self.labels[index])
 
 
@@ -70,7 +70,7 @@ class FileImages:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor) -> "FileImages":
+    def subset(self, index: torch.Tensor) -> FileImages:
         return FileImages([self.paths[i] for i in index.tolist()], self.labels[index])
 
 
@@ -145,7 +145,7 @@ def _map_files(function, paths: Sequence, workers: int) -> list:
     return [function(path) for path in paths]
 
 
-def readable_files(data: "FileImages", skip_bad_images: bool, workers: int) -> tuple["FileImages", int]:
+def readable_files(data: FileImages, skip_bad_images: bool, workers: int) -> tuple[FileImages, int]:
     """`data` without the files that do not decode (each fully decoded once), and how many were
     dropped; without skip_bad_images the first bad file raises DataError naming it."""
     reasons = _map_files(unreadable_reason, data.paths, workers)

@@ -243,7 +243,9 @@ def predict_top_k(
             results.append(
                 {
                     "image": str(path),
-                    "top": [(class_names[i], v) for v, i in zip(values.tolist(), indices.tolist())],
+                    "top": [
+                        (class_names[i], v) for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+                    ],
                 }
             )
     finally:

@@ -38,13 +38,14 @@ eval and predict use, with the same float32 NCHW batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -93,10 +94,8 @@ def _optional_versions() -> dict:
 
     found = {}
     for package in ("openvino", "nncf", "executorch", "ai-edge-litert"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
-        except PackageNotFoundError:
-            pass
     return found
 
 

@@ -667,69 +667,19 @@ def profile(
     clock "wall" measures latency; "cpu" measures this process's CPU time (all its threads), which
     other programs' load does not stretch: with threads=1 it is the latency of an idle machine.
     """
-    if backend not in PROFILE_BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; profile supports {', '.join(PROFILE_BACKENDS)}")
-    if clock not in CLOCKS:
-        raise ValueError(f"--clock must be one of {', '.join(CLOCKS)}; got {clock!r}")
-    if clock == "cpu" and backend == "onnxruntime":
-        raise ValueError("--clock cpu applies to the torch backends; ONNX Runtime reports wall time per node")
-    if train and backend == "onnxruntime":
-        raise ValueError(
-            "--train profiles PyTorch's training step; use --backend torch or torch-channels-last"
-        )
-    for label, value in (("--batch-size", batch), ("--threads", threads), ("--repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive integer; got {value!r}")
+    _check_settings(backend, clock, train, batch, threads, repeats)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     load_before = load_average()
     try:
         ceilings = measure_ceilings(threads, clock=CLOCKS[clock])
         with tempfile.TemporaryDirectory(prefix="mobilenets-profile-") as workdir:
-            targets = []
-            for name, options in models:
-                model, report = build_model(name, options, seed)
-                if backend == "onnxruntime":
-                    targets.append(_ort_target(name, model, report, batch, threads, seed, Path(workdir)))
-                else:
-                    targets.append(
-                        _torch_target(name, model, report, backend, batch, train, seed, CLOCKS[clock])
-                    )
-            runners = {}
-            for index, target in enumerate(targets):
-                runners[(index, "plain")] = target.plain
-                runners[(index, "hooked")] = target.hooked
-            for target in targets:  # warm up with hooks off, so the hooked rounds hold `repeats` times
-                for _ in range(warmup):
-                    target.plain()
-            for target in targets:
-                target.hooked()  # one untimed call records the layers; its times are dropped below
-            times = time_interleaved(
-                runners,
-                warmup=0,
-                repeats=repeats,
-                clock=CLOCKS[clock],
-                progress="profile" if progress else None,
-            )
-            profiles = []
-            for index, target in enumerate(targets):
-                rows = target.collect()
-                for row in rows:
-                    row.forward_ms = row.forward_ms[-repeats:]
-                    row.backward_ms = row.backward_ms[-repeats:]
-                if target.close:
-                    target.close()
-                profiles.append(
-                    ModelProfile(
-                        target.name,
-                        backend,
-                        batch,
-                        target.report.resolution[0],
-                        train,
-                        rows,
-                        [1e3 * t for t in times[(index, "plain")]],
-                    )
-                )
+            targets = _targets(models, backend, batch, train, threads, seed, clock, Path(workdir))
+            times = _time_targets(targets, warmup, repeats, clock, progress)
+            profiles = [
+                _model_profile(target, backend, batch, train, repeats, times[(index, "plain")])
+                for index, target in enumerate(targets)
+            ]
     finally:
         torch.set_num_threads(previous)
     settings = {
@@ -746,6 +696,87 @@ def profile(
         "load_average_after": load_average(),
     }
     return ProfileReport(machine_description(), settings, ceilings, profiles)
+
+
+def _check_settings(backend: str, clock: str, train: bool, batch: int, threads: int, repeats: int) -> None:
+    """The ValueError for a setting `profile` cannot measure, before anything is built."""
+    if backend not in PROFILE_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; profile supports {', '.join(PROFILE_BACKENDS)}")
+    if clock not in CLOCKS:
+        raise ValueError(f"--clock must be one of {', '.join(CLOCKS)}; got {clock!r}")
+    if clock == "cpu" and backend == "onnxruntime":
+        raise ValueError("--clock cpu applies to the torch backends; ONNX Runtime reports wall time per node")
+    if train and backend == "onnxruntime":
+        raise ValueError(
+            "--train profiles PyTorch's training step; use --backend torch or torch-channels-last"
+        )
+    for label, value in (("--batch-size", batch), ("--threads", threads), ("--repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive integer; got {value!r}")
+
+
+def _targets(
+    models: list[tuple[str, dict]],
+    backend: str,
+    batch: int,
+    train: bool,
+    threads: int,
+    seed: int,
+    clock: str,
+    workdir: Path,
+) -> list[Target]:
+    """Each (name, options) model built and made ready to run on `backend`."""
+    targets = []
+    for name, options in models:
+        model, report = build_model(name, options, seed)
+        if backend == "onnxruntime":
+            targets.append(_ort_target(name, model, report, batch, threads, seed, workdir))
+        else:
+            targets.append(_torch_target(name, model, report, backend, batch, train, seed, CLOCKS[clock]))
+    return targets
+
+
+def _time_targets(targets: list[Target], warmup: int, repeats: int, clock: str, progress: bool) -> dict:
+    """Every target's plain and hooked runner timed interleaved, round by round: the times by
+    (index, "plain" or "hooked")."""
+    runners = {}
+    for index, target in enumerate(targets):
+        runners[(index, "plain")] = target.plain
+        runners[(index, "hooked")] = target.hooked
+    for target in targets:  # warm up with hooks off, so the hooked rounds hold `repeats` times
+        for _ in range(warmup):
+            target.plain()
+    for target in targets:
+        target.hooked()  # one untimed call records the layers; its times are dropped in _model_profile
+    return time_interleaved(
+        runners,
+        warmup=0,
+        repeats=repeats,
+        clock=CLOCKS[clock],
+        progress="profile" if progress else None,
+    )
+
+
+def _model_profile(
+    target: Target, backend: str, batch: int, train: bool, repeats: int, plain_times: list[float]
+) -> ModelProfile:
+    """A timed target's layers (the last `repeats` hooked calls of each) and its plain latencies;
+    the target is closed."""
+    rows = target.collect()
+    for row in rows:
+        row.forward_ms = row.forward_ms[-repeats:]
+        row.backward_ms = row.backward_ms[-repeats:]
+    if target.close:
+        target.close()
+    return ModelProfile(
+        target.name,
+        backend,
+        batch,
+        target.report.resolution[0],
+        train,
+        rows,
+        [1e3 * t for t in plain_times],
+    )
 
 
 # --------------------------------------------------------------------------------------------

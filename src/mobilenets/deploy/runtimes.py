@@ -19,9 +19,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -259,7 +259,7 @@ def export_model(
         if runtime.embed is not None:
             runtime.embed(staged, json.dumps(info))
         info["files"] = {p.name: _sha256(p) for p in runtime.files(staged)}
-        for staged_file, final in zip(runtime.files(staged)[::-1], runtime.files(path)[::-1]):
+        for staged_file, final in zip(runtime.files(staged)[::-1], runtime.files(path)[::-1], strict=True):
             os.replace(staged_file, final)  # companions first: the main file appears last
     write_atomically(sidecar_path(path), json.dumps(info, indent=2) + "\n")
     return path

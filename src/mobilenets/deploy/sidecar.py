@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import ModelConfig
@@ -126,20 +127,44 @@ def check(info, path: Path, again: str) -> None:
     def bad(field: str, what: str) -> SidecarError:
         return SidecarError(f"{path}: {field} {what}; {again}")
 
+    # One field at a time, in this order, so that the message names the first bad one.
+    config = _checked_config(info["config"], bad)
+    _check_runtime_and_batch(info, bad)
+    shape = _checked_input(info["input"], config, bad)
+    _check_preprocessing(info["preprocessing"], shape, config, bad)
+    _check_class_names(info["class_names"], config, bad)
+    files = info["files"]
+    if not (isinstance(files, dict) and files and all(isinstance(v, str) for v in files.values())):
+        raise bad("files", "must map each file name to its SHA-256")
+
+
+# Each check below takes `bad(field, what)`, which makes the SidecarError naming the sidecar's path.
+_Bad = Callable[[str, str], SidecarError]
+
+
+def _checked_config(data, bad: _Bad) -> ModelConfig:
     try:
-        config = ModelConfig.from_dict(info["config"])
+        return ModelConfig.from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         raise bad("config", f"is no valid model config ({error})") from None
+
+
+def _check_runtime_and_batch(info: dict, bad: _Bad) -> None:
     if not isinstance(info["runtime"], str) or not isinstance(info["precision"], str):
         raise bad("runtime/precision", "must be strings")
     if info["batch"] is not None and not _is_count(info["batch"]):
         raise bad("batch", f"must be a positive integer or null (any); got {info['batch']!r}")
-    shape = info["input"]
+
+
+def _checked_input(shape, config: ModelConfig, bad: _Bad) -> list[int]:
     if not (isinstance(shape, list) and len(shape) == 3 and all(_is_count(v) for v in shape)):
         raise bad("input", f"must be [channels, height, width] of positive integers; got {shape!r}")
     if shape[0] != config.in_channels:
         raise bad("input", f"has {shape[0]} channels but the model reads {config.in_channels}")
-    recipe = info["preprocessing"]
+    return shape
+
+
+def _check_preprocessing(recipe, shape: list[int], config: ModelConfig, bad: _Bad) -> None:
     if not isinstance(recipe, dict):
         raise bad("preprocessing", f"must be an object; got {type(recipe).__name__}")
     if not _is_count(recipe.get("size")):
@@ -160,14 +185,12 @@ def check(info, path: Path, again: str) -> None:
             raise bad(f"preprocessing.{key}", f"must be {config.in_channels} finite numbers; got {values!r}")
     if not all(v > 0 for v in recipe["std"]):
         raise bad("preprocessing.std", f"must be positive (it divides each channel); got {recipe['std']}")
-    names = info["class_names"]
-    if names is not None:
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise bad("class_names", f"must be a list of strings or null; got {type(names).__name__}")
-        if len(names) != config.num_classes:
-            raise bad(
-                "class_names", f"lists {len(names)} names but the model has {config.num_classes} outputs"
-            )
-    files = info["files"]
-    if not (isinstance(files, dict) and files and all(isinstance(v, str) for v in files.values())):
-        raise bad("files", "must map each file name to its SHA-256")
+
+
+def _check_class_names(names, config: ModelConfig, bad: _Bad) -> None:
+    if names is None:
+        return
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise bad("class_names", f"must be a list of strings or null; got {type(names).__name__}")
+    if len(names) != config.num_classes:
+        raise bad("class_names", f"lists {len(names)} names but the model has {config.num_classes} outputs")

@@ -70,14 +70,14 @@ def time_interleaved(
 def median_ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> float:
     """The median over rounds of times[numerator][i] / times[denominator][i]: each round's two
     windows saw the same machine, so their ratio is the honest one."""
-    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))
+    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator], strict=True))
 
 
 def median_round(times: dict[str, list[float]], numerator: str, denominator: str) -> int:
     """The round whose ratio times[numerator][i] / times[denominator][i] is the median one (the lower
     middle for an even count): its two times are real measurements whose ratio is `median_ratio`'s, so
     a report can print both times and a ratio a reader can check by dividing them."""
-    ratios = [a / b for a, b in zip(times[numerator], times[denominator])]
+    ratios = [a / b for a, b in zip(times[numerator], times[denominator], strict=True)]
     order = sorted(range(len(ratios)), key=ratios.__getitem__)
     return order[(len(order) - 1) // 2]
 

@@ -142,9 +142,9 @@ def format_compare(results: dict[str, TwinRun]) -> str:
         ("training wall time (s)", f"{sep.train_seconds:.1f}", f"{std.train_seconds:.1f}", None),
     ]
     images = sep.trained.validation_images
-    for label, key, a, b in (
-        ("validation top-1 (final)", "final", last_sep["val_top1"], last_std["val_top1"]),
-        ("validation top-1 (best)", "best", sep.trained.best_val_top1, std.trained.best_val_top1),
+    for label, a, b in (
+        ("validation top-1 (final)", last_sep["val_top1"], last_std["val_top1"]),
+        ("validation top-1 (best)", sep.trained.best_val_top1, std.trained.best_val_top1),
     ):
         rows.append(
             (
@@ -158,7 +158,10 @@ def format_compare(results: dict[str, TwinRun]) -> str:
     table = [header] + [(label, a, b, f"{value:.2f}×" if value else "") for label, a, b, value in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     lines = [
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
         for row in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -84,7 +84,8 @@ def plot_side_by_side(runs: dict[str, list[dict]], path: str | os.PathLike, titl
     `runs` maps each run's label to its history."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for (label, history), color in zip(runs.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")):
+    colors = ("tab:blue", "tab:red", "tab:green", "tab:purple")
+    for (label, history), color in zip(runs.items(), colors, strict=False):  # up to four runs; usually two
         epochs = [row["epoch"] for row in history]
         axis.plot(
             epochs, [100 * r["val_top1"] for r in history], color=color, label=f"{label}: validation top-1"
