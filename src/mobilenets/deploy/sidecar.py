@@ -16,8 +16,12 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import ModelConfig
+
+if TYPE_CHECKING:
+    from ..costs.reference import ReferenceConfig
 
 FORMAT_PREFIX = "mobilenets.exported/"
 VERSION = 2  # 1: the split's file names themselves and the source's full path
@@ -51,7 +55,7 @@ def build(
     runtime: str,
     precision: str,
     batch: int | None,
-    config: ModelConfig,
+    config: ModelConfig | ReferenceConfig,  # a reference model's, for `bench`
     class_names: list | None,
     preprocessing: dict,
     split: dict | None,
@@ -106,15 +110,15 @@ def _version(info: dict, path: Path, again: str) -> int:
     return version
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_count(value) -> bool:
+def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def check(info, path: Path, again: str) -> None:
+def check(info: object, path: Path, again: str) -> None:
     """Raise SidecarError naming the first field that is missing, of the wrong type or out of range."""
     if not isinstance(info, dict):
         raise SidecarError(f"{path} is not a mobilenets sidecar (a JSON {type(info).__name__}); {again}")
