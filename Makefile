@@ -54,6 +54,7 @@ test: $(STAMP)
 	-$(MAKE) --no-print-directory web-runtime browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PYTHON) -m pytest $(addprefix --ignore=,$(ISOLATED))
 	$(PYTHON) -m pytest $(ISOLATED)
 
@@ -64,6 +65,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache

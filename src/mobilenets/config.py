@@ -288,6 +288,7 @@ def iter_layers(config: ModelConfig) -> Iterator[LayerSpec]:
             yield conv(index, "dw.conv", "dw", block.in_channels, expanded, k, s, d, groups=block.in_channels)
             yield conv(index, "pw.conv", "pw", expanded, block.out_channels)
         else:
+            assert block.expanded_channels is not None  # BlockConfig requires it of inverted_residual blocks
             expanded = block.expanded_channels
             if block.has_expansion:
                 yield conv(index, "expand.conv", "expand", block.in_channels, expanded)

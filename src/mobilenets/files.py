@@ -13,6 +13,10 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LOCK_NAME = ".mobilenets.lock"
 TEMPORARY_PATTERN = ".*.tmp"  # checkpoint.save_checkpoint's temporary files: ".NAME.RANDOM.tmp"
@@ -20,7 +24,7 @@ TEMPORARY_PATTERN = ".*.tmp"  # checkpoint.save_checkpoint's temporary files: ".
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; the pid in the lock file is then the only guard
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # mypy cannot type an optional module import otherwise
 
 
 class OutputError(OSError):
@@ -96,7 +100,7 @@ def write_atomically(path: str | os.PathLike, content: str | bytes) -> Path:
     return path
 
 
-def write_figure(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+def write_figure(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     """A matplotlib figure as a PNG at `path`, written like every other file (write_atomically): a
     crash or a full disk never leaves a torn image in place of the old one."""
     buffer = io.BytesIO()
@@ -240,7 +244,7 @@ class OutputLock:
     def __enter__(self) -> OutputLock:
         return self.acquire()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
 

@@ -13,6 +13,7 @@ against the unfused eval model it came from.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -25,7 +26,8 @@ __all__ = ["fuse_bn_into", "fuse_bn", "is_fused"]
 @torch.no_grad()
 def fuse_bn_into(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
     """Rewrite `conv` in place so that conv(x) equals norm(conv(x)) with `norm` in eval mode."""
-    if not norm.track_running_stats or norm.running_mean is None:
+    running_mean, running_var = norm.running_mean, norm.running_var
+    if not norm.track_running_stats or running_mean is None or running_var is None:
         raise ValueError("can only fold a BatchNorm that tracks running statistics")
     if norm.num_features != conv.out_channels:
         raise ValueError(
@@ -33,20 +35,23 @@ def fuse_bn_into(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
         )
     # float64 for the folding arithmetic so the only float32 rounding left is the final cast.
     weight = conv.weight.double()
-    gamma = norm.weight.double() if norm.affine else torch.ones_like(norm.running_var, dtype=torch.float64)
-    beta = norm.bias.double() if norm.affine else torch.zeros_like(norm.running_mean, dtype=torch.float64)
-    scale = gamma / torch.sqrt(norm.running_var.double() + norm.eps)
+    gamma = norm.weight.double() if norm.affine else torch.ones_like(running_var, dtype=torch.float64)
+    beta = norm.bias.double() if norm.affine else torch.zeros_like(running_mean, dtype=torch.float64)
+    scale = gamma / torch.sqrt(running_var.double() + norm.eps)
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
     dtype = conv.weight.dtype
     conv.weight.copy_((weight * scale.reshape(-1, 1, 1, 1)).to(dtype))
-    new_bias = ((bias - norm.running_mean.double()) * scale + beta).to(dtype)
+    new_bias = ((bias - running_mean.double()) * scale + beta).to(dtype)
     if conv.bias is None:
         conv.bias = nn.Parameter(new_bias, requires_grad=conv.weight.requires_grad)
     else:
         conv.bias.copy_(new_bias)
 
 
-def fuse_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def fuse_bn(model: ModuleT, inplace: bool = False) -> ModuleT:
     """`model` (a copy unless inplace) in eval mode with every ConvNormAct's BatchNorm folded into
     its convolution and replaced by nn.Identity.
 

@@ -9,11 +9,12 @@ import os
 import signal
 import sys
 import threading
+from types import FrameType
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _interrupted_while_starting(signum, frame) -> None:
+def _interrupted_while_starting(signum: int, frame: FrameType | None) -> None:
     # Ctrl-C during the seconds torch takes to import: nothing has started, so nothing to save.
     sys.stderr.write("mobilenets: interrupted while starting\n")
     os._exit(130)

@@ -11,10 +11,11 @@ import tempfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..costs.reference import create_reference_model, is_reference_model
+from ..costs.reference import AnyModel, create_reference_model, is_reference_model
 from ..deploy.bench import BACKENDS, DEFAULT_BACKENDS, render_text, run_benchmark
 from ..deploy.export import (
     DEFAULT_OPSET,
@@ -78,14 +79,14 @@ def add_calibration_options(parser: argparse.ArgumentParser, help: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Command line: `mobilenets export`
 # --------------------------------------------------------------------------------------------
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's commands to `mobilenets`."""
     configure_export_parser(subparsers)
     configure_bench_parser(subparsers)
     configure_serve_parser(subparsers)
 
 
-def configure_export_parser(subparsers) -> argparse.ArgumentParser:
+def configure_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("export", help="ONNX, OpenVINO, ExecuTorch, LiteRT (float, int8) or web")
     p.add_argument(
         "model",
@@ -289,7 +290,9 @@ def _calibration_note(images: Int8Images, requested: int) -> list[str]:
     ]
 
 
-def _agreement_lines(images: Int8Images, float_logits, int8_logits, reference: str) -> list[str]:
+def _agreement_lines(
+    images: Int8Images, float_logits: np.ndarray, int8_logits: np.ndarray, reference: str
+) -> list[str]:
     if len(images.eval_images) == 0:
         return ["int8 vs float: no images left to compare on (pass --eval DATA)"]
     result = compare_predictions(float_logits, int8_logits, images.eval_labels)
@@ -297,7 +300,7 @@ def _agreement_lines(images: Int8Images, float_logits, int8_logits, reference: s
         f"int8 vs float ({reference}) on {result.images} images from {images.eval_folder.root}: "
         f"top-1 agreement {_percent(result.top1_agreement)}"
     ]
-    if result.float_accuracy is not None:
+    if result.float_accuracy is not None and result.quantized_accuracy is not None:  # (set together)
         lines.append(
             f"accuracy: float {_percent(result.float_accuracy)}, int8 {_percent(result.quantized_accuracy)} "
             f"({100 * (result.quantized_accuracy - result.float_accuracy):+.2f} points)"
@@ -331,7 +334,9 @@ def run_export(args: argparse.Namespace) -> str:
         raise
 
 
-def _export_inputs(args: argparse.Namespace, runtime: Runtime, precision: str):
+def _export_inputs(
+    args: argparse.Namespace, runtime: Runtime, precision: str
+) -> tuple[ImageFolder | None, ImageFolder | None, ModelSource]:
     """The runtime's packages, the calibration and evaluation folders and the model: everything the
     user named must exist before minutes of export and calibration start."""
     require_runtime(runtime)
@@ -341,7 +346,7 @@ def _export_inputs(args: argparse.Namespace, runtime: Runtime, precision: str):
     return calibration_folder, eval_folder, source
 
 
-def _export_targets(runtime, output: Path, precision: str) -> list[Path]:
+def _export_targets(runtime: Runtime, output: Path, precision: str) -> list[Path]:
     """Every file an export to `output` writes: the runtime's files and the sidecars (ONNX int8 also
     writes the float file and NAME.int8.onnx)."""
     outputs = [output]
@@ -350,8 +355,20 @@ def _export_targets(runtime, output: Path, precision: str) -> list[Path]:
     return [path for out in outputs for path in (*runtime.files(out), sidecar_path(out))]
 
 
-def _run_export(args, runtime, precision, source, output, calibration_folder, eval_folder) -> str:
-    images = _int8_images(args, source, calibration_folder, eval_folder) if calibration_folder else None
+def _run_export(
+    args: argparse.Namespace,
+    runtime: Runtime,
+    precision: str,
+    source: ModelSource,
+    output: Path,
+    calibration_folder: ImageFolder | None,
+    eval_folder: ImageFolder | None,  # None exactly when calibration_folder is
+) -> str:
+    images = (
+        _int8_images(args, source, calibration_folder, eval_folder)
+        if calibration_folder is not None and eval_folder is not None
+        else None
+    )
     if runtime.format == "onnx":
         return _export_onnx(args, source, output, precision, images)
     export_model(
@@ -431,7 +448,8 @@ def _export_onnx(
     setting = INT8_SETTINGS[args.int8_setting]
     int8_path = output.with_name(output.stem + ".int8.onnx")
 
-    def quantize(model, path, **_) -> Path:  # from the float file just written, not a second export
+    def quantize(model: AnyModel, path: str | os.PathLike, **_: Any) -> Path:
+        # from the float file just written, not a second export
         return quantize_int8(output, path, images.calibration, setting)
 
     export_model(
@@ -511,7 +529,7 @@ def run_web_export(args: argparse.Namespace) -> str:
 # --------------------------------------------------------------------------------------------
 # Command line: `mobilenets serve`
 # --------------------------------------------------------------------------------------------
-def configure_serve_parser(subparsers) -> argparse.ArgumentParser:
+def configure_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help="serve a web export on this machine (for a browser or phone)")
     p.add_argument(
         "folder", metavar="DIR", help="the folder `mobilenets export ... --format web -o DIR` wrote"
@@ -541,6 +559,7 @@ def run_serve(args: argparse.Namespace) -> str:
             f"pass another --port (0 picks a free one)"
         ) from None
     host, port = server.server_address[:2]
+    assert isinstance(host, str)  # once bound, getsockname()'s; typeshed also allows the bytes one may pass
     print(f"serving {args.folder} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
@@ -554,7 +573,7 @@ def run_serve(args: argparse.Namespace) -> str:
 # --------------------------------------------------------------------------------------------
 # Command line: `mobilenets bench`
 # --------------------------------------------------------------------------------------------
-def configure_bench_parser(subparsers) -> argparse.ArgumentParser:
+def configure_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="CPU latency per backend, beside the full-conv twin")
     p.add_argument(
         "model",

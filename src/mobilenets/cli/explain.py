@@ -21,13 +21,13 @@ from .options import add_model_options, add_option, model_options_from_args
 # --------------------------------------------------------------------------------------------
 # Command line: `mobilenets profile`
 # --------------------------------------------------------------------------------------------
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's commands to `mobilenets`."""
     configure_profile_parser(subparsers)
     configure_choose_parser(subparsers)
 
 
-def configure_profile_parser(subparsers) -> argparse.ArgumentParser:
+def configure_profile_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("profile", help="per-layer time, mult-adds, bytes and roofline on this machine")
     p.add_argument(
         "model",
@@ -108,7 +108,7 @@ def run_profile(args: argparse.Namespace) -> str:
 # --------------------------------------------------------------------------------------------
 # Command line: `mobilenets choose`
 # --------------------------------------------------------------------------------------------
-def configure_choose_parser(subparsers) -> argparse.ArgumentParser:
+def configure_choose_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "choose",
         help="the most accurate MobileNet within a latency budget here",

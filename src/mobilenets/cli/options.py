@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import sys
 import typing
+from collections.abc import Sequence
+from typing import Any
 
 from ..config import ModelOptions
 
@@ -28,16 +30,29 @@ def warn_deprecated(prog: str, old: str, new: str) -> None:
 class DeprecatedSpelling(argparse.Action):
     """An old spelling: does what the new one does, hidden from --help, one line on stderr."""
 
-    def __init__(self, option_strings, dest, new: str, value=None, **kwargs):
+    def __init__(
+        self, option_strings: Sequence[str], dest: str, new: str, value: Any = None, **kwargs: Any
+    ) -> None:
         self.new, self.value = new, value
         super().__init__(option_strings, dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        assert option_string is not None  # `deprecated` only adds optional arguments (--old)
         warn_deprecated(parser.prog, option_string, self.new)
         setattr(namespace, self.dest, self.value if self.nargs == 0 else values)
 
 
-def deprecated(parser, old: str, new: str, dest: str, value=None, **kwargs) -> None:
+# What argparse's add_argument is on: a parser or an argument group.
+Container = argparse._ActionsContainer
+
+
+def deprecated(parser: Container, old: str, new: str, dest: str, value: Any = None, **kwargs: Any) -> None:
     """`old` as a hidden, deprecated spelling of `new` (a flag with value=..., else an option)."""
     if value is not None:
         kwargs["nargs"] = 0
@@ -59,7 +74,9 @@ def resolve_old_spellings(args: argparse.Namespace) -> None:
         delattr(args, name)
 
 
-def add_option(parser, canonical: str, *, aliases: tuple[str, ...] = (), **kwargs) -> argparse.Action:
+def add_option(
+    parser: Container, canonical: str, *, aliases: tuple[str, ...] = (), **kwargs: Any
+) -> argparse.Action:
     """The option `canonical` (with its short form), and its old spellings as deprecated ones."""
     names = (SHORT[canonical], canonical) if canonical in SHORT else (canonical,)
     action = parser.add_argument(*names, **kwargs)
@@ -79,7 +96,7 @@ def add_option(parser, canonical: str, *, aliases: tuple[str, ...] = (), **kwarg
     return action
 
 
-def _option_type(owner: type, field: dataclasses.Field):
+def _option_type(owner: type, field: dataclasses.Field) -> Any:
     hint = typing.get_type_hints(owner)[field.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     return args[0]
@@ -122,7 +139,7 @@ def add_dataclass_options(parser: argparse.ArgumentParser, owner: type, title: s
             )
 
 
-def _with_default(text: str, default) -> str:
+def _with_default(text: str, default: object) -> str:
     """The help with its default, where there is one to state: None means "decided elsewhere", which
     the help itself says (per model, from the data, ...), never "(default: None)"."""
     return text if default is None else f"{text} (default: {default})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from ..costs.analysis import cost
 from ..factory import create_model
@@ -31,7 +32,7 @@ from .options import add_option, deprecated, warn_deprecated
 from .output import render_top_k
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's commands to `mobilenets`."""
     configure_convert_parser(subparsers)
     configure_weights_parser(subparsers)
@@ -73,7 +74,7 @@ def _where(entry: Weights) -> str:
 
 def _summary(group: list[Weights]) -> dict:
     entry = group[0]
-    options = {"width_mult": entry.width_mult, "minimalistic": entry.minimalistic}
+    options: dict[str, Any] = {"width_mult": entry.width_mult, "minimalistic": entry.minimalistic}
     resolutions = sorted({e.resolution for e in group if e.resolution})
     params = cost(entry.model, num_classes=entry.num_classes, **options).params
     return {

@@ -17,6 +17,7 @@ import io
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,11 +48,11 @@ class LayerCost:
 def conv_output_size(
     size: int, kernel_size: int, stride: int, dilation: int, padding: str, depthwise: bool = False
 ) -> int:
-    padding = resolve_padding(padding, kernel_size, stride, dilation, depthwise)
-    if padding == "same":
+    resolved = resolve_padding(padding, kernel_size, stride, dilation, depthwise)
+    if resolved == "same":
         return math.ceil(size / stride)
     # a tuple: Keras's fixed ZeroPadding before a "valid" convolution; otherwise "torch": symmetric
-    total = sum(padding[:2]) if isinstance(padding, tuple) else 2 * (dilation * (kernel_size - 1) // 2)
+    total = sum(resolved[:2]) if isinstance(resolved, tuple) else 2 * (dilation * (kernel_size - 1) // 2)
     return (size + total - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
@@ -86,13 +87,15 @@ def layer_costs(config: ModelConfig, resolution: int | tuple[int, int] | None = 
             in_size = out_size = (1, 1)
         else:
             in_size = height, width
+            padding = layer.padding
+            assert padding is not None  # iter_layers gives every convolution the config's padding mode
             height, width = (
                 conv_output_size(
                     size,
                     layer.kernel_size,
                     layer.stride,
                     layer.dilation,
-                    layer.padding,
+                    padding,
                     layer.op == "depthwise",
                 )
                 for size in in_size
@@ -235,7 +238,9 @@ class CostReport:
         }
 
 
-def cost(model, resolution: int | tuple[int, int] | None = None, **options) -> CostReport:
+def cost(
+    model: str | ModelConfig | nn.Module, resolution: int | tuple[int, int] | None = None, **options: Any
+) -> CostReport:
     """Cost table of a zoo name (with `create_model` options), a `ModelConfig` or a `MobileNet`.
 
     >>> cost("mobilenet_v1").mult_adds
@@ -248,11 +253,12 @@ def cost(model, resolution: int | tuple[int, int] | None = None, **options) -> C
     else:
         if options:
             raise TypeError("model options apply to zoo names only; pass a name or set them in the config")
-        config = model if isinstance(model, ModelConfig) else getattr(model, "config", None)
-        if not isinstance(config, ModelConfig):
+        found = model if isinstance(model, ModelConfig) else getattr(model, "config", None)
+        if not isinstance(found, ModelConfig):
             raise TypeError(
                 f"cost() takes a model name, a ModelConfig or a MobileNet; got {type(model).__name__}"
             )
+        config = found
     rows = layer_costs(config, resolution)
     separable = []
     by_name = {r.name: r for r in rows}

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..models import MobileNet
 from .accuracy import citation, paper_comparison
 from .analysis import CostReport, LayerCost, cost, hook_costs, render, render_rows
 
@@ -62,6 +63,11 @@ class ReferenceModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+# What the benchmarks, the profiler and `export` take: a MobileNet, or a reference network timed
+# beside it. Both have the `config` fields they read (name, resolution, in_channels, num_classes).
+AnyModel = MobileNet | ReferenceModel
 
 
 def _conv_relu(
@@ -232,7 +238,9 @@ def squeezenet(num_classes: int = 1000) -> ReferenceModel:
     layers: list[nn.Module] = [*_conv_relu(3, 96, 7, 2), nn.MaxPool2d(3, 2, ceil_mode=True)]
     for fire in SQUEEZENET_FIRES:
         layers.append(
-            nn.MaxPool2d(3, 2, ceil_mode=True) if fire == "pool" else Fire(fire[0], fire[1], fire[2], fire[2])
+            nn.MaxPool2d(3, 2, ceil_mode=True)
+            if isinstance(fire, str)  # "pool"
+            else Fire(fire[0], fire[1], fire[2], fire[2])
         )
     head = nn.Sequential(
         nn.Dropout(0.5), *_conv_relu(512, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()
@@ -316,7 +324,7 @@ def create_reference_model(name: str, seed: int = 0) -> ReferenceModel:
     return REFERENCE_MODELS[name]().eval()
 
 
-def layer_type(module: nn.Module) -> str:
+def layer_type(module: nn.Conv2d | nn.Linear) -> str:
     """Cost-table type of a Conv2d or Linear: "Conv 3×3", "Conv DW 3×3", "Conv 5×5 /2 groups", "FC"."""
     if isinstance(module, nn.Linear):
         return "FC"
@@ -347,7 +355,9 @@ def reference_cost(model: ReferenceModel | str) -> CostReport:
     rows = []
     for name, entry in measured.items():
         module = modules[name]
+        assert isinstance(module, (nn.Conv2d, nn.Linear))  # all that hook_costs measures
         bias = 0 if module.bias is None else module.bias.numel()
+        filter_shape: tuple[int, ...]
         if isinstance(module, nn.Linear):
             stride, filter_shape = 1, (module.in_features, module.out_features)
         else:
@@ -408,7 +418,8 @@ def _paper_millions(row: dict | None, key: str) -> str:
 
 def render_paper_comparison(reports: list[CostReport], options: dict, fmt: str = "table") -> str:
     """Our exact counts beside the paper's rounded ones and the published ImageNet top-1."""
-    rows, notes = [], {}
+    rows: list[list[str]] = []
+    notes: dict[str, int] = {}
     for report in reports:
         row = _published_row(report, options)
         source = ""

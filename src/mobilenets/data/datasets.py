@@ -20,9 +20,10 @@ import pickle
 import tarfile
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -130,12 +131,18 @@ def _decode_all(
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:  # mixed sizes: bring them to the largest common square
         side = max(max(s[0], s[1]) for s in shapes)
-        arrays = [np.asarray(Image.fromarray(a).resize((side, side), Image.BILINEAR)) for a in arrays]
+        arrays = [
+            np.asarray(Image.fromarray(a).resize((side, side), Image.Resampling.BILINEAR)) for a in arrays
+        ]
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return images, kept
 
 
-def _map_files(function, paths: Sequence, workers: int) -> list:
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+
+def _map_files(function: Callable[[ItemT], ResultT], paths: Sequence[ItemT], workers: int) -> list[ResultT]:
     """`function` over many files, in worker processes for large trees."""
     if workers > 1 and len(paths) > 2000:
         import multiprocessing
@@ -175,7 +182,9 @@ def sampled_sides(paths: Sequence[str], sample: int = 1000) -> list[int]:
     return sorted(side for side in map(_header_side, paths[:: max(1, len(paths) // sample)]) if side)
 
 
-def _folder_images(root: Path, skip_bad_images: bool, workers: int, class_names: list[str] | None = None):
+def _folder_images(
+    root: Path, skip_bad_images: bool, workers: int, class_names: list[str] | None = None
+) -> tuple[list[str], MemoryImages | FileImages, int, list[str]]:
     """(class names, images, how many were skipped, the file of each image kept)."""
     names, paths, labels = scan_image_folder(root)
     if class_names is not None and names != class_names:
@@ -237,7 +246,7 @@ class _CifarUnpickler(pickle.Unpickler):
         ("_codecs", "encode"),
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
@@ -264,7 +273,9 @@ def load_cifar10_batches(path: Path, image_size: int | None) -> DataBundle:
                 for member in archive.getmembers():
                     base = Path(member.name).name
                     if base in wanted and member.isfile():
-                        files[base] = archive.extractfile(member).read()
+                        extracted = archive.extractfile(member)
+                        assert extracted is not None  # tarfile extracts every regular file
+                        files[base] = extracted.read()
         except (tarfile.TarError, EOFError, OSError, zlib.error) as error:  # truncated download: EOFError
             reason = " ".join(str(error).split()) or type(error).__name__  # tarfile's can span lines
             raise DataError(
@@ -365,7 +376,7 @@ def load_data(
     if (root / "train").is_dir() and split_dirs:
         class_names, train, skipped, _ = _folder_images(root / "train", skip_bad_images, workers)
         _, val, skipped_val, _ = _folder_images(root / split_dirs[0], skip_bad_images, workers, class_names)
-        split = {"kind": "source", "val": split_dirs[0]}
+        split: dict[str, Any] = {"kind": "source", "val": split_dirs[0]}
         skipped += skipped_val
     else:
         class_names, data, skipped, paths = _folder_images(root, skip_bad_images, workers)
@@ -473,6 +484,8 @@ class _Loader:
 class MemoryLoader(_Loader):
     """Batches from decoded images: random crop with padding, flips and Cutout done on whole batches."""
 
+    data: MemoryImages
+
     def __init__(
         self,
         data: MemoryImages,
@@ -570,12 +583,16 @@ class FileLoader(_Loader):
             yield x, labels
 
 
-def _collate_or_error(items: list[tuple[torch.Tensor | None, int | str]]):
+def _collate_or_error(
+    items: list[tuple[torch.Tensor | None, int | str]],
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, int | str]:
     """A batch, or (None, message) when one of its files could not be read."""
+    images = []
     for image, label in items:
         if image is None:
             return None, label
-    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
+        images.append(image)
+    return torch.stack(images), torch.tensor([label for _, label in items])
 
 
 def make_loader(

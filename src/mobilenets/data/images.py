@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from . import transforms
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 ORIENTATION_TAG = 0x0112  # EXIF Orientation
 SMALL_IMAGE_MAX = 64  # images up to this size are kept decoded in memory, and seen at full frame
-INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 class DataError(ValueError):
@@ -54,6 +55,7 @@ def open_image(path: str | os.PathLike, max_side: int | None = None) -> Image.Im
     """Decode one file fully to RGB, upright as its EXIF orientation says (phone photos), or raise
     DataError naming the file: truncated, garbage, or a decompression bomb (Pillow's pixel limit).
     With max_side, a larger image is shrunk to fit (JPEGs are decoded at a reduced scale)."""
+    image: Image.Image  # the file's own (an ImageFile) until it is transposed or converted
     try:
         with Image.open(path) as image:
             if max_side is not None and max(image.size) > max_side:
@@ -63,7 +65,7 @@ def open_image(path: str | os.PathLike, max_side: int | None = None) -> Image.Im
                 image = ImageOps.exif_transpose(image)
             image = to_rgb(image)
             if max_side is not None and max(image.size) > max_side:
-                image.thumbnail((max_side, max_side), Image.BILINEAR)
+                image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
             return image
     except Exception as error:  # untrusted bytes: Pillow's decoders raise many kinds of error
         raise DataError(f"cannot read image {path}: {error}") from None
@@ -109,7 +111,9 @@ def list_images(folder: str | os.PathLike) -> ImageFolder:
     if not root.is_dir():
         raise FileNotFoundError(f"no image folder at {root}")
     resolved_root = root.resolve()
-    class_names, paths, labels = [], [], []
+    class_names: list[str] = []
+    paths: list[Path] = []
+    labels: list[int] = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p)):
         if resolved_root.is_relative_to(class_dir.resolve()):  # a link to the data folder or above it
             raise DataError(
@@ -139,7 +143,7 @@ def scan_image_folder(root: Path) -> tuple[list[str], list[str], list[int]]:
     if not root.is_dir():
         raise DataError(f"{root} is not a folder of class subfolders")
     folder = list_images(root)
-    if folder.labels is None:
+    if folder.labels is None or folder.class_names is None:  # (both None together: a flat folder)
         raise DataError(f"no images found in class subfolders of {root}: expected one subfolder per class")
     if len(folder.class_names) < 2:
         raise DataError(
@@ -189,7 +193,7 @@ class Preprocess:
 
     preprocessing: dict
 
-    def __call__(self, image) -> torch.Tensor:
+    def __call__(self, image: Image.Image | str | os.PathLike | torch.Tensor) -> torch.Tensor:
         if isinstance(image, (str, os.PathLike)):
             return preprocess_image(image, self.preprocessing)[0]
         if isinstance(image, torch.Tensor):
@@ -210,7 +214,7 @@ class Preprocess:
 @torch.no_grad()
 def predict_top_k(
     model: nn.Module,
-    images: list[str | os.PathLike],
+    images: Sequence[str | os.PathLike],
     preprocessing: dict,
     class_names: list[str],
     top_k: int = 5,

@@ -25,7 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # --------------------------------------------------------------------------------------------
 # Per image (Pillow)
 # --------------------------------------------------------------------------------------------
-def resize(image: Image.Image, size: int, resample: int = Image.BILINEAR) -> Image.Image:
+def resize(image: Image.Image, size: int, resample: int = Image.Resampling.BILINEAR) -> Image.Image:
     """Scale so the shorter side is `size`, keeping the aspect ratio (antialiased; bilinear unless
     `resample` says otherwise)."""
     width, height = image.size
@@ -69,12 +69,14 @@ def random_resized_crop(
         if 0 < crop_w <= width and 0 < crop_h <= height:
             left = int(values[2] * (width - crop_w + 1))
             top = int(values[3] * (height - crop_h + 1))
-            return image.resize((size, size), Image.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
+            return image.resize(
+                (size, size), Image.Resampling.BILINEAR, box=(left, top, left + crop_w, top + crop_h)
+            )
     return center_crop(resize(image, size), size)
 
 
 def horizontal_flip(image: Image.Image) -> Image.Image:
-    return image.transpose(Image.FLIP_LEFT_RIGHT)
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
 
 def to_uint8_tensor(image: Image.Image) -> torch.Tensor:

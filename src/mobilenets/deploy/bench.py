@@ -46,12 +46,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from ..costs.analysis import cost
-from ..costs.reference import is_reference_model, reference_cost
+from ..costs.reference import AnyModel, ReferenceModel, reference_cost
 from ..fuse import fuse_bn
 from ..models import MobileNet
 from ..zoo import full_conv_twin
@@ -102,26 +103,33 @@ def _optional_versions() -> dict:
 # --------------------------------------------------------------------------------------------
 # Runners: one callable per (model, backend, batch), each taking the NCHW batch it is given
 # --------------------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
 @dataclass
 class PreparedModel:
     """What the backends of one model share: the eager models and the ONNX files."""
 
-    model: MobileNet
+    model: AnyModel
     resolution: int
     workdir: Path
     calibration: np.ndarray | None
     _cache: dict = field(default_factory=dict)
 
-    def get(self, key: str, build: Callable[[], object]):
+    def get(self, key: str, build: Callable[[], T]) -> T:
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
 
-    def fused(self) -> MobileNet:
+    def fused(self) -> AnyModel:
         return self.get("fused", lambda: fuse_bn(self.model))
 
-    def fused_channels_last(self) -> MobileNet:
-        return self.get("fused_cl", lambda: fuse_bn(self.model).to(memory_format=torch.channels_last))
+    def fused_channels_last(self) -> AnyModel:
+        def build() -> AnyModel:
+            # torch's overloads of Module.to leave out memory_format, which it takes (and documents)
+            return fuse_bn(self.model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+        return self.get("fused_cl", build)
 
     def onnx_float(self) -> Path:
         path = self.workdir / f"{self.model.config.name}.onnx"
@@ -198,12 +206,12 @@ def _runtime_runner(backend: str, prepared: PreparedModel, batch: torch.Tensor, 
     return lambda: runner.run(images)
 
 
-def _no_grad(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+def _no_grad(model: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         return model(batch)
 
 
-def _compiled_runner(model: MobileNet, batch: torch.Tensor) -> Runner:
+def _compiled_runner(model: AnyModel, batch: torch.Tensor) -> Runner:
     import torch._inductor.config as inductor_config
 
     # dynamic=False: one specialised graph per batch size (automatic dynamic shapes would switch
@@ -232,7 +240,8 @@ class Measurement:
 
     @property
     def images_per_s(self) -> float | None:
-        return None if not self.times_ms else self.batch / (self.median_ms / 1e3)
+        median_ms = self.median_ms  # None exactly when there are no times
+        return None if median_ms is None else self.batch / (median_ms / 1e3)
 
     def to_dict(self) -> dict:
         return {
@@ -277,7 +286,12 @@ class BenchReport:
                     self.result(model["name"], backend, batch),
                     self.result(twin["name"], backend, batch),
                 )
-                measured = None if fast.error or slow.error else slow.median_ms / fast.median_ms
+                fast_ms, slow_ms = fast.median_ms, slow.median_ms
+                measured = (
+                    slow_ms / fast_ms
+                    if not (fast.error or slow.error) and fast_ms is not None and slow_ms is not None
+                    else None
+                )
                 fraction = None if measured is None else measured / theory
                 rows.append(
                     {
@@ -335,8 +349,9 @@ def run_benchmark(
         raise ValueError(f"batch sizes must be positive integers; got {batches!r}")
     size = int(source.preprocessing["size"])
     model = source.model.eval()
-    models = [(model, "model")]
-    twin_config = full_conv_twin(model.config) if twin else None
+    models: list[tuple[AnyModel, str]] = [(model, "model")]
+    # (a reference model has no separable blocks, so no twin)
+    twin_config = full_conv_twin(model.config) if twin and isinstance(model, MobileNet) else None
     if twin_config is not None:
         torch.manual_seed(seed)
         models.append((MobileNet(twin_config).eval(), "full-convolution twin"))
@@ -389,8 +404,7 @@ def run_benchmark(
     }
     model_rows = []
     for net, role in models:
-        is_reference = is_reference_model(net.config.name)
-        report = reference_cost(net) if is_reference else cost(net.config, resolution=size)
+        report = reference_cost(net) if isinstance(net, ReferenceModel) else cost(net.config, resolution=size)
         model_rows.append(
             {"name": net.config.name, "role": role, "mult_adds": report.mult_adds, "params": report.params}
         )

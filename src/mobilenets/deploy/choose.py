@@ -28,7 +28,7 @@ import torch
 
 from ..costs.accuracy import citation, paper_comparison, published_configurations
 from ..costs.analysis import cost, render_rows
-from ..costs.reference import create_reference_model, reference_cost
+from ..costs.reference import AnyModel, create_reference_model, reference_cost
 from ..factory import create_model
 from .bench import BACKENDS, PreparedModel, load_average, machine_description, make_runner
 from .profile import best, save_figure
@@ -162,6 +162,7 @@ def choose(
     if with_popular:
         for name in POPULAR:
             published = paper_comparison(name)
+            assert published is not None  # the cited figure of every POPULAR model
             specs.append((name, name, {}, published["top1"], published["source"]))
     # The plan first: `choose` runs for minutes, and a silent command looks hung.
     print(
@@ -180,6 +181,7 @@ def choose(
                 tqdm(specs, desc="preparing", disable=None if progress else True, file=sys.stderr)
             ):
                 torch.manual_seed(seed)
+                model: AnyModel
                 if options:
                     model = create_model(name, **options).eval()
                     report = cost(model.config)
@@ -299,7 +301,7 @@ def plot(choice: Choice, path: str | os.PathLike) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5.5))
-    families = {}
+    families: dict[str, list[Candidate]] = {}
     for c in choice.candidates:
         family = "popular" if c.reference else c.model.replace("mobilenet_", "").replace("_", " ")
         families.setdefault(family, []).append(c)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,16 +55,18 @@ class DeployableClassifier(nn.Module):
         if model.head is None:
             raise ValueError("export needs a classifier (config.head); this model is a feature extractor")
         fused = fuse_bn(model)  # a copy, in eval mode
+        head = fused.head
+        assert head is not None  # the copy's, checked above
         self.features = fused.features
-        self.hidden = fused.head.hidden
-        self.hidden_act = fused.head.hidden_act
-        self.fc = fused.head.fc
+        self.hidden = head.hidden
+        self.hidden_act = head.hidden_act
+        self.fc = head.fc
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x).mean((2, 3), keepdim=True)
         x = x.view(-1, x.shape[1])
-        if self.hidden is not None:
+        if self.hidden is not None and self.hidden_act is not None:  # (both, or neither)
             x = self.hidden_act(self.hidden(x))
         return self.fc(x)
 
@@ -119,9 +122,9 @@ def calibrate(prepared: Callable[[torch.Tensor], object], calibration: np.ndarra
 
 def quantize_pt2e(
     module: nn.Module,
-    quantizer,
+    quantizer: Any,
     example: torch.Tensor,
-    dynamic_shapes: tuple,
+    dynamic_shapes: tuple | None,
     calibration: np.ndarray,
     fold_quantize: bool = True,
 ) -> nn.Module:
@@ -270,7 +273,7 @@ class ExecutorchRunner:
         return self.method.execute([torch.from_numpy(batch)])[0].numpy().astype(np.float32, copy=True)
 
 
-def accepts_smaller_batches(method, sizes: tuple[int, ...]) -> bool:
+def accepts_smaller_batches(method: Any, sizes: tuple[int, ...]) -> bool:
     """Whether the program's batch is dynamic (bounded by sizes[0]) rather than fixed.
 
     The runtime's metadata gives the sizes memory was planned for, not whether they are bounds,

@@ -29,14 +29,17 @@ import sys
 import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..checkpoint import check_finite, load_checkpoint
+from ..costs.reference import AnyModel
 from ..data import (
     ImageFolder,
     list_images,  # noqa: F401  (the scanner lives in data/; importable here for callers)
@@ -64,7 +67,7 @@ OUTPUT_NAME = "logits"
 class ModelSource:
     """A model ready for export or benchmarking, with what is needed to feed it images."""
 
-    model: MobileNet  # eval mode, unfused: the reference every exported form is compared with
+    model: AnyModel  # eval mode, unfused: the reference every exported form is compared with
     label: str  # the checkpoint path or the zoo name
     preprocessing: dict  # {"size": int, "mean": [3], "std": [3]}
     class_names: list[str] | None = None
@@ -103,7 +106,7 @@ def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> 
     )
 
 
-def default_preprocessing(model: MobileNet) -> dict:
+def default_preprocessing(model: AnyModel) -> dict:
     return {"size": model.config.resolution, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 
@@ -183,7 +186,7 @@ def require(package: str, extra: str, user: str) -> None:
 
 
 @contextlib.contextmanager
-def quiet_tools(logger_name: str = "torch.onnx"):
+def quiet_tools(logger_name: str = "torch.onnx") -> Iterator[None]:
     """The dynamo exporter logs about optional torchvision ops and warns about internals, nncf draws
     progress bars, ExecuTorch's and LiteRT's lowerings log to the root logger (logger_name "");
     none of it concerns our users, and `bench --format json` needs a clean stdout."""
@@ -207,7 +210,7 @@ def check_opset(opset: int) -> None:
 
 
 def export_onnx(
-    model: MobileNet,
+    model: AnyModel,
     path: str | os.PathLike,
     *,
     resolution: int | None = None,
@@ -245,6 +248,7 @@ def export_onnx(
             output_names=[OUTPUT_NAME],
             dynamic_shapes=dynamic_shapes,
         )
+    assert program is not None  # the dynamo exporter always returns its program
     program.save(str(path))
     onnx.checker.check_model(str(path), full_check=True)
     return path
@@ -285,7 +289,7 @@ def summarize_graph(path: str | os.PathLike) -> GraphSummary:
 
 def ort_session(
     path: str | os.PathLike, threads: int | None = None, optimization: str = "all", spinning: bool = True
-):
+) -> Any:  # an onnxruntime.InferenceSession (onnxruntime has no type information)
     """An ONNX Runtime CPU session: the settings every measurement in this library uses.
 
     optimization "all" includes the layout transforms (NCHWc blocking for float convolutions,
@@ -314,7 +318,7 @@ def ort_session(
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_session(session, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def run_session(session: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Logits for `images`, in batches (the file's own batch when it is fixed)."""
     fixed = session.get_inputs()[0].shape[0]
     return run_in_batches(
@@ -325,7 +329,9 @@ def run_session(session, images: np.ndarray, batch_size: int = 64) -> np.ndarray
     )
 
 
-def run_in_batches(call, images: np.ndarray, batch_size: int, pad: bool) -> np.ndarray:
+def run_in_batches(
+    call: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int, pad: bool
+) -> np.ndarray:
     """`call` on consecutive batches of `images`; with `pad` (a file whose batch is fixed) the last
     batch is filled up with zeros to `batch_size` and the padding's outputs are dropped."""
     images = np.ascontiguousarray(images, dtype=np.float32)
@@ -371,7 +377,7 @@ def export_onnx_model(
     `quantize_int8` are the steps). batch_size None: any batch."""
     if precision not in ONNX_PRECISIONS:
         raise ValueError(f"ONNX precision must be one of {', '.join(ONNX_PRECISIONS)}; got {precision!r}")
-    options = dict(
+    options: dict[str, Any] = dict(
         resolution=resolution, opset=opset, dynamic_batch=batch_size is None, batch_size=batch_size or 1
     )
     if precision != "int8":
@@ -404,7 +410,7 @@ class Parity:
         return self.max_abs_diff / max(self.max_abs_output, 1e-12)
 
 
-def compare_with_torch(path: str | os.PathLike, model: MobileNet, images: np.ndarray) -> Parity:
+def compare_with_torch(path: str | os.PathLike, model: AnyModel, images: np.ndarray) -> Parity:
     """ONNX Runtime's outputs for `path` against the (unfused, float32) PyTorch model's."""
     expected = run_torch(model.eval(), images)
     actual = run_session(ort_session(path), images)
@@ -575,7 +581,7 @@ class Agreement:
 
     @property
     def accuracy_drop(self) -> float | None:
-        if self.float_accuracy is None:
+        if self.float_accuracy is None or self.quantized_accuracy is None:  # (set together)
             return None
         return self.float_accuracy - self.quantized_accuracy
 
@@ -592,21 +598,21 @@ def compare_predictions(
 
 
 def labels_for_model(
-    folder: ImageFolder, class_names: list[str] | None, num_classes: int
+    folder: ImageFolder, class_names: list[str] | None, num_classes: int | None
 ) -> np.ndarray | None:
     """The folder's labels as the model's class indices, or None when they cannot be matched.
 
     Folder classes are matched by name when the checkpoint names its classes, else by sorted order
     (what a class-per-folder trainer produces) when the counts agree.
     """
-    if folder.labels is None:
+    if folder.labels is None or folder.class_names is None:  # (None together: an unlabelled folder)
         return None
     if class_names:
         index = {name: i for i, name in enumerate(class_names)}
         if not set(folder.class_names) <= set(index):
             return None
         mapping = [index[name] for name in folder.class_names]
-    elif len(folder.class_names) == num_classes:
+    elif num_classes is not None and len(folder.class_names) == num_classes:
         mapping = list(range(num_classes))
     else:
         return None

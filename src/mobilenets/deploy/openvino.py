@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,13 +76,14 @@ def export_openvino(
         )
         converted = ov.convert_model(str(onnx_path))
     if precision == "int8":
+        assert calibration is not None  # checked above
         converted = _quantize(converted, calibration, batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(converted, str(path), compress_to_fp16=False)
     return path
 
 
-def _quantize(model, calibration: np.ndarray, batch_size: int | None):
+def _quantize(model: Any, calibration: np.ndarray, batch_size: int | None) -> Any:  # openvino.Model
     import nncf
 
     # A file of fixed batch takes only full batches; one of any batch takes the images 32 at a time.
@@ -109,7 +111,7 @@ class OpenVINORunner:
         self.model = self.core.read_model(str(path))
         shape = self.model.inputs[0].get_partial_shape()
         self.input_shape = tuple(d.get_length() if d.is_static else None for d in shape)
-        self.config = {
+        self.config: dict[str, str | int] = {
             "INFERENCE_PRECISION_HINT": HINTS[precision],
             "PERFORMANCE_HINT": "LATENCY",
         }  # one stream: the measurement every runtime gets
@@ -121,7 +123,7 @@ class OpenVINORunner:
         hint = self._compile(self.input_shape[0] or 1).get_property("INFERENCE_PRECISION_HINT").to_string()
         self.precision_in_effect = "int8" if precision == "int8" else hint
 
-    def _compile(self, batch: int):
+    def _compile(self, batch: int) -> Any:  # an openvino.CompiledModel
         """One static shape per batch size: OpenVINO's CPU kernels are fastest on static shapes."""
         if batch not in self._compiled:
             model = self.model

@@ -31,8 +31,10 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -40,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..costs.analysis import CostReport, LayerCost, cost, render_rows
-from ..costs.reference import create_reference_model, is_reference_model, layer_type, reference_cost
+from ..costs.reference import AnyModel, create_reference_model, is_reference_model, layer_type, reference_cost
 from ..factory import create_model
 from ..files import write_figure
 from ..fuse import fuse_bn
@@ -48,6 +50,10 @@ from ..zoo import list_models
 from .bench import load_average, machine_description
 from .export import export_onnx, ort_session
 from .timing import time_interleaved
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 PROFILE_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
 FORMATS = ("table", "markdown", "csv", "json")
@@ -226,7 +232,9 @@ class ModelProfile:
 # --------------------------------------------------------------------------------------------
 # The machine's ceilings
 # --------------------------------------------------------------------------------------------
-def measure_ceilings(threads: int, repeats: int = 30, clock=time.perf_counter) -> Ceilings:
+def measure_ceilings(
+    threads: int, repeats: int = 30, clock: Callable[[], float] = time.perf_counter
+) -> Ceilings:
     """Best-of-`repeats` dense matmul GMAC/s and copy GB/s with `threads` intra-op threads."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -250,7 +258,7 @@ def measure_ceilings(threads: int, repeats: int = 30, clock=time.perf_counter) -
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
-def build_model(name: str, options: dict, seed: int = 0) -> tuple[nn.Module, CostReport]:
+def build_model(name: str, options: dict, seed: int = 0) -> tuple[AnyModel, CostReport]:
     """A zoo MobileNet (with `options`) or a reference model, with random weights, and its cost."""
     if is_reference_model(name):
         if options:
@@ -258,8 +266,8 @@ def build_model(name: str, options: dict, seed: int = 0) -> tuple[nn.Module, Cos
                 f"model options ({', '.join(sorted(options))}) apply to MobileNets, not to the "
                 f"reference model {name}; drop them"
             )
-        model = create_reference_model(name, seed)
-        return model, reference_cost(model)
+        reference = create_reference_model(name, seed)
+        return reference, reference_cost(reference)
     if name not in list_models():
         raise ValueError(
             f"unknown model {name!r}; available: {', '.join(list_models())}, and the reference "
@@ -285,7 +293,7 @@ def _module_type(module: nn.Module) -> str:
     return type(module).__name__.removesuffix("2d")
 
 
-def _tensor_bytes(values) -> int:
+def _tensor_bytes(values: object) -> int:
     tensors = values if isinstance(values, (tuple, list)) else (values,)
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
@@ -295,7 +303,11 @@ class LayerTimer:
     record its batch mult-adds and bytes the first time it runs."""
 
     def __init__(
-        self, model: nn.Module, types: dict[str, str], backward: bool = False, clock=time.perf_counter
+        self,
+        model: nn.Module,
+        types: dict[str, str],
+        backward: bool = False,
+        clock: Callable[[], float] = time.perf_counter,
     ):
         self.clock = clock
         self.rows: dict[str, LayerTime] = {}
@@ -398,29 +410,32 @@ class Target:
 
     name: str
     report: CostReport
-    plain: object
-    hooked: object
-    collect: object  # () -> list[LayerTime] in execution order
-    close: object = None
+    plain: Callable[[], object]
+    hooked: Callable[[], object]
+    collect: Callable[[], list[LayerTime]]  # in execution order
+    close: Callable[[], object] | None = None
 
 
-def _inputs(model: nn.Module, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(model: AnyModel, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     size = model.config.resolution
+    num_classes = model.config.num_classes
+    if num_classes is None:
+        raise ValueError(f"{model.config.name} is a feature extractor (no classifier); profile needs one")
     images = torch.randn(batch, model.config.in_channels, size, size, generator=generator)
-    labels = torch.randint(0, model.config.num_classes, (batch,), generator=generator)
+    labels = torch.randint(0, num_classes, (batch,), generator=generator)
     return images, labels
 
 
 def _torch_target(
     name: str,
-    model: nn.Module,
+    model: AnyModel,
     report: CostReport,
     backend: str,
     batch: int,
     train: bool,
     seed: int,
-    clock=time.perf_counter,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Target:
     images, labels = _inputs(model, batch, seed)
     channels_last = backend == "torch-channels-last"
@@ -428,7 +443,8 @@ def _torch_target(
     types = {row.name: row.type for row in report.rows}
     if not train:
         if channels_last:  # as bench's torch-channels-last: BatchNorm folded, NHWC
-            model = fuse_bn(model).to(memory_format=torch.channels_last)
+            # torch's overloads of Module.to leave out memory_format, which it takes (and documents)
+            model = fuse_bn(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         model = model.eval()
 
         def forward():
@@ -455,10 +471,10 @@ def _torch_target(
         return Target(name, report, forward, hooked, collect, timer.remove)
 
     # Training: forward, cross-entropy, backward, SGD step. Backward hooks cannot wrap in-place ops.
-    model = copy.deepcopy(model).train().to(memory_format=memory_format)
+    model = copy.deepcopy(model).train().to(memory_format=memory_format)  # type: ignore[call-overload]  # (as above)
     for module in model.modules():
         if hasattr(module, "inplace"):
-            module.inplace = False
+            module.inplace = False  # type: ignore[assignment]  # an activation's flag, which nn.Module does not declare
     images = images.contiguous(memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     extra = {
@@ -487,23 +503,23 @@ def _torch_target(
     timer = LayerTimer(model, types, backward=True, clock=clock)
     timer.enabled = False
 
-    def hooked():
+    def hooked_step():
         timer.enabled = True
         try:
             step(True)
         finally:
             timer.enabled = False
 
-    def collect():
+    def collect_step():
         rows = dict(timer.rows)
         _check_against_cost(rows, report, batch)
         return list(rows.values()) + list(extra.values())
 
-    return Target(name, report, lambda: step(False), hooked, collect, timer.remove)
+    return Target(name, report, lambda: step(False), hooked_step, collect_step, timer.remove)
 
 
 def _ort_target(
-    name: str, model: nn.Module, report: CostReport, batch: int, threads: int, seed: int, workdir: Path
+    name: str, model: AnyModel, report: CostReport, batch: int, threads: int, seed: int, workdir: Path
 ) -> Target:
     import onnxruntime as ort
 
@@ -926,7 +942,7 @@ def plot_roofline(report: ProfileReport, path: str | os.PathLike) -> Path:
         label=f"roofline: {c.gbs:.1f} GB/s, {c.gmacs:.1f} GMAC/s",
     )
     markers = ("o", "^", "s")
-    colors = {}
+    colors: dict[str, str] = {}
     for index, p in enumerate(report.profiles):
         for r in p.rows:
             if not (r.intensity and r.gmacs):
@@ -949,7 +965,7 @@ def plot_roofline(report: ProfileReport, path: str | os.PathLike) -> Path:
     return save_figure(figure, axes, path)
 
 
-def save_figure(figure, axes, path: str | os.PathLike) -> Path:
+def save_figure(figure: Figure, axes: Axes, path: str | os.PathLike) -> Path:
     """Grid, legend, and the PNG at `path` (its folder created)."""
     import matplotlib.pyplot as plt
 

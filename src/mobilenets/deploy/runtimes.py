@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..files import write_atomically
+from ..models import MobileNet
 from . import sidecar
 from .executorch import ExecutorchRunner, export_executorch
 from .export import ONNX_PRECISIONS, ModelSource, OnnxRunner, export_onnx_model, require
@@ -37,6 +39,14 @@ from .openvino import OpenVINORunner, cpu_capabilities, export_openvino
 from .tflite import TfliteRunner, export_tflite
 
 METADATA_KEY = "mobilenets"
+
+
+class FileRunner(Protocol):
+    """What `Runtime.open` returns: an exported file ready to run (OnnxRunner, OpenVINORunner, ...)."""
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """float32 N×C×H×W normalized images in, float32 logits out."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ class Runtime:
     precisions: tuple[str, ...]  # the first is the default
     dynamic_batch: bool  # can a file take any batch size (else it records one)
     export: Callable[..., Path]  # (model, path, *, precision, calibration, batch_size, resolution)
-    open: Callable[..., object]  # (path, threads, precision) -> runner with input_shape and run()
+    open: Callable[..., FileRunner]  # (path, threads, precision) -> runner with input_shape and run()
     embed: Callable[[Path, str], None] | None = None  # writes the sidecar's JSON into the file
 
     def files(self, path: Path) -> list[Path]:
@@ -60,7 +70,15 @@ class Runtime:
 def _with_precision(export: Callable[..., Path]) -> Callable[..., Path]:
     """An export_<format>(..., int8=bool) called the registry's way, with `precision`."""
 
-    def adapted(model, path, *, precision: str, calibration, batch_size: int, resolution: int) -> Path:
+    def adapted(
+        model: MobileNet,
+        path: str | os.PathLike,
+        *,
+        precision: str,
+        calibration: np.ndarray | None,
+        batch_size: int,
+        resolution: int,
+    ) -> Path:
         return export(
             model,
             path,
@@ -272,7 +290,7 @@ class RunnerModule(nn.Module):
     """A runner as a module (torch tensors in and out), so `evaluate` runs an exported file the way
     it runs a checkpoint's model."""
 
-    def __init__(self, runner, config: ModelConfig):
+    def __init__(self, runner: FileRunner, config: ModelConfig):
         super().__init__()
         self.runner = runner
         self.config = config  # as a MobileNet has it: num_classes, resolution, ...
@@ -289,7 +307,7 @@ class ExportedModel:
     path: Path
     runtime: Runtime
     info: dict  # the sidecar
-    runner: object
+    runner: FileRunner
     model: RunnerModule
 
     @property

@@ -17,8 +17,12 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..config import ModelConfig
+
+if TYPE_CHECKING:
+    from ..costs.reference import ReferenceConfig
 
 FORMAT_PREFIX = "mobilenets.exported/"
 VERSION = 2  # 1: the split's file names themselves and the source's full path
@@ -52,7 +56,7 @@ def build(
     runtime: str,
     precision: str,
     batch: int | None,
-    config: ModelConfig,
+    config: ModelConfig | ReferenceConfig,  # a reference model's, for `bench`
     class_names: list | None,
     preprocessing: dict,
     split: dict | None,
@@ -107,15 +111,15 @@ def _version(info: dict, path: Path, again: str) -> int:
     return version
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_count(value) -> bool:
+def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def check(info, path: Path, again: str) -> None:
+def check(info: object, path: Path, again: str) -> None:
     """Raise SidecarError naming the first field that is missing, of the wrong type or out of range."""
     if not isinstance(info, dict):
         raise SidecarError(f"{path} is not a mobilenets sidecar (a JSON {type(info).__name__}); {again}")
@@ -142,7 +146,7 @@ def check(info, path: Path, again: str) -> None:
 _Bad = Callable[[str, str], SidecarError]
 
 
-def _checked_config(data, bad: _Bad) -> ModelConfig:
+def _checked_config(data: Any, bad: _Bad) -> ModelConfig:
     try:
         return ModelConfig.from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
@@ -156,7 +160,7 @@ def _check_runtime_and_batch(info: dict, bad: _Bad) -> None:
         raise bad("batch", f"must be a positive integer or null (any); got {info['batch']!r}")
 
 
-def _checked_input(shape, config: ModelConfig, bad: _Bad) -> list[int]:
+def _checked_input(shape: Any, config: ModelConfig, bad: _Bad) -> list[int]:
     if not (isinstance(shape, list) and len(shape) == 3 and all(_is_count(v) for v in shape)):
         raise bad("input", f"must be [channels, height, width] of positive integers; got {shape!r}")
     if shape[0] != config.in_channels:
@@ -164,7 +168,7 @@ def _checked_input(shape, config: ModelConfig, bad: _Bad) -> list[int]:
     return shape
 
 
-def _check_preprocessing(recipe, shape: list[int], config: ModelConfig, bad: _Bad) -> None:
+def _check_preprocessing(recipe: Any, shape: list[int], config: ModelConfig, bad: _Bad) -> None:
     if not isinstance(recipe, dict):
         raise bad("preprocessing", f"must be an object; got {type(recipe).__name__}")
     if not _is_count(recipe.get("size")):
@@ -187,7 +191,7 @@ def _check_preprocessing(recipe, shape: list[int], config: ModelConfig, bad: _Ba
         raise bad("preprocessing.std", f"must be positive (it divides each channel); got {recipe['std']}")
 
 
-def _check_class_names(names, config: ModelConfig, bad: _Bad) -> None:
+def _check_class_names(names: Any, config: ModelConfig, bad: _Bad) -> None:
     if names is None:
         return
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):

@@ -62,12 +62,11 @@ def export_tflite(
     import litert_torch
 
     module: torch.nn.Module = DeployableClassifier(model)
-    example, dynamic_shapes = traced_input(model, batch_size, resolution)
+    example, dynamic_batch = traced_input(model, batch_size, resolution)
     # litert-torch cannot lower an explicit pad (TensorFlow "same"/"keras" padding) over a symbolic
     # batch dimension (its jax pad rejects it): such models get the fixed batch `batch_size`.
     fixed_batch = model.config.padding != "torch"
-    if fixed_batch:
-        dynamic_shapes = None
+    dynamic_shapes = None if fixed_batch else dynamic_batch
     traced = example if fixed_batch else with_dynamic_batch(example)
     config = None
     with quiet_converter():

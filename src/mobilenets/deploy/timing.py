@@ -15,23 +15,28 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from ..models import MobileNet
 
 Runner = Callable[[], object]
 
 
+KeyT = TypeVar("KeyT", bound=Hashable)
+
+
 def time_interleaved(
-    runners: dict[str, Runner],
+    runners: Mapping[KeyT, Runner],
     warmup: int = 3,
     repeats: int = 10,
     min_window_s: float = 0.0,
     clock: Callable[[], float] = time.perf_counter,
     progress: str | None = None,
-) -> dict[str, list[float]]:
+) -> dict[KeyT, list[float]]:
     """Seconds per call of every runner: `warmup` untimed calls each, then `repeats` rounds in
     which every runner is timed once, over as many calls as it takes to fill `min_window_s`.
 
@@ -52,7 +57,7 @@ def time_interleaved(
     for runner in runners.values():
         for _ in range(warmup):
             runner()
-    times: dict[str, list[float]] = {key: [] for key in runners}
+    times: dict[KeyT, list[float]] = {key: [] for key in runners}
     for _ in rounds:
         for key, runner in runners.items():
             calls = 0
@@ -83,7 +88,7 @@ def median_round(times: dict[str, list[float]], numerator: str, denominator: str
 
 
 def training_step_runner(
-    model: nn.Module,
+    model: MobileNet,
     batch_size: int,
     image_size: int,
     lr: float = 0.01,
@@ -101,8 +106,12 @@ def training_step_runner(
     images = torch.randn(
         batch_size, model.config.in_channels, image_size, image_size, generator=generator
     ).contiguous(memory_format=memory_format)
-    labels = torch.randint(0, model.config.num_classes, (batch_size,), generator=generator)
-    model = model.to(memory_format=memory_format).train()
+    num_classes = model.config.num_classes
+    if num_classes is None:
+        raise ValueError(f"{model.config.name} is a feature extractor: it has no classifier to train")
+    labels = torch.randint(0, num_classes, (batch_size,), generator=generator)
+    # torch's overloads of Module.to leave out memory_format, which it takes (and documents)
+    model = model.to(memory_format=memory_format).train()  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp)
     network = torch.compile(model) if compiled else model
@@ -117,7 +126,7 @@ def training_step_runner(
     return step
 
 
-def inference_runner(model: nn.Module, batch_size: int, image_size: int, seed: int = 0) -> Runner:
+def inference_runner(model: MobileNet, batch_size: int, image_size: int, seed: int = 0) -> Runner:
     """One forward pass of `model` in eval mode on a fixed random batch."""
     images = torch.randn(
         batch_size,

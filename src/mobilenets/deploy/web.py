@@ -23,6 +23,7 @@ import os
 import shutil
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from ..data.images import SMALL_IMAGE_MAX
 
@@ -127,8 +128,13 @@ def assemble(staging: Path, model_file: Path, dist: Path) -> dict[str, int]:
     return sizes
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    verbose = False  # whether to log each request
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}
+    server: _Server  # make_server's
 
     def end_headers(self) -> None:
         # Cross-origin isolation lets ONNX Runtime Web use several threads (SharedArrayBuffer).
@@ -137,7 +143,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -152,6 +158,6 @@ def make_server(
             f"{root} holds no index.html: serve the folder that `mobilenets export ... "
             f"--format web -o DIR` wrote"
         )
-    server = http.server.ThreadingHTTPServer((host, port), partial(_Handler, directory=str(root)))
+    server = _Server((host, port), partial(_Handler, directory=str(root)))
     server.verbose = verbose
     return server

@@ -28,11 +28,14 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import ConvNormAct, DepthwiseSeparableConv2d, InvertedResidual, same_padding
+from ..layers import Conv2d, ConvNormAct, DepthwiseSeparableConv2d, InvertedResidual, same_padding
 from .reference import compute_dtype
 
 TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
@@ -69,15 +72,17 @@ def activation_name(module: nn.Module) -> str | None:
     return _ACTIVATIONS.get(type(module))
 
 
-def explicit_padding(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int, int, int]:
+def explicit_padding(conv: Conv2d, height: int, width: int) -> tuple[int, int, int, int]:
     """(left, right, top, bottom) that `layers.Conv2d` applies to an input of height × width."""
     if conv.explicit_padding is not None:
-        return tuple(conv.explicit_padding)
+        return conv.explicit_padding
     if conv.dynamic_same:
         top, bottom = same_padding(height, conv.kernel_size[0], conv.stride[0], conv.dilation[0])
         left, right = same_padding(width, conv.kernel_size[1], conv.stride[1], conv.dilation[1])
         return left, right, top, bottom
-    rows, cols = conv.padding
+    padding = conv.padding
+    assert isinstance(padding, tuple)  # layers.Conv2d pads statically by a number, never "same"
+    rows, cols = padding
     return cols, cols, rows, rows
 
 
@@ -99,7 +104,10 @@ def is_depthwise_unit(module: nn.Module) -> bool:
     )
 
 
-def _cached(module: nn.Module, dtype: torch.dtype, build):
+T = TypeVar("T")
+
+
+def _cached(module: nn.Module, dtype: torch.dtype, build: Callable[[], T]) -> T:
     """build(), computed again only when a parameter or buffer of `module` changed (storage or
     in-place version: an optimizer step, load_state_dict, .to()) or the input dtype did. For
     inference, where preparing the kernels' operands would otherwise cost more small launches per
@@ -133,6 +141,8 @@ def folded_affine(unit: ConvNormAct, dtype: torch.dtype) -> tuple[torch.Tensor |
     dtype = compute_dtype(dtype)
     if isinstance(norm, nn.Identity):
         return None, bias
+    # has_fixed_norm: else an eval-mode BatchNorm (BatchNorm2d, or SyncBatchNorm) with running statistics
+    assert isinstance(norm, _BatchNorm) and norm.running_mean is not None and norm.running_var is not None
     # Not under no_grad: a convolution bias keeps its gradient through the shift. The scale carries
     # one only if BN's weight is trained, and then the callers do not fold.
     scale = torch.rsqrt(norm.running_var.to(dtype) + norm.eps)
@@ -167,7 +177,9 @@ class TritonConvNormAct(ConvNormAct):
                 x, taps, scale, shift, conv.kernel_size[0], *geometry, activation, store_pre=False
             )[0]
         if foldable:  # gradients wanted, BN (if any) frozen: its scale is a constant, a bias still trains
-            return depthwise_conv2d(x, conv.weight, *folded_affine(self, x.dtype), *geometry, activation)
+            assert activation is not None  # is_depthwise_unit: one the kernel fuses
+            scale, shift = folded_affine(self, x.dtype)
+            return depthwise_conv2d(x, conv.weight, scale, shift, *geometry, activation)
         return self.act(self.norm(depthwise_conv2d(x, conv.weight, None, conv.bias, *geometry, "none")))
 
 
@@ -222,7 +234,10 @@ _SWAPS = {
 }
 
 
-def use_backend(model: nn.Module, backend: str, strict: bool = False) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def use_backend(model: ModuleT, backend: str, strict: bool = False) -> ModuleT:
     """Switch `model` in place to `backend` ("torch" or "triton") and return it.
 
     When the kernels cannot run here (triton missing, or neither a GPU nor the interpreter), "triton"

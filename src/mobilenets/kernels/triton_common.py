@@ -7,6 +7,8 @@ triton is installed (it is an optional dependency).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import triton
@@ -25,7 +27,9 @@ def can_run_on(x: torch.Tensor) -> bool:
     return INTERPRET or x.is_cuda
 
 
-def tuned(kernel, configs: list, key: list[str], interpreter_config: dict):
+def tuned(
+    kernel: Any, configs: list[triton.Config], key: list[str], interpreter_config: dict[str, int]
+) -> tuple[Any, dict[str, int]]:
     """`kernel` autotuned over `configs` on a GPU; under the interpreter one fixed config, because
     autotuning there would time Python, and slowly. Returns (launchable, fixed_meta): pass
     **fixed_meta at launch (it is empty when the autotuner supplies the blocks)."""
@@ -37,15 +41,19 @@ def tuned(kernel, configs: list, key: list[str], interpreter_config: dict):
     return triton.autotune(configs=configs, key=key)(kernel), {}
 
 
-def config_grid(space: dict[str, list[int]], warps: list[int], stages: list[int] = (2,)) -> list:
+def config_grid(
+    space: dict[str, list[int]], warps: Sequence[int], stages: Sequence[int] = (2,)
+) -> list[triton.Config]:
     """Every combination of the block sizes in `space` with the warp and stage counts."""
-    configs = [{}]
+    configs: list[dict[str, int]] = [{}]
     for name, values in space.items():
         configs = [{**c, name: v} for c in configs for v in values]
     return [triton.Config(c, num_warps=w, num_stages=s) for c in configs for w in warps for s in stages]
 
 
-def tile_grid(pixels: int, channels: int, pixel_block: str = "BLOCK_P", channel_block: str = "BLOCK_C"):
+def tile_grid(
+    pixels: int, channels: int, pixel_block: str = "BLOCK_P", channel_block: str = "BLOCK_C"
+) -> Callable[[dict[str, int]], tuple[int, int]]:
     """Launch grid of `program_tile`: [pixel blocks × channel blocks] for the block sizes of the launch
     (the autotuner's or the interpreter's)."""
     return lambda meta: (triton.cdiv(pixels, meta[pixel_block]), triton.cdiv(channels, meta[channel_block]))

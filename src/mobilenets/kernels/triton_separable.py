@@ -113,7 +113,9 @@ _fused, _FUSED_META = tuned(
 )
 
 
-def _per_channel(values: torch.Tensor | None, channels: int, default: float, device) -> torch.Tensor:
+def _per_channel(
+    values: torch.Tensor | None, channels: int, default: float, device: torch.device
+) -> torch.Tensor:
     if values is None:
         return torch.full((channels,), default, dtype=torch.float32, device=device)
     return values.detach().float().contiguous()
@@ -231,4 +233,7 @@ def separable_conv2d(
             "(or torch.inference_mode()), or train through the depthwise kernel"
         )
     operands = prepare_separable(dw_weight, dw_scale, dw_shift, pw_weight, pw_scale, pw_shift, x.dtype)
-    return separable_forward(x, operands, stride, tuple(padding), dilation, dw_activation, pw_activation)
+    left, right, top, bottom = padding  # (any sequence of four)
+    return separable_forward(
+        x, operands, stride, (left, right, top, bottom), dilation, dw_activation, pw_activation
+    )

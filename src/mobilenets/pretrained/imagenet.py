@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from importlib import resources
-
-from torch import nn
 
 from ..data import predict_top_k
 from ..data.images import INTERPOLATIONS
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..models import MobileNet
 
 IMAGENET_CLASSES = 1000
 INCEPTION_MEAN = (0.5, 0.5, 0.5)  # TensorFlow and Keras: x / 127.5 - 1, values in [-1, 1]
@@ -77,14 +77,17 @@ def with_size(recipe: dict, size: int) -> dict:
     return {**recipe, "size": size, "resize": round(size / crop_fraction)}
 
 
-def model_preprocessing(model: nn.Module) -> dict:
+def model_preprocessing(model: MobileNet) -> dict:
     """The preprocessing a converted model records; ImageNet mean/std at its resolution otherwise."""
     config = model.config
     return config.extra.get("preprocessing") or preprocessing(config.resolution, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def predict_imagenet(
-    model: nn.Module, images: list[str | os.PathLike], top_k: int = 5, class_names: list[str] | None = None
+    model: MobileNet,
+    images: Sequence[str | os.PathLike],
+    top_k: int = 5,
+    class_names: list[str] | None = None,
 ) -> list[dict]:
     """Top-k (class name, probability) for each image file, each image prepared as the model's
     source prepared its evaluation images (`data.predict_top_k`).
@@ -93,9 +96,10 @@ def predict_imagenet(
     `evaluate.predict`. Class names default to those the model records (`config.extra`: converted
     and published weights), else ImageNet's for a 1000-class model, else the class indices.
     """
-    if model.config.head is None:
+    head = model.config.head
+    if head is None:
         raise ValueError("this model has no classifier (features_only); it cannot predict classes")
-    num_classes = model.config.num_classes
+    num_classes = head.num_classes
     if class_names is None:
         class_names = model.config.extra.get("class_names")
     if class_names is None:

@@ -22,6 +22,7 @@ What the conversion has to get right, and where it is done:
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -39,6 +40,7 @@ from .imagenet import INCEPTION_MEAN, INCEPTION_STD, converted_extra, preprocess
 from .slots import (
     SLOT_TENSORS,
     Slot,
+    SlotReader,
     SourceTensor,
     WeightMismatch,
     check_all_used,
@@ -143,7 +145,7 @@ def read_keras(source: Any) -> KerasWeights:
     )
 
 
-def _open_h5(file: Any, path: Path):
+def _open_h5(file: Any, path: Path) -> Any:  # an h5py.File (h5py has no type information)
     try:
         import h5py
     except ImportError:
@@ -158,7 +160,7 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _read_legacy_layers(group) -> dict[str, list[np.ndarray]]:
+def _read_legacy_layers(group: Any) -> dict[str, list[np.ndarray]]:
     # Each layer group lists its weights' full names ("conv1/kernel:0"; tf.keras V3 layer names
     # contain "/", which h5py resolves as nested groups).
     layers = {}
@@ -174,12 +176,12 @@ def _read_legacy_layers(group) -> dict[str, list[np.ndarray]]:
     return layers
 
 
-def _read_keras3_layers(handle) -> dict[str, list[np.ndarray]]:
+def _read_keras3_layers(handle: Any) -> dict[str, list[np.ndarray]]:
     # Keras 3 stores layers/<object name>/vars/<0, 1, ...>; the layer's own name is the "name"
     # attribute of its vars group (recent versions) or the group's key (older ones).
     layers = {}
 
-    def visit(name: str, item) -> None:
+    def visit(name: str, item: Any) -> None:
         if name.endswith("/vars"):  # (a top-level "vars" holds the model's own, none here)
             key = name[: -len("/vars")].rsplit("/", 1)[-1]
             layer_name = _text(item.attrs.get("name", key))
@@ -189,12 +191,12 @@ def _read_keras3_layers(handle) -> dict[str, list[np.ndarray]]:
     return layers
 
 
-def _read_model(model) -> KerasWeights:
+def _read_model(model: Any) -> KerasWeights:
     import keras  # only reached with a keras.Model in hand
 
     layers: dict[str, list[np.ndarray]] = {}
 
-    def visit(container) -> None:
+    def visit(container: Any) -> None:
         for layer in container.layers:
             if isinstance(layer, keras.Model):  # e.g. the MobileNet inside a user's Sequential
                 visit(layer)
@@ -293,6 +295,7 @@ def keras_layer_names(family: str, config: ModelConfig, slot: Slot) -> tuple[str
             return ("bn_Conv1",) if norm else ("Conv1",)
         if is_last_conv(config, slot):
             return ("Conv_1_bn",) if norm else ("Conv_1",)
+        assert slot.block is not None  # only the classifier's slots (handled above) have no block
         prefix = "expanded_conv_" if slot.block == 1 else f"block_{slot.block - 1}_"
         layer = {"expand": "expand", "dw": "depthwise", "project": "project"}[slot.part]
         return (f"{prefix}{layer}{'_BN' if norm else ''}",)
@@ -304,6 +307,7 @@ def keras_layer_names(family: str, config: ModelConfig, slot: Slot) -> tuple[str
         return ("conv_bn", "Conv/BatchNorm") if norm else ("conv", "Conv")
     if is_last_conv(config, slot):
         return ("conv_1_bn", "Conv_1/BatchNorm") if norm else ("conv_1", "Conv_1")
+    assert slot.block is not None  # only the head's slots (handled above) have no block
     block_id = slot.block - 1
     new, old = (
         ("expanded_conv_", "expanded_conv/")
@@ -346,7 +350,7 @@ def _to_ours(op: str, index: int, array: np.ndarray) -> torch.Tensor:
     return tensor
 
 
-def _slot_reader(weights: KerasWeights, family: str, config: ModelConfig, used: set[str]):
+def _slot_reader(weights: KerasWeights, family: str, config: ModelConfig, used: set[str]) -> SlotReader:
     ours = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3}
 
     def read_slot(slot: Slot) -> dict[str, SourceTensor]:
@@ -440,8 +444,9 @@ def from_keras(
         minimalistic = not any("squeeze_excite" in n for n, arrays in weights.layers.items() if arrays)
     input_size = _input_size(weights)
     if resolution is None:
-        fixed = input_size is not None and None not in input_size and input_size[0] == input_size[1]
-        resolution = input_size[0] if fixed else (_published_resolution(weights.path) or 224)
+        # the model's input size where it is fixed and square
+        side = input_size[0] if input_size is not None and input_size[0] == input_size[1] else None
+        resolution = side if side is not None else (_published_resolution(weights.path) or 224)
     padding, padding_why = _padding_for(name, input_size)
     rescaling = _rescaling(weights)
     if rescaling is None:
@@ -488,7 +493,7 @@ def from_keras(
         if width_mult is not None
         else width_candidates(_width_estimate(weights, name), PUBLISHED_WIDTHS[name])
     )
-    return first_success([lambda w=w: convert(w) for w in widths])
+    return first_success([functools.partial(convert, w) for w in widths])
 
 
 __all__ = ["KerasWeights", "detect_family", "from_keras", "keras_layer_names", "read_keras"]

@@ -466,6 +466,8 @@ def _published_options(entries: list[Weights]) -> str:
 
 def bundled_file(entry: Weights) -> Path:
     """The checkpoint file of a "mobilenets" entry, inside the installed package, hash-checked."""
+    if entry.package_file is None:
+        raise ValueError(f"the {entry.key} weights of {entry.model} are not in the package ({entry.url})")
     path = _package_file(entry.package_file)
     if not path.is_file():  # a damaged install, not a user mistake
         raise WeightsUnavailable(f"the package file {path} is missing; reinstall mobilenets")

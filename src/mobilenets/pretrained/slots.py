@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from ..config import ModelConfig, iter_layers
+from ..models import MobileNet
 from ..zoo import model_config
 
 # What a slot holds, and the names of its tensors in our modules.
@@ -80,7 +82,7 @@ SlotReader = Callable[[Slot], dict[str, SourceTensor]]  # slot → its tensors i
 
 
 @torch.no_grad()
-def load_slots(model: nn.Module, read_slot: SlotReader, source: str) -> None:
+def load_slots(model: MobileNet, read_slot: SlotReader, source: str) -> None:
     """Fill every slot of `model` with what `read_slot(slot)` returns (tensor name → SourceTensor).
 
     All shapes are checked before anything is copied, so a failed conversion leaves `model` as it
@@ -138,7 +140,10 @@ def check_all_used(available: list[str], used: set[str], source: str, config: Mo
         )
 
 
-def first_success(attempts: list[Callable[[], nn.Module]]) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def first_success(attempts: list[Callable[[], ModuleT]]) -> ModuleT:
     """The model from the first attempt that fits; if none does, the first attempt's error (the most
     likely candidate's mismatch is the useful message)."""
     first_error: WeightMismatch | None = None

@@ -80,8 +80,8 @@ def read_state_dict(source: Any, library: str) -> tuple[dict[str, torch.Tensor],
             loaded = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's message is long; the line naming the refused object is the useful one
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        what = found.group(1) if found else "objects other than tensors"
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = refused.group(1) if refused else "objects other than tensors"
         raise ValueError(
             f"{path} is not a plain state dict: it holds {what}, which loading with "
             f"weights_only=True refuses to unpickle (by design: unpickling can run code)"

@@ -110,6 +110,7 @@ def timm_module_name(name: str, config: ModelConfig, slot: Slot) -> str:
         return "bn1" if norm else "conv_stem"
     if is_last_conv(config, slot) and name == "mobilenet_v2":
         return "bn2" if norm else "conv_head"
+    assert slot.block is not None  # only the head's slots (handled above) have no block
     block = _block_positions(name)[slot.block - 1]
     if is_last_conv(config, slot):  # V3's ConvBnAct stage
         return f"{block}.{'bn1' if norm else 'conv'}"
@@ -126,7 +127,7 @@ def timm_module_name(name: str, config: ModelConfig, slot: Slot) -> str:
 
 # Per published timm weights (the tag after the dot): evaluation preprocessing from timm's
 # pretrained configs. Anything else: ImageNet (or, for tf_ ports, Inception) mean/std at crop 0.875.
-TIMM_PREPROCESSING = {
+TIMM_PREPROCESSING: dict[str, dict[str, Any]] = {
     "ra4_e3600_r224_in1k": dict(
         mean=INCEPTION_MEAN, std=INCEPTION_STD, crop_fraction=0.95, interpolation="bicubic"
     ),

@@ -14,6 +14,7 @@ torchvision's module layout (the naming table below):
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..config import ModelConfig
@@ -63,6 +64,7 @@ def torchvision_module_name(name: str, config: ModelConfig, slot: Slot) -> str:
     unit = "1" if slot.op == "norm" else "0"  # Conv2dNormActivation: conv .0, norm .1
     if slot.block == 0 or is_last_conv(config, slot):
         return f"features.{slot.block}.{unit}"
+    assert slot.block is not None  # only the classifier's slots (handled above) have no block
     block = config.blocks[slot.block]
     order = (
         (["expand"] if block.has_expansion else [])
@@ -141,7 +143,7 @@ def from_torchvision(
         stem = state.get("features.0.0.weight")
         estimate = None if stem is None else stem.shape[0] / (32 if name == "mobilenet_v2" else 16)
         widths = width_candidates(estimate, (1.0, 0.5, 0.75, 1.4, 0.35))
-    return first_success([lambda w=w: convert(w) for w in widths])
+    return first_success([functools.partial(convert, w) for w in widths])
 
 
 __all__ = ["detect_model", "from_torchvision", "torchvision_module_name"]

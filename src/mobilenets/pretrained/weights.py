@@ -190,6 +190,8 @@ def _convert_entry(entry: Weights, path: Path) -> MobileNet:
         checkpoint = load_checkpoint(path)
         config = checkpoint.model.config
         # What predict needs to prepare images and name classes, where converted models keep it.
+        if checkpoint.preprocessing is None:
+            raise ValueError(f"{path} records no preprocessing; it is not a published mobilenets checkpoint")
         recipe = {**checkpoint.preprocessing, "resize": checkpoint.preprocessing["size"]}
         extra = {
             **config.extra,

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -25,6 +26,7 @@ from ..deploy.timing import (
     training_step_runner,
 )
 from ..files import write_atomically
+from ..models import MobileNet
 from .plots import plot_side_by_side
 from .train import TrainConfig, TrainResult, train
 
@@ -32,7 +34,7 @@ SEPARABLE, STANDARD = "mobilenet_v1", "conv_mobilenet_v1"
 
 
 def measure_speed(
-    models: dict[str, torch.nn.Module], recipe: TrainConfig, image_size: int, repeats: int = 10
+    models: dict[str, MobileNet], recipe: TrainConfig, image_size: int, repeats: int = 10
 ) -> dict[str, dict[str, float]]:
     """Seconds per training step (the recipe's batch, layout and precision) and per batch-1 forward
     pass of each model, the models alternating in short timed windows; each figure is from the round
@@ -98,11 +100,13 @@ def compare_twins(recipe: TrainConfig) -> dict[str, TwinRun]:
         trained[name] = train(config)
         seconds[name] = time.perf_counter() - started
     _phase(3, "timing both models in alternating windows (training step and batch-1 inference)")
-    image_size = trained[SEPARABLE].model.config.resolution
-    speed = measure_speed({name: result.model for name, result in trained.items()}, recipe, image_size)
+    # train() returns a MobileNet; TrainResult types it nn.Module (TODO(#24): type it in train.py)
+    models = {name: cast(MobileNet, result.model) for name, result in trained.items()}
+    image_size = models[SEPARABLE].config.resolution
+    speed = measure_speed(models, recipe, image_size)
     return {
         name: TwinRun(
-            result, seconds[name], cost(result.model.config), speed[name], recipe.data, recipe.batch_size
+            result, seconds[name], cost(models[name].config), speed[name], recipe.data, recipe.batch_size
         )
         for name, result in trained.items()
     }

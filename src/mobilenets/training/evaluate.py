@@ -13,6 +13,7 @@ from torch import nn
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data import MemoryImages, load_data, make_loader, predict_top_k
+from ..data.datasets import DataBundle, FileLoader, MemoryLoader
 from ..deploy.runtimes import ExportedModel, load_exported, runtime_for_file
 from ..deploy.sidecar import names_digest
 from ..files import check_writable_file
@@ -22,7 +23,7 @@ from .plots import plot_confusion
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader,
+    loader: MemoryLoader | FileLoader,
     num_classes: int,
     device: torch.device | str = "cpu",
     memory_format: torch.memory_format = torch.contiguous_format,
@@ -173,7 +174,7 @@ def evaluate_checkpoint(
     return metrics
 
 
-def evaluation_scope(bundle, recorded: dict, split: str, data: str) -> tuple[bool, str]:
+def evaluation_scope(bundle: DataBundle, recorded: dict, split: str, data: str) -> tuple[bool, str]:
     """(whether to score every image of `data`, the words that say which images were scored).
 
     A recorded split applies only to the folder it was recorded on: one holding under half of the
@@ -218,7 +219,10 @@ def predict(checkpoint_path: str | os.PathLike, images: list[str], top_k: int = 
     if not checkpoint.preprocessing:
         raise ValueError(f"{checkpoint_path} records no preprocessing; cannot prepare images for it")
     model = checkpoint.model
-    names = checkpoint.class_names or [str(i) for i in range(model.config.num_classes)]
+    num_classes = model.config.num_classes
+    if num_classes is None:
+        raise ValueError(f"{checkpoint_path} holds a feature extractor (no classifier); it cannot predict")
+    names = checkpoint.class_names or [str(i) for i in range(num_classes)]
     return predict_top_k(model, images, checkpoint.preprocessing, names, top_k)
 
 

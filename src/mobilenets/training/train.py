@@ -693,7 +693,7 @@ class TrainingRun:
         """The network every process steps (DistributedDataParallel under torchrun, wrapped once the
         weights are final), the run's first writes, an epoch validation a Ctrl-C left pending and
         the progress bar."""
-        self.network = self.model
+        self.network: nn.Module = self.model
         if self.world_size > 1:
             self.network = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
