@@ -16,8 +16,12 @@ for metadata (ONNX metadata_props, OpenVINO rt_info) the same JSON is embedded i
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +37,14 @@ from ..files import write_atomically
 from ..models import MobileNet
 from . import sidecar
 from .executorch import ExecutorchRunner, export_executorch
-from .export import ONNX_PRECISIONS, ModelSource, OnnxRunner, export_onnx_model, require
+from .export import (
+    ONNX_PRECISIONS,
+    ModelSource,
+    OnnxRunner,
+    export_onnx_model,
+    native_output_silenced,
+    require,
+)
 from .openvino import PRECISIONS as OPENVINO_PRECISIONS
 from .openvino import OpenVINORunner, cpu_capabilities, export_openvino
 from .tflite import TfliteRunner, export_tflite
@@ -62,6 +73,11 @@ class Runtime:
     export: Callable[..., Path]  # (model, path, *, precision, calibration, batch_size, resolution)
     open: Callable[..., FileRunner]  # (path, threads, precision) -> runner with input_shape and run()
     embed: Callable[[Path, str], None] | None = None  # writes the sidecar's JSON into the file
+    # Its native runtime aborts the process (SIGABRT, SIGSEGV) on some malformed files that pass
+    # the first-bytes check: such a file is opened and run once in a child process first, while
+    # this process imports `probe_imports` (safe: no file is parsed), so the two overlap.
+    may_abort: bool = False
+    probe_imports: str | None = None
 
     def files(self, path: Path) -> list[Path]:
         return [path, *(path.with_suffix(suffix) for suffix in self.companions)]
@@ -155,6 +171,8 @@ RUNTIMES: dict[str, Runtime] = {
             False,
             _with_precision(export_executorch),
             lambda path, threads, precision: ExecutorchRunner(path, threads),
+            may_abort=True,
+            probe_imports="executorch.runtime",
         ),
         Runtime(
             "tflite",
@@ -167,6 +185,8 @@ RUNTIMES: dict[str, Runtime] = {
             False,
             _with_precision(export_tflite),
             lambda path, threads, precision: TfliteRunner(path, threads),
+            may_abort=True,
+            probe_imports="ai_edge_litert.interpreter",
         ),
     )
 }
@@ -379,6 +399,57 @@ def check_signature(path: Path, runtime: Runtime, again: str) -> None:
         )
 
 
+PROBE_ENV = "MOBILENETS_IN_PROBE"  # set in the child: it opens the file directly
+PROBE_TIMEOUT_S = 300
+_PROBED: set[tuple[str, int, int]] = set()  # files this process has seen open and run safely
+_PROBE = """
+import sys
+import numpy as np
+from mobilenets.deploy.runtimes import RUNTIMES
+runtime, path, precision = RUNTIMES[sys.argv[1]], sys.argv[2], sys.argv[3]
+runner = runtime.open(path, 1, precision)
+shape = [1 if size is None else size for size in runner.input_shape]
+runner.run(np.zeros(shape, dtype=np.float32))
+"""
+
+
+def check_in_child(path: Path, runtime: Runtime, precision: str, again: str) -> None:
+    """Open `path` and run one batch in a child process; raise one ValueError when the runtime
+    dies there from a signal (a native abort would otherwise end the CLI with exit 134 and no
+    message). A Python error in the child is left to the in-process load, which names it. A file
+    seen healthy is not probed again by this process until it changes."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if os.environ.get(PROBE_ENV) or key in _PROBED:
+        return
+    env = {**os.environ, PROBE_ENV: "1", "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", _PROBE, runtime.format, str(path), precision]
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if runtime.probe_imports:  # meanwhile, what this process needs anyway (seconds for ExecuTorch)
+            with native_output_silenced():
+                importlib.import_module(runtime.probe_imports)
+        returncode = child.wait(timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ValueError(
+            f"{runtime.title} did not finish opening {path} within {PROBE_TIMEOUT_S} s (in a child "
+            f"process); the file is damaged or not a model: {again}"
+        ) from None
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if returncode < 0 or returncode in (134, 139):  # killed by a signal (134: abort(), 139: SIGSEGV)
+        number = -returncode if returncode < 0 else returncode - 128
+        name = signal.Signals(number).name if number in {s.value for s in signal.Signals} else number
+        raise ValueError(
+            f"{runtime.title} crashed ({name}) reading {path}, in a child process, so nothing else "
+            f"was affected: the file is damaged; {again}"
+        )
+    if returncode == 0:
+        _PROBED.add(key)
+
+
 def load_exported(path: str | os.PathLike, threads: int | None = None) -> ExportedModel:
     """Open an exported file (.onnx, .xml, ...) with its runtime, after checking it against its sidecar."""
     path = Path(path)
@@ -393,6 +464,8 @@ def load_exported(path: str | os.PathLike, threads: int | None = None) -> Export
     config = ModelConfig.from_dict(info["config"])  # checked by read_sidecar
     again = f"export it again (mobilenets export CHECKPOINT --format {runtime.format})"
     check_signature(path, runtime, again)
+    if runtime.may_abort:
+        check_in_child(path, runtime, info["precision"], again)
     try:
         runner = runtime.open(path, threads, info["precision"])
     except Exception as error:  # each runtime raises its own types for a file it cannot read
