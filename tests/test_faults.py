@@ -575,11 +575,11 @@ def test_weights_format_is_read_from_the_bytes_not_the_name(torchvision_file, tm
     assert main(["convert", "--from", "torchvision", str(torchvision_file), "-o", str(converted)]) == 0
     reference = load_checkpoint(converted).model.eval()
     x = torch.randn(1, 3, 64, 64)
-    assert torch.equal(create_model("mobilenet_v2", weights=str(converted))(x), reference(x))
+    assert torch.equal(create_model("mobilenet_v2", weights=str(converted)).eval()(x), reference(x))
     # a torchvision state dict saved with safetensors under a .pth name
     renamed = tmp_path / "state.pth"
     save_file(torch.load(torchvision_file, weights_only=True), str(renamed))
-    assert torch.equal(create_model("mobilenet_v2", weights=str(renamed))(x), reference(x))
+    assert torch.equal(create_model("mobilenet_v2", weights=str(renamed)).eval()(x), reference(x))
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,7 +601,7 @@ def test_two_urls_with_the_same_file_name_do_not_share_a_cache_entry(tmp_path, m
         models.append(model)
     x = torch.randn(1, 3, 64, 64)
     for url, model in zip(urls, models, strict=True):
-        loaded = create_model("mobilenet_v3_small", weights=url)
+        loaded = create_model("mobilenet_v3_small", weights=url).eval()
         assert torch.equal(loaded(x), model(x)), url
         assert loaded.config.extra["weights"]["weights"] == url
 

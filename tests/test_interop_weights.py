@@ -200,7 +200,9 @@ def test_published_key_from_the_cache(keras_v1_file, cache):
     cache.mkdir()
     (cache / "mobilenet_2_5_128_tf.h5").write_bytes(keras_v1_file.read_bytes())
     model = create_model("mobilenet_v1", width_mult=0.25, resolution=128, weights="keras-imagenet")
-    assert model.config.padding == "keras" and model.config.bn_eps == 1e-3 and not model.training
+    assert (
+        model.config.padding == "keras" and model.config.bn_eps == 1e-3 and model.training
+    )  # as every create_model
     assert model.config.extra["weights"]["weights"] == "keras-imagenet"
     assert not model.config.extra["weights"]["hash_checked"]  # Keras publishes no hash for V1
     head = create_model(

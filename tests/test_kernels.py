@@ -585,9 +585,9 @@ def test_create_model_selects_the_backend(monkeypatch):
     assert sum(isinstance(m, backend.TritonDepthwiseSeparableConv2d) for m in fast.modules()) == 13
     expected = reference.state_dict()
     assert all(torch.equal(t, expected[k]) for k, t in fast.state_dict().items())
-    # Shipped weights too (the model comes back in eval mode, on the kernels).
+    # Shipped weights too (the model comes back in training mode, as every create_model, on the kernels).
     trained = create_model("mobilenet_v1", weights="cifar10", backend="triton")
-    assert backend_of(trained) == "triton" and not trained.training
+    assert backend_of(trained) == "triton" and trained.training
     # A wrong name is refused before any weights are looked for.
     with pytest.raises(ValueError, match="backend must be one of 'torch', 'triton'; got 'cuda'"):
         create_model("mobilenet_v1", weights="https://example.invalid/none.safetensors", backend="cuda")

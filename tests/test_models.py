@@ -108,7 +108,7 @@ def test_v1_channel_counts_truncate_like_keras():
         (dict(width_mult=-0.5), "width_mult"),
         (dict(resolution=31), "resolution"),
         (dict(resolution=224.0), "resolution"),
-        (dict(num_classes=0), "num_classes"),
+        (dict(num_classes=-1), "num_classes"),
         (dict(padding="reflect"), "padding"),
         (dict(dropout=1.0), "dropout"),
         (dict(minimalistic=True), "minimalistic"),
@@ -126,8 +126,10 @@ def test_unknown_model_lists_the_available_ones():
 
 
 def test_unknown_option_lists_the_available_ones():
-    with pytest.raises(TypeError, match="width_mult"):
+    with pytest.raises(TypeError, match="alpha"):  # create_model's keywords are explicit
         create_model("mobilenet_v1", alpha=0.5)
+    with pytest.raises(TypeError, match="width_mult"):
+        model_config("mobilenet_v1", alpha=0.5)
 
 
 def test_wrong_input_is_a_clear_error():
@@ -209,5 +211,132 @@ def test_a_classifier_replaced_by_hand_is_refused_at_save(tmp_path):
     assert not list(tmp_path.iterdir())
     with pytest.raises(ValueError, match="feature extractor"):
         create_model("mobilenet_v1", width_mult=0.25, features_only=True).reset_classifier(3)
-    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
-        create_model("mobilenet_v1", width_mult=0.25).reset_classifier(0)
+    with pytest.raises(ValueError, match="num_classes must be a positive integer, or 0"):
+        create_model("mobilenet_v1", width_mult=0.25).reset_classifier(-2)
+
+
+# --------------------------------------------------------------------------------------------
+# The Python API as timm and torchvision users expect it
+# --------------------------------------------------------------------------------------------
+def test_create_model_takes_exactly_the_model_options_as_typed_keywords():
+    import dataclasses
+    import inspect
+
+    from mobilenets import ModelOptions
+
+    parameters = inspect.signature(create_model).parameters
+    assert list(parameters)[0] == "name"
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(parameters.values())[1:])
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    options = {f.name for f in dataclasses.fields(ModelOptions)}
+    assert set(parameters) - {"name", "weights", "pretrained", "backend"} == options
+    assert all(parameters[name].annotation != inspect.Parameter.empty for name in options)
+    with pytest.raises(TypeError):
+        create_model("mobilenet_v1", "cifar10")  # weights only by keyword
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small"])
+def test_num_classes_0_gives_pooled_features(name, tmp_path):
+    from mobilenets import cost
+    from mobilenets.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model(name, width_mult=0.5, num_classes=0).eval()
+    x = torch.randn(2, 3, 64, 64)
+    pooled = model(x)
+    head = model.config.head
+    assert pooled.shape == (2, head.hidden_channels or head.in_channels)
+    expected = model.forward_features(x).mean((2, 3))
+    if model.head.hidden is not None:  # V3: the 1280/1024-wide layer after pooling, as timm keeps it
+        expected = model.head.hidden_act(model.head.hidden(expected))
+    torch.testing.assert_close(pooled, expected)
+    assert not model.has_classifier and "head.fc.weight" not in model.state_dict()
+    classifier = create_model(name, width_mult=0.5, num_classes=10)
+    fc = classifier.head.fc
+    assert cost(model).params == cost(classifier).params - fc.weight.numel() - fc.bias.numel()
+    assert (
+        classifier.reset_classifier(0).config.replace(extra={}) == model.config
+    )  # the same model either way
+    path = save_checkpoint(tmp_path / "m.safetensors", model)
+    assert load_checkpoint(path).model.config.num_classes == 0
+
+
+def test_a_pooled_feature_model_is_not_exported(tmp_path):
+    from mobilenets.deploy.export import export_onnx
+
+    model = create_model("mobilenet_v1", width_mult=0.25, resolution=32, num_classes=0)
+    with pytest.raises(ValueError, match="num_classes=0"):
+        export_onnx(model, tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v3_large"])
+def test_out_indices_pick_feature_maps_and_feature_info_describes_them(name):
+    every = create_model(name, width_mult=0.5, features_only=True).eval()
+    picked = create_model(name, width_mult=0.5, features_only=True, out_indices=(1, -1)).eval()
+    picked.load_state_dict(every.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    maps, all_maps = picked(x), every(x)
+    assert len(all_maps) == 5 and every.feature_info.reduction() == [2, 4, 8, 16, 32]
+    assert picked.feature_info.reduction() == [4, 32]
+    assert picked.feature_info.channels() == [m.shape[1] for m in maps]
+    assert [64 // s for s in picked.feature_info.reduction()] == [m.shape[-1] for m in maps]
+    for got, want in zip(maps, (all_maps[1], all_maps[4]), strict=True):
+        assert torch.equal(got, want)
+    assert ModelConfig.from_dict(picked.config.to_dict()) == picked.config  # JSON round trip
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(out_indices=(1,)), "needs features_only"),
+        (dict(features_only=True, out_indices=(5,)), "0 to 4"),
+        (dict(features_only=True, out_indices=()), "non-empty"),
+        (dict(features_only=True, out_indices=(1, -4)), "twice"),
+    ],
+)
+def test_bad_out_indices_are_one_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        create_model("mobilenet_v1", width_mult=0.25, **kwargs)
+
+
+def test_typed_errors_for_unknown_models_and_weights():
+    from mobilenets import UnknownModelError, UnknownWeightsError
+
+    with pytest.raises(UnknownModelError, match="mobilenet_v9"):
+        create_model("mobilenet_v9")
+    with pytest.raises(UnknownWeightsError, match="cifar-ten"):
+        create_model("mobilenet_v1", weights="cifar-ten")
+    assert issubclass(UnknownModelError, ValueError) and issubclass(UnknownWeightsError, ValueError)
+
+
+def test_pretrained_true_is_the_models_default_weights(monkeypatch):
+    from mobilenets import default_weights, list_weights
+
+    assert default_weights("mobilenet_v1") == "keras-imagenet"
+    assert default_weights("conv_mobilenet_v1") == "cifar10"  # ships inside the package
+    for name in list_models(pretrained=True):
+        assert default_weights(name) == list_weights(name)[0].key
+    with pytest.raises(ValueError, match="no published weights for shallow_mobilenet_v1"):
+        create_model("shallow_mobilenet_v1", pretrained=True)
+    with pytest.raises(ValueError, match="not both"):
+        create_model("mobilenet_v1", weights="cifar10", pretrained=True)
+    model = create_model("conv_mobilenet_v1", pretrained=True, width_mult=0.25)
+    assert model.config.extra["weights"]["weights"] == "cifar10"
+
+
+def test_one_mode_rule_and_one_build_with_weights(monkeypatch):
+    from mobilenets import models
+
+    builds = []
+    real_init = models.MobileNet.__init__
+
+    def counting_init(self, config):
+        builds.append(config.name)
+        real_init(self, config)
+
+    monkeypatch.setattr(models.MobileNet, "__init__", counting_init)
+    loaded = create_model("mobilenet_v1", weights="cifar10", num_classes=3)
+    assert builds == ["mobilenet_v1"]  # resolved once, built once (the classifier swapped in place)
+    assert loaded.training and create_model("mobilenet_v1", width_mult=0.25).training
+    assert loaded.config.num_classes == 3 and loaded.head.fc.out_features == 3

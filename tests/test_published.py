@@ -71,6 +71,8 @@ def test_release_drops_training_state_and_keeps_the_record(stand_in):
 def test_create_model_loads_shipped_weights_with_their_names_and_preprocessing(stand_in):
     model, _ = stand_in
     loaded = create_model("mobilenet_v1", weights="standin")
+    assert loaded.training  # one mode rule: train, with or without weights (timm's, torchvision's)
+    loaded.eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))

@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "config": ("BlockConfig", "HeadConfig", "ModelConfig", "ModelOptions"),
+    "config": ("BlockConfig", "FeatureInfo", "HeadConfig", "ModelConfig", "ModelOptions"),
     "costs.analysis": ("cost", "hook_costs", "layer_costs", "separable_vs_standard"),
     "layers": (
         "Conv2d",
@@ -28,10 +28,10 @@ _EXPORTS = {
     ),
     "fuse": ("fuse_bn",),
     "models": ("MobileNet",),
-    "factory": ("create_model", "list_models"),
-    "zoo": ("make_divisible", "model_config"),
+    "factory": ("create_model", "default_weights", "list_models"),
+    "zoo": ("UnknownModelError", "make_divisible", "model_config"),
     "data.images": ("Preprocess",),
-    "pretrained.registry": ("Weights", "list_weights"),
+    "pretrained.registry": ("UnknownWeightsError", "Weights", "list_weights"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

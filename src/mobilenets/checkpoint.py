@@ -178,11 +178,17 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Rebuild the model from the header's config and load its weights (on CPU)."""
     from safetensors.torch import load_file
 
+    path = Path(path)
     header = read_header(path)
     config = _header_config(path, header)
-    _check_tensor_shapes(path, config)  # before allocating: an edited header could ask for terabytes
+    # Built once, on the meta device (which allocates nothing), so that the file's shapes are checked
+    # before anything is allocated (an edited header could ask for terabytes); then given CPU memory
+    # that load_state_dict fills whole (strict: every parameter and buffer comes from the file).
+    with torch.device("meta"):
+        model = MobileNet(config)
+    _check_tensor_shapes(path, model)
     tensors = load_file(str(path), device="cpu")
-    model = MobileNet(config)
+    model = model.to_empty(device="cpu")
     state = {k[len(MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     bad = non_finite_tensors(state)
     if bad:  # it would answer "nan%" for every image
@@ -223,13 +229,11 @@ def _header_config(path: Path, header: dict) -> ModelConfig:
     return config
 
 
-def _check_tensor_shapes(path: Path, config: ModelConfig) -> None:
-    """The file's tensors have exactly the shapes the config's model has (built on the meta device,
-    which allocates nothing)."""
+def _check_tensor_shapes(path: Path, model: MobileNet) -> None:
+    """The file's tensors have exactly the shapes of `model`'s (built from the header's config)."""
     from safetensors import safe_open
 
-    with torch.device("meta"):
-        expected = {MODEL_PREFIX + k: tuple(v.shape) for k, v in MobileNet(config).state_dict().items()}
+    expected = {MODEL_PREFIX + k: tuple(v.shape) for k, v in model.state_dict().items()}
     with safe_open(str(path), framework="pt") as handle:
         found = {
             k: tuple(handle.get_slice(k).get_shape())

@@ -47,6 +47,27 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
+def _check_class_count(value: Any) -> None:
+    """num_classes: a positive count, or 0 for no classifier layer (forward gives pooled features)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(
+            f"num_classes must be a positive integer, or 0 for pooled features without a classifier; "
+            f"got {value!r}"
+        )
+
+
+class FeatureInfo(list):
+    """`model.feature_info`: one dict per feature map a features_only model returns (stride,
+    channels, block index), with timm's queries on top."""
+
+    def channels(self) -> list[int]:
+        return [entry["channels"] for entry in self]
+
+    def reduction(self) -> list[int]:
+        """Each map's stride relative to the input (2, 4, 8, 16, 32)."""
+        return [entry["stride"] for entry in self]
+
+
 @dataclass(frozen=True)
 class BlockConfig:
     """One block of the network body.
@@ -115,7 +136,7 @@ class HeadConfig:
 
     def __post_init__(self) -> None:
         _check_positive_int("head in_channels", self.in_channels)
-        _check_positive_int("num_classes", self.num_classes)
+        _check_class_count(self.num_classes)
         if self.hidden_channels is not None:
             _check_positive_int("hidden_channels", self.hidden_channels)
         _check_choice("hidden_activation", self.hidden_activation, ACTIVATIONS)
@@ -139,6 +160,9 @@ class ModelConfig:
     bn_momentum: float = 0.1  # PyTorch convention (Keras momentum m ↔ 1 - m here)
     width_mult: float = 1.0  # recorded for reference; channel counts above already include it
     minimalistic: bool = False  # MobileNetV3 "minimalistic" (Keras): recorded; the blocks above include it
+    # features_only: which of the feature maps (indices into every stride's last block, 0 = stride
+    # 2) forward returns; None returns all of them
+    out_indices: tuple[int, ...] | None = None
     # What is not architecture: "source" and "weights" (provenance), and for converted or published
     # weights their "preprocessing" recipe and "class_names" (the list of names, or None).
     extra: dict = field(default_factory=dict)
@@ -163,21 +187,47 @@ class ModelConfig:
                     f"block {i} reads {block.in_channels} channels but block {i - 1} writes "
                     f"{prev.out_channels}"
                 )
+        self._check_out_indices()
         if self.head is not None and self.head.in_channels != self.blocks[-1].out_channels:
             raise ValueError(
                 f"head reads {self.head.in_channels} channels but the last block writes "
                 f"{self.blocks[-1].out_channels}"
             )
 
+    def _check_out_indices(self) -> None:
+        if self.out_indices is None:
+            return
+        if self.head is not None:
+            raise ValueError("out_indices picks feature maps: it needs features_only=True")
+        strides = [entry["stride"] for entry in self.all_feature_info()]
+        levels, indices = len(strides), self.out_indices
+
+        def valid(index: Any) -> bool:
+            return isinstance(index, int) and not isinstance(index, bool) and -levels <= index < levels
+
+        if not isinstance(indices, tuple) or not indices or not all(valid(i) for i in indices):
+            raise ValueError(
+                f"out_indices must be a non-empty sequence of indices into the {levels} feature maps "
+                f"(0 to {levels - 1}, strides {', '.join(map(str, strides))}); got {indices!r}"
+            )
+        if len({i % levels for i in indices}) != len(indices):
+            raise ValueError(f"out_indices names a feature map twice: {indices!r}")
+
     @property
     def num_classes(self) -> int | None:
         return None if self.head is None else self.head.num_classes
 
-    def feature_info(self) -> list[dict]:
-        """The multi-scale feature maps: for each output stride, the last block that produces it.
+    def feature_info(self) -> FeatureInfo:
+        """The feature maps a features_only model returns, in order: those `out_indices` picks, or
+        one per output stride (2, 4, 8, ...), each a dict with keys stride, channels, block (index
+        of the last block producing that stride)."""
+        every = self.all_feature_info()
+        if self.out_indices is None:
+            return FeatureInfo(every)
+        return FeatureInfo(every[i] for i in sorted(i % len(every) for i in self.out_indices))
 
-        Returns one dict per stride (2, 4, 8, ...) with keys stride, channels, block (index).
-        """
+    def all_feature_info(self) -> list[dict]:
+        """The multi-scale feature maps: for each output stride, the last block that produces it."""
         info: list[dict] = []
         total_stride = 1
         for index, block in enumerate(self.blocks):
@@ -206,6 +256,8 @@ class ModelConfig:
         data["blocks"] = tuple(BlockConfig(**b) for b in data["blocks"])
         if data.get("head") is not None:
             data["head"] = HeadConfig(**data["head"])
+        if data.get("out_indices") is not None:  # JSON has lists
+            data["out_indices"] = tuple(data["out_indices"])
         return cls(**data)
 
     def replace(self, **changes: Any) -> ModelConfig:
@@ -319,6 +371,8 @@ def iter_layers(config: ModelConfig) -> Iterator[LayerSpec]:
             yield LayerSpec(
                 "head.hidden", "linear", None, "hidden", head.in_channels, head.hidden_channels, bias=True
             )
+        if head.num_classes == 0:  # pooled features: no classifier layer
+            return
         yield LayerSpec(
             "head.fc",
             "linear",
@@ -363,6 +417,8 @@ class ModelOptions:
         False, "--minimalistic", "MobileNetV3 without SE, hard-swish and 5×5 kernels"
     )
     features_only: bool = flag_field(False, "--features-only", "no classifier; forward returns feature maps")
+    # Python only (create_model's out_indices=): which feature maps a features_only model returns
+    out_indices: tuple[int, ...] | None = None
     stem_stride: int = flag_field(
         2,
         "--stem-stride",
@@ -381,7 +437,7 @@ class ModelOptions:
         r = self.resolution
         if isinstance(r, bool) or not isinstance(r, int) or r < 32:
             raise ValueError(f"resolution must be an integer ≥ 32 (e.g. 128, 160, 192, 224); got {r!r}")
-        _check_positive_int("num_classes", self.num_classes)
+        _check_class_count(self.num_classes)
         _check_positive_int("in_channels", self.in_channels)
         _check_positive_int("depth_multiplier", self.depth_multiplier)
         if self.stem_stride not in (1, 2):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ MIN_INPUT_SIZE = 32  # five stride-2 stages: below 32 pixels the last stage has 
 
 def build_block(block: BlockConfig, config: ModelConfig) -> nn.Module:
     """The module for one body block; the single place where config fields meet layer arguments."""
-    norm_args = dict(norm=config.norm, bn_eps=config.bn_eps, bn_momentum=config.bn_momentum)
+    norm_args: dict[str, Any] = dict(norm=config.norm, bn_eps=config.bn_eps, bn_momentum=config.bn_momentum)
     # in, out, kernel, stride, padding, dilation: the leading arguments of both layer constructors
     geometry = (
         block.in_channels,
@@ -34,6 +35,7 @@ def build_block(block: BlockConfig, config: ModelConfig) -> nn.Module:
         return DepthwiseSeparableConv2d(
             *geometry, block.depth_multiplier, activation=block.activation, **norm_args
         )
+    assert block.expanded_channels is not None  # BlockConfig requires it of inverted residuals
     return InvertedResidual(
         block.in_channels,
         block.out_channels,
@@ -63,11 +65,13 @@ class ClassifierHead(nn.Module):
         self.hidden = nn.Linear(in_channels, hidden_channels) if hidden_channels else None
         self.hidden_act = make_activation(hidden_activation) if hidden_channels else None
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(hidden_channels or in_channels, num_classes)
+        # num_classes 0: no classifier layer, the pooled (and hidden) features come out as they are
+        features = hidden_channels or in_channels
+        self.fc: nn.Module = nn.Linear(features, num_classes) if num_classes else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.mean((2, 3))  # global average pool; the paper's "Avg Pool 7×7" at 224
-        if self.hidden is not None:
+        if self.hidden is not None and self.hidden_act is not None:
             x = self.hidden_act(self.hidden(x))
         return self.fc(self.dropout(x))
 
@@ -75,8 +79,9 @@ class ClassifierHead(nn.Module):
 class MobileNet(nn.Module):
     """MobileNetV1, V2 or V3, as its `config` describes.
 
-    forward(x) returns logits (N, num_classes), or in feature-extraction mode (config.head is
-    None) the list of feature maps at strides 2, 4, 8, 16, 32 (see `feature_info`).
+    forward(x) returns logits (N, num_classes); with num_classes 0 the pooled features (N, C)
+    (after V3's hidden head layer); in feature-extraction mode (config.head is None) the list of
+    feature maps at strides 2, 4, 8, 16, 32, or those config.out_indices picks (see `feature_info`).
     """
 
     def __init__(self, config: ModelConfig):
@@ -91,8 +96,7 @@ class MobileNet(nn.Module):
                 head.in_channels, head.num_classes, head.hidden_channels, head.hidden_activation, head.dropout
             )
         )
-        self.feature_info = config.feature_info()
-        self._feature_blocks = {entry["block"] for entry in self.feature_info}
+        self._adopt(config)
         self._init_weights()
 
     @classmethod
@@ -154,22 +158,63 @@ class MobileNet(nn.Module):
         """Replace the last linear layer with a new, randomly initialised one for `num_classes`
         classes (fine-tuning on other data), keeping everything before it and updating `config`, so
         that `cost()`, checkpoints and exports describe the new model. Returns the model itself.
+        num_classes 0 removes the layer: forward then returns the pooled features (N, C).
 
         The config's `class_names` no longer apply and are dropped; V3's hidden head layer is kept.
         """
-        if self.head is None:
+        current = self.config.head
+        if self.head is None or current is None:
             raise ValueError(
                 f"this {self.config.name} is a feature extractor (features_only): it has no classifier to "
                 f"reset; build it with num_classes instead"
             )
-        head = dataclasses.replace(self.config.head, num_classes=num_classes)  # validates num_classes
-        old = self.head.fc
-        fc = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
-        nn.init.normal_(fc.weight, 0, 0.01)  # as _init_weights
-        nn.init.zeros_(fc.bias)
-        self.head.fc = fc
+        head = dataclasses.replace(current, num_classes=num_classes)  # validates num_classes
+        reference = next(self.parameters())  # the device and dtype the new layer takes
+        if num_classes:
+            in_features = head.hidden_channels or head.in_channels
+            fc = nn.Linear(in_features, num_classes, device=reference.device, dtype=reference.dtype)
+            nn.init.normal_(fc.weight, 0, 0.01)  # as _init_weights
+            nn.init.zeros_(fc.bias)
+            self.head.fc = fc
+        else:  # 0: pooled features
+            self.head.fc = nn.Identity()
         self.config = self.config.replace(head=head, extra={**self.config.extra, "class_names": None})
         return self
+
+    @property
+    def has_classifier(self) -> bool:
+        """Whether forward returns class logits (not feature maps, not pooled features)."""
+        return self.head is not None and bool(self.config.num_classes)
+
+    def reconfigure(self, config: ModelConfig) -> MobileNet:
+        """Adopt `config` where it differs from the model's own only in what needs no new body layer:
+        the head dropped (features_only), its class count (a new classifier, as reset_classifier) or
+        dropout, the nominal resolution, out_indices and `extra`. How weights are fitted to the
+        options a user asks for without building the network twice. Returns the model itself."""
+        old = self.config
+        same_body = dataclasses.replace(
+            config, head=old.head, resolution=old.resolution, extra=old.extra, out_indices=old.out_indices
+        )
+        if same_body != old:
+            raise ValueError(f"reconfigure changes only head, resolution, out_indices, extra of {old.name}")
+        if config.head is None:
+            self.head = None
+        elif old.head is None or self.head is None:
+            raise ValueError(f"this {old.name} is a feature extractor: it has no classifier to configure")
+        else:
+            kept = ("in_channels", "hidden_channels", "hidden_activation")
+            if any(getattr(config.head, name) != getattr(old.head, name) for name in kept):
+                raise ValueError(f"reconfigure keeps the head's {', '.join(kept)}")
+            if config.head.num_classes != old.head.num_classes:
+                self.reset_classifier(config.head.num_classes)
+            self.head.dropout.p = config.head.dropout
+        self._adopt(config)
+        return self
+
+    def _adopt(self, config: ModelConfig) -> None:
+        self.config = config
+        self.feature_info = config.feature_info()
+        self._feature_blocks = {entry["block"] for entry in self.feature_info}
 
     def fuse_bn(self, inplace: bool = False) -> MobileNet:
         """For inference: a copy (or this model, if inplace) in eval mode with every BatchNorm folded

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 from .config import BlockConfig, HeadConfig, ModelConfig, ModelOptions
 
@@ -91,6 +92,7 @@ def _zoo_config(
         bn_momentum=bn_momentum,
         width_mult=options.width_mult,
         minimalistic=options.minimalistic,
+        out_indices=options.out_indices,
     )
 
 
@@ -146,7 +148,9 @@ def conv_mobilenet_v1_config(options: ModelOptions) -> ModelConfig:
     """Table 4's "Conv MobileNet": every depthwise separable pair replaced by one full 3×3 conv."""
     if options.depth_multiplier != 1:
         raise ValueError("depth_multiplier applies to separable blocks; conv_mobilenet_v1 has none")
-    return full_conv_twin(_v1_config("conv_mobilenet_v1", options, MOBILENET_V1_BODY))
+    twin = full_conv_twin(_v1_config("conv_mobilenet_v1", options, MOBILENET_V1_BODY))
+    assert twin is not None  # MobileNetV1's body is separable blocks
+    return twin
 
 
 def shallow_mobilenet_v1_config(options: ModelOptions) -> ModelConfig:
@@ -312,6 +316,10 @@ def _reject_v1_options(name: str, options: ModelOptions) -> None:
         raise ValueError(f"minimalistic applies to mobilenet_v3_large/small only, not {name}")
 
 
+class UnknownModelError(ValueError):
+    """A model name that is not in the zoo (`list_models()` names them)."""
+
+
 CONFIG_BUILDERS: dict[str, Callable[[ModelOptions], ModelConfig]] = {
     "mobilenet_v1": mobilenet_v1_config,
     "conv_mobilenet_v1": conv_mobilenet_v1_config,
@@ -349,13 +357,13 @@ def recorded_options(config: ModelConfig) -> dict:
     return options
 
 
-def model_config(name: str, **options) -> ModelConfig:
+def model_config(name: str, **options: Any) -> ModelConfig:
     """The config of a zoo model: `model_config("mobilenet_v1", width_mult=0.5, resolution=160)`."""
     if name not in CONFIG_BUILDERS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(CONFIG_BUILDERS)}")
-    options = ModelOptions.from_kwargs(options)
-    config = CONFIG_BUILDERS[name](options)
-    if options.stem_stride != 2:  # every model's block 0 is its stride-2 stem convolution
-        stem = dataclasses.replace(config.blocks[0], stride=options.stem_stride)
+        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(CONFIG_BUILDERS)}")
+    chosen = ModelOptions.from_kwargs(options)
+    config = CONFIG_BUILDERS[name](chosen)
+    if chosen.stem_stride != 2:  # every model's block 0 is its stride-2 stem convolution
+        stem = dataclasses.replace(config.blocks[0], stride=chosen.stem_stride)
         config = config.replace(blocks=(stem,) + config.blocks[1:])
     return config

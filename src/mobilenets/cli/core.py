@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from ..checkpoint import read_header
 from ..costs.analysis import FORMATS, cost
@@ -38,7 +39,7 @@ from .pretrained import configure_predict_weights, run_predict_weights
 EXPORTED_SUFFIXES = ", ".join(runtime.suffix for runtime in RUNTIMES.values())
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the core commands to `mobilenets`."""
     subparsers.add_parser("list", help="the models in the registry, with their cost at 224").set_defaults(
         run=run_list
@@ -178,7 +179,7 @@ def run_config(args: argparse.Namespace) -> str:
     return json.dumps(model_config(args.model, **model_options_from_args(args)).to_dict(), indent=2)
 
 
-def _train_config(args: argparse.Namespace, **defaults) -> TrainConfig:
+def _train_config(args: argparse.Namespace, **defaults: Any) -> TrainConfig:
     values = {**defaults, **options_from_args(args, TrainConfig)}
     model_options = {**values.pop("model_options", {}), **model_options_from_args(args)}
     if getattr(args, "model", None):
@@ -258,6 +259,7 @@ def run_eval(args: argparse.Namespace) -> str:
             f"(cifar10); for others, convert them to a checkpoint first (mobilenets convert)"
         )
     checkpoint = shipped or model_or_file
+    assert checkpoint is not None  # _eval_source refuses a command with neither a file nor --weights
     if args.output and Path(args.output).is_file():  # a file the user named is never replaced unasked
         check_new_output(args.output, args.force, "--output")  # (the default one is eval's own)
     if shipped is not None:

@@ -52,8 +52,10 @@ class DeployableClassifier(nn.Module):
 
     def __init__(self, model: MobileNet):
         super().__init__()
-        if model.head is None:
-            raise ValueError("export needs a classifier (config.head); this model is a feature extractor")
+        if not model.has_classifier:
+            raise ValueError(
+                "export needs a classifier; this is a feature extractor (features_only or num_classes=0)"
+            )
         fused = fuse_bn(model)  # a copy, in eval mode
         head = fused.head
         assert head is not None  # the copy's, checked above

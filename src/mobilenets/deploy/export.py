@@ -93,8 +93,10 @@ def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> 
     checkpoint = load_checkpoint(spec)
     model = checkpoint.model.eval()
     check_finite(model, f"cannot export {spec}")
-    if model.head is None:
-        raise ValueError(f"{spec} holds a feature extractor (no classifier head); export needs a classifier")
+    if not model.has_classifier:
+        raise ValueError(
+            f"{spec} holds a feature extractor (features_only or num_classes=0); export needs a classifier"
+        )
     preprocessing = {**default_preprocessing(model), **(checkpoint.preprocessing or {})}
     return ModelSource(
         model,
@@ -227,8 +229,10 @@ def export_onnx(
     import onnx
 
     check_opset(opset)
-    if model.head is None:
-        raise ValueError("export needs a classifier (config.head); this model is a feature extractor")
+    if not model.has_classifier:
+        raise ValueError(
+            "export needs a classifier; this is a feature extractor (features_only or num_classes=0)"
+        )
     resolution = resolution or model.config.resolution
     deployable: nn.Module = fuse_bn(model)  # a copy; the exporter would fold BN too, but this is explicit
     if fp16:

@@ -175,14 +175,12 @@ def adapt_model(model: MobileNet, options: dict, provenance: dict, label: str) -
     resolution = options.get("resolution", config.resolution)
     if "preprocessing" in extra and resolution != config.resolution:
         extra["preprocessing"] = with_size(extra["preprocessing"], resolution)
-    new_config = config.replace(head=head, resolution=resolution, extra=extra)
-    adapted = MobileNet(new_config)
-    state = model.state_dict()
-    target = adapted.state_dict()
-    kept = {k: v for k, v in state.items() if k in target and target[k].shape == v.shape}
-    missing = adapted.load_state_dict(kept, strict=False).missing_keys
-    assert all(k.startswith("head.fc.") for k in missing), missing  # only a new classifier starts fresh
-    return adapted.eval()
+    new_config = config.replace(
+        head=head, resolution=resolution, extra=extra, out_indices=options.get("out_indices")
+    )
+    # The loaded network is fitted in place (a new classifier only where the class count changed),
+    # so create_model(weights=...) builds the network once.
+    return model.reconfigure(new_config)
 
 
 def _convert_entry(entry: Weights, path: Path) -> MobileNet:
@@ -199,9 +197,7 @@ def _convert_entry(entry: Weights, path: Path) -> MobileNet:
             "preprocessing": recipe,
             "source": "mobilenets",
         }
-        model = MobileNet(config.replace(extra=extra))
-        model.load_state_dict(checkpoint.model.state_dict())
-        return model.eval()
+        return checkpoint.model.reconfigure(config.replace(extra=extra))
     if entry.source == "keras":
         return from_keras(
             path,

@@ -312,7 +312,8 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
 def _optimizer_to_checkpoint(optimizer: torch.optim.Optimizer) -> tuple[dict, dict[str, torch.Tensor]]:
     """Split optimizer.state_dict() into JSON (structure, scalars) and tensors."""
     state = optimizer.state_dict()
-    tensors, json_state = {}, {}
+    tensors: dict[str, torch.Tensor] = {}
+    json_state: dict[str, dict] = {}
     for index, entry in state["state"].items():
         json_state[str(index)] = {}
         for key, value in entry.items():
@@ -614,7 +615,8 @@ class TrainingRun:
         self.model = build_model(config, self.bundle, self.parent).to(self.device)
         if config.freeze_backbone:
             freeze_backbone(self.model)
-        self.model = self.model.to(memory_format=self.memory_format)
+        # torch's overloads of Module.to leave out memory_format, which it takes (and documents)
+        self.model = self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.optimizer = build_optimizer(config, self.model)
         self.train_loader = make_loader(
             self.bundle.train,
@@ -650,10 +652,10 @@ class TrainingRun:
             config.workers,
             keep_out=parent.val_files if parent else None,
         )
-        if bundle.split.get("from_parent") and self.rank == 0:
+        if parent is not None and bundle.split.get("from_parent") and self.rank == 0:
             print(
                 f"mobilenets train: validation split: the {len(bundle.val)} images of {config.weights}'s "
-                f"own validation split found in {config.data} (of {len(parent.val_files)}), so none is "
+                f"own validation split found in {config.data} (of {len(parent.val_files or [])}), so none is "
                 f"trained on",
                 file=sys.stderr,
                 flush=True,
