@@ -61,6 +61,7 @@ class FeatureInfo(list):
     channels, block index), with timm's queries on top."""
 
     def channels(self) -> list[int]:
+        """Each map's channel count."""
         return [entry["channels"] for entry in self]
 
     def reduction(self) -> list[int]:
