@@ -41,6 +41,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from mobilenets import DepthwiseConv2d, MobileNet  # noqa: E402
 from mobilenets.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from mobilenets.data import list_images  # noqa: E402
+from mobilenets.deploy.base import compare_predictions, load_images, load_source, run_torch  # noqa: E402
 from mobilenets.deploy.bench import (  # noqa: E402
     BACKENDS,
     PreparedModel,
@@ -51,15 +53,10 @@ from mobilenets.deploy.bench import (  # noqa: E402
 )
 from mobilenets.deploy.export import (  # noqa: E402
     INT8_SETTINGS,
-    compare_predictions,
     export_onnx,
-    list_images,
-    load_images,
-    load_source,
     ort_session,
     quantize_int8,
     run_session,
-    run_torch,
 )
 from mobilenets.zoo import model_config  # noqa: E402
 

@@ -37,8 +37,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mobilenets.data import load_data, make_loader  # noqa: E402
+from mobilenets.deploy.base import compare_predictions, load_source, run_torch  # noqa: E402
 from mobilenets.deploy.bench import machine_description, run_benchmark  # noqa: E402
-from mobilenets.deploy.export import compare_predictions, load_source, run_torch  # noqa: E402
 from mobilenets.deploy.gates import GATES_FILE, MAX_CHANGE_POINTS, MIN_AGREEMENT, passes, save_measurement  # noqa: E402
 from mobilenets.deploy.runtimes import BACKENDS, RUNTIMES, export_model, load_exported  # noqa: E402
 from mobilenets.pretrained.registry import bundled_checkpoint  # noqa: E402

@@ -10,14 +10,9 @@ import torch
 
 from mobilenets import create_model
 from mobilenets.checkpoint import load_checkpoint
-from mobilenets.deploy.executorch import (
-    MAX_DYNAMIC_BATCH,
-    DeployableClassifier,
-    ExecutorchRunner,
-    check_one_segment,
-    export_executorch,
-)
-from mobilenets.deploy.export import list_images, load_images, run_torch
+from mobilenets.data import list_images
+from mobilenets.deploy.base import MAX_DYNAMIC_BATCH, DeployableClassifier, load_images, run_torch
+from mobilenets.deploy.executorch import ExecutorchRunner, check_one_segment, export_executorch
 from mobilenets.fuse import fuse_bn
 
 from helpers import native_stderr, randomized

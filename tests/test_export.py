@@ -13,13 +13,13 @@ from torch import nn
 from mobilenets import DepthwiseConv2d, create_model, list_models
 from mobilenets.cli import main
 from mobilenets.cli.deploy import configure_export_parser
+from mobilenets.data import list_images
+from mobilenets.deploy.base import load_images
 from mobilenets.deploy.export import (
     INT8_SETTINGS,
     MIN_OPSET,
     compare_with_torch,
     export_onnx,
-    list_images,
-    load_images,
     ort_session,
     quantize_int8,
     summarize_graph,

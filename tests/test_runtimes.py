@@ -15,7 +15,7 @@ import torch
 from mobilenets import create_model
 from mobilenets.cli import main
 from mobilenets.config import ModelConfig
-from mobilenets.deploy.export import ModelSource, default_preprocessing, run_torch
+from mobilenets.deploy.base import ModelSource, default_preprocessing, run_torch
 from mobilenets.deploy.gates import describe, load_gates, verdict
 from mobilenets.deploy.openvino import supports_bf16
 from mobilenets.deploy.runtimes import (

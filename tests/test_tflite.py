@@ -9,8 +9,8 @@ import pytest
 
 from mobilenets import create_model
 from mobilenets.checkpoint import load_checkpoint
-from mobilenets.deploy.executorch import MAX_DYNAMIC_BATCH
-from mobilenets.deploy.export import list_images, load_images, run_torch
+from mobilenets.data import list_images
+from mobilenets.deploy.base import MAX_DYNAMIC_BATCH, load_images, run_torch
 from mobilenets.deploy.tflite import TfliteRunner, dequantize, export_tflite, quantize
 
 from helpers import native_stderr, randomized

@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 
-from ..deploy.export import VERBOSE_ENV
+from ..deploy.base import VERBOSE_ENV
 from ..training.train import Diverged, Interrupted
 from . import core, deploy, explain, pretrained
 from .options import resolve_old_spellings

@@ -16,27 +16,28 @@ from typing import Any
 import numpy as np
 
 from ..costs.reference import AnyModel, create_reference_model, is_reference_model
+from ..data import ImageFolder, list_images
+from ..deploy.base import (
+    ModelSource,
+    compare_predictions,
+    default_preprocessing,
+    labels_for_model,
+    load_images,
+    load_source,
+    run_torch,
+)
 from ..deploy.bench import BACKENDS, DEFAULT_BACKENDS, render_text, run_benchmark
 from ..deploy.export import (
     DEFAULT_OPSET,
     INT8_SETTINGS,
     MAX_OPSET,
     MIN_OPSET,
-    ImageFolder,
-    ModelSource,
     check_opset,
-    compare_predictions,
     compare_with_torch,
-    default_preprocessing,
     export_onnx_model,
-    labels_for_model,
-    list_images,
-    load_images,
-    load_source,
     ort_session,
     quantize_int8,
     run_session,
-    run_torch,
     summarize_graph,
 )
 from ..deploy.runtimes import (

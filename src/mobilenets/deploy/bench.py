@@ -56,8 +56,9 @@ from ..costs.reference import AnyModel, ReferenceModel, reference_cost
 from ..fuse import fuse_bn
 from ..models import MobileNet
 from ..zoo import full_conv_twin
+from .base import ModelSource, default_preprocessing
 from .cpu import cpu_model_and_features
-from .export import INT8_DEFAULT, ModelSource, default_preprocessing, export_onnx, ort_session, quantize_int8
+from .export import INT8_DEFAULT, export_onnx, ort_session, quantize_int8
 from .gates import MAX_CHANGE_POINTS, MIN_AGREEMENT, describe, load_gates, verdict
 from .runtimes import BACKENDS as RUNTIME_BACKENDS
 from .runtimes import RUNTIMES, Runtime, export_model

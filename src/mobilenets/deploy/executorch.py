@@ -9,7 +9,8 @@ The whole network is one XNNPACK segment. ExecuTorch runs, outside the delegate,
 partitioner leaves behind, each with its portable (slow) kernel and a copy of the activations
 between segments; the classifier head's `mean((2, 3))` without keepdim is such an op (XNNPACK's
 global average pooling keeps the spatial dimensions), which split MobileNetV1 into two segments.
-`DeployableClassifier` pools with keepdim and then flattens, which XNNPACK takes whole.
+`base.DeployableClassifier` (shared with LiteRT) pools with keepdim and then reshapes, which XNNPACK
+takes whole.
 
 int8: the XNNPACK PT2E quantizer, symmetric int8 with per-channel weight scales (what XNNPACK
 recommends, and what keeps MobileNets accurate after BatchNorm folding: see export.INT8_SETTINGS),
@@ -23,7 +24,6 @@ program raises ValueError / FileNotFoundError with one line that says what to do
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,114 +31,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..fuse import fuse_bn
 from ..models import MobileNet
-from .export import native_output_silenced, quiet_tools, require
-from .export import run_in_batches as export_run_in_batches
-
-# The largest batch an export declares for its dynamic batch dimension (runners split larger
-# ones). ExecuTorch 1.5.1 plans less: its .pte files took 15 images at most (measured).
-MAX_DYNAMIC_BATCH = 64
-CALIBRATION_BATCH = 32  # at most MAX_DYNAMIC_BATCH
-
-
-class DeployableClassifier(nn.Module):
-    """A classifier `MobileNet` with BatchNorm folded and a head every mobile delegate takes whole:
-    the global average pool keeps its spatial dimensions (`mean(keepdim=True)`, XNNPACK's global
-    average pooling) and a reshape to (-1, channels) feeds the linear layers: `flatten` would
-    record the batch as a symbolic size, which neither XNNPACK's reshape nor litert-torch's
-    lowering accepts with a dynamic batch. Same arithmetic as `model.head` in eval mode (dropout
-    is the identity there)."""
-
-    def __init__(self, model: MobileNet):
-        super().__init__()
-        if not model.has_classifier:
-            raise ValueError(
-                "export needs a classifier; this is a feature extractor (features_only or num_classes=0)"
-            )
-        fused = fuse_bn(model)  # a copy, in eval mode
-        head = fused.head
-        assert head is not None  # the copy's, checked above
-        self.features = fused.features
-        self.hidden = head.hidden
-        self.hidden_act = head.hidden_act
-        self.fc = head.fc
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x).mean((2, 3), keepdim=True)
-        x = x.view(-1, x.shape[1])
-        if self.hidden is not None and self.hidden_act is not None:  # (both, or neither)
-            x = self.hidden_act(self.hidden(x))
-        return self.fc(x)
-
-
-def quiet_converter():
-    """Exporters, quantizers and lowerings log to the root logger and warn about their internals."""
-    return quiet_tools("")
-
-
-def traced_input(model: MobileNet, batch_size: int, resolution: int | None) -> tuple[torch.Tensor, tuple]:
-    """An example batch of `batch_size` images to trace, and a dynamic batch dimension (any batch
-    from 1 to max(batch_size, MAX_DYNAMIC_BATCH)) for exports that take one. Tracing a dynamic
-    batch needs at least two images (torch.export turns a dimension seen at size 1 into the
-    constant 1): `with_dynamic_batch` gives them."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    resolution = resolution or model.config.resolution
-    example = torch.randn(
-        batch_size,
-        model.config.in_channels,
-        resolution,
-        resolution,
-        generator=torch.Generator().manual_seed(0),
-    )
-    return example, ({0: torch.export.Dim("batch", min=1, max=max(batch_size, MAX_DYNAMIC_BATCH))},)
-
-
-def with_dynamic_batch(example: torch.Tensor) -> torch.Tensor:
-    return example if len(example) > 1 else torch.cat([example, example])
-
-
-def check_calibration(calibration: np.ndarray | None, example: torch.Tensor) -> np.ndarray:
-    if calibration is None or len(calibration) == 0:
-        raise ValueError(
-            "int8 export needs calibration images (N×C×H×W float32, preprocessed as the "
-            "model expects; e.g. --calibration FOLDER)"
-        )
-    calibration = np.asarray(calibration, dtype=np.float32)
-    if calibration.ndim != 4 or calibration.shape[1:] != tuple(example.shape[1:]):
-        raise ValueError(
-            f"calibration images must be N×{'×'.join(map(str, example.shape[1:]))}; "
-            f"got shape {calibration.shape}"
-        )
-    return calibration
-
-
-def calibrate(prepared: Callable[[torch.Tensor], object], calibration: np.ndarray) -> None:
-    """Run the observers of a PT2E-prepared module over every calibration image."""
-    with torch.no_grad():
-        for start in range(0, len(calibration), CALIBRATION_BATCH):
-            prepared(torch.from_numpy(calibration[start : start + CALIBRATION_BATCH]))
-
-
-def quantize_pt2e(
-    module: nn.Module,
-    quantizer: Any,
-    example: torch.Tensor,
-    dynamic_shapes: tuple | None,
-    calibration: np.ndarray,
-    fold_quantize: bool = True,
-) -> nn.Module:
-    """PT2E static quantization of `module` with `quantizer`, calibrated on `calibration`: a
-    module whose graph carries quantize/dequantize pairs, for a backend to lower."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    # Captured with a dynamic batch, so that calibration batches need not be the file's batch.
-    captured = torch.export.export(module, (with_dynamic_batch(example),), dynamic_shapes=dynamic_shapes)
-    prepared = prepare_pt2e(captured.module(), quantizer)
-    calibrate(prepared, calibration)
-    return convert_pt2e(prepared, fold_quantize=fold_quantize)
+from .base import (
+    DeployableClassifier,
+    check_calibration,
+    check_images,
+    first_line,
+    native_output_silenced,
+    quantize_pt2e,
+    quiet_converter,
+    require,
+    run_in_batches,
+    traced_input,
+    with_dynamic_batch,
+)
 
 
 def export_executorch(
@@ -211,22 +117,6 @@ def check_one_segment(graph_module: torch.fx.GraphModule) -> None:
         )
 
 
-def run_in_batches(
-    run_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int | None, max_batch: int
-) -> np.ndarray:
-    """Logits of every image through `run_batch`, fed `batch_size` images at a time (the last
-    chunk padded with zeros and the padding's outputs dropped), or up to `max_batch` at a time
-    when the batch is dynamic (batch_size None)."""
-    return export_run_in_batches(run_batch, images, batch_size or max_batch, pad=batch_size is not None)
-
-
-def check_images(images: np.ndarray, input_shape: tuple, path: Path) -> None:
-    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape[1:]):
-        raise ValueError(
-            f"{path} takes N×{'×'.join(map(str, input_shape[1:]))} images; got shape {images.shape}"
-        )
-
-
 class ExecutorchRunner:
     """Runs a .pte classifier with ExecuTorch's Python runtime (XNNPACK kernels).
 
@@ -269,7 +159,8 @@ class ExecutorchRunner:
     def run(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32)
         check_images(images, self.input_shape, self.path)
-        return run_in_batches(self._run_batch, images, self.input_shape[0], self.max_batch)
+        fixed = self.input_shape[0]  # else any batch up to the bound the file records
+        return run_in_batches(self._run_batch, images, fixed or self.max_batch, pad=fixed is not None)
 
     def _run_batch(self, batch: np.ndarray) -> np.ndarray:
         return self.method.execute([torch.from_numpy(batch)])[0].numpy().astype(np.float32, copy=True)
@@ -287,8 +178,3 @@ def accepts_smaller_batches(method: Any, sizes: tuple[int, ...]) -> bool:
     except RuntimeError:
         return False
     return True
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -19,17 +19,10 @@ int8: static post-training quantization with ONNX Runtime's tools, QDQ format. S
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
-import io
-import logging
 import os
-import sys
 import tempfile
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,18 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import check_finite, load_checkpoint
 from ..costs.reference import AnyModel
-from ..data import (
-    ImageFolder,
-    list_images,  # noqa: F401  (the scanner lives in data/; importable here for callers)
-    preprocess_image,
-)
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..factory import create_model
 from ..fuse import fuse_bn
 from ..models import MobileNet
-from ..zoo import list_models
+from .base import quiet_tools, run_in_batches, run_torch
 
 FORMATS = ("onnx",)
 MIN_OPSET = 18
@@ -57,73 +42,6 @@ DEFAULT_OPSET = 18
 MAX_OPSET = 21  # the highest checked with this exporter and ONNX Runtime 1.32
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-# IMAGENET_MEAN/STD: used when a model carries no preprocessing of its own (zoo models).
-
-
-# --------------------------------------------------------------------------------------------
-# Where a model comes from
-# --------------------------------------------------------------------------------------------
-@dataclass
-class ModelSource:
-    """A model ready for export or benchmarking, with what is needed to feed it images."""
-
-    model: AnyModel  # eval mode, unfused: the reference every exported form is compared with
-    label: str  # the checkpoint path or the zoo name
-    preprocessing: dict  # {"size": int, "mean": [3], "std": [3]}
-    class_names: list[str] | None = None
-    from_checkpoint: bool = False
-    split: dict | None = None  # the checkpoint's validation split: exported files carry it for eval
-
-
-def load_source(spec: str, model_options: dict | None = None, seed: int = 0) -> ModelSource:
-    """A checkpoint path, or a zoo name (built with random weights from `seed`, which is enough to
-    time it or to check an export)."""
-    model_options = model_options or {}
-    if spec in list_models():
-        torch.manual_seed(seed)
-        model = create_model(spec, **model_options).eval()
-        return ModelSource(model, spec, default_preprocessing(model))
-    if model_options:
-        flags = ", ".join(sorted(model_options))
-        raise ValueError(f"model options ({flags}) apply to zoo model names, not to the checkpoint {spec}")
-    if not Path(spec).is_file():
-        raise FileNotFoundError(
-            f"no checkpoint at {spec} (and it is not a zoo model: {', '.join(list_models())})"
-        )
-    checkpoint = load_checkpoint(spec)
-    model = checkpoint.model.eval()
-    check_finite(model, f"cannot export {spec}")
-    if not model.has_classifier:
-        raise ValueError(
-            f"{spec} holds a feature extractor (features_only or num_classes=0); export needs a classifier"
-        )
-    preprocessing = {**default_preprocessing(model), **(checkpoint.preprocessing or {})}
-    return ModelSource(
-        model,
-        spec,
-        preprocessing,
-        checkpoint.class_names,
-        from_checkpoint=True,
-        split=checkpoint.metadata.get("split"),
-    )
-
-
-def default_preprocessing(model: AnyModel) -> dict:
-    return {"size": model.config.resolution, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-
-
-# --------------------------------------------------------------------------------------------
-# Images (calibration and evaluation)
-# --------------------------------------------------------------------------------------------
-def load_images(paths: list[Path], preprocessing: dict, label: str = "reading images") -> np.ndarray:
-    """Each file through the checkpoint's evaluation pipeline (`data.preprocess_image`, the same
-    one `eval` and `predict` use), as an N×3×size×size float32 array (a progress bar on a terminal)."""
-    from tqdm import tqdm
-
-    if not paths:
-        return np.empty((0, 3, int(preprocessing["size"]), int(preprocessing["size"])), dtype=np.float32)
-    files = tqdm(paths, desc=label, unit="image", file=sys.stderr, disable=None, leave=False)
-    return np.concatenate([preprocess_image(path, preprocessing).numpy() for path in files])
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,69 +56,6 @@ class _Float16Body(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.half()).float()
-
-
-class MissingPackage(ValueError):
-    """An optional package a path needs is not installed (one line naming the fix, exit code 2)."""
-
-
-VERBOSE_ENV = "MOBILENETS_VERBOSE"  # `mobilenets -v` sets it: native libraries may speak
-
-
-@contextlib.contextmanager
-def native_output_silenced():
-    """Native libraries (ExecuTorch's runtime, LiteRT's interpreter and converter, absl, torchao's
-    loader) write log lines straight to file descriptors 1 and 2, past Python's sys.stdout and
-    sys.stderr; for the length of the block both descriptors point at a scratch file that is then
-    dropped, unless $MOBILENETS_VERBOSE is 1 (`mobilenets -v`)."""
-    if os.environ.get(VERBOSE_ENV) == "1":
-        yield
-        return
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                for stream in (sys.stdout, sys.stderr):
-                    stream.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-    finally:
-        for descriptor in saved:
-            os.close(descriptor)
-
-
-def require(package: str, extra: str, user: str) -> None:
-    """Import `package` or fail with one line: `user` needs it, `pip install 'mobilenets[extra]'`."""
-    try:
-        with native_output_silenced():  # some log as they load (absl, torchao's optional kernels)
-            importlib.import_module(package)
-    except ImportError:
-        raise MissingPackage(
-            f"{user} needs the Python package {package!r}, which is not installed: "
-            f"pip install 'mobilenets[{extra}]'"
-        ) from None
-
-
-@contextlib.contextmanager
-def quiet_tools(logger_name: str = "torch.onnx") -> Iterator[None]:
-    """The dynamo exporter logs about optional torchvision ops and warns about internals, nncf draws
-    progress bars, ExecuTorch's and LiteRT's lowerings log to the root logger (logger_name "");
-    none of it concerns our users, and `bench --format json` needs a clean stdout."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), native_output_silenced():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def check_opset(opset: int) -> None:
@@ -333,24 +188,6 @@ def run_session(session: Any, images: np.ndarray, batch_size: int = 64) -> np.nd
     )
 
 
-def run_in_batches(
-    call: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch_size: int, pad: bool
-) -> np.ndarray:
-    """`call` on consecutive batches of `images`; with `pad` (a file whose batch is fixed) the last
-    batch is filled up with zeros to `batch_size` and the padding's outputs are dropped."""
-    images = np.ascontiguousarray(images, dtype=np.float32)
-    if len(images) == 0:
-        return np.zeros((0, 0), np.float32)
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        missing = batch_size - len(batch)
-        if pad and missing:
-            batch = np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), np.float32)])
-        outputs.append(np.asarray(call(batch), dtype=np.float32)[: batch_size - missing if pad else None])
-    return np.concatenate(outputs)
-
-
 class OnnxRunner:
     """ONNX Runtime on the CPU through `ort_session` (threads sleep when idle): float32 N×C×H×W
     normalized images in, float32 logits out, any N."""
@@ -391,16 +228,6 @@ def export_onnx_model(
     with tempfile.TemporaryDirectory() as tmp:
         float_path = export_onnx(model, Path(tmp) / "float.onnx", **options)
         return quantize_int8(float_path, path, calibration, INT8_DEFAULT)
-
-
-@torch.inference_mode()
-def run_torch(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.concatenate(
-        [
-            model(torch.from_numpy(images[i : i + batch_size])).numpy()
-            for i in range(0, len(images), batch_size)
-        ]
-    )
 
 
 @dataclass
@@ -572,52 +399,3 @@ def quantize_int8(
             extra_options={"TensorQuantOverrides": overrides} if overrides else {},
         )
     return output
-
-
-@dataclass
-class Agreement:
-    """How an int8 (or any) model's predictions compare with the float model's."""
-
-    images: int
-    top1_agreement: float  # share of images where both predict the same class
-    float_accuracy: float | None = None  # on labelled images
-    quantized_accuracy: float | None = None
-
-    @property
-    def accuracy_drop(self) -> float | None:
-        if self.float_accuracy is None or self.quantized_accuracy is None:  # (set together)
-            return None
-        return self.float_accuracy - self.quantized_accuracy
-
-
-def compare_predictions(
-    float_logits: np.ndarray, quantized_logits: np.ndarray, labels: np.ndarray | None = None
-) -> Agreement:
-    float_top1, quantized_top1 = float_logits.argmax(1), quantized_logits.argmax(1)
-    agreement = Agreement(len(float_top1), float((float_top1 == quantized_top1).mean()))
-    if labels is not None:
-        agreement.float_accuracy = float((float_top1 == labels).mean())
-        agreement.quantized_accuracy = float((quantized_top1 == labels).mean())
-    return agreement
-
-
-def labels_for_model(
-    folder: ImageFolder, class_names: list[str] | None, num_classes: int | None
-) -> np.ndarray | None:
-    """The folder's labels as the model's class indices, or None when they cannot be matched.
-
-    Folder classes are matched by name when the checkpoint names its classes, else by sorted order
-    (what a class-per-folder trainer produces) when the counts agree.
-    """
-    if folder.labels is None or folder.class_names is None:  # (None together: an unlabelled folder)
-        return None
-    if class_names:
-        index = {name: i for i, name in enumerate(class_names)}
-        if not set(folder.class_names) <= set(index):
-            return None
-        mapping = [index[name] for name in folder.class_names]
-    elif num_classes is not None and len(folder.class_names) == num_classes:
-        mapping = list(range(num_classes))
-    else:
-        return None
-    return np.asarray([mapping[label] for label in folder.labels])

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..models import MobileNet
-from .export import export_onnx, quiet_tools, run_in_batches
+from .base import quiet_tools, run_in_batches
+from .export import export_onnx
 
 PRECISIONS = ("f32", "bf16", "int8")
 HINTS = {"f32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 layers run int8; the rest in f32

@@ -36,15 +36,9 @@ from ..config import ModelConfig
 from ..files import write_atomically
 from ..models import MobileNet
 from . import sidecar
+from .base import ModelSource, native_output_silenced, require
 from .executorch import ExecutorchRunner, export_executorch
-from .export import (
-    ONNX_PRECISIONS,
-    ModelSource,
-    OnnxRunner,
-    export_onnx_model,
-    native_output_silenced,
-    require,
-)
+from .export import ONNX_PRECISIONS, OnnxRunner, export_onnx_model
 from .openvino import PRECISIONS as OPENVINO_PRECISIONS
 from .openvino import OpenVINORunner, cpu_capabilities, export_openvino
 from .tflite import TfliteRunner, export_tflite

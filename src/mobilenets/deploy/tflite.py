@@ -5,7 +5,7 @@ for the .tflite files on the `ai-edge-litert` interpreter: the seed's phone path
     export_tflite(model, "model_int8.tflite", int8=True, calibration=images)
     TfliteRunner("model.tflite").run(images)                               # logits
 
-The exported module is `DeployableClassifier` (BatchNorm folded, a head delegates take whole, and
+The exported module is `base.DeployableClassifier` (BatchNorm folded, a head delegates take whole, and
 a reshape litert-torch lowers with a dynamic batch, which `flatten` is not).
 litert-torch lowers the NCHW PyTorch graph to LiteRT's NHWC ops with a transpose at the input and
 none inside the network, so the file takes the same N×C×H×W float32 images as every other format.
@@ -27,19 +27,20 @@ import numpy as np
 import torch
 
 from ..models import MobileNet
-from .executorch import (
+from .base import (
     MAX_DYNAMIC_BATCH,
     DeployableClassifier,
     check_calibration,
     check_images,
     first_line,
+    native_output_silenced,
     quantize_pt2e,
     quiet_converter,
+    require,
     run_in_batches,
     traced_input,
     with_dynamic_batch,
 )
-from .export import native_output_silenced, require
 
 
 def export_tflite(
@@ -135,7 +136,8 @@ class TfliteRunner:
     def run(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32)
         check_images(images, self.input_shape, self.path)
-        return run_in_batches(self._run_batch, images, self.input_shape[0], MAX_DYNAMIC_BATCH)
+        fixed = self.input_shape[0]  # else any batch, MAX_DYNAMIC_BATCH images at a time
+        return run_in_batches(self._run_batch, images, fixed or MAX_DYNAMIC_BATCH, pad=fixed is not None)
 
     def _run_batch(self, batch: np.ndarray) -> np.ndarray:
         if self.dynamic and len(batch) != self._allocated_batch:
