@@ -46,11 +46,11 @@ from mobilenets.deploy.base import compare_predictions, load_images, load_source
 from mobilenets.deploy.bench import (  # noqa: E402
     BACKENDS,
     PreparedModel,
-    machine_description,
     make_runner,
     run_benchmark,
     time_interleaved,
 )
+from mobilenets.deploy.cpu import machine_description  # noqa: E402
 from mobilenets.deploy.export import (  # noqa: E402
     INT8_SETTINGS,
     export_onnx,

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from mobilenets.checkpoint import load_checkpoint  # noqa: E402
 from mobilenets.data import load_data, make_loader  # noqa: E402
 from mobilenets.deploy.base import compare_predictions  # noqa: E402
-from mobilenets.deploy.bench import machine_description  # noqa: E402
+from mobilenets.deploy.cpu import machine_description  # noqa: E402
 from mobilenets.deploy.export import (  # noqa: E402
     INT8_SETTINGS,
     export_onnx,

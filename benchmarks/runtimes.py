@@ -38,7 +38,8 @@ import torch  # noqa: E402
 
 from mobilenets.data import load_data, make_loader  # noqa: E402
 from mobilenets.deploy.base import compare_predictions, load_source, run_torch  # noqa: E402
-from mobilenets.deploy.bench import machine_description, run_benchmark  # noqa: E402
+from mobilenets.deploy.bench import run_benchmark  # noqa: E402
+from mobilenets.deploy.cpu import machine_description  # noqa: E402
 from mobilenets.deploy.gates import GATES_FILE, MAX_CHANGE_POINTS, MIN_AGREEMENT, passes, save_measurement  # noqa: E402
 from mobilenets.deploy.runtimes import BACKENDS, RUNTIMES, export_model, load_exported  # noqa: E402
 from mobilenets.pretrained.registry import bundled_checkpoint  # noqa: E402

@@ -31,7 +31,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from mobilenets import create_model  # noqa: E402
-from mobilenets.deploy.bench import machine_description  # noqa: E402
+from mobilenets.deploy.cpu import machine_description  # noqa: E402
 from mobilenets.deploy.timing import median_ratio, time_interleaved, training_step_runner  # noqa: E402
 
 MODELS = ("mobilenet_v1", "conv_mobilenet_v1")

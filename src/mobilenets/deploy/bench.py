@@ -38,9 +38,7 @@ eval and predict use, with the same float32 NCHW batch.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import platform
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -57,7 +55,7 @@ from ..fuse import fuse_bn
 from ..models import MobileNet
 from ..zoo import full_conv_twin
 from .base import ModelSource, default_preprocessing
-from .cpu import cpu_model_and_features
+from .cpu import load_average, machine_description
 from .export import INT8_DEFAULT, export_onnx, ort_session, quantize_int8
 from .gates import MAX_CHANGE_POINTS, MIN_AGREEMENT, describe, load_gates, verdict
 from .runtimes import BACKENDS as RUNTIME_BACKENDS
@@ -67,38 +65,6 @@ from .timing import Runner, time_interleaved
 BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", *RUNTIME_BACKENDS)
 DEFAULT_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
 SYNTHETIC_CALIBRATION_IMAGES = 32
-
-
-# --------------------------------------------------------------------------------------------
-# The machine
-# --------------------------------------------------------------------------------------------
-def machine_description() -> dict:
-    """CPU model, cores, ISA features and library versions: what a latency figure depends on."""
-    import onnxruntime
-
-    cpu_model, features = cpu_model_and_features()
-    return {
-        "cpu": cpu_model,
-        "cores": os.cpu_count(),
-        "cpu_features": features,
-        "torch": torch.__version__,
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "onnxruntime": onnxruntime.__version__,
-        **_optional_versions(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def _optional_versions() -> dict:
-    """Versions of the optional runtimes that are installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in ("openvino", "nncf", "executorch", "ai-edge-litert"):
-        with contextlib.suppress(PackageNotFoundError):
-            found[package] = version(package)
-    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,14 +376,6 @@ def run_benchmark(
             {"name": net.config.name, "role": role, "mult_adds": report.mult_adds, "params": report.params}
         )
     return BenchReport(machine_description(), settings, model_rows, list(results.values()))
-
-
-def load_average() -> list[float] | None:
-    """1-, 5- and 15-minute load averages: how busy the machine was besides us."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,9 +30,10 @@ from ..costs.accuracy import citation, paper_comparison, published_configuration
 from ..costs.analysis import cost, render_rows
 from ..costs.reference import AnyModel, create_reference_model, reference_cost
 from ..factory import create_model
-from .bench import BACKENDS, PreparedModel, load_average, machine_description, make_runner
-from .profile import best, save_figure
-from .timing import time_interleaved
+from .bench import BACKENDS, PreparedModel, make_runner
+from .cpu import load_average, machine_description
+from .profile import save_figure
+from .timing import best, time_interleaved
 
 FAMILIES = ("v1", "v2", "v3")
 POPULAR = ("resnet50", "googlenet", "vgg16")

@@ -1,10 +1,16 @@
-"""The CPU this process runs on: its model name and the instruction-set features that decide which
-kernels the runtimes use (VNNI and AMX for int8, AVX-512 BF16 and AMX for bf16). Latency figures
-and accuracy gates are only comparable between machines with the same features."""
+"""The machine a measurement runs on: the CPU's model name and the instruction-set features that
+decide which kernels the runtimes use (VNNI and AMX for int8, AVX-512 BF16 and AMX for bf16), the
+library versions (`machine_description`, recorded beside every bench, profile and choose figure)
+and how busy the machine is (`load_average`). Latency figures and accuracy gates are only comparable
+between machines with the same features."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+
+import torch
 
 # The instruction-set features that decide which kernels the backends can use.
 CPU_FEATURES = (
@@ -38,3 +44,40 @@ def cpu_model_and_features() -> tuple[str, list[str]]:
     except OSError:  # not Linux: the model name from platform is all we have
         pass
     return cpu_model, [feature for feature in CPU_FEATURES if feature in flags]
+
+
+def machine_description() -> dict:
+    """CPU model, cores, ISA features and library versions: what a latency figure depends on."""
+    import onnxruntime
+
+    cpu_model, features = cpu_model_and_features()
+    return {
+        "cpu": cpu_model,
+        "cores": os.cpu_count(),
+        "cpu_features": features,
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onnxruntime": onnxruntime.__version__,
+        **_optional_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _optional_versions() -> dict:
+    """Versions of the optional runtimes that are installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("openvino", "nncf", "executorch", "ai-edge-litert"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    return found
+
+
+def load_average() -> list[float] | None:
+    """1-, 5- and 15-minute load averages: how busy the machine was besides us."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None

@@ -15,7 +15,7 @@ Method:
   layers, and the weight shape ONNX Runtime reports is checked against the layer's.
 - hooked and plain runs (and --compare's second model) alternate round by round in one process
   (`timing.time_interleaved`), so load from other programs hits them alike; every time reported is
-  the fastest of the rounds (see `best`), per layer and end to end.
+  the fastest of the rounds (see `timing.best`), per layer and end to end.
 - bytes moved per layer: its input and output feature maps and its weights (+ bias) at 4 bytes
   (float32), the minimum traffic if nothing stays in cache. Arithmetic intensity = mult-adds / bytes.
 - ceilings, measured at start: a 512×512 float32 matrix multiply (compute, GMAC/s) and a 64 MB
@@ -47,9 +47,9 @@ from ..factory import create_model
 from ..files import write_figure
 from ..fuse import fuse_bn
 from ..zoo import list_models
-from .bench import load_average, machine_description
+from .cpu import load_average, machine_description
 from .export import export_onnx, ort_session
-from .timing import time_interleaved
+from .timing import best, time_interleaved
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -69,13 +69,6 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
-def best(times_ms: list[float]) -> float:
-    """The fastest round. Load from other programs only ever adds time (measured here: the same
-    batch-2 forward took 8 to 48 ms in 15 rounds beside a training run), so the fastest round is
-    the closest to the uncontended cost, per layer and end to end alike."""
-    return min(times_ms)
-
-
 @dataclass
 class LayerTime:
     name: str  # module path ("features.3.pw.conv"), ONNX Runtime node name, or "loss"/"optimizer step"

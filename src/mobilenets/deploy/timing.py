@@ -78,6 +78,13 @@ def median_ratio(times: dict[str, list[float]], numerator: str, denominator: str
     return statistics.median(a / b for a, b in zip(times[numerator], times[denominator], strict=True))
 
 
+def best(times_ms: list[float]) -> float:
+    """The fastest round. Load from other programs only ever adds time (measured here: the same
+    batch-2 forward took 8 to 48 ms in 15 rounds beside a training run), so the fastest round is
+    the closest to the uncontended cost, per layer and end to end alike (profile and choose)."""
+    return min(times_ms)
+
+
 def median_round(times: dict[str, list[float]], numerator: str, denominator: str) -> int:
     """The round whose ratio times[numerator][i] / times[denominator][i] is the median one (the lower
     middle for an even count): its two times are real measurements whose ratio is `median_ratio`'s, so
