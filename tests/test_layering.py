@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "mobilenets"
 LAYERS = (
     "config",
     "files",
+    "figures",
     "layers",
     "zoo",
     "fuse",

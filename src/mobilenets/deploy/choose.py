@@ -30,9 +30,9 @@ from ..costs.accuracy import citation, paper_comparison, published_configuration
 from ..costs.analysis import cost, render_rows
 from ..costs.reference import AnyModel, create_reference_model, reference_cost
 from ..factory import create_model
+from ..figures import figure
 from .bench import BACKENDS, PreparedModel, make_runner
 from .cpu import load_average, machine_description
-from .profile import save_figure
 from .timing import best, time_interleaved
 
 FAMILIES = ("v1", "v2", "v3")
@@ -296,58 +296,54 @@ def render(choice: Choice, fmt: str = "table") -> str:
 
 def plot(choice: Choice, path: str | os.PathLike) -> Path:
     """Top-1 against measured latency, the Pareto front and the budget line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 5.5))
     families: dict[str, list[Candidate]] = {}
     for c in choice.candidates:
         family = "popular" if c.reference else c.model.replace("mobilenet_", "").replace("_", " ")
         families.setdefault(family, []).append(c)
-    for index, (family, members) in enumerate(sorted(families.items())):
-        axes.scatter(
-            [c.latency_ms for c in members],
-            [c.top1 for c in members],
-            label=family,
-            marker="s" if family == "popular" else "o",
-            color=f"C{index}",
-            s=24,
-        )
-        if family == "popular":
-            for c in members:
-                axes.annotate(
-                    c.label, (c.latency_ms, c.top1), fontsize=7, xytext=(3, 3), textcoords="offset points"
-                )
     front = [c for c in choice.candidates if c.on_front]
-    axes.step(
-        [c.latency_ms for c in front],
-        [c.top1 for c in front],
-        where="post",
-        color="black",
-        linewidth=1,
-        label="Pareto front",
-    )
-    budget = choice.settings["budget_ms"]
-    axes.axvline(budget, color="red", linestyle="--", linewidth=1, label=f"budget {budget:g} ms")
-    if choice.chosen is not None:
-        axes.scatter(
-            [choice.chosen.latency_ms],
-            [choice.chosen.top1],
-            facecolors="none",
-            edgecolors="red",
-            s=120,
-            label=f"chosen: {choice.chosen.label}",
+    s = choice.settings
+    with figure(path) as (_, axes):
+        for index, (family, members) in enumerate(sorted(families.items())):
+            axes.scatter(
+                [c.latency_ms for c in members],
+                [c.top1 for c in members],
+                label=family,
+                marker="s" if family == "popular" else "o",
+                color=f"C{index % 10}",
+                s=24,
+            )
+            if family == "popular":
+                for c in members:
+                    axes.annotate(
+                        c.label,
+                        (c.latency_ms, c.top1),
+                        fontsize="small",
+                        xytext=(3, 3),
+                        textcoords="offset points",
+                    )
+        axes.step(
+            [c.latency_ms for c in front],
+            [c.top1 for c in front],
+            where="post",
+            color="black",
+            linewidth=1,
+            label="Pareto front",
         )
-    axes.set_xscale("log")
-    axes.set_xlabel(
-        f"latency on this machine, fastest of {choice.settings['repeats']} rounds "
-        f"(ms, batch {choice.settings['batch']})"
-    )
-    axes.set_ylabel("published ImageNet top-1 (%)")
-    axes.set_title(
-        f"{choice.settings['backend']}, {choice.settings['threads']} threads: {choice.machine['cpu']}",
-        fontsize=9,
-    )
-    return save_figure(figure, axes, path)
+        axes.axvline(
+            s["budget_ms"], color="red", linestyle="--", linewidth=1, label=f"budget {s['budget_ms']:g} ms"
+        )
+        if choice.chosen is not None:
+            axes.scatter(
+                [choice.chosen.latency_ms],
+                [choice.chosen.top1],
+                facecolors="none",
+                edgecolors="red",
+                s=120,
+                label=f"chosen: {choice.chosen.label}",
+            )
+        axes.set_xscale("log")
+        axes.set_xlabel(f"latency on this machine, fastest of {s['repeats']} rounds (ms, batch {s['batch']})")
+        axes.set_ylabel("published ImageNet top-1 (%)")
+        axes.set_title(f"{s['backend']}, {s['threads']} threads: {choice.machine['cpu']}")
+        axes.legend(loc="lower right")
+    return Path(path)

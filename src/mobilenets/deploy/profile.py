@@ -34,7 +34,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -44,16 +43,12 @@ from torch import nn
 from ..costs.analysis import CostReport, LayerCost, cost, render_rows
 from ..costs.reference import AnyModel, create_reference_model, is_reference_model, layer_type, reference_cost
 from ..factory import create_model
-from ..files import write_figure
+from ..figures import figure
 from ..fuse import fuse_bn
 from ..zoo import list_models
 from .cpu import load_average, machine_description
 from .export import export_onnx, ort_session
 from .timing import best, time_interleaved
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 PROFILE_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
 FORMATS = ("table", "markdown", "csv", "json")
@@ -916,57 +911,38 @@ def render(report: ProfileReport, fmt: str = "table") -> str:
 
 def plot_roofline(report: ProfileReport, path: str | os.PathLike) -> Path:
     """Each layer with mult-adds a point (intensity, achieved GMAC/s) under the measured roofline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    c = report.ceilings
-    figure, axes = plt.subplots(figsize=(8, 5.5))
+    c, s = report.ceilings, report.settings
     points = [(r.intensity, r.gmacs) for p in report.profiles for r in p.rows if r.intensity and r.gmacs]
     low = min([i for i, _ in points] + [0.1]) / 2
     high = max([i for i, _ in points] + [c.gmacs / c.gbs]) * 2
     xs = np.geomspace(low, high, 200)
-    axes.plot(
-        xs,
-        [c.bound(x) for x in xs],
-        color="black",
-        linewidth=1.5,
-        label=f"roofline: {c.gbs:.1f} GB/s, {c.gmacs:.1f} GMAC/s",
-    )
-    markers = ("o", "^", "s")
-    colors: dict[str, str] = {}
-    for index, p in enumerate(report.profiles):
-        for r in p.rows:
-            if not (r.intensity and r.gmacs):
-                continue
-            color = colors.setdefault(r.type, f"C{len(colors) % 10}")
-            axes.scatter(r.intensity, r.gmacs, color=color, marker=markers[index % 3], s=28, alpha=0.8)
-    for kind, color in colors.items():
-        axes.scatter([], [], color=color, label=kind)
-    for index, p in enumerate(report.profiles):
-        axes.scatter([], [], color="gray", marker=markers[index % 3], label=p.model)
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.set_xlabel("arithmetic intensity (mult-adds per byte moved)")
-    axes.set_ylabel("achieved GMAC/s")
-    s = report.settings
-    axes.set_title(
-        f"{', '.join(p.model for p in report.profiles)}: {s['backend']}, batch {s['batch']}, "
-        f"{s['threads']} threads"
-    )
-    return save_figure(figure, axes, path)
-
-
-def save_figure(figure: Figure, axes: Axes, path: str | os.PathLike) -> Path:
-    """Grid, legend, and the PNG at `path` (its folder created)."""
-    import matplotlib.pyplot as plt
-
-    axes.legend(fontsize=7, loc="lower right")
-    axes.grid(True, which="both", alpha=0.3)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    write_figure(figure, path, dpi=110)
-    plt.close(figure)
-    return path
+    with figure(path) as (_, axes):
+        axes.plot(
+            xs,
+            [c.bound(x) for x in xs],
+            color="black",
+            linewidth=1.5,
+            label=f"roofline: {c.gbs:.1f} GB/s, {c.gmacs:.1f} GMAC/s",
+        )
+        markers = ("o", "^", "s")
+        colors: dict[str, str] = {}
+        for index, p in enumerate(report.profiles):
+            for r in p.rows:
+                if not (r.intensity and r.gmacs):
+                    continue
+                color = colors.setdefault(r.type, f"C{len(colors) % 10}")
+                axes.scatter(r.intensity, r.gmacs, color=color, marker=markers[index % 3], s=28, alpha=0.8)
+        for kind, color in colors.items():
+            axes.scatter([], [], color=color, label=kind)
+        for index, p in enumerate(report.profiles):
+            axes.scatter([], [], color="gray", marker=markers[index % 3], label=p.model)
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_xlabel("arithmetic intensity (mult-adds per byte moved)")
+        axes.set_ylabel("achieved GMAC/s")
+        axes.set_title(
+            f"{', '.join(p.model for p in report.profiles)}: {s['backend']}, batch {s['batch']}, "
+            f"{s['threads']} threads"
+        )
+        axes.legend(loc="lower right")
+    return Path(path)
