@@ -1,4 +1,5 @@
-"""The import rule, checked on the source: packages import only downward (in LAYERS order), there is
+"""The import rule, checked on the source: packages import only downward (in LAYERS order), the
+modules of deploy/ only downward in DEPLOY_LAYERS (its backends never import one another), there is
 no import cycle, and no function imports `mobilenets.*` (function-level imports are for optional
 third-party packages only)."""
 
@@ -28,6 +29,18 @@ LAYERS = (
     "cli",
 )
 TOP = ("mobilenets", "mobilenets.__main__")
+
+# Inside deploy/, lowest first: a module imports only from modules of the layers before its own, so
+# the backends (one file format each) share the layer below and never import one another.
+DEPLOY_LAYERS = (
+    ("base", "cpu", "sidecar", "timing"),  # what every backend and measurement shares
+    ("export", "openvino", "executorch", "tflite", "web"),  # the backends: ONNX, OpenVINO, ...
+    ("runtimes", "gates"),  # the registry of runtimes; the accuracy gates of their paths
+    ("bench",),  # times every backend
+    ("profile", "choose"),  # per-layer time; the configuration for a latency budget
+)
+# The one import between backends: OpenVINO's IR is converted from the ONNX export.
+DEPLOY_BACKEND_IMPORTS = {("mobilenets.deploy.openvino", "mobilenets.deploy.export")}
 
 
 def module_name(path: Path) -> str:
@@ -89,6 +102,28 @@ def upward_imports(sources: dict) -> list[str]:
     return found
 
 
+def deploy_layer(module: str) -> int | None:
+    name = module.removeprefix("mobilenets.deploy.")
+    return next((i for i, layer in enumerate(DEPLOY_LAYERS) if name in layer), None)
+
+
+def deploy_sideways_imports(sources: dict) -> list[str]:
+    """Imports inside deploy/ of a module in the same DEPLOY_LAYERS layer or a higher one."""
+    found = []
+    for module, targets in import_edges(sources).items():
+        if deploy_layer(module) is None:
+            continue
+        for target in sorted(targets):
+            layer = deploy_layer(target)
+            if (
+                layer is not None
+                and layer >= deploy_layer(module)
+                and (module, target) not in DEPLOY_BACKEND_IMPORTS
+            ):
+                found.append(f"{module} imports {target}, which is not below it in DEPLOY_LAYERS")
+    return found
+
+
 def import_cycles(sources: dict) -> list[str]:
     edges = import_edges(sources)
     state, cycles = {}, []
@@ -146,6 +181,15 @@ def test_packages_import_only_downward():
     assert upward_imports(SOURCES) == []
 
 
+def test_every_deploy_module_is_in_a_deploy_layer():
+    modules = {module for module in SOURCES if module.startswith("mobilenets.deploy.")}
+    assert {f"mobilenets.deploy.{name}" for layer in DEPLOY_LAYERS for name in layer} == modules
+
+
+def test_deploy_modules_import_only_downward():
+    assert deploy_sideways_imports(SOURCES) == []
+
+
 def test_no_import_cycles():
     assert import_cycles(SOURCES) == []
 
@@ -165,6 +209,12 @@ def planted(**modules: str) -> dict:
 def test_the_checks_catch_what_they_forbid():
     assert upward_imports(planted(**{"mobilenets.costs.planted": "from ..cli.app import main\n"})) == [
         "mobilenets.costs.planted imports mobilenets.cli.app, which is above it"
+    ]
+    assert deploy_sideways_imports(planted(**{"mobilenets.deploy.web": "from .tflite import x\n"})) == [
+        "mobilenets.deploy.web imports mobilenets.deploy.tflite, which is not below it in DEPLOY_LAYERS"
+    ]
+    assert deploy_sideways_imports(planted(**{"mobilenets.deploy.base": "from .runtimes import x\n"})) == [
+        "mobilenets.deploy.base imports mobilenets.deploy.runtimes, which is not below it in DEPLOY_LAYERS"
     ]
     assert upward_imports(planted(**{"mobilenets.zoo": "from . import create_model\n"})) == [
         "mobilenets.zoo imports mobilenets (import the module that defines the name)"
