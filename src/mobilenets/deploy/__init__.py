@@ -1,2 +1,4 @@
-"""Deployment: BN folding, ONNX export with parity checks, int8 quantization (`export`), and the
-side-by-side CPU benchmark (`bench`)."""
+"""Deployment: a model as files that inference runtimes run, and what they measure. `base` holds
+what the backends share; the backends (`export` for ONNX, `openvino`, `executorch`, `tflite`, `web`)
+sit over it; `runtimes` is their registry; `bench`, `profile` and `choose` measure
+(docs/architecture.md)."""
