@@ -7,7 +7,7 @@
   that fixes a missing one, and the silencing of tools that talk (`quiet_tools`,
   `native_output_silenced`, unless `mobilenets -v`);
 - the PyTorch reference every exported form is compared with (`run_torch`), feeding a runner in
-  batches (`run_in_batches`) and comparing predictions (`compare_predictions`);
+  batches (`run_in_batches`, `run_images`) and comparing predictions (`compare_predictions`);
 - what the torch.export runtimes (ExecuTorch, LiteRT) lower from: `DeployableClassifier`, the
   traced input with its dynamic batch, and PT2E int8 quantization (`quantize_pt2e`).
 
@@ -228,11 +228,23 @@ def run_in_batches(
     return np.concatenate(outputs)
 
 
-def check_images(images: np.ndarray, input_shape: tuple, path: Path) -> None:
+def run_images(
+    run_batch: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    input_shape: tuple,
+    path: Path,
+    max_batch: int,
+) -> np.ndarray:
+    """Logits of float32 N×C×H×W `images` through a runner's `run_batch`, for a file whose input is
+    `input_shape`: N images at a time, the last batch padded, where N is fixed; up to `max_batch` at a
+    time where it is None (any batch). Images of another shape are refused with one line."""
+    images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(input_shape[1:]):
         raise ValueError(
             f"{path} takes N×{'×'.join(map(str, input_shape[1:]))} images; got shape {images.shape}"
         )
+    fixed = input_shape[0]
+    return run_in_batches(run_batch, images, fixed or max_batch, pad=fixed is not None)
 
 
 def first_line(error: BaseException) -> str:
@@ -361,11 +373,13 @@ def quantize_pt2e(
     quantizer: Any,
     example: torch.Tensor,
     dynamic_shapes: tuple | None,
-    calibration: np.ndarray,
+    calibration: np.ndarray | None,
     fold_quantize: bool = True,
 ) -> nn.Module:
-    """PT2E static quantization of `module` with `quantizer`, calibrated on `calibration`: a
-    module whose graph carries quantize/dequantize pairs, for a backend to lower."""
+    """PT2E static quantization of `module` with `quantizer`, calibrated on `calibration` (checked
+    first: N images shaped like `example`): a module whose graph carries quantize/dequantize pairs,
+    for a backend to lower."""
+    calibration = check_calibration(calibration, example)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     # Captured with a dynamic batch, so that calibration batches need not be the file's batch.

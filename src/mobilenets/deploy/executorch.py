@@ -34,14 +34,12 @@ from torch import nn
 from ..models import MobileNet
 from .base import (
     DeployableClassifier,
-    check_calibration,
-    check_images,
     first_line,
     native_output_silenced,
     quantize_pt2e,
     quiet_converter,
     require,
-    run_in_batches,
+    run_images,
     traced_input,
     with_dynamic_batch,
 )
@@ -81,9 +79,7 @@ def export_executorch(
     with quiet_converter():
         if int8:
             quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-            module = quantize_pt2e(
-                module, quantizer, example, dynamic_shapes, check_calibration(calibration, example)
-            )
+            module = quantize_pt2e(module, quantizer, example, dynamic_shapes, calibration)
         program = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes)
         program = program.run_decompositions({torch.ops.aten.hardsigmoid.default: hard_sigmoid_as_relu6})
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
@@ -157,10 +153,8 @@ class ExecutorchRunner:
         self.input_shape = ((None,) if self.dynamic else (sizes[0],)) + sizes[1:]
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32)
-        check_images(images, self.input_shape, self.path)
-        fixed = self.input_shape[0]  # else any batch up to the bound the file records
-        return run_in_batches(self._run_batch, images, fixed or self.max_batch, pad=fixed is not None)
+        # a dynamic batch: up to the bound the file records at a time
+        return run_images(self._run_batch, images, self.input_shape, self.path, self.max_batch)
 
     def _run_batch(self, batch: np.ndarray) -> np.ndarray:
         return self.method.execute([torch.from_numpy(batch)])[0].numpy().astype(np.float32, copy=True)

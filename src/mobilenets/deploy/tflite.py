@@ -30,14 +30,12 @@ from ..models import MobileNet
 from .base import (
     MAX_DYNAMIC_BATCH,
     DeployableClassifier,
-    check_calibration,
-    check_images,
     first_line,
     native_output_silenced,
     quantize_pt2e,
     quiet_converter,
     require,
-    run_in_batches,
+    run_images,
     traced_input,
     with_dynamic_batch,
 )
@@ -84,7 +82,7 @@ def export_tflite(
                 quantizer,
                 example,
                 dynamic_shapes,
-                check_calibration(calibration, example),
+                calibration,
                 fold_quantize=False,
             )
             config = QuantConfig(pt2e_quantizer=quantizer)
@@ -134,10 +132,7 @@ class TfliteRunner:
         self._allocated_batch = shape[0]
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32)
-        check_images(images, self.input_shape, self.path)
-        fixed = self.input_shape[0]  # else any batch, MAX_DYNAMIC_BATCH images at a time
-        return run_in_batches(self._run_batch, images, fixed or MAX_DYNAMIC_BATCH, pad=fixed is not None)
+        return run_images(self._run_batch, images, self.input_shape, self.path, MAX_DYNAMIC_BATCH)
 
     def _run_batch(self, batch: np.ndarray) -> np.ndarray:
         if self.dynamic and len(batch) != self._allocated_batch:
