@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 import mobilenets.training.compare as compare_module
 from mobilenets.deploy.timing import median_ratio, time_interleaved
@@ -89,3 +90,20 @@ def test_training_ratio_is_immune_to_load_during_one_run(tmp_path, monkeypatch):
     loaded = compare_twins(recipe(tmp_path / "loaded"))
     _, loaded_ratio = printed_ratios(format_compare(loaded))
     assert loaded_ratio == pytest.approx(quiet_ratio, rel=0.25), (quiet_ratio, loaded_ratio)
+
+
+def test_the_measurement_kit_sets_threads_records_conditions_and_restores():
+    from mobilenets.deploy.timing import measuring
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), measuring(1, warmup=2, repeats=5) as conditions:
+        assert torch.get_num_threads() == 1
+        assert conditions["load_average_after"] is None  # filled when the block ends
+        raise RuntimeError("a failing measurement")
+    assert torch.get_num_threads() == before  # restored, whatever happened inside
+    assert {k: conditions[k] for k in ("threads", "warmup", "repeats")} == {
+        "threads": 1,
+        "warmup": 2,
+        "repeats": 5,
+    }
+    assert "omp_wait_policy" in conditions and conditions["load_average_after"] is not None

@@ -38,7 +38,6 @@ eval and predict use, with the same float32 NCHW batch.
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -55,12 +54,12 @@ from ..fuse import fuse_bn
 from ..models import MobileNet
 from ..zoo import full_conv_twin
 from .base import ModelSource, default_preprocessing
-from .cpu import load_average, machine_description
+from .cpu import machine_description
 from .export import INT8_DEFAULT, export_onnx, ort_session, quantize_int8
 from .gates import MAX_CHANGE_POINTS, MIN_AGREEMENT, describe, load_gates, verdict
 from .runtimes import BACKENDS as RUNTIME_BACKENDS
 from .runtimes import RUNTIMES, Runtime, export_model
-from .timing import Runner, time_interleaved
+from .timing import Runner, measuring, time_interleaved
 
 BACKENDS = ("torch", "torch-fused", "torch-channels-last", "torch-compile", *RUNTIME_BACKENDS)
 DEFAULT_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
@@ -323,39 +322,33 @@ def run_benchmark(
         torch.manual_seed(seed)
         models.append((MobileNet(twin_config).eval(), "full-convolution twin"))
 
-    load_before = load_average()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with tempfile.TemporaryDirectory(prefix="mobilenets-bench-") as workdir:
-            generator = torch.Generator().manual_seed(seed)
-            inputs = {
-                b: torch.randn(b, model.config.in_channels, size, size, generator=generator) for b in batches
-            }
-            runners: dict[tuple, Runner] = {}
-            results: dict[tuple, Measurement] = {}
-            for net, _ in models:
-                prepared = PreparedModel(net, size, Path(workdir) / net.config.name, calibration)
-                for backend in backends:
-                    for batch in batches:
-                        key = (net.config.name, backend, batch)
-                        results[key] = Measurement(*key)
-                        try:
-                            runners[key] = make_runner(backend, prepared, inputs[batch], threads)
-                        except Exception as error:  # a backend that cannot run here is reported, not fatal
-                            results[key].error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-            times = time_interleaved(runners, warmup, repeats, progress="bench" if progress else None)
-    finally:
-        torch.set_num_threads(previous_threads)
+    with (
+        measuring(threads, warmup, repeats) as conditions,
+        tempfile.TemporaryDirectory(prefix="mobilenets-bench-") as workdir,
+    ):
+        generator = torch.Generator().manual_seed(seed)
+        inputs = {
+            b: torch.randn(b, model.config.in_channels, size, size, generator=generator) for b in batches
+        }
+        runners: dict[tuple, Runner] = {}
+        results: dict[tuple, Measurement] = {}
+        for net, _ in models:
+            prepared = PreparedModel(net, size, Path(workdir) / net.config.name, calibration)
+            for backend in backends:
+                for batch in batches:
+                    key = (net.config.name, backend, batch)
+                    results[key] = Measurement(*key)
+                    try:
+                        runners[key] = make_runner(backend, prepared, inputs[batch], threads)
+                    except Exception as error:  # a backend that cannot run here is reported, not fatal
+                        results[key].error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        times = time_interleaved(runners, warmup, repeats, progress="bench" if progress else None)
     for key, seconds in times.items():
         results[key].times_ms = [1e3 * s for s in seconds]
 
     settings = {
         "backends": list(backends),
         "batches": list(batches),
-        "threads": threads,
-        "repeats": repeats,
-        "warmup": warmup,
         "resolution": size,
         "dtype": "float32 in and out (int8 or bf16 inside the -int8 and -bf16 backends)",
         "input": "NCHW float32; channels_last backends convert inside the timed call",
@@ -365,9 +358,7 @@ def run_benchmark(
         "source": source.label,
         "twin": twin,
         "onnxruntime_spinning": False,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
+        **conditions,
     }
     model_rows = []
     for net, role in models:

@@ -32,8 +32,8 @@ from ..costs.reference import AnyModel, create_reference_model, reference_cost
 from ..factory import create_model
 from ..figures import figure
 from .bench import BACKENDS, PreparedModel, make_runner
-from .cpu import load_average, machine_description
-from .timing import best, time_interleaved
+from .cpu import machine_description
+from .timing import best, measuring, time_interleaved
 
 FAMILIES = ("v1", "v2", "v3")
 POPULAR = ("resnet50", "googlenet", "vgg16")
@@ -172,33 +172,30 @@ def choose(
         file=sys.stderr,
         flush=True,
     )
-    load_before = load_average()
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with tempfile.TemporaryDirectory(prefix="mobilenets-choose-") as workdir:
-            runners, costs = {}, {}
-            for index, (label, name, options, _, _) in enumerate(
-                tqdm(specs, desc="preparing", disable=None if progress else True, file=sys.stderr)
-            ):
-                torch.manual_seed(seed)
-                model: AnyModel
-                if options:
-                    model = create_model(name, **options).eval()
-                    report = cost(model.config)
-                else:
-                    model = create_reference_model(name, seed)
-                    report = reference_cost(model)
-                costs[label] = report
-                size = model.config.resolution
-                images = torch.randn(
-                    batch, model.config.in_channels, size, size, generator=torch.Generator().manual_seed(seed)
-                )
-                prepared = PreparedModel(model, size, Path(workdir) / str(index), None)
-                runners[label] = make_runner(backend, prepared, images, threads)
-            times = time_interleaved(runners, warmup, repeats, progress="choose" if progress else None)
-    finally:
-        torch.set_num_threads(previous)
+    with (
+        measuring(threads, warmup, repeats) as conditions,
+        tempfile.TemporaryDirectory(prefix="mobilenets-choose-") as workdir,
+    ):
+        runners, costs = {}, {}
+        for index, (label, name, options, _, _) in enumerate(
+            tqdm(specs, desc="preparing", disable=None if progress else True, file=sys.stderr)
+        ):
+            torch.manual_seed(seed)
+            model: AnyModel
+            if options:
+                model = create_model(name, **options).eval()
+                report = cost(model.config)
+            else:
+                model = create_reference_model(name, seed)
+                report = reference_cost(model)
+            costs[label] = report
+            size = model.config.resolution
+            images = torch.randn(
+                batch, model.config.in_channels, size, size, generator=torch.Generator().manual_seed(seed)
+            )
+            prepared = PreparedModel(model, size, Path(workdir) / str(index), None)
+            runners[label] = make_runner(backend, prepared, images, threads)
+        times = time_interleaved(runners, warmup, repeats, progress="choose" if progress else None)
     candidates = [
         Candidate(
             label,
@@ -224,12 +221,7 @@ def choose(
         "batch": batch,
         "families": list(families),
         "with_popular": with_popular,
-        "threads": threads,
-        "repeats": repeats,
-        "warmup": warmup,
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
+        **conditions,
     }
     return Choice(machine_description(), settings, candidates, chosen)
 

@@ -1,8 +1,8 @@
 """The machine a measurement runs on: the CPU's model name and the instruction-set features that
 decide which kernels the runtimes use (VNNI and AMX for int8, AVX-512 BF16 and AMX for bf16), the
-library versions (`machine_description`, recorded beside every bench, profile and choose figure)
-and how busy the machine is (`load_average`). Latency figures and accuracy gates are only comparable
-between machines with the same features."""
+library versions (`machine_description`, recorded beside every bench, profile and choose figure).
+Latency figures and accuracy gates are only comparable between machines with the same features;
+how busy the machine was is recorded by `timing.measuring`."""
 
 from __future__ import annotations
 
@@ -73,11 +73,3 @@ def _optional_versions() -> dict:
         with contextlib.suppress(PackageNotFoundError):
             found[package] = version(package)
     return found
-
-
-def load_average() -> list[float] | None:
-    """1-, 5- and 15-minute load averages: how busy the machine was besides us."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None

@@ -46,9 +46,9 @@ from ..factory import create_model
 from ..figures import figure
 from ..fuse import fuse_bn
 from ..zoo import list_models
-from .cpu import load_average, machine_description
+from .cpu import machine_description
 from .export import export_onnx, ort_session
-from .timing import best, time_interleaved
+from .timing import best, measuring, time_interleaved
 
 PROFILE_BACKENDS = ("torch", "torch-channels-last", "onnxruntime")
 FORMATS = ("table", "markdown", "csv", "json")
@@ -224,9 +224,7 @@ def measure_ceilings(
     threads: int, repeats: int = 30, clock: Callable[[], float] = time.perf_counter
 ) -> Ceilings:
     """Best-of-`repeats` dense matmul GMAC/s and copy GB/s with `threads` intra-op threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with measuring(threads, 0, repeats):
         a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
         source, target = torch.ones(COPY_BYTES // 4), torch.empty(COPY_BYTES // 4)
         target.copy_(source)  # touch every page before timing
@@ -238,8 +236,6 @@ def measure_ceilings(
             start = clock()
             target.copy_(source)
             copy_.append(clock() - start)
-    finally:
-        torch.set_num_threads(previous)
     return Ceilings(gmacs=MATMUL_SIZE**3 / min(matmul) / 1e9, gbs=2 * COPY_BYTES / min(copy_) / 1e9)
 
 
@@ -672,10 +668,7 @@ def profile(
     other programs' load does not stretch: with threads=1 it is the latency of an idle machine.
     """
     _check_settings(backend, clock, train, batch, threads, repeats)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    load_before = load_average()
-    try:
+    with measuring(threads, warmup, repeats) as conditions:
         ceilings = measure_ceilings(threads, clock=CLOCKS[clock])
         with tempfile.TemporaryDirectory(prefix="mobilenets-profile-") as workdir:
             targets = _targets(models, backend, batch, train, threads, seed, clock, Path(workdir))
@@ -684,20 +677,13 @@ def profile(
                 _model_profile(target, backend, batch, train, repeats, times[(index, "plain")])
                 for index, target in enumerate(targets)
             ]
-    finally:
-        torch.set_num_threads(previous)
     settings = {
         "backend": backend,
         "batch": batch,
         "train": train,
-        "threads": threads,
-        "repeats": repeats,
         "clock": clock,
-        "warmup": warmup,
         "dtype": "float32",
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
+        **conditions,
     }
     return ProfileReport(machine_description(), settings, ceilings, profiles)
 

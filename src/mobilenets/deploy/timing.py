@@ -12,11 +12,13 @@ once per round.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Hashable, Mapping
-from typing import TypeVar
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,38 @@ Runner = Callable[[], object]
 
 
 KeyT = TypeVar("KeyT", bound=Hashable)
+
+
+def load_average() -> list[float] | None:
+    """1-, 5- and 15-minute load averages: how busy the machine was besides us."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def measuring(threads: int, warmup: int, repeats: int) -> Iterator[dict[str, Any]]:
+    """The one measurement kit of bench, profile, choose: PyTorch's intra-op threads set to
+    `threads` for the block (and restored after it, whatever happens), and the conditions every
+    report prints beside its figures: threads, warm-up calls, rounds, OMP_WAIT_POLICY (busy-waiting
+    OpenMP threads make a neighbour's load stretch every step) and the load average before and
+    after. Yields that dict; the "after" entry is filled when the block ends."""
+    conditions: dict[str, Any] = {
+        "threads": threads,
+        "warmup": warmup,
+        "repeats": repeats,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (active spinning)"),
+        "load_average_before": load_average(),
+        "load_average_after": None,
+    }
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield conditions
+    finally:
+        torch.set_num_threads(previous)
+        conditions["load_average_after"] = load_average()
 
 
 def time_interleaved(
