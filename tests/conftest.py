@@ -12,6 +12,13 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # (set in a test module, it came too late whenever an earlier module had imported the package).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Under pytest-xdist (`make test` runs two workers on a 2-core machine) each worker computes on one
+# intra-op thread: two workers of two threads each would oversubscribe the cores, and one thread is
+# what the single-process run gives most tests anyway (the `digits` and `one_thread` fixtures set it).
+# Tests that time something pass their own thread count (bench, profile), or compare two timings taken
+# under the same threads (compare).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
