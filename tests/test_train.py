@@ -120,10 +120,9 @@ def test_two_process_ddp_on_gloo(tmp_path):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # a free port: other test processes (xdist workers, other runs) may train too
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29517",
         "-m",
         "mobilenets",
         "train",
