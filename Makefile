@@ -45,9 +45,14 @@ demo: $(CORE_STAMP)
 	rm -rf runs/demo
 	$(VENV)/bin/mobilenets compare -o runs/demo
 
-# The ExecuTorch and LiteRT tests run in a process of their own: once their native runtimes (and
+# The ExecuTorch and LiteRT tests run in processes of their own: once their native runtimes (and
 # litert-torch's jax) are loaded, a later training test crashed the shared pytest process.
 ISOLATED := tests/test_executorch.py tests/test_tflite.py tests/test_runtimes.py
+# Two pytest-xdist workers, one intra-op thread each (tests/conftest.py); tests go to whichever worker
+# is free, except a module marked xdist_group, which one worker runs whole. PYTEST_WORKERS=0 runs
+# everything in one process.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 # The browser tests need ONNX Runtime Web (npm) and Chromium (apt); where either cannot be installed
 # those tests skip and say which is missing, and the rest of the suite still runs.
 test: $(STAMP)
@@ -55,12 +60,12 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(PYTHON) -m pytest $(addprefix --ignore=,$(ISOLATED))
-	$(PYTHON) -m pytest $(ISOLATED)
+	$(PYTHON) -m pytest $(XDIST) $(addprefix --ignore=,$(ISOLATED))
+	$(PYTHON) -m pytest $(XDIST) $(ISOLATED)
 
 # The suite without the tests marked slow and without the isolated runtime tests: for the edit-test loop.
 test-fast: $(STAMP)
-	MOBILENETS_FAST=1 $(PYTHON) -m pytest -q $(addprefix --ignore=,$(ISOLATED))
+	MOBILENETS_FAST=1 $(PYTHON) -m pytest -q $(XDIST) $(addprefix --ignore=,$(ISOLATED))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

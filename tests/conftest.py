@@ -1,4 +1,7 @@
+import fcntl
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,13 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 # (set in a test module, it came too late whenever an earlier module had imported the package).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Under pytest-xdist (`make test` runs two workers on a 2-core machine) each worker computes on one
+# intra-op thread: two workers of two threads each would oversubscribe the cores, and one thread is
+# what the single-process run gives most tests anyway (the `digits` and `one_thread` fixtures set it).
+# Tests that time something pass their own thread count (bench, profile), or compare two timings taken
+# under the same threads (compare).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -58,17 +68,44 @@ def keras_v1_file(tmp_path_factory):
     return path
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """A folder that `make(folder)` fills, made once per test run: under pytest-xdist the first worker
+    to ask makes it in the run's own temporary folder (above each worker's) while the others wait, and
+    every worker then copies it into its own, so that what one test writes there no other sees."""
+    own = tmp_path_factory.mktemp(name)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        make(own)
+        return own
+    run = tmp_path_factory.getbasetemp().parent
+    shared, done = run / f"shared-{name}", run / f"shared-{name}.done"
+    with open(run / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+        if not done.exists():
+            shutil.rmtree(shared, ignore_errors=True)  # a worker that died halfway
+            shared.mkdir()
+            make(shared)
+            done.touch()
+    shutil.copytree(shared, own, dirs_exist_ok=True)
+    return own
+
+
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory):
     """A MobileNetV1 (width 0.25, 32×32) trained for a few seconds on digits, its checkpoint, and a
-    class-per-folder image folder of held-out digits for calibration and evaluation."""
+    class-per-folder image folder of held-out digits for calibration and evaluation. Trained once per
+    test run (made_once): ~14 s of CPU."""
+    torch.set_num_threads(1)
+    root = made_once(tmp_path_factory, "digits", train_digits)
+    return root / "digits.safetensors", root / "images"
+
+
+def train_digits(root: Path) -> None:
     from PIL import Image
     from sklearn.datasets import load_digits
 
     from mobilenets import create_model
     from mobilenets.checkpoint import save_checkpoint
 
-    torch.set_num_threads(1)
     data = load_digits()
     pixels = (data.images / 16.0 * 255).astype(np.uint8)  # 8×8, 0..16 → 0..255
     order = np.random.default_rng(0).permutation(len(pixels))
@@ -91,8 +128,7 @@ def digits(tmp_path_factory):
             loss.backward()
             optimizer.step()
     model.eval()
-    root = tmp_path_factory.mktemp("digits")
-    checkpoint = save_checkpoint(
+    save_checkpoint(
         root / "digits.safetensors",
         model,
         class_names=[str(d) for d in range(10)],
@@ -103,4 +139,3 @@ def digits(tmp_path_factory):
         (folder / str(data.target[i])).mkdir(parents=True, exist_ok=True)
         image = Image.fromarray(pixels[i]).resize((32, 32), Image.BILINEAR).convert("RGB")
         image.save(folder / str(data.target[i]) / f"{i}.png")
-    return checkpoint, folder

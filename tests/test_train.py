@@ -19,6 +19,8 @@ from mobilenets.data import MemoryLoader
 from mobilenets.training.train import Interrupted, TrainConfig, train
 
 TINY = {"width_mult": 0.25}
+# Dropout draws from the RNG every step: the resume tests check that its state is restored too.
+DROPOUT = {**TINY, "dropout": 0.2}
 
 
 def config(out, **changes):
@@ -30,8 +32,9 @@ def config(out, **changes):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """A 2-epoch run, uninterrupted: the tests below read it, and the resume tests compare against it."""
     out = tmp_path_factory.mktemp("digits")
-    result = train(config(out))
+    result = train(config(out, model_options=DROPOUT))
     return out, result
 
 
@@ -75,9 +78,8 @@ def interrupt_after(monkeypatch, steps):
 
 @pytest.mark.parametrize("stop_after", [70, 50])  # mid-epoch 2, and exactly the end of epoch 1 (50 steps)
 def test_resume_is_bit_exact(tmp_path, monkeypatch, trained, stop_after):
-    _, uninterrupted = trained
-    cfg = config(tmp_path / "run", model_options={**TINY, "dropout": 0.2})
-    reference = train(config(tmp_path / "ref", model_options={**TINY, "dropout": 0.2})).model
+    reference = trained[1].model  # the same recipe, uninterrupted
+    cfg = config(tmp_path / "run", model_options=DROPOUT)
     with monkeypatch.context() as patch:
         interrupt_after(patch, stop_after)
         with pytest.raises(Interrupted, match="continue with --resume"):
@@ -120,10 +122,9 @@ def test_two_process_ddp_on_gloo(tmp_path):
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # a free port: other test processes (xdist workers, other runs) may train too
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29517",
         "-m",
         "mobilenets",
         "train",
