@@ -587,6 +587,8 @@ class TrainingRun:
         self.last_metrics: dict = {}
         self.bar = None  # one progress bar for the whole run (its ETA is the run's), on rank 0
         self.provenance = provenance()
+        # The TrainConfig as files record it (absolute paths relative to where the run started)
+        self.recorded_config = portable_config(config)
 
     def run(self) -> TrainResult:
         self.build()
@@ -702,7 +704,7 @@ class TrainingRun:
             )
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-            self.write_run_file(self.out / "train_config.json", json.dumps(self.recorded_config(), indent=2))
+            self.write_run_file(self.out / "train_config.json", json.dumps(self.recorded_config, indent=2))
         if self.pending_validation is not None:
             if self.rank == 0:
                 self.finish_epoch(self.pending_validation)
@@ -878,10 +880,6 @@ class TrainingRun:
         else:
             print(line, file=sys.stderr, flush=True)
 
-    def recorded_config(self) -> dict:
-        """The TrainConfig as files record it: absolute paths relative to where the run started."""
-        return portable_config(self.config)
-
     def save(
         self,
         path: Path,
@@ -901,7 +899,7 @@ class TrainingRun:
                 metadata={
                     "epoch": next_epoch,
                     "step": next_step,
-                    "train_config": self.recorded_config(),
+                    "train_config": self.recorded_config,
                     "split": self.bundle.split,
                     "optimizer": optimizer_doc,
                     "schedule": {"global_step": next_epoch * self.steps_per_epoch + next_step},
