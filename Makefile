@@ -48,11 +48,14 @@ demo: $(CORE_STAMP)
 # The ExecuTorch and LiteRT tests run in processes of their own: once their native runtimes (and
 # litert-torch's jax) are loaded, a later training test crashed the shared pytest process.
 ISOLATED := tests/test_executorch.py tests/test_tflite.py tests/test_runtimes.py
-# Two pytest-xdist workers, one intra-op thread each (tests/conftest.py); tests go to whichever worker
-# is free, except a module marked xdist_group, which one worker runs whole. PYTEST_WORKERS=0 runs
-# everything in one process.
+# Two pytest-xdist workers, one intra-op thread each (tests/conftest.py). worksteal gives each worker
+# half of the tests in file order and lets an idle one take over half of what the other has left: a
+# module's fixtures (a training run, exports) are mostly built by one worker, not both, as with
+# --dist load, and neither waits on the other at the end, as with loadfile. (loadgroup would group
+# by fixture, but with pytest 9.2 and pytest-xdist 3.8 it groups nothing: pytest-xdist#1386.)
+# PYTEST_WORKERS=0 runs everything in one process.
 PYTEST_WORKERS ?= 2
-XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
+XDIST := -n $(PYTEST_WORKERS) --dist worksteal
 # The browser tests need ONNX Runtime Web (npm) and Chromium (apt); where either cannot be installed
 # those tests skip and say which is missing, and the rest of the suite still runs.
 test: $(STAMP)

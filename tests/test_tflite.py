@@ -18,9 +18,7 @@ from helpers import native_stderr, randomized
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert.interpreter")
 
-# One xdist worker runs this module (make test: --dist loadgroup): it exports v1_file once, and loads
-# the runtime once.
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("tflite")]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 RELATIVE_TOLERANCE = 1e-4  # float32 logits against PyTorch's, relative to the largest logit
 
