@@ -43,6 +43,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def two_threads():
+    """Torch runs 2 intra-op threads during the test, and the count it had again after: for tests that
+    check a measurement at --threads 1 restores the caller's count (under xdist the caller's is 1 too,
+    which would pass unrestored)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def keras_v1_file(tmp_path_factory):
     """A MobileNet(alpha=0.25) as Keras would give it, in the legacy .h5 layout, with random

@@ -20,16 +20,6 @@ def run_bench_cli(*argv: str) -> str:
     return args.run(args)
 
 
-@pytest.fixture
-def two_threads():
-    """The caller runs 2 threads during the test: not the bench's --threads 1 (nor an xdist worker's 1),
-    so a bench that does not restore the caller's count is caught. Its own count again after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_tiny_bench_json_is_well_formed(two_threads):
     previous = torch.get_num_threads()
     out = run_bench_cli(

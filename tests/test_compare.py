@@ -92,7 +92,7 @@ def test_training_ratio_is_immune_to_load_during_one_run(tmp_path, monkeypatch):
     assert loaded_ratio == pytest.approx(quiet_ratio, rel=0.25), (quiet_ratio, loaded_ratio)
 
 
-def test_the_measurement_kit_sets_threads_records_conditions_and_restores():
+def test_the_measurement_kit_sets_threads_records_conditions_and_restores(two_threads):
     from mobilenets.deploy.timing import measuring
 
     before = torch.get_num_threads()
