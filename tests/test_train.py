@@ -184,13 +184,15 @@ def test_eval_and_predict_on_the_trained_checkpoint(trained, tmp_path, capsys):
         (["predict", "/tmp/missing.safetensors", "x.png"], "no checkpoint at"),
     ],
 )
-def test_cli_errors_exit_2(capsys, argv, message):
+def test_cli_errors_exit_2(capsys, argv, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a failed train without --output leaves an empty runs/ where it ran
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
 
-def test_cli_refuses_to_overwrite_a_run_and_rejects_empty_folders(trained, tmp_path, capsys):
+def test_cli_refuses_to_overwrite_a_run_and_rejects_empty_folders(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the train without --output below leaves an empty runs/ where it ran
     out, _ = trained
     assert main(["train", "--output", str(out), "--epochs", "1"]) == 2
     assert "pass --resume" in capsys.readouterr().err
