@@ -185,20 +185,24 @@ def test_eval_and_predict_on_the_trained_checkpoint(trained, tmp_path, capsys):
     ],
 )
 def test_cli_errors_exit_2(capsys, argv, message, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # a failed train without --output leaves an empty runs/ where it ran
+    monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # a failed command leaves no runs/ (or anything) behind
 
 
 def test_cli_refuses_to_overwrite_a_run_and_rejects_empty_folders(trained, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the train without --output below leaves an empty runs/ where it ran
+    monkeypatch.chdir(tmp_path)
     out, _ = trained
     assert main(["train", "--output", str(out), "--epochs", "1"]) == 2
     assert "pass --resume" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["train", "--data", str(tmp_path / "empty")]) == 2
     assert "no images found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nor the parent of the default --output runs/train
+    assert main(["train", "--data", str(tmp_path / "empty"), "-o", str(tmp_path / "a" / "b" / "c")]) == 2
+    assert not (tmp_path / "a").exists()
     assert main(["predict", str(out / "last.safetensors"), str(tmp_path / "nope.png")]) == 2
     assert "no image at" in capsys.readouterr().err
 

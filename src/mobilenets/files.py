@@ -7,6 +7,7 @@ the fix; the CLI prints it and exits 1.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -181,6 +182,12 @@ def remove_unused_folder(folder: str | os.PathLike) -> None:
             folder.rmdir()
     except OSError:
         pass  # best effort: never hide the error that brought us here
+
+
+def remove_empty_folder(folder: str | os.PathLike) -> None:
+    """Remove `folder` if it is empty (a parent a failed run created); anything else stays."""
+    with contextlib.suppress(OSError):  # not empty, or gone: best effort, as remove_unused_folder
+        Path(folder).rmdir()
 
 
 class OutputLock:

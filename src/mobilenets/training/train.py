@@ -43,6 +43,7 @@ from ..files import (
     OutputLock,
     check_writable_folder,
     portable_path,
+    remove_empty_folder,
     remove_stale_temporaries,
     remove_unused_folder,
     replace_folder,
@@ -525,7 +526,8 @@ def train(config: TrainConfig) -> TrainResult:
 def run_in_folder(config: TrainConfig, folder: Path, rank: int, world_size: int) -> TrainResult:
     """Rank 0's run with its output in `folder`: created if needed, locked, removed again when the
     run fails before writing anything."""
-    created = not folder.exists()
+    # The folders this run creates (runs/ too for runs/x): a run that fails early removes them again.
+    created = [parent for parent in (folder, *folder.absolute().parents) if not parent.exists()]
     out = check_writable_folder(folder, "--output folder")
     try:
         with OutputLock(out):
@@ -542,6 +544,8 @@ def run_in_folder(config: TrainConfig, folder: Path, rank: int, world_size: int)
     except BaseException:
         if created:  # a run that failed before writing anything leaves no folder (and no lock) behind
             remove_unused_folder(out)
+            for parent in created[1:]:
+                remove_empty_folder(parent)
         raise
 
 
