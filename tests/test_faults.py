@@ -240,6 +240,16 @@ def test_eval_keeps_an_existing_png_unless_force(run, tmp_path, capsys):
     assert target.read_bytes().startswith(b"\x89PNG")
 
 
+def test_a_failed_eval_leaves_no_folder_for_its_png(run, tmp_path, capsys):
+    target = tmp_path / "new" / "sub" / "confusion.png"  # checked, but made only when written
+    argv = ["eval", str(run / "best.safetensors"), "--output", str(target)]
+    assert main([*argv, "--data", str(tmp_path / "no-such-data")]) == 2
+    one_error_line(capsys, "does not exist")
+    assert list(tmp_path.iterdir()) == []
+    assert main([*argv, "--data", "digits"]) == 0
+    assert target.read_bytes().startswith(b"\x89PNG")
+
+
 # --------------------------------------------------------------------------------------------
 # 4. One run per output folder
 # --------------------------------------------------------------------------------------------

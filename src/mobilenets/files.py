@@ -7,7 +7,6 @@ the fix; the CLI prints it and exits 1.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import shutil
@@ -59,11 +58,14 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output folder"
 
 
 def check_writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
-    """The folder of `path` can take a new file, and `path` itself is not a folder."""
+    """The folder of `path` can take a new file, and `path` itself is not a folder. Nothing is
+    created: a folder that does not exist yet is made when the file is written, and checked here
+    through its nearest existing parent (a command that fails before writing leaves no folder)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder; name a file")
-    check_writable_folder(path.parent, f"folder of the {what}")
+    nearest = next(folder for folder in path.parents if folder.exists())  # "." or "/" at the latest
+    check_writable_folder(nearest, f"folder of the {what}")
     return path
 
 
@@ -170,24 +172,28 @@ def umask() -> int:
     return mask
 
 
-def remove_unused_folder(folder: str | os.PathLike) -> None:
-    """Remove `folder` when it holds nothing but what a run writes before its first result (its
-    lock and its train_config.json): a run that failed early leaves the disk as it found it."""
+def missing_folders(folder: str | os.PathLike) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first: what creating it
+    makes (see `remove_unused_folders`)."""
     folder = Path(folder)
-    try:
-        contents = {entry.name for entry in folder.iterdir()}
-        if contents <= {LOCK_NAME, "train_config.json"}:
+    return [path for path in (folder, *folder.parents) if not path.exists()]
+
+
+def remove_unused_folders(created: list[Path]) -> None:
+    """Remove the folders a run created (`missing_folders` before it began, deepest first) when
+    they hold nothing but what a run writes before its first result (its lock and its
+    train_config.json, in the deepest): a run that failed early leaves the disk as it found it."""
+    for index, folder in enumerate(created):
+        disposable = {LOCK_NAME, "train_config.json"} if index == 0 else set()
+        try:
+            contents = {entry.name for entry in folder.iterdir()}
+            if not contents <= disposable:
+                return  # this one stays, and so do its parents
             for name in contents:
                 (folder / name).unlink()
             folder.rmdir()
-    except OSError:
-        pass  # best effort: never hide the error that brought us here
-
-
-def remove_empty_folder(folder: str | os.PathLike) -> None:
-    """Remove `folder` if it is empty (a parent a failed run created); anything else stays."""
-    with contextlib.suppress(OSError):  # not empty, or gone: best effort, as remove_unused_folder
-        Path(folder).rmdir()
+        except OSError:
+            return  # best effort: never hide the error that brought us here
 
 
 class OutputLock:
@@ -280,6 +286,7 @@ __all__ = [
     "replace_folder",
     "remove_stale_temporaries",
     "umask",
-    "remove_unused_folder",
+    "missing_folders",
+    "remove_unused_folders",
     "write_atomically",
 ]

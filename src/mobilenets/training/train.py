@@ -42,10 +42,10 @@ from ..files import (
     OutputError,
     OutputLock,
     check_writable_folder,
+    missing_folders,
     portable_path,
-    remove_empty_folder,
     remove_stale_temporaries,
-    remove_unused_folder,
+    remove_unused_folders,
     replace_folder,
     write_atomically,
 )
@@ -526,10 +526,9 @@ def train(config: TrainConfig) -> TrainResult:
 def run_in_folder(config: TrainConfig, folder: Path, rank: int, world_size: int) -> TrainResult:
     """Rank 0's run with its output in `folder`: created if needed, locked, removed again when the
     run fails before writing anything."""
-    # The folders this run creates (runs/ too for runs/x): a run that fails early removes them again.
-    created = [parent for parent in (folder, *folder.absolute().parents) if not parent.exists()]
-    out = check_writable_folder(folder, "--output folder")
+    created = missing_folders(folder)  # runs/ too for runs/x: a run that fails early removes them
     try:
+        out = check_writable_folder(folder, "--output folder")
         with OutputLock(out):
             remove_stale_temporaries(out)  # of writes a killed run left; no one else writes here now
             last_path = out / "last.safetensors"
@@ -542,10 +541,7 @@ def run_in_folder(config: TrainConfig, folder: Path, rank: int, world_size: int)
                 check_resume_config(read_header(last_path).get("train_config"), config, last_path)
             return TrainingRun(config, out, rank, world_size).run()
     except BaseException:
-        if created:  # a run that failed before writing anything leaves no folder (and no lock) behind
-            remove_unused_folder(out)
-            for parent in created[1:]:
-                remove_empty_folder(parent)
+        remove_unused_folders(created)  # a run that failed before writing anything leaves no folder
         raise
 
 
