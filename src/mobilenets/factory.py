@@ -11,7 +11,7 @@ from .kernels import check_backend, use_backend
 from .models import MobileNet
 from .pretrained.registry import list_weights
 from .pretrained.weights import pretrained_model
-from .zoo import UnknownModelError, model_config
+from .zoo import check_model_name, model_config
 from .zoo import list_models as zoo_models
 
 
@@ -28,8 +28,7 @@ def list_models(pretrained: bool = False) -> list[str]:
 def default_weights(name: str) -> str:
     """The weights `pretrained=True` loads for model `name`: the first registered for it (ImageNet
     weights where a library publishes them, else those this project trained)."""
-    if name not in zoo_models():
-        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(zoo_models())}")
+    check_model_name(name)
     entries = list_weights(name)
     if not entries:
         raise ValueError(

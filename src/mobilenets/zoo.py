@@ -357,10 +357,15 @@ def recorded_options(config: ModelConfig) -> dict:
     return options
 
 
-def model_config(name: str, **options: Any) -> ModelConfig:
-    """The config of a zoo model: `model_config("mobilenet_v1", width_mult=0.5, resolution=160)`."""
+def check_model_name(name: str) -> None:
+    """Raise `UnknownModelError`, naming the zoo's models, unless `name` is one of them."""
     if name not in CONFIG_BUILDERS:
         raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(CONFIG_BUILDERS)}")
+
+
+def model_config(name: str, **options: Any) -> ModelConfig:
+    """The config of a zoo model: `model_config("mobilenet_v1", width_mult=0.5, resolution=160)`."""
+    check_model_name(name)
     chosen = ModelOptions.from_kwargs(options)
     config = CONFIG_BUILDERS[name](chosen)
     if chosen.stem_stride != 2:  # every model's block 0 is its stride-2 stem convolution

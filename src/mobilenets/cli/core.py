@@ -22,7 +22,7 @@ from ..training.compare import compare_twins, format_compare, write_compare_repo
 from ..training.evaluate import collapse_warning, evaluate_checkpoint, predict
 from ..training.train import TrainConfig, train
 from ..training.transfer import weights_model_name
-from ..zoo import list_models, model_config
+from ..zoo import check_model_name, list_models, model_config
 from .options import (
     OLD,
     add_dataclass_options,
@@ -205,8 +205,7 @@ def run_train(args: argparse.Namespace) -> str:
     if args.weights and not args.model and "model" not in resumed:  # the weights' own model
         resumed["model"] = weights_model_name(args.weights) or TrainConfig.model
     config = _train_config(args, **resumed)
-    if config.model not in list_models():
-        raise ValueError(f"unknown model {config.model!r}; available: {', '.join(list_models())}")
+    check_model_name(config.model)
     result = train(config)
     if result.rank != 0:  # under torchrun rank 0 alone reports
         return ""

@@ -202,12 +202,8 @@ def quiet_tools(logger_name: str = "torch.onnx") -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 @torch.inference_mode()
 def run_torch(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.concatenate(
-        [
-            model(torch.from_numpy(images[i : i + batch_size])).numpy()
-            for i in range(0, len(images), batch_size)
-        ]
-    )
+    """The PyTorch reference: `model`'s outputs for N×C×H×W `images`, `batch_size` at a time."""
+    return run_in_batches(lambda batch: model(torch.from_numpy(batch)).numpy(), images, batch_size, pad=False)
 
 
 def run_in_batches(
