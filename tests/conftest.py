@@ -1,3 +1,4 @@
+import contextlib
 import fcntl
 import os
 import shutil
@@ -33,14 +34,23 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """PyTorch's intra-op threads set to `count` for the block, and the count it had restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     # On a small shared machine OpenMP's second thread spins waiting for a busy core: one thread
     # runs these small models' forward passes up to 100× faster there. Restored afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture
@@ -48,10 +58,8 @@ def two_threads():
     """Torch runs 2 intra-op threads during the test, and the count it had again after: for tests that
     check a measurement at --threads 1 restores the caller's count (under xdist the caller's is 1 too,
     which would pass unrestored)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(2):
+        yield
 
 
 @pytest.fixture(scope="module")
